@@ -1,0 +1,234 @@
+//! RecordingPolicy: where recordings go and how long they stay.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Conditions, LocalObjectReference};
+
+/// Largest `capture.maxBodyBytes` accepted: 16 MiB.
+pub const MAX_CAPTURE_BODY_BYTES: i64 = 16 * 1024 * 1024;
+
+/// Where the sessions of the connections that reference this policy are recorded, how long the
+/// recordings are kept, what is captured and what is redacted.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "chaperone.dev",
+    version = "v1alpha1",
+    kind = "RecordingPolicy",
+    namespaced,
+    status = "RecordingPolicyStatus",
+    shortname = "recpol",
+    category = "chaperone",
+    printcolumn = r#"{"name":"Bucket","type":"string","jsonPath":".spec.s3.bucket"}"#,
+    printcolumn = r#"{"name":"Prefix","type":"string","jsonPath":".spec.s3.prefix"}"#,
+    printcolumn = r#"{"name":"Retention","type":"integer","jsonPath":".spec.retention.days"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.objectLock) || self.retention.days >= self.objectLock.days",
+    "message": "retention.days must be at least objectLock.days: objects cannot expire while locked",
+    "fieldPath": ".retention.days"
+}]))]
+pub struct RecordingPolicySpec {
+    /// The S3 bucket and prefix recordings are written under.
+    pub s3: S3Destination,
+    /// How long recordings are kept; the operator writes matching lifecycle rules for the prefix.
+    pub retention: Retention,
+    /// S3 Object Lock retention applied to every recording object. The bucket must have Object Lock
+    /// enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
+    /// How much of each request and response body is captured.
+    #[serde(default)]
+    pub capture: Capture,
+    /// Values replaced by their sha256 before anything is written.
+    #[serde(default)]
+    pub redact: Redaction,
+    /// What the gateway does when it cannot record: FailClosed refuses new calls (the default),
+    /// FailOpen forwards them unrecorded and says so in logs and metrics.
+    #[serde(default)]
+    pub on_failure: FailureMode,
+}
+
+/// The S3 location of recordings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Destination {
+    /// Bucket name: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a
+    /// letter or digit.
+    #[schemars(length(max = 63))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$') && !self.contains('..')",
+        "message": "must be a valid S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit"
+    }]))]
+    pub bucket: String,
+    /// Key prefix, e.g. `agents/`. Recordings land under `<prefix>v1/<namespace>/<connection>/`.
+    #[serde(default)]
+    #[schemars(length(max = 512))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == '' || (self.endsWith('/') && !self.startsWith('/'))",
+        "message": "prefix must be empty or end with '/' and not start with '/', e.g. agents/"
+    }]))]
+    pub prefix: String,
+    /// The bucket's region.
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-\d+$"), length(max = 32))]
+    pub region: String,
+    /// Endpoint URL of an S3-compatible store; AWS's regional endpoint when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://.+"), length(max = 2048))]
+    pub endpoint: Option<String>,
+    /// Credentials for writing recordings. When unset the gateway uses its own ambient credentials
+    /// (e.g. IRSA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<RecorderCredentials>,
+    /// Server-side encryption of recording objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_side_encryption: Option<ServerSideEncryption>,
+}
+
+/// Credentials the recorder writes with.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecorderCredentials {
+    /// Secret in this namespace with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    pub secret_ref: LocalObjectReference,
+}
+
+/// Server-side encryption settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerSideEncryption {
+    /// KMS key id or ARN for SSE-KMS; SSE-S3 (AES256) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub kms_key_id: Option<String>,
+}
+
+/// Retention of recording objects.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Retention {
+    /// Days after which recording objects expire (at least 1).
+    #[schemars(range(min = 1, max = 36500))]
+    pub days: i32,
+    /// Storage-class transitions before expiry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub transitions: Vec<Transition>,
+}
+
+/// A lifecycle transition to another storage class.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    /// Days after creation at which objects move.
+    #[schemars(range(min = 0, max = 36500))]
+    pub days: i32,
+    /// Target storage class.
+    pub storage_class: StorageClass,
+}
+
+/// S3 storage classes a transition may target.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+pub enum StorageClass {
+    /// S3 Standard-Infrequent Access.
+    STANDARD_IA,
+    /// S3 One Zone-Infrequent Access.
+    ONEZONE_IA,
+    /// S3 Intelligent-Tiering.
+    INTELLIGENT_TIERING,
+    /// S3 Glacier Instant Retrieval.
+    GLACIER_IR,
+    /// S3 Glacier Flexible Retrieval.
+    GLACIER,
+    /// S3 Glacier Deep Archive.
+    DEEP_ARCHIVE,
+}
+
+/// Object Lock retention for recording objects.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectLock {
+    /// Governance (removable by privileged users) or Compliance (removable by no one).
+    pub mode: ObjectLockMode,
+    /// Days each object stays locked.
+    #[schemars(range(min = 1, max = 36500))]
+    pub days: i32,
+}
+
+/// S3 Object Lock modes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ObjectLockMode {
+    /// Privileged users may shorten or remove the lock.
+    Governance,
+    /// No one may shorten or remove the lock until it expires.
+    Compliance,
+}
+
+/// Body capture limits.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Capture {
+    /// Bytes of each body stored (0 to 16 MiB). Beyond it the body is truncated, flagged so, and its
+    /// full length and full sha256 are still recorded.
+    #[serde(default = "default_max_body_bytes")]
+    #[schemars(range(min = 0, max = 16777216))]
+    pub max_body_bytes: i64,
+}
+
+fn default_max_body_bytes() -> i64 {
+    1024 * 1024
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Self { max_body_bytes: default_max_body_bytes() }
+    }
+}
+
+/// Redaction applied before recording. Credentials are always redacted whatever this says.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Redaction {
+    /// Header names (case-insensitive) whose values are replaced by their sha256.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 256)))]
+    pub headers: Vec<String>,
+    /// Per IAM action, JSON pointers (RFC 6901) into the request or response body whose values are
+    /// replaced by their sha256, e.g. `{"secretsmanager:GetSecretValue": ["/SecretString"]}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 256))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.all(k, k.matches('^[a-z0-9-]+:[A-Za-z0-9*?]+$') && self[k].all(p, p == '' || p.startsWith('/')))",
+        "message": "keys must be IAM actions like secretsmanager:GetSecretValue and values JSON pointers starting with '/'"
+    }]))]
+    pub actions: BTreeMap<String, Vec<String>>,
+}
+
+/// What the gateway does when recording is impossible.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum FailureMode {
+    /// Refuse new calls with a clear error until recording works again.
+    #[default]
+    FailClosed,
+    /// Forward calls unrecorded, loudly.
+    FailOpen,
+}
+
+/// Observed state of a RecordingPolicy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingPolicyStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, BucketReachable, LifecycleApplied and ObjectLockVerified conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Conditions,
+}
