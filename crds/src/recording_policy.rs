@@ -1,7 +1,5 @@
 //! RecordingPolicy: where recordings go and how long they stay.
 
-use std::collections::BTreeMap;
-
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -201,14 +199,22 @@ pub struct Redaction {
     #[schemars(length(max = 64), inner(length(min = 1, max = 256)))]
     pub headers: Vec<String>,
     /// Per IAM action, JSON pointers (RFC 6901) into the request or response body whose values are
-    /// replaced by their sha256, e.g. `{"secretsmanager:GetSecretValue": ["/SecretString"]}`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 256))]
-    #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self.all(k, k.matches('^[a-z0-9-]+:[A-Za-z0-9*?]+$') && self[k].all(p, p == '' || p.startsWith('/')))",
-        "message": "keys must be IAM actions like secretsmanager:GetSecretValue and values JSON pointers starting with '/'"
-    }]))]
-    pub actions: BTreeMap<String, Vec<String>>,
+    /// replaced by their sha256, e.g. `{action: secretsmanager:GetSecretValue, pointers: [/SecretString]}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128))]
+    pub actions: Vec<ActionRedaction>,
+}
+
+/// Body values redacted for one IAM action.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionRedaction {
+    /// The IAM action, e.g. `secretsmanager:GetSecretValue`.
+    #[schemars(regex(pattern = r"^[a-z0-9-]+:[A-Za-z0-9*?]+$"), length(max = 128))]
+    pub action: String,
+    /// JSON pointers into the request and response bodies, each starting with `/`.
+    #[schemars(length(min = 1, max = 32), inner(regex(pattern = r"^/.*$"), length(max = 512)))]
+    pub pointers: Vec<String>,
 }
 
 /// What the gateway does when recording is impossible.

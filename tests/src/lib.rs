@@ -1,5 +1,20 @@
 //! Chaperone's local environment and end-to-end tests.
 //!
 //! The environment runs the real parts as processes, built or installed by the project itself:
-//! etcd and kube-apiserver built from Go modules (`tests/go/`), moto's S3/AWS server and the AWS CLI
-//! and boto3 in a Python virtualenv. Tests, the demo and the benchmarks share it.
+//! etcd and kube-apiserver built from Go modules (`tests/go/`), moto's S3/AWS server with signature
+//! checking, and the AWS CLI and boto3 in a Python virtualenv (`tests/python/`). Tests, the demo and
+//! the benchmarks share it; `chaperone-env` provisions and starts it from the command line.
+
+pub mod aws;
+pub mod control_plane;
+pub mod env;
+pub mod objects;
+pub mod paths;
+pub mod pki;
+pub mod ports;
+pub mod process;
+pub mod provision;
+
+pub use aws::{AwsUser, MotoServer};
+pub use control_plane::ControlPlane;
+pub use env::LocalEnv;

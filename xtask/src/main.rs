@@ -1,1 +1,113 @@
-fn main() {}
+//! `cargo xtask`: the project's tasks.
+//!
+//! - `test`: provisions the local environment, then fmt, clippy, unit and integration tests.
+//! - `crdgen`: writes the CRD YAML into `charts/chaperone/crds/`.
+//! - `demo`, `bench`: the whole story and the benchmarks (see their issues).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", about = "Chaperone's project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand, Debug)]
+enum Task {
+    /// Provision what is missing, then run cargo fmt --check, clippy -D warnings and every test.
+    Test {
+        /// Extra arguments passed to `cargo test` (e.g. a test name filter after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cargo_test_args: Vec<String>,
+    },
+    /// Write the CustomResourceDefinitions into charts/chaperone/crds/.
+    Crdgen,
+    /// Run the whole story on a local control plane (not built yet).
+    Demo,
+    /// Measure the gateway against direct calls and peers (not built yet).
+    Bench,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Task::Test { cargo_test_args } => test(&cargo_test_args),
+        Task::Crdgen => crdgen(),
+        Task::Demo => bail!(
+            "`cargo xtask demo` is not built yet: it needs the gateway, operator and recorder. \
+             `cargo xtask test` runs what exists today."
+        ),
+        Task::Bench => bail!(
+            "`cargo xtask bench` is not built yet: it needs the gateway's data path to measure."
+        ),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+fn step(name: &str, command: &mut Command) -> anyhow::Result<()> {
+    println!("==> {name}");
+    let started = Instant::now();
+    let status = command.status().with_context(|| format!("running {name}"))?;
+    println!(
+        "==> {name}: {} in {:.0} s",
+        if status.success() { "ok" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
+}
+
+fn test(cargo_test_args: &[String]) -> anyhow::Result<()> {
+    let started = Instant::now();
+    step("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    step(
+        "provision the local environment (kube-apiserver, etcd, moto, AWS CLI)",
+        cargo().args([
+            "run",
+            "--quiet",
+            "--package",
+            "chaperone-tests",
+            "--bin",
+            "chaperone-env",
+            "--",
+            "provision",
+        ]),
+    )?;
+    step(
+        "cargo clippy -D warnings",
+        cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    step("cargo test", cargo().args(["test", "--workspace"]).args(cargo_test_args))?;
+    println!("==> all checks passed in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn crdgen() -> anyhow::Result<()> {
+    let dir = workspace_root().join("charts/chaperone/crds");
+    std::fs::create_dir_all(&dir)?;
+    for crd in chaperone_crds::all_crds() {
+        let name = crd.metadata.name.clone().context("CRD without a name")?;
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, chaperone_crds::crd_yaml(&crd)?)?;
+        println!("wrote {}", path.strip_prefix(workspace_root()).unwrap_or(&path).display());
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! etcd and kube-apiserver as local processes, started the way controller-runtime's envtest does.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use kube::{Client, Config, config::Kubeconfig};
+
+use crate::{
+    pki::{CertifiedKey, ServiceAccountKey, TestCa},
+    ports::free_port,
+    process::ManagedProcess,
+    provision::Provisioned,
+};
+
+/// The admin user's name; its client certificate is in `system:masters`.
+pub const ADMIN_USER: &str = "chaperone-admin";
+
+/// A running etcd + kube-apiserver pair with RBAC, a service-account issuer and client certificates.
+#[derive(Debug)]
+pub struct ControlPlane {
+    etcd: ManagedProcess,
+    apiserver: ManagedProcess,
+    dir: PathBuf,
+    url: String,
+    ca: TestCa,
+    sa_key: ServiceAccountKey,
+    admin_kubeconfig: PathBuf,
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver under `dir` and waits until /readyz answers ok.
+    pub async fn start(provisioned: &Provisioned, dir: &Path) -> anyhow::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let ca = TestCa::generate("chaperone-test-ca")?;
+        let serving = ca.serving_cert(&["kubernetes", "kubernetes.default.svc"])?;
+        let sa_key = ServiceAccountKey::generate()?;
+        let pki = dir.join("pki");
+        fs::create_dir_all(&pki)?;
+        fs::write(pki.join("ca.crt"), ca.cert_pem())?;
+        fs::write(pki.join("apiserver.crt"), &serving.cert_pem)?;
+        fs::write(pki.join("apiserver.key"), &serving.key_pem)?;
+        fs::write(pki.join("sa.key"), &sa_key.private_pem)?;
+        fs::write(pki.join("sa.pub"), &sa_key.public_pem)?;
+
+        let etcd_client_port = free_port()?;
+        let etcd_peer_port = free_port()?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_client_port}");
+        let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
+        let mut etcd_cmd = Command::new(&provisioned.etcd);
+        etcd_cmd
+            .arg("--name=chaperone-test")
+            .arg(format!("--data-dir={}", dir.join("etcd").display()))
+            .arg(format!("--listen-client-urls={etcd_url}"))
+            .arg(format!("--advertise-client-urls={etcd_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=chaperone-test={peer_url}"))
+            .arg("--unsafe-no-fsync=true")
+            .arg("--log-level=warn");
+        let etcd = ManagedProcess::start("etcd", etcd_cmd, &dir.join("etcd.log"))?;
+
+        let port = free_port()?;
+        let url = format!("https://127.0.0.1:{port}");
+        let mut apiserver_cmd = Command::new(&provisioned.kube_apiserver);
+        apiserver_cmd
+            .arg(format!("--etcd-servers={etcd_url}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--secure-port={port}"))
+            .arg(format!("--cert-dir={}", pki.display()))
+            .arg(format!("--tls-cert-file={}", pki.join("apiserver.crt").display()))
+            .arg(format!("--tls-private-key-file={}", pki.join("apiserver.key").display()))
+            .arg(format!("--client-ca-file={}", pki.join("ca.crt").display()))
+            .arg(format!("--service-account-key-file={}", pki.join("sa.pub").display()))
+            .arg(format!("--service-account-signing-key-file={}", pki.join("sa.key").display()))
+            .arg(format!("--service-account-issuer={url}"))
+            .arg("--service-account-extend-token-expiration=false")
+            .arg("--authorization-mode=RBAC")
+            .arg("--service-cluster-ip-range=10.96.0.0/16")
+            .arg("--allow-privileged=true")
+            .arg("--enable-priority-and-fairness=false")
+            .arg("--endpoint-reconciler-type=none")
+            .arg("--v=1");
+        let apiserver = ManagedProcess::start(
+            "kube-apiserver",
+            apiserver_cmd,
+            &dir.join("kube-apiserver.log"),
+        )?;
+
+        let admin = ca.client_cert(ADMIN_USER, &["system:masters"])?;
+        let admin_kubeconfig = dir.join("kubeconfig");
+        fs::write(&admin_kubeconfig, kubeconfig_yaml(&url, ca.cert_pem(), &admin, ADMIN_USER))?;
+
+        let mut plane =
+            Self { etcd, apiserver, dir: dir.to_owned(), url, ca, sa_key, admin_kubeconfig };
+        plane.wait_ready(Duration::from_secs(120)).await?;
+        Ok(plane)
+    }
+
+    async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let client = self.client().await?;
+        let mut last_error = String::new();
+        while started.elapsed() < timeout {
+            self.etcd.ensure_running()?;
+            self.apiserver.ensure_running()?;
+            let request = http::Request::get("/readyz").body(Vec::new())?;
+            match client.request_text(request).await {
+                Ok(body) if body.trim() == "ok" => return Ok(()),
+                Ok(body) => last_error = body,
+                Err(e) => last_error = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        bail!(
+            "kube-apiserver at {} was not ready after {} s (last answer: {last_error}); its log is {}",
+            self.url,
+            timeout.as_secs(),
+            self.apiserver.log_path().display()
+        )
+    }
+
+    /// The API server's URL, e.g. `https://127.0.0.1:41234`; also the service-account issuer.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The service-account token issuer (`iss` of every token the API server mints).
+    pub fn issuer(&self) -> &str {
+        &self.url
+    }
+
+    /// The cluster CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+
+    /// The service-account signing key pair.
+    pub fn service_account_key(&self) -> &ServiceAccountKey {
+        &self.sa_key
+    }
+
+    /// Path of the admin kubeconfig (`system:masters`).
+    pub fn admin_kubeconfig(&self) -> &Path {
+        &self.admin_kubeconfig
+    }
+
+    /// The run directory (certificates, etcd data, logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Components' logs, for printing when a test fails.
+    pub fn logs(&self) -> Vec<(&str, &Path)> {
+        vec![
+            (self.etcd.name(), self.etcd.log_path()),
+            (self.apiserver.name(), self.apiserver.log_path()),
+        ]
+    }
+
+    /// A client authenticated as the admin (`system:masters`).
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        client_from_kubeconfig(&fs::read_to_string(&self.admin_kubeconfig)?).await
+    }
+
+    /// A kubeconfig (YAML) for `user` in `groups`, authenticated by a fresh client certificate.
+    pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> anyhow::Result<String> {
+        let cert = self.ca.client_cert(user, groups)?;
+        Ok(kubeconfig_yaml(&self.url, self.ca.cert_pem(), &cert, user))
+    }
+
+    /// Writes a kubeconfig for `user` in `groups` into the run directory and returns its path.
+    pub fn write_kubeconfig_for(&self, user: &str, groups: &[&str]) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(format!("kubeconfig-{user}"));
+        fs::write(&path, self.kubeconfig_for(user, groups)?)?;
+        Ok(path)
+    }
+
+    /// A client authenticated as `user` in `groups` (RBAC applies to it as to anyone).
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> anyhow::Result<Client> {
+        client_from_kubeconfig(&self.kubeconfig_for(user, groups)?).await
+    }
+}
+
+/// Builds a client from kubeconfig YAML.
+pub async fn client_from_kubeconfig(yaml: &str) -> anyhow::Result<Client> {
+    let kubeconfig = Kubeconfig::from_yaml(yaml).context("parsing kubeconfig")?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .context("loading kubeconfig")?;
+    Client::try_from(config).context("building a Kubernetes client")
+}
+
+fn kubeconfig_yaml(url: &str, ca_pem: &str, cert: &CertifiedKey, user: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: chaperone-local
+  cluster:
+    server: {url}
+    certificate-authority-data: {ca}
+users:
+- name: {user}
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: chaperone-local
+  context:
+    cluster: chaperone-local
+    user: {user}
+current-context: chaperone-local
+",
+        ca = B64.encode(ca_pem),
+        cert = B64.encode(&cert.cert_pem),
+        key = B64.encode(&cert.key_pem),
+    )
+}

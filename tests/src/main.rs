@@ -1,0 +1,42 @@
+//! `chaperone-env`: provisions and runs the local environment from the command line.
+
+use clap::{Parser, Subcommand};
+
+/// Chaperone's local environment: etcd, kube-apiserver and moto as processes.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build kube-apiserver and etcd and install the Python tools, unless cached.
+    Provision,
+    /// Start the environment, print how to reach it, and run until interrupted.
+    Up,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Provision => {
+            let provisioned =
+                tokio::task::spawn_blocking(chaperone_tests::provision::provision_all).await??;
+            println!("kube-apiserver: {}", provisioned.kube_apiserver.display());
+            println!("etcd:           {}", provisioned.etcd.display());
+            println!("python venv:    {}", provisioned.python.root.display());
+        }
+        Command::Up => {
+            let env = chaperone_tests::LocalEnv::start().await?;
+            chaperone_tests::env::install_crds(&env.control_plane.client().await?).await?;
+            println!("KUBECONFIG={}", env.control_plane.admin_kubeconfig().display());
+            println!("S3/AWS endpoint (moto): {}", env.moto.endpoint());
+            println!("logs: {}", env.dir().display());
+            println!("environment ready; Ctrl-C stops it");
+            tokio::signal::ctrl_c().await?;
+        }
+    }
+    Ok(())
+}

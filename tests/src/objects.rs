@@ -1,0 +1,90 @@
+//! Applying YAML objects (the project's `examples/`, or variants of them) through the API server.
+
+use std::fs;
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client,
+    api::{DynamicObject, GroupVersionKind, PostParams},
+    discovery,
+};
+use serde_json::Value;
+
+use crate::paths;
+
+/// An object of `examples/<file>.yaml`, as JSON.
+pub fn example(file: &str) -> anyhow::Result<Value> {
+    let path = paths::workspace_root().join("examples").join(format!("{file}.yaml"));
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Every object in `examples/`, sorted by file name.
+pub fn all_examples() -> anyhow::Result<Vec<(String, Value)>> {
+    let dir = paths::workspace_root().join("examples");
+    let mut names: Vec<String> = fs::read_dir(&dir)?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter_map(|n| n.strip_suffix(".yaml").map(str::to_owned))
+        .collect();
+    names.sort();
+    names.into_iter().map(|n| example(&n).map(|v| (n, v))).collect()
+}
+
+/// Creates a namespace (no error if it exists).
+pub async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name}
+    }))?;
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating namespace {name}")),
+    }
+}
+
+/// Creates `object` in `namespace` (overriding its metadata.namespace) and returns the API
+/// server's answer; the error is kept as [`kube::Error`] so tests can read the refusal.
+pub async fn create_in(
+    client: &Client,
+    namespace: &str,
+    object: &Value,
+) -> anyhow::Result<Result<DynamicObject, kube::Error>> {
+    let mut object: DynamicObject = serde_json::from_value(object.clone())?;
+    object.metadata.namespace = Some(namespace.to_owned());
+    let types = object.types.clone().context("object without apiVersion/kind")?;
+    let gvk = GroupVersionKind::try_from(&types)?;
+    let (resource, _caps) = discovery::pinned_kind(client, &gvk)
+        .await
+        .with_context(|| format!("discovering {}", types.kind))?;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    Ok(api.create(&PostParams::default(), &object).await)
+}
+
+/// Sets the value at a JSON pointer, creating intermediate objects.
+pub fn set(object: &mut Value, pointer: &str, value: Value) {
+    let mut current = object;
+    for part in pointer.trim_start_matches('/').split('/') {
+        if !current.is_object() {
+            *current = Value::Object(Default::default());
+        }
+        current = current
+            .as_object_mut()
+            .map(|m| m.entry(part.to_owned()).or_insert(Value::Null))
+            .expect("just made an object");
+    }
+    *current = value;
+}
+
+/// Removes the value at a JSON pointer, if present.
+pub fn remove(object: &mut Value, pointer: &str) {
+    let (parent, last) = match pointer.rsplit_once('/') {
+        Some(split) => split,
+        None => return,
+    };
+    if let Some(map) = object.pointer_mut(parent).and_then(Value::as_object_mut) {
+        map.remove(last);
+    }
+}

@@ -1,0 +1,318 @@
+//! Builds and installs what the environment needs, once, cached by version under the target dir.
+//!
+//! - `kube-apiserver` and `etcd` are built with `go build` from the wrapper modules in `tests/go/`;
+//!   the cache key is the pinned upstream version plus a hash of the wrapper's files.
+//! - moto's server, the AWS CLI and boto3 go into a virtualenv keyed by the hash of
+//!   `tests/python/requirements.txt`.
+//!
+//! Concurrent callers (parallel test binaries) serialize on a lock file; the first one builds while
+//! the others wait, and everyone prints progress while they wait.
+
+use std::{
+    fs::{self, File},
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+
+use crate::paths;
+
+/// A Go program built from a wrapper module in `tests/go/`.
+#[derive(Debug, Clone, Copy)]
+pub struct GoProgram {
+    /// Binary name.
+    pub name: &'static str,
+    /// Wrapper module directory, relative to `tests/go/`.
+    pub module: &'static str,
+    /// The upstream module whose required version names the build.
+    pub upstream: &'static str,
+    /// Whether to stamp the Kubernetes version into the binary (`k8s.io/component-base/version`).
+    pub kubernetes_version_stamp: bool,
+}
+
+/// kube-apiserver from `k8s.io/kubernetes`.
+pub const KUBE_APISERVER: GoProgram = GoProgram {
+    name: "kube-apiserver",
+    module: "kube-apiserver",
+    upstream: "k8s.io/kubernetes",
+    kubernetes_version_stamp: true,
+};
+
+/// etcd from `go.etcd.io/etcd/server/v3`.
+pub const ETCD: GoProgram = GoProgram {
+    name: "etcd",
+    module: "etcd",
+    upstream: "go.etcd.io/etcd/server/v3",
+    kubernetes_version_stamp: false,
+};
+
+/// The version of `upstream` that a wrapper module's go.mod requires.
+pub fn required_version(go_mod: &str, upstream: &str) -> Option<String> {
+    go_mod.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let first = words.next()?;
+        let (module, version) = if first == "require" {
+            (words.next()?, words.next()?)
+        } else {
+            (first, words.next()?)
+        };
+        (module == upstream && version.starts_with('v')).then(|| version.to_owned())
+    })
+}
+
+fn hash_files(files: &[PathBuf]) -> anyhow::Result<String> {
+    let mut hasher = Sha256::new();
+    for file in files {
+        if file.exists() {
+            hasher.update(fs::read(file).with_context(|| format!("reading {}", file.display()))?);
+        }
+        hasher.update([0u8]);
+    }
+    Ok(hex::encode(&hasher.finalize()[..6]))
+}
+
+/// Holds an exclusive `flock` on a file until dropped.
+struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    fn acquire(path: &Path) -> anyhow::Result<Self> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let file = File::options().create(true).truncate(false).write(true).open(path)?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("could not lock {}: {}", path.display(), std::io::Error::last_os_error());
+        }
+        Ok(Self { _file: file })
+    }
+}
+
+/// Prints "still <what> (N s)" every 20 s until dropped, so long provisioning is never silent.
+struct Ticker(Arc<AtomicBool>);
+
+impl Ticker {
+    fn start(what: String) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let started = Instant::now();
+        std::thread::spawn(move || {
+            let mut last = Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                if last.elapsed() >= Duration::from_secs(20) {
+                    last = Instant::now();
+                    eprintln!("chaperone-env: still {what} ({} s)", started.elapsed().as_secs());
+                }
+            }
+        });
+        Self(done)
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Builds `program` unless a build of the same version and wrapper is cached; returns its path.
+pub fn ensure_go_program(program: GoProgram) -> anyhow::Result<PathBuf> {
+    let module_dir = paths::workspace_root().join("tests/go").join(program.module);
+    let go_mod = fs::read_to_string(module_dir.join("go.mod"))
+        .with_context(|| format!("reading {}/go.mod", module_dir.display()))?;
+    let version = required_version(&go_mod, program.upstream).with_context(|| {
+        format!("{}/go.mod does not require {}", module_dir.display(), program.upstream)
+    })?;
+    let key = hash_files(&[
+        module_dir.join("go.mod"),
+        module_dir.join("go.sum"),
+        module_dir.join("main.go"),
+    ])?;
+    let bin_dir = paths::cache_dir().join("bin");
+    let binary = bin_dir.join(format!("{}-{version}-{key}", program.name));
+    if binary.exists() {
+        return Ok(binary);
+    }
+    let _lock = FileLock::acquire(&paths::cache_dir().join("locks").join(program.name))?;
+    if binary.exists() {
+        return Ok(binary);
+    }
+    let go = which("go").context(
+        "the Go toolchain is needed to build the local control plane: install Go 1.24 or later and put `go` on PATH",
+    )?;
+    eprintln!(
+        "chaperone-env: building {} {version} from Go modules (once; cached at {})",
+        program.name,
+        binary.display()
+    );
+    let started = Instant::now();
+    let _ticker = Ticker::start(format!("building {} {version}", program.name));
+    let mut ldflags = String::from("-s -w");
+    if program.kubernetes_version_stamp {
+        let minor = version.trim_start_matches('v').split('.').nth(1).unwrap_or("0").to_owned();
+        ldflags.push_str(&format!(
+            " -X k8s.io/component-base/version.gitVersion={version} \
+             -X k8s.io/component-base/version.gitMajor=1 \
+             -X k8s.io/component-base/version.gitMinor={minor} \
+             -X k8s.io/component-base/version.gitTreeState=clean"
+        ));
+    }
+    fs::create_dir_all(&bin_dir)?;
+    let partial = bin_dir.join(format!(".{}-{version}-{key}.partial", program.name));
+    let output = Command::new(go)
+        .current_dir(&module_dir)
+        .args(["build", "-trimpath", "-ldflags", &ldflags, "-o"])
+        .arg(&partial)
+        .arg(".")
+        .output()
+        .with_context(|| format!("running go build in {}", module_dir.display()))?;
+    if !output.status.success() {
+        bail!(
+            "go build of {} {version} failed in {}:\n{}",
+            program.name,
+            module_dir.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    fs::rename(&partial, &binary)?;
+    eprintln!(
+        "chaperone-env: built {} {version} in {} s",
+        program.name,
+        started.elapsed().as_secs()
+    );
+    Ok(binary)
+}
+
+/// The Python virtualenv with moto's server, the AWS CLI and boto3.
+#[derive(Debug, Clone)]
+pub struct PythonEnv {
+    /// The virtualenv's root.
+    pub root: PathBuf,
+}
+
+impl PythonEnv {
+    /// A program in the virtualenv's `bin/`.
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.root.join("bin").join(name)
+    }
+
+    /// The virtualenv's Python interpreter.
+    pub fn python(&self) -> PathBuf {
+        self.bin("python")
+    }
+
+    /// The AWS CLI (v1) installed in the virtualenv.
+    pub fn aws_cli(&self) -> PathBuf {
+        self.bin("aws")
+    }
+}
+
+/// Installs the pinned Python requirements into a cached virtualenv unless it is already there.
+pub fn ensure_python_env() -> anyhow::Result<PythonEnv> {
+    let requirements = paths::workspace_root().join("tests/python/requirements.txt");
+    let key = hash_files(std::slice::from_ref(&requirements))?;
+    let root = paths::cache_dir().join(format!("venv-{key}"));
+    let marker = root.join(".chaperone-complete");
+    if marker.exists() {
+        return Ok(PythonEnv { root });
+    }
+    let _lock = FileLock::acquire(&paths::cache_dir().join("locks").join("venv"))?;
+    if marker.exists() {
+        return Ok(PythonEnv { root });
+    }
+    let python = which("python3").context(
+        "Python 3.9 or later is needed for moto and the AWS CLI: install python3 (with venv) and put it on PATH",
+    )?;
+    eprintln!(
+        "chaperone-env: installing moto, the AWS CLI and boto3 into {} (once)",
+        root.display()
+    );
+    let started = Instant::now();
+    let _ticker = Ticker::start("installing Python packages".into());
+    if root.exists() {
+        fs::remove_dir_all(&root)?;
+    }
+    run(Command::new(python).args(["-m", "venv"]).arg(&root), "python3 -m venv")?;
+    run(
+        Command::new(root.join("bin/pip"))
+            .args(["install", "--disable-pip-version-check", "--no-input", "--quiet", "-r"])
+            .arg(&requirements),
+        "pip install -r tests/python/requirements.txt",
+    )?;
+    fs::write(&marker, b"ok\n")?;
+    eprintln!("chaperone-env: Python packages installed in {} s", started.elapsed().as_secs());
+    Ok(PythonEnv { root })
+}
+
+fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let output = command.output().with_context(|| format!("running {what}"))?;
+    if !output.status.success() {
+        bail!(
+            "{what} failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Finds `program` on PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// Everything the environment needs, provisioned.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    /// The kube-apiserver binary.
+    pub kube_apiserver: PathBuf,
+    /// The etcd binary.
+    pub etcd: PathBuf,
+    /// The Python virtualenv.
+    pub python: PythonEnv,
+}
+
+/// Provisions everything (builds run one after the other: the machine has few cores).
+pub fn provision_all() -> anyhow::Result<Provisioned> {
+    Ok(Provisioned {
+        etcd: ensure_go_program(ETCD)?,
+        kube_apiserver: ensure_go_program(KUBE_APISERVER)?,
+        python: ensure_python_env()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::required_version;
+
+    #[test]
+    fn required_version_reads_single_and_block_requires() {
+        assert_eq!(
+            required_version(
+                "module x\n\nrequire k8s.io/kubernetes v1.34.4\n",
+                "k8s.io/kubernetes"
+            )
+            .as_deref(),
+            Some("v1.34.4")
+        );
+        let block = "require (\n\tgo.etcd.io/etcd/server/v3 v3.6.6\n\tgithub.com/x/y v1.0.0 // indirect\n)\n";
+        assert_eq!(required_version(block, "go.etcd.io/etcd/server/v3").as_deref(), Some("v3.6.6"));
+        assert_eq!(required_version(block, "k8s.io/kubernetes"), None);
+    }
+}
