@@ -33,12 +33,7 @@ async fn token_for(client: &Client, namespace: &str, sa: &str, audience: &str) -
         ..Default::default()
     };
     let answer: TokenRequest = api
-        .create_subresource(
-            "token",
-            sa,
-            &PostParams::default(),
-            &request,
-        )
+        .create_subresource("token", sa, &PostParams::default(), &request)
         .await
         .expect("TokenRequest is answered");
     answer.status.expect("TokenRequest has a status").token
