@@ -1,0 +1,289 @@
+//! The gateway's configuration file: what the operator writes into each namespace's config Secret.
+//!
+//! It reuses the custom resources' own types for policy, recording and approval settings, so the
+//! CRDs and the gateway can never disagree on a field. Upstream credentials are resolved by the
+//! operator and carried inline: only the gateway's ServiceAccount can read the Secret.
+
+use std::{collections::BTreeMap, path::Path};
+
+use chaperone_crds::{ApprovalRuleSpec, ConnectionPolicy, RecordingPolicySpec};
+use serde::{Deserialize, Serialize};
+
+/// Version of the configuration schema this gateway understands.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// The whole configuration of one namespace's gateway.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Schema version; must be [`CONFIG_VERSION`].
+    pub version: u32,
+    /// The namespace this gateway serves.
+    pub namespace: String,
+    /// How agents' projected tokens are verified (the API server's issuer and keys).
+    pub identity: IdentitySource,
+    /// The namespace's AgentConnections, compiled.
+    pub connections: Vec<ConnectionConfig>,
+    /// RecordingPolicies referenced by the connections, by name.
+    #[serde(default)]
+    pub recording_policies: BTreeMap<String, RecordingPolicySpec>,
+    /// The namespace's ApprovalRules, by name.
+    #[serde(default)]
+    pub approval_rules: BTreeMap<String, ApprovalRuleSpec>,
+}
+
+/// Where the service-account token issuer publishes its keys.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentitySource {
+    /// The issuer (`iss`) of the cluster's service-account tokens.
+    pub issuer: String,
+    /// JWKS URL; OIDC discovery at `<issuer>/.well-known/openid-configuration` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// PEM bundle that verifies the issuer's TLS certificate (the cluster CA in a pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Bearer token file used to fetch the JWKS (the gateway's own service-account token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    /// The audience agents' tokens must carry.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+}
+
+fn default_audience() -> String {
+    "chaperone.dev".into()
+}
+
+/// One AgentConnection, compiled for the gateway.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// The AgentConnection's name.
+    pub name: String,
+    /// ServiceAccounts of the namespace admitted through this connection.
+    pub service_accounts: Vec<String>,
+    /// Default AWS region.
+    pub region: String,
+    /// Credentials the gateway signs upstream calls with.
+    pub upstream: UpstreamCredentials,
+    /// Per-service endpoint overrides, keyed by signing name (`s3`, `dynamodb`, ...).
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, String>,
+    /// Allow/deny policy over IAM actions.
+    #[serde(default)]
+    pub policy: ConnectionPolicy,
+    /// Longest session the gateway mints, in seconds.
+    #[serde(default = "default_max_session_seconds")]
+    pub max_session_seconds: i64,
+    /// Name of the RecordingPolicy in [`GatewayConfig::recording_policies`].
+    pub recording_policy: String,
+}
+
+fn default_max_session_seconds() -> i64 {
+    3600
+}
+
+/// Upstream credentials, resolved by the operator.
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamCredentials {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Session token, for temporary upstream credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for UpstreamCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Why a configuration was refused; each names the field to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read gateway config {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML/JSON of the schema.
+    #[error("gateway config {path} does not parse: {source}")]
+    Parse {
+        /// The path.
+        path: String,
+        /// The parser's error, with line and column.
+        source: serde_yaml::Error,
+    },
+    /// A field has a value the gateway cannot use.
+    #[error("gateway config field {field}: {problem}")]
+    Invalid {
+        /// The offending field, e.g. `connections[0].recordingPolicy`.
+        field: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+}
+
+impl GatewayConfig {
+    /// Reads, parses and validates a configuration file (YAML or JSON).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => {
+                ConfigError::Parse { path: path.display().to_string(), source }
+            }
+            other => other,
+        })
+    }
+
+    /// Parses and validates a configuration from text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = serde_yaml::from_str(text)
+            .map_err(|source| ConfigError::Parse { path: "<text>".into(), source })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the schema alone cannot: versions, references, names, URLs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: String, problem: String| Err(ConfigError::Invalid { field, problem });
+        if self.version != CONFIG_VERSION {
+            return invalid(
+                "version".into(),
+                format!(
+                    "is {}, this gateway understands {CONFIG_VERSION}; upgrade the gateway or the operator so they match",
+                    self.version
+                ),
+            );
+        }
+        if self.namespace.is_empty() {
+            return invalid("namespace".into(), "must name the gateway's namespace".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, connection) in self.connections.iter().enumerate() {
+            let at = |field: &str| format!("connections[{i}].{field}");
+            if !names.insert(connection.name.as_str()) {
+                return invalid(at("name"), format!("{} appears twice", connection.name));
+            }
+            if connection.service_accounts.is_empty() {
+                return invalid(at("serviceAccounts"), "must admit at least one".into());
+            }
+            if !self.recording_policies.contains_key(&connection.recording_policy) {
+                return invalid(
+                    at("recordingPolicy"),
+                    format!(
+                        "names {:?}, which is not among recordingPolicies; create the RecordingPolicy or fix recordingPolicyRef",
+                        connection.recording_policy
+                    ),
+                );
+            }
+            for (service, url) in &connection.endpoints {
+                if !(url.starts_with("http://") || url.starts_with("https://"))
+                    || url.parse::<http::Uri>().is_err()
+                {
+                    return invalid(
+                        at(&format!("endpoints.{service}")),
+                        format!("{url:?} is not an absolute http(s) URL"),
+                    );
+                }
+            }
+            if !(900..=43200).contains(&connection.max_session_seconds) {
+                return invalid(at("maxSessionSeconds"), "must be within 900..=43200".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection named `name`.
+    pub fn connection(&self, name: &str) -> Option<&ConnectionConfig> {
+        self.connections.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+version: 1
+namespace: agents
+identity:
+  issuer: https://127.0.0.1:6443
+connections:
+- name: prod-aws
+  serviceAccounts: [pr-bot]
+  region: us-east-1
+  upstream: {accessKeyId: AKIAEXAMPLE, secretAccessKey: secret}
+  endpoints: {s3: "http://127.0.0.1:9000"}
+  policy: {allow: ["s3:*"], deny: ["iam:*"]}
+  recordingPolicy: default
+recordingPolicies:
+  default:
+    s3: {bucket: audit, prefix: agents/, region: us-east-1}
+    retention: {days: 30}
+"#;
+
+    #[test]
+    fn a_complete_config_parses_with_defaults() {
+        let config = GatewayConfig::parse(EXAMPLE).unwrap();
+        assert_eq!(config.identity.audience, "chaperone.dev");
+        let connection = config.connection("prod-aws").unwrap();
+        assert_eq!(connection.max_session_seconds, 3600);
+        assert_eq!(connection.policy.allow, ["s3:*"]);
+        assert_eq!(config.recording_policies["default"].capture.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn a_dangling_recording_policy_reference_names_the_field() {
+        let text = EXAMPLE.replace("recordingPolicy: default", "recordingPolicy: missing");
+        let error = GatewayConfig::parse(&text).unwrap_err().to_string();
+        assert!(error.contains("connections[0].recordingPolicy"), "{error}");
+        assert!(error.contains("\"missing\""), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_with_its_line() {
+        let text =
+            EXAMPLE.replace("region: us-east-1\n  upstream", "regoin: us-east-1\n  upstream");
+        let error = GatewayConfig::parse(&text).unwrap_err().to_string();
+        assert!(error.contains("regoin"), "{error}");
+        assert!(error.contains("line"), "{error}");
+    }
+
+    #[test]
+    fn a_relative_endpoint_is_refused() {
+        let text = EXAMPLE.replace("\"http://127.0.0.1:9000\"", "\"127.0.0.1:9000\"");
+        let error = GatewayConfig::parse(&text).unwrap_err().to_string();
+        assert!(error.contains("connections[0].endpoints.s3"), "{error}");
+    }
+
+    #[test]
+    fn upstream_secrets_never_appear_in_debug_output() {
+        let config = GatewayConfig::parse(EXAMPLE).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("secret\""), "{debug}");
+        assert!(debug.contains("<redacted>"));
+    }
+
+    #[test]
+    fn another_schema_version_is_refused_with_advice() {
+        let error = GatewayConfig::parse(&EXAMPLE.replace("version: 1", "version: 2"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("version") && error.contains("upgrade"), "{error}");
+    }
+}

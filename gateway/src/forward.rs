@@ -1,0 +1,394 @@
+//! Re-signing and forwarding to AWS (or a connection's endpoint override), streaming both ways.
+//!
+//! The agent's request arrives signed with credentials the gateway minted; here it is signed again
+//! with the connection's upstream credentials by `aws-sigv4` and sent through one pooled hyper client
+//! (rustls, HTTP/1.1 and h2). Bodies are never buffered here: for S3 the client's own payload hash
+//! (or UNSIGNED-PAYLOAD) is reused, so an upload streams straight through.
+
+use std::{collections::BTreeMap, time::SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::{
+    http_request::{
+        PayloadChecksumKind, PercentEncodingMode, SessionTokenMode, SignableBody, SignableRequest,
+        SigningSettings, UriPathNormalizationMode, sign,
+    },
+    sign::v4,
+};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+
+use crate::config::UpstreamCredentials;
+
+/// The body type sent upstream.
+pub type OutboundBody = UnsyncBoxBody<Bytes, BoxError>;
+/// Errors carried by bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How the outbound payload is signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutboundPayload {
+    /// The payload's hex sha256 is known (the client's `x-amz-content-sha256`, or computed over a
+    /// small buffered body).
+    Sha256Hex(String),
+    /// `UNSIGNED-PAYLOAD` (S3 only).
+    Unsigned,
+    /// `STREAMING-UNSIGNED-PAYLOAD-TRAILER` (S3 aws-chunked with trailing checksums).
+    StreamingUnsignedTrailer,
+}
+
+/// A request ready to be re-signed and sent.
+pub struct OutboundRequest {
+    /// HTTP method.
+    pub method: Method,
+    /// Path and query exactly as the client sent them (still percent-encoded).
+    pub path_and_query: String,
+    /// Headers to forward (hop-by-hop and the client's auth headers already removed).
+    pub headers: HeaderMap,
+    /// The body, streamed.
+    pub body: OutboundBody,
+    /// Signing name of the service, e.g. `s3`, `dynamodb`.
+    pub service: String,
+    /// Endpoint prefix of the service when it differs from the signing name (e.g.
+    /// `bedrock-runtime` for signing name `bedrock`).
+    pub endpoint_prefix: Option<String>,
+    /// Region to sign for and send to.
+    pub region: String,
+    /// How the payload is signed.
+    pub payload: OutboundPayload,
+}
+
+/// Why a call could not be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// The endpoint override or the derived endpoint is not a usable URL.
+    #[error("upstream endpoint {endpoint:?} for service {service} is not a valid URL: {reason}")]
+    Endpoint {
+        /// The endpoint.
+        endpoint: String,
+        /// The service.
+        service: String,
+        /// Why.
+        reason: String,
+    },
+    /// Signing failed.
+    #[error("re-signing the call for {service} failed: {0}", service = .1)]
+    Signing(String, String),
+    /// The upstream could not be reached or broke the connection.
+    #[error("upstream {endpoint} did not answer: {source}")]
+    Upstream {
+        /// The endpoint.
+        endpoint: String,
+        /// The transport error.
+        source: hyper_util::client::legacy::Error,
+    },
+}
+
+/// Headers never forwarded: hop-by-hop, and the agent's own authentication (the gateway signs anew).
+const DROPPED_HEADERS: &[&str] = &[
+    "authorization",
+    "x-amz-security-token",
+    "x-amz-date",
+    "x-amz-content-sha256",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "transfer-encoding",
+];
+
+/// Whether a header from the agent is forwarded upstream.
+pub fn is_forwardable(name: &HeaderName) -> bool {
+    !DROPPED_HEADERS.contains(&name.as_str())
+}
+
+/// The default AWS endpoint for a service in a region.
+pub fn default_endpoint(endpoint_prefix: &str, region: &str) -> String {
+    let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+    match endpoint_prefix {
+        // Global services, signed in us-east-1.
+        "iam" if !region.starts_with("cn-") && !region.starts_with("us-gov-") => {
+            "https://iam.amazonaws.com".into()
+        }
+        prefix => format!("https://{prefix}.{region}.{suffix}"),
+    }
+}
+
+/// The region a service is signed for (IAM is global, signed in us-east-1).
+pub fn signing_region<'a>(service: &str, region: &'a str) -> &'a str {
+    if service == "iam" && !region.starts_with("cn-") && !region.starts_with("us-gov-") {
+        "us-east-1"
+    } else {
+        region
+    }
+}
+
+/// Sends re-signed calls upstream over a shared connection pool.
+#[derive(Clone)]
+pub struct UpstreamForwarder {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, OutboundBody>,
+}
+
+impl Default for UpstreamForwarder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UpstreamForwarder {
+    /// A forwarder with a pooled HTTPS (and plain HTTP, for endpoint overrides) client.
+    pub fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build(https);
+        Self { client }
+    }
+
+    /// Resolves the endpoint for `request`: the connection's override for the service, else AWS's.
+    pub fn endpoint_for(overrides: &BTreeMap<String, String>, request: &OutboundRequest) -> String {
+        overrides.get(&request.service).cloned().unwrap_or_else(|| {
+            default_endpoint(
+                request.endpoint_prefix.as_deref().unwrap_or(&request.service),
+                &request.region,
+            )
+        })
+    }
+
+    /// Builds the signed upstream request (separate from sending, so it can be tested).
+    pub fn sign(
+        endpoint: &str,
+        request: OutboundRequest,
+        credentials: &UpstreamCredentials,
+        now: SystemTime,
+    ) -> Result<Request<OutboundBody>, ForwardError> {
+        let endpoint_error = |reason: String| ForwardError::Endpoint {
+            endpoint: endpoint.to_owned(),
+            service: request.service.clone(),
+            reason,
+        };
+        let base: Uri =
+            endpoint.parse().map_err(|e: http::uri::InvalidUri| endpoint_error(e.to_string()))?;
+        let authority =
+            base.authority().ok_or_else(|| endpoint_error("it has no host".into()))?.clone();
+        let scheme = base.scheme_str().unwrap_or("https");
+        let base_path = base.path().trim_end_matches('/');
+        let uri: Uri = format!("{scheme}://{authority}{base_path}{}", request.path_and_query)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| endpoint_error(e.to_string()))?;
+
+        let is_s3 = request.service == "s3";
+        let mut headers = request.headers;
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_str(authority.as_str()).map_err(|e| endpoint_error(e.to_string()))?,
+        );
+        let payload_header = match &request.payload {
+            OutboundPayload::Sha256Hex(hash) => hash.clone(),
+            OutboundPayload::Unsigned => "UNSIGNED-PAYLOAD".into(),
+            OutboundPayload::StreamingUnsignedTrailer => {
+                "STREAMING-UNSIGNED-PAYLOAD-TRAILER".into()
+            }
+        };
+        if is_s3 {
+            headers.insert(
+                "x-amz-content-sha256",
+                HeaderValue::from_str(&payload_header)
+                    .map_err(|e| ForwardError::Signing(e.to_string(), request.service.clone()))?,
+            );
+        }
+
+        let mut settings = SigningSettings::default();
+        settings.percent_encoding_mode =
+            if is_s3 { PercentEncodingMode::Single } else { PercentEncodingMode::Double };
+        settings.uri_path_normalization_mode = if is_s3 {
+            UriPathNormalizationMode::Disabled
+        } else {
+            UriPathNormalizationMode::Enabled
+        };
+        settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
+        settings.session_token_mode = SessionTokenMode::Include;
+
+        let identity = Credentials::new(
+            &credentials.access_key_id,
+            &credentials.secret_access_key,
+            credentials.session_token.clone(),
+            None,
+            "chaperone-gateway",
+        )
+        .into();
+        let region = signing_region(&request.service, &request.region).to_owned();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&region)
+            .name(&request.service)
+            .time(now)
+            .settings(settings)
+            .build()
+            .map_err(|e| ForwardError::Signing(e.to_string(), request.service.clone()))?
+            .into();
+        let header_pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v)))
+            .collect();
+        let body = match &request.payload {
+            OutboundPayload::Sha256Hex(hash) => SignableBody::Precomputed(hash.clone()),
+            OutboundPayload::Unsigned => SignableBody::UnsignedPayload,
+            OutboundPayload::StreamingUnsignedTrailer => {
+                SignableBody::StreamingUnsignedPayloadTrailer
+            }
+        };
+        let uri_string = uri.to_string();
+        let signable = SignableRequest::new(
+            request.method.as_str(),
+            &uri_string,
+            header_pairs.into_iter(),
+            body,
+        )
+        .map_err(|e| ForwardError::Signing(e.to_string(), request.service.clone()))?;
+        let (instructions, _signature) = sign(signable, &params)
+            .map_err(|e| ForwardError::Signing(e.to_string(), request.service.clone()))?
+            .into_parts();
+
+        let mut outbound = Request::builder()
+            .method(request.method)
+            .uri(uri)
+            .body(request.body)
+            .map_err(|e| ForwardError::Signing(e.to_string(), request.service.clone()))?;
+        *outbound.headers_mut() = headers;
+        instructions.apply_to_request_http1x(&mut outbound);
+        Ok(outbound)
+    }
+
+    /// Signs and sends; the response body streams back untouched.
+    pub async fn send(
+        &self,
+        endpoint: &str,
+        request: OutboundRequest,
+        credentials: &UpstreamCredentials,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        let outbound = Self::sign(endpoint, request, credentials, SystemTime::now())?;
+        self.client
+            .request(outbound)
+            .await
+            .map_err(|source| ForwardError::Upstream { endpoint: endpoint.to_owned(), source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Empty};
+
+    use super::*;
+
+    fn credentials() -> UpstreamCredentials {
+        UpstreamCredentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            session_token: None,
+        }
+    }
+
+    fn request(service: &str, path: &str, payload: OutboundPayload) -> OutboundRequest {
+        OutboundRequest {
+            method: Method::GET,
+            path_and_query: path.into(),
+            headers: HeaderMap::new(),
+            body: Empty::new().map_err(|e| match e {}).boxed_unsync(),
+            service: service.into(),
+            endpoint_prefix: None,
+            region: "eu-west-1".into(),
+            payload,
+        }
+    }
+
+    #[test]
+    fn default_endpoints_are_regional_except_iam() {
+        assert_eq!(default_endpoint("s3", "eu-west-1"), "https://s3.eu-west-1.amazonaws.com");
+        assert_eq!(default_endpoint("iam", "eu-west-1"), "https://iam.amazonaws.com");
+        assert_eq!(
+            default_endpoint("sts", "cn-north-1"),
+            "https://sts.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(signing_region("iam", "eu-west-1"), "us-east-1");
+    }
+
+    #[test]
+    fn s3_requests_keep_the_raw_path_and_carry_the_clients_payload_hash() {
+        let hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let signed = UpstreamForwarder::sign(
+            "http://127.0.0.1:9000",
+            request("s3", "/bucket/a%20key+x?versionId=1", OutboundPayload::Sha256Hex(hash.into())),
+            &credentials(),
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+        )
+        .unwrap();
+        assert_eq!(signed.uri().to_string(), "http://127.0.0.1:9000/bucket/a%20key+x?versionId=1");
+        assert_eq!(signed.headers()["x-amz-content-sha256"], hash);
+        assert_eq!(signed.headers()["host"], "127.0.0.1:9000");
+        let auth = signed.headers()["authorization"].to_str().unwrap();
+        assert!(
+            auth.starts_with(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20231114/eu-west-1/s3/aws4_request"
+            ),
+            "{auth}"
+        );
+        assert!(auth.contains("x-amz-content-sha256"), "{auth}");
+    }
+
+    #[test]
+    fn upstream_session_tokens_are_added_and_signed() {
+        let mut creds = credentials();
+        creds.session_token = Some("upstream-token".into());
+        let signed = UpstreamForwarder::sign(
+            "https://dynamodb.eu-west-1.amazonaws.com",
+            request("dynamodb", "/", OutboundPayload::Sha256Hex("00".repeat(32))),
+            &creds,
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(signed.headers()["x-amz-security-token"], "upstream-token");
+        assert!(!signed.headers().contains_key("x-amz-content-sha256"));
+    }
+
+    #[test]
+    fn an_endpoint_without_a_host_is_refused_with_the_service_named() {
+        let error = UpstreamForwarder::sign(
+            "/relative",
+            request("s3", "/", OutboundPayload::Unsigned),
+            &credentials(),
+            SystemTime::now(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("s3") && error.contains("/relative"), "{error}");
+    }
+
+    #[test]
+    fn the_agents_authentication_headers_are_never_forwarded() {
+        for name in ["authorization", "x-amz-security-token", "x-amz-date", "host", "connection"] {
+            assert!(!is_forwardable(&HeaderName::from_static(name)), "{name}");
+        }
+        assert!(is_forwardable(&HeaderName::from_static("content-type")));
+        assert!(is_forwardable(&HeaderName::from_static("x-amz-target")));
+    }
+}
