@@ -686,3 +686,35 @@ fn header_names_in_any_case_and_repeated_values_verify() {
     assert_eq!(signed.request.headers().get_all(&name).iter().count(), 2);
     verify(&signed.request, b"").unwrap();
 }
+
+#[test]
+fn an_s3_request_signed_in_the_header_without_content_sha256_is_refused() {
+    let signed = sign_request(
+        "GET",
+        "http://gw/bucket/key",
+        &[],
+        &Signing { content_sha256_header: false, ..Signing::s3() },
+    );
+    let error = verify(&signed.request, b"").unwrap_err();
+    assert_eq!(error, SigV4Error::MissingContentSha256);
+    assert_eq!(error.http_status(), 400);
+}
+
+#[test]
+fn a_signature_mismatch_reports_the_canonical_request_without_the_session_token() {
+    for signing in [Signing::s3(), Signing::s3().presigned(StdDuration::from_secs(60))] {
+        let signed = sign_request(
+            "GET",
+            "http://gw/bucket/key",
+            &[],
+            &Signing { secret: "wrong", ..signing },
+        );
+        let SigV4Error::SignatureDoesNotMatch { canonical_request, .. } =
+            verify(&signed.request, b"").unwrap_err()
+        else {
+            panic!("expected SignatureDoesNotMatch");
+        };
+        assert!(!canonical_request.contains(TOKEN), "{canonical_request}");
+        assert!(canonical_request.contains("<redacted>"), "{canonical_request}");
+    }
+}

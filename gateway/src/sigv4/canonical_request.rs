@@ -110,6 +110,38 @@ impl CanonicalRequest {
     }
 }
 
+impl CanonicalRequest {
+    /// The canonical request as text with the session token's value replaced by `<redacted>`,
+    /// in the `x-amz-security-token` header line and the `X-Amz-Security-Token` parameter, so it
+    /// can be logged and returned in an error.
+    pub fn to_redacted_string(&self) -> String {
+        let text = self.to_string();
+        let mut out = String::with_capacity(text.len());
+        for (index, line) in text.split('\n').enumerate() {
+            if index > 0 {
+                out.push('\n');
+            }
+            if line.starts_with("x-amz-security-token:") {
+                out.push_str("x-amz-security-token:<redacted>");
+            } else if index == 2 {
+                let params: Vec<String> = line
+                    .split('&')
+                    .map(|param| match param.split_once('=') {
+                        Some(("X-Amz-Security-Token", _)) => {
+                            "X-Amz-Security-Token=<redacted>".to_owned()
+                        }
+                        _ => param.to_owned(),
+                    })
+                    .collect();
+                out.push_str(&params.join("&"));
+            } else {
+                out.push_str(line);
+            }
+        }
+        out
+    }
+}
+
 impl std::fmt::Display for CanonicalRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&String::from_utf8_lossy(&self.to_bytes()))

@@ -87,6 +87,7 @@ pub struct ChunkedPayloadVerifier {
     trailer_bytes: usize,
     trailers: Vec<(String, String)>,
     trailer_signature: Option<[u8; 32]>,
+    failed: Option<SigV4Error>,
 }
 
 impl ChunkedPayloadVerifier {
@@ -115,6 +116,7 @@ impl ChunkedPayloadVerifier {
             trailer_bytes: 0,
             trailers: Vec::new(),
             trailer_signature: None,
+            failed: None,
         }
     }
 
@@ -134,8 +136,20 @@ impl ChunkedPayloadVerifier {
     }
 
     /// Feeds the next bytes of the wire body and appends the payload bytes they complete (and
-    /// that verified) to `out`.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), SigV4Error> {
+    /// that verified) to `out`. After an error the body is refused for good: every later call
+    /// fails too.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), SigV4Error> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let result = self.decode(input, out);
+        if let Err(error) = &result {
+            self.failed = Some(error.clone());
+        }
+        result
+    }
+
+    fn decode(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), SigV4Error> {
         while !input.is_empty() {
             match self.state {
                 State::ChunkHeader => {
@@ -199,6 +213,9 @@ impl ChunkedPayloadVerifier {
 
     /// Ends the body: refuses it when the final chunk or trailers did not arrive.
     pub fn finish(self) -> Result<ChunkedPayloadSummary, SigV4Error> {
+        if let Some(error) = self.failed {
+            return Err(error);
+        }
         if self.state != State::Done {
             return Err(SigV4Error::IncompleteBody {
                 detail: format!(
@@ -392,5 +409,78 @@ impl ChunkedPayloadVerifier {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unsigned_decoder(declared: &[&str]) -> ChunkedPayloadVerifier {
+        ChunkedPayloadVerifier::new(
+            None,
+            true,
+            declared.iter().map(|name| (*name).to_owned()).collect(),
+            None,
+        )
+    }
+
+    fn decode(decoder: &mut ChunkedPayloadVerifier, wire: &[u8]) -> Result<Vec<u8>, SigV4Error> {
+        let mut out = Vec::new();
+        decoder.feed(wire, &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn framing_errors_are_refused_with_their_offset() {
+        let cases: [(&[u8], &str); 5] = [
+            (b"zz\r\n", "not hex"),
+            (b"3\nabc\r\n", "LF without CR"),
+            (b"3\r\nabcX\r\n", "not followed by CRLF"),
+            (b"0\r\n\r\nextra", "bytes follow the final chunk"),
+            (b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n", "not declared"),
+        ];
+        for (wire, expected) in cases {
+            let error = decode(&mut unsigned_decoder(&[]), wire).unwrap_err();
+            assert!(
+                matches!(&error, SigV4Error::MalformedChunk { detail, .. } if detail.contains(expected)),
+                "{:?}: {error:?}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+    }
+
+    #[test]
+    fn a_chunk_over_the_size_limit_is_refused_before_it_is_buffered() {
+        let mut decoder = unsigned_decoder(&[]).with_max_chunk_bytes(4);
+        let error = decode(&mut decoder, b"5\r\n").unwrap_err();
+        assert!(matches!(error, SigV4Error::MalformedChunk { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn after_an_error_every_later_feed_and_the_finish_fail() {
+        let mut decoder = unsigned_decoder(&[]);
+        assert!(decode(&mut decoder, b"x\r\n").is_err());
+        assert!(decode(&mut decoder, b"0\r\n\r\n").is_err());
+        assert!(decoder.finish().is_err());
+    }
+
+    #[test]
+    fn a_declared_trailer_that_never_arrives_leaves_the_body_incomplete() {
+        let mut decoder = unsigned_decoder(&["x-amz-checksum-crc32"]);
+        let error = decode(&mut decoder, b"1\r\na\r\n0\r\n\r\n").unwrap_err();
+        assert!(matches!(error, SigV4Error::IncompleteBody { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn unsigned_chunks_stream_out_as_they_arrive() {
+        let mut decoder = unsigned_decoder(&["x-amz-checksum-crc32"]);
+        let mut out = Vec::new();
+        decoder.feed(b"5\r\nhel", &mut out).unwrap();
+        assert_eq!(out, b"hel");
+        decoder.feed(b"lo\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n", &mut out).unwrap();
+        assert_eq!(out, b"hello");
+        let summary = decoder.finish().unwrap();
+        assert_eq!(summary.trailers, [("x-amz-checksum-crc32".to_owned(), "NhCmhg==".to_owned())]);
     }
 }

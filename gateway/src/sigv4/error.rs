@@ -93,10 +93,21 @@ pub enum SigV4Error {
         "the request signature we calculated does not match the signature you provided: check your secret access key and signing method (string to sign: {string_to_sign:?})"
     )]
     SignatureDoesNotMatch {
-        /// The canonical request the gateway computed, for the client to compare with its own.
+        /// The canonical request the gateway computed, for the client to compare with its own;
+        /// the session token's value is redacted.
         canonical_request: String,
         string_to_sign: String,
     },
+
+    /// A header that may appear once appears more than once.
+    #[error("header {name} appears more than once: send it once")]
+    DuplicateHeader { name: String },
+
+    /// A header-signed S3 request without `x-amz-content-sha256`, which S3 requires.
+    #[error(
+        "missing required header for this request: x-amz-content-sha256 (S3 requests signed in the Authorization header must send the body's SHA-256, UNSIGNED-PAYLOAD or a STREAMING-* mode)"
+    )]
+    MissingContentSha256,
 
     /// `x-amz-content-sha256` is neither 64 hex digits nor a known payload mode.
     #[error(
@@ -169,6 +180,8 @@ impl SigV4Error {
             Self::InvalidToken { .. } if s3 => "InvalidToken",
             Self::InvalidToken { .. } => "InvalidClientTokenId",
             Self::SignatureDoesNotMatch { .. } => "SignatureDoesNotMatch",
+            Self::DuplicateHeader { .. } => "InvalidArgument",
+            Self::MissingContentSha256 => "InvalidRequest",
             Self::InvalidContentSha256 { .. } => "InvalidArgument",
             Self::ContentSha256Mismatch { .. } => "XAmzContentSHA256Mismatch",
             Self::MalformedChunk { .. } => "InvalidRequest",
@@ -196,6 +209,8 @@ impl SigV4Error {
             | Self::MalformedAuthorization { .. }
             | Self::InvalidDate { .. }
             | Self::InvalidExpires { .. }
+            | Self::DuplicateHeader { .. }
+            | Self::MissingContentSha256
             | Self::InvalidContentSha256 { .. }
             | Self::ContentSha256Mismatch { .. }
             | Self::MalformedChunk { .. }

@@ -248,6 +248,7 @@ impl<L: SecretLookup> SigV4Verifier<L> {
             None if presigned && claim.scope.service == "s3" => {
                 Some((PayloadMode::Unsigned, UNSIGNED_PAYLOAD.to_owned()))
             }
+            None if claim.scope.service == "s3" => return Err(SigV4Error::MissingContentSha256),
             None => None,
         };
 
@@ -331,7 +332,7 @@ fn check_signature(
         Ok(())
     } else {
         Err(SigV4Error::SignatureDoesNotMatch {
-            canonical_request: canonical_request.to_string(),
+            canonical_request: canonical_request.to_redacted_string(),
             string_to_sign,
         })
     }
@@ -344,10 +345,7 @@ fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h st
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(SigV4Error::MalformedAuthorization {
-            location: "Authorization header",
-            detail: format!("header {name} appears more than once"),
-        });
+        return Err(SigV4Error::DuplicateHeader { name: name.to_owned() });
     }
     first.to_str().map(Some).map_err(|_| SigV4Error::MalformedAuthorization {
         location: "Authorization header",
