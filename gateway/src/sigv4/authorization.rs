@@ -143,6 +143,13 @@ pub(crate) fn parse_claim(
             parse_authorization_header(text)
         }
         (None, true) => parse_presigned_query(raw_query),
+        (None, false) if params.iter().any(|p| p.name == b"AWSAccessKeyId") => {
+            // A SigV2 presigned URL (AWSAccessKeyId, Signature, Expires), which boto3 still
+            // makes for S3 unless told `signature_version='s3v4'`.
+            Err(SigV4Error::UnsupportedAlgorithm {
+                algorithm: "AWS (SigV2 presigned URL)".to_owned(),
+            })
+        }
         (None, false) => Err(SigV4Error::MissingAuthentication),
     }
 }
@@ -150,6 +157,9 @@ pub(crate) fn parse_claim(
 fn parse_authorization_header(value: &str) -> Result<SignatureClaim, SigV4Error> {
     let value = value.trim();
     let (algorithm, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if algorithm == "AWS" {
+        return Err(SigV4Error::UnsupportedAlgorithm { algorithm: "AWS (SigV2)".to_owned() });
+    }
     check_algorithm(algorithm)?;
     let (mut credential, mut signed_headers, mut signature) = (None, None, None);
     for component in rest.split(',').map(str::trim).filter(|c| !c.is_empty()) {
@@ -280,6 +290,12 @@ mod tests {
             parse_claim(&HeaderMap::new(), "a=b"),
             Err(SigV4Error::MissingAuthentication)
         ));
+        let sigv2 =
+            parse_claim(&HeaderMap::new(), "AWSAccessKeyId=ASIA&Signature=abc%3D&Expires=1");
+        assert!(
+            matches!(&sigv2, Err(SigV4Error::UnsupportedAlgorithm { algorithm }) if algorithm.contains("SigV2")),
+            "{sigv2:?}"
+        );
     }
 
     #[test]

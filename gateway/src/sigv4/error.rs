@@ -17,7 +17,7 @@ pub enum SigV4Error {
 
     /// An algorithm other than AWS4-HMAC-SHA256 (for example SigV4a or SigV2).
     #[error(
-        "unsupported signing algorithm {algorithm:?}: the gateway accepts only AWS4-HMAC-SHA256 (SigV4); configure the client for SigV4"
+        "unsupported signing algorithm {algorithm:?}: the gateway accepts only AWS4-HMAC-SHA256 (SigV4); configure the client for SigV4 (for boto3 S3 presigned URLs, signature_version='s3v4')"
     )]
     UnsupportedAlgorithm { algorithm: String },
 
