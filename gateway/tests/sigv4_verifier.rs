@@ -718,3 +718,40 @@ fn a_signature_mismatch_reports_the_canonical_request_without_the_session_token(
         assert!(canonical_request.contains("<redacted>"), "{canonical_request}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_authorization_headers_and_queries_are_refused_without_panicking(
+        authorization in "(AWS4-HMAC-SHA256 )?(Credential=[A-Za-z0-9/_-]{0,40}|SignedHeaders=[a-z;-]{0,20}|Signature=[0-9a-f]{0,64}|[ ,=;]){0,8}",
+        query in "[A-Za-z0-9%&=+._-]{0,60}",
+        path in "/[A-Za-z0-9%/._-]{0,30}",
+    ) {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("gw"));
+        headers.insert("x-amz-date", HeaderValue::from_static("20261125T170000Z"));
+        if let Ok(value) = HeaderValue::from_str(&authorization) {
+            headers.insert("authorization", value);
+        }
+        let parts = RequestParts { method: "GET", raw_path: &path, raw_query: &query, headers: &headers };
+        let outcome = SigV4Verifier::new(IssuedCredentials { secret: SECRET }).verify(&parts, SIGNED_AT);
+        prop_assert!(outcome.is_err());
+    }
+
+    #[test]
+    fn arbitrary_bytes_fed_to_the_chunk_decoder_never_panic(
+        wire in proptest::collection::vec(any::<u8>(), 0..512),
+        prefix in "[0-9a-f]{1,3}(;chunk-signature=[0-9a-f]{64})?\r\n",
+    ) {
+        let upload = signed_chunked_upload(&[b"x"], None);
+        let verified = verify(&upload.request, b"").unwrap();
+        let mut decoder = verified.chunked_payload_verifier().unwrap();
+        let mut out = Vec::new();
+        let mut body = prefix.into_bytes();
+        body.extend_from_slice(&wire);
+        let _ = decoder.feed(&body, &mut out);
+        prop_assert!(out.is_empty(), "unverified bytes came out: {out:?}");
+        prop_assert!(decoder.finish().is_err());
+    }
+}
