@@ -212,29 +212,11 @@ impl<L: SecretLookup> SigV4Verifier<L> {
             });
         }
 
-        let header_token = single_header(request.headers, "x-amz-security-token")?;
-        let (security_token, security_token_signed) =
-            match (&claim.query_security_token, header_token) {
-                (Some(token), _) => (Some(token.clone()), true),
-                (None, Some(token)) => (
-                    Some(token.to_owned()),
-                    claim.signed_headers.iter().any(|n| n == "x-amz-security-token"),
-                ),
-                (None, None) => (None, false),
-            };
-
+        let (security_token, security_token_signed) = security_token(&claim, request.headers)?;
         let secret = self
             .lookup
             .lookup(&claim.scope.access_key_id, security_token.as_deref(), now)
-            .map_err(|rejection| match rejection {
-                CredentialRejection::UnknownAccessKey => SigV4Error::InvalidAccessKeyId {
-                    access_key_id: claim.scope.access_key_id.clone(),
-                },
-                CredentialRejection::Expired { expired_at } => {
-                    SigV4Error::ExpiredToken { expired_at }
-                }
-                CredentialRejection::InvalidToken { reason } => SigV4Error::InvalidToken { reason },
-            })?;
+            .map_err(|rejection| rejection_error(rejection, &claim.scope.access_key_id))?;
         let key = SigningKey::derive(
             &secret.secret_access_key,
             &claim.scope.date,
@@ -243,14 +225,7 @@ impl<L: SecretLookup> SigV4Verifier<L> {
         );
 
         let presigned = matches!(claim.location, ClaimLocation::Query { .. });
-        let payload = match single_header(request.headers, "x-amz-content-sha256")? {
-            Some(value) => Some((PayloadMode::from_content_sha256(value)?, value.to_owned())),
-            None if presigned && claim.scope.service == "s3" => {
-                Some((PayloadMode::Unsigned, UNSIGNED_PAYLOAD.to_owned()))
-            }
-            None if claim.scope.service == "s3" => return Err(SigV4Error::MissingContentSha256),
-            None => None,
-        };
+        let payload = payload_binding(request.headers, presigned, &claim.scope.service)?;
 
         let canonical_request = CanonicalRequest::build(
             request,
@@ -261,26 +236,7 @@ impl<L: SecretLookup> SigV4Verifier<L> {
             payload.as_ref().map(|(_, literal)| literal.clone()).unwrap_or_default(),
         )?;
 
-        let decoded_content_length =
-            match single_header(request.headers, "x-amz-decoded-content-length")? {
-                Some(value) => {
-                    Some(value.trim().parse::<u64>().map_err(|_| SigV4Error::IncompleteBody {
-                        detail: format!(
-                            "x-amz-decoded-content-length {value:?} is not a byte count"
-                        ),
-                    })?)
-                }
-                None => None,
-            };
-        let declared_trailers = request
-            .headers
-            .get_all("x-amz-trailer")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(|name| name.trim().to_ascii_lowercase())
-            .filter(|name| !name.is_empty())
-            .collect();
+        let (decoded_content_length, declared_trailers) = streaming_headers(request.headers)?;
 
         let verified = VerifiedRequest {
             signed_headers: claim.signed_headers,
@@ -317,6 +273,70 @@ impl<L: SecretLookup> SigV4Verifier<L> {
         )?;
         Ok(Verification::Verified(verified))
     }
+}
+
+/// The session token (presigned query first, then header) and whether the signature covers it.
+fn security_token(
+    claim: &SignatureClaim,
+    headers: &HeaderMap,
+) -> Result<(Option<String>, bool), SigV4Error> {
+    let header_token = single_header(headers, "x-amz-security-token")?;
+    Ok(match (&claim.query_security_token, header_token) {
+        (Some(token), _) => (Some(token.clone()), true),
+        (None, Some(token)) => (
+            Some(token.to_owned()),
+            claim.signed_headers.iter().any(|n| n == "x-amz-security-token"),
+        ),
+        (None, None) => (None, false),
+    })
+}
+
+fn rejection_error(rejection: CredentialRejection, access_key_id: &str) -> SigV4Error {
+    match rejection {
+        CredentialRejection::UnknownAccessKey => {
+            SigV4Error::InvalidAccessKeyId { access_key_id: access_key_id.to_owned() }
+        }
+        CredentialRejection::Expired { expired_at } => SigV4Error::ExpiredToken { expired_at },
+        CredentialRejection::InvalidToken { reason } => SigV4Error::InvalidToken { reason },
+    }
+}
+
+/// How the body is bound to the signature: the payload mode and the literal that ends the
+/// canonical request, or `None` when the body's own hash must be computed.
+fn payload_binding(
+    headers: &HeaderMap,
+    presigned: bool,
+    service: &str,
+) -> Result<Option<(PayloadMode, String)>, SigV4Error> {
+    match single_header(headers, "x-amz-content-sha256")? {
+        Some(value) => Ok(Some((PayloadMode::from_content_sha256(value)?, value.to_owned()))),
+        None if presigned && service == "s3" => {
+            Ok(Some((PayloadMode::Unsigned, UNSIGNED_PAYLOAD.to_owned())))
+        }
+        None if service == "s3" => Err(SigV4Error::MissingContentSha256),
+        None => Ok(None),
+    }
+}
+
+/// `x-amz-decoded-content-length` and the trailer names declared in `x-amz-trailer`, which an
+/// aws-chunked body is checked against.
+fn streaming_headers(headers: &HeaderMap) -> Result<(Option<u64>, Vec<String>), SigV4Error> {
+    let decoded_content_length = single_header(headers, "x-amz-decoded-content-length")?
+        .map(|value| {
+            value.trim().parse::<u64>().map_err(|_| SigV4Error::IncompleteBody {
+                detail: format!("x-amz-decoded-content-length {value:?} is not a byte count"),
+            })
+        })
+        .transpose()?;
+    let declared_trailers = headers
+        .get_all("x-amz-trailer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    Ok((decoded_content_length, declared_trailers))
 }
 
 fn check_signature(
