@@ -10,3 +10,4 @@ pub mod aws_error;
 pub mod config;
 pub mod forward;
 pub mod metrics;
+pub mod sigv4;
