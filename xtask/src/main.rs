@@ -105,9 +105,64 @@ fn test(cargo_test_args: &[String]) -> anyhow::Result<()> {
         "cargo clippy -D warnings",
         cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
     )?;
-    step("cargo test", cargo().args(["test", "--workspace"]).args(cargo_test_args))?;
+    let totals = cargo_test(cargo().args(["test", "--workspace"]).args(cargo_test_args))?;
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    if totals.failed > 0 || !totals.success {
+        bail!("cargo test failed");
+    }
     println!("==> all checks passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Passed, failed and ignored tests summed over every `test result:` line of `cargo test`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+    success: bool,
+}
+
+/// Adds one `test result: ok. 5 passed; 0 failed; 1 ignored; ...` line to the totals.
+fn add_result_line(totals: &mut TestTotals, line: &str) {
+    let Some(rest) = line.trim().strip_prefix("test result: ") else { return };
+    for part in rest.split(';') {
+        let mut words = part.split_whitespace().rev();
+        let (Some(kind), Some(count)) = (words.next(), words.next()) else { continue };
+        let Ok(count) = count.parse::<u64>() else { continue };
+        match kind {
+            "passed" => totals.passed += count,
+            "failed" => totals.failed += count,
+            "ignored" => totals.ignored += count,
+            _ => {}
+        }
+    }
+}
+
+/// Runs `cargo test`, echoing its output while summing its results.
+fn cargo_test(command: &mut Command) -> anyhow::Result<TestTotals> {
+    use std::io::{BufRead, BufReader};
+    println!("==> cargo test");
+    let started = Instant::now();
+    let mut child =
+        command.stdout(std::process::Stdio::piped()).spawn().context("running cargo test")?;
+    let mut totals = TestTotals::default();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{line}");
+            add_result_line(&mut totals, &line);
+        }
+    }
+    totals.success = child.wait()?.success();
+    println!(
+        "==> cargo test: {} in {:.0} s",
+        if totals.success { "ok" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    Ok(totals)
 }
 
 fn crdgen() -> anyhow::Result<()> {
@@ -120,4 +175,24 @@ fn crdgen() -> anyhow::Result<()> {
         println!("wrote {}", path.strip_prefix(workspace_root()).unwrap_or(&path).display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_lines_are_summed() {
+        let mut totals = TestTotals::default();
+        add_result_line(
+            &mut totals,
+            "test result: ok. 5 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 8.20s",
+        );
+        add_result_line(
+            &mut totals,
+            "test result: FAILED. 2 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        add_result_line(&mut totals, "running 3 tests");
+        assert_eq!((totals.passed, totals.failed, totals.ignored), (7, 3, 1));
+    }
 }
