@@ -189,16 +189,34 @@ impl Classifier {
         };
         let has_header = |name: &str| request.header(name).is_some();
         let routes = table.routes_signed_as(request.signing_name);
-        let find = |path: &str| {
+        // The most specific matching route wins; two different operations matching at the same
+        // specificity leave the request ambiguous.
+        let find = |path: &str| -> Option<Result<_, Unclassified>> {
             let route_request = RouteRequest {
                 method: request.method,
                 path,
                 query: &query,
                 has_header: &has_header,
             };
-            routes
+            let (index, labels) = routes
                 .iter()
-                .find_map(|route| route.matches(&route_request).map(|labels| (route, labels)))
+                .enumerate()
+                .find_map(|(i, route)| route.matches(&route_request).map(|labels| (i, labels)))?;
+            let route = &routes[index];
+            let rival = routes[index + 1..]
+                .iter()
+                .take_while(|other| other.specificity() == route.specificity())
+                .find(|other| {
+                    other.operation.name != route.operation.name
+                        && other.matches(&route_request).is_some()
+                });
+            Some(match rival {
+                Some(other) => Err(Unclassified::AmbiguousOperation {
+                    first: route.operation.name.to_owned(),
+                    second: other.operation.name.to_owned(),
+                }),
+                None => Ok((route, labels)),
+            })
         };
         let found =
             find(&path).or_else(|| path.strip_suffix('/').filter(|p| !p.is_empty()).and_then(find));
@@ -207,20 +225,26 @@ impl Classifier {
         } else {
             S3Addressing::PathStyle
         });
-        let Some((route, labels)) = found else {
-            let mut result = unknown(
-                request.signing_name,
-                first.iam_prefix,
-                Some(first.model_name),
-                first.protocols.first().copied(),
-                Unclassified::NoRoute {
-                    service: first.model_name,
-                    method: request.method.to_owned(),
-                    path: path.clone(),
-                },
-            );
-            result.s3_addressing = s3_addressing;
-            return result;
+        let found = found.unwrap_or_else(|| {
+            Err(Unclassified::NoRoute {
+                service: first.model_name,
+                method: request.method.to_owned(),
+                path: path.clone(),
+            })
+        });
+        let (route, labels) = match found {
+            Ok(found) => found,
+            Err(reason) => {
+                let mut result = unknown(
+                    request.signing_name,
+                    first.iam_prefix,
+                    Some(first.model_name),
+                    first.protocols.first().copied(),
+                    reason,
+                );
+                result.s3_addressing = s3_addressing;
+                return result;
+            }
         };
         let service = route.service;
         let operation = route.operation;

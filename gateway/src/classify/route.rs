@@ -68,10 +68,16 @@ impl CompiledRoute {
         if !self.route.headers.iter().all(|h| (req.has_header)(h)) {
             return None;
         }
-        self.match_path(req.path)
+        let raw = self.match_path(req.path)?;
+        Some(
+            raw.into_iter()
+                .map(|(name, value)| (name, percent_decode(value, false).into_owned()))
+                .collect(),
+        )
     }
 
-    fn match_path(&self, path: &str) -> Option<Vec<(&'static str, String)>> {
+    /// Raw (still encoded) label bindings if `path` fits the template.
+    fn match_path<'p>(&self, path: &'p str) -> Option<Vec<(&'static str, &'p str)>> {
         let mut bindings = Vec::new();
         let mut rest = path.strip_prefix('/').unwrap_or(path);
         let mut consumed_all = rest.is_empty();
@@ -80,7 +86,7 @@ impl CompiledRoute {
                 if i + 1 != self.segments.len() || rest.is_empty() || consumed_all {
                     return None;
                 }
-                bindings.push((*name, percent_decode(rest, false).into_owned()));
+                bindings.push((*name, rest));
                 return Some(bindings);
             }
             if consumed_all {
@@ -100,7 +106,7 @@ impl CompiledRoute {
                     if head.is_empty() {
                         return None;
                     }
-                    bindings.push((*name, percent_decode(head, false).into_owned()));
+                    bindings.push((*name, head));
                 }
                 Segment::Greedy(_) => return None,
             }
