@@ -49,6 +49,13 @@ SERVICES = [
     ("stepfunctions", "2016-11-23", "states"),
     ("kinesis", "2013-12-02", "kinesis"),
     ("bedrock-runtime", "2023-09-30", "bedrock"),
+    # Share the `bedrock` signing name with bedrock-runtime; told apart by path.
+    ("bedrock", "2023-04-20", "bedrock"),
+    ("bedrock-agent", "2023-06-05", "bedrock"),
+    ("bedrock-agent-runtime", "2023-07-26", "bedrock"),
+    # Credential-returning operations live here.
+    ("eks-auth", "2023-11-26", "eks-auth"),
+    ("sso", "2019-06-10", "sso"),
 ]
 
 # Protocols a service still accepts on the wire beyond what its current model lists. SQS moved

@@ -48,6 +48,9 @@ pub struct Classification {
     pub service: Option<&'static str>,
     /// The operation, or `None` for an unknown one.
     pub operation: Option<&'static str>,
+    /// The endpoint prefix of the model the operation belongs to: where the call goes upstream
+    /// (`bedrock-runtime` vs `bedrock`, which share the signing name `bedrock`).
+    pub endpoint_prefix: Option<&'static str>,
     /// The protocol the request was recognised by.
     pub protocol: Option<Protocol>,
     /// The IAM actions the call needs, with the resources it needs them on. An unknown
@@ -207,7 +210,7 @@ impl Classifier {
                 .iter()
                 .take_while(|other| other.specificity() == route.specificity())
                 .find(|other| {
-                    other.operation.name != route.operation.name
+                    !std::ptr::eq(other.operation, route.operation)
                         && other.matches(&route_request).is_some()
                 });
             Some(match rival {
@@ -282,6 +285,7 @@ impl Classifier {
             signing_name: request.signing_name.to_owned(),
             service: Some(service.model_name),
             operation: Some(operation.name),
+            endpoint_prefix: Some(service.endpoint_prefix),
             protocol: service.protocols.first().copied(),
             actions,
             resources_complete: complete,
@@ -407,6 +411,7 @@ fn classify_rpc(
         signing_name: request.signing_name.to_owned(),
         service: Some(service.model_name),
         operation: Some(operation.name),
+        endpoint_prefix: Some(service.endpoint_prefix),
         protocol: Some(protocol),
         actions,
         resources_complete: complete && body_complete,
@@ -449,6 +454,7 @@ fn unknown(
         signing_name: signing_name.to_owned(),
         service,
         operation: None,
+        endpoint_prefix: None,
         protocol,
         actions: vec![IamAction { action: format!("{prefix}:Unknown"), resources: Vec::new() }],
         resources_complete: false,

@@ -214,7 +214,7 @@ pub(crate) fn named_resources(
                 ));
             }
         }
-        "eks" => {
+        "eks" | "eks-auth" => {
             // The cluster is the `{name}` label of /clusters/{name}/..., `clusterName` in a few
             // bodies, or `name` in CreateCluster's body.
             let cluster = params

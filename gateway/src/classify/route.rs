@@ -17,6 +17,9 @@ pub(crate) struct CompiledRoute {
     pub operation: &'static OperationModel,
     pub route: &'static HttpRoute,
     segments: Vec<Segment>,
+    /// The template ends with `/` (`/agents/{agentId}/`): only paths ending with `/` match, and
+    /// that slash tells the route from a slash-less twin (`/agents/{sessionId}`).
+    trailing_slash: bool,
 }
 
 /// The request facts a route is matched against.
@@ -42,7 +45,8 @@ impl CompiledRoute {
                 None => Segment::Literal(s),
             })
             .collect();
-        CompiledRoute { service, operation, route, segments }
+        let trailing_slash = route.path.len() > 1 && route.path.ends_with('/');
+        CompiledRoute { service, operation, route, segments, trailing_slash }
     }
 
     /// Orders routes: more literal segments, then more required query keys and headers, then
@@ -78,6 +82,7 @@ impl CompiledRoute {
 
     /// Raw (still encoded) label bindings if `path` fits the template.
     fn match_path<'p>(&self, path: &'p str) -> Option<Vec<(&'static str, &'p str)>> {
+        let path = if self.trailing_slash { path.strip_suffix('/')? } else { path };
         let mut bindings = Vec::new();
         let mut rest = path.strip_prefix('/').unwrap_or(path);
         let mut consumed_all = rest.is_empty();
