@@ -107,6 +107,9 @@ pub enum Unclassified {
     /// Nothing in the request names an operation of the service's protocols.
     #[error("the request names no operation: expected {expected}")]
     NoOperationNamed { expected: String },
+    /// The bucket named by the path or Host header is not a bucket name.
+    #[error("`{bucket}` is not a valid S3 bucket name")]
+    InvalidBucket { bucket: String },
     /// No REST route matches the method, path, query and headers.
     #[error("no {service} operation matches {method} {path}")]
     NoRoute { service: &'static str, method: String, path: String },
@@ -183,6 +186,24 @@ impl Classifier {
         } else {
             None
         };
+        let s3_addressing = is_s3.then_some(if host_bucket.is_some() {
+            S3Addressing::VirtualHost
+        } else {
+            S3Addressing::PathStyle
+        });
+        let fail = |reason: Unclassified| Classification {
+            s3_addressing,
+            ..unknown(
+                request.signing_name,
+                first.iam_prefix,
+                Some(first.model_name),
+                first.protocols.first().copied(),
+                reason,
+            )
+        };
+        if let Some(bucket) = host_bucket.as_deref().filter(|b| !s3::is_valid_bucket_name(b)) {
+            return fail(Unclassified::InvalidBucket { bucket: bucket.to_owned() });
+        }
         let path = match &host_bucket {
             Some(bucket) => {
                 let rest = request.path.strip_prefix('/').unwrap_or(request.path);
@@ -223,11 +244,6 @@ impl Classifier {
         };
         let found =
             find(&path).or_else(|| path.strip_suffix('/').filter(|p| !p.is_empty()).and_then(find));
-        let s3_addressing = is_s3.then_some(if host_bucket.is_some() {
-            S3Addressing::VirtualHost
-        } else {
-            S3Addressing::PathStyle
-        });
         let found = found.unwrap_or_else(|| {
             Err(Unclassified::NoRoute {
                 service: first.model_name,
@@ -237,17 +253,7 @@ impl Classifier {
         });
         let (route, labels) = match found {
             Ok(found) => found,
-            Err(reason) => {
-                let mut result = unknown(
-                    request.signing_name,
-                    first.iam_prefix,
-                    Some(first.model_name),
-                    first.protocols.first().copied(),
-                    reason,
-                );
-                result.s3_addressing = s3_addressing;
-                return result;
-            }
+            Err(reason) => return fail(reason),
         };
         let service = route.service;
         let operation = route.operation;
@@ -259,6 +265,9 @@ impl Classifier {
         };
 
         let Actions { actions, complete } = if is_s3 {
+            if let Some(bucket) = params.string("Bucket").filter(|b| !s3::is_valid_bucket_name(b)) {
+                return fail(Unclassified::InvalidBucket { bucket: bucket.to_owned() });
+            }
             let facts = S3Facts {
                 bucket: params.string("Bucket"),
                 key: params.string("Key"),

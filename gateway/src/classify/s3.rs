@@ -84,6 +84,14 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+/// Whether `name` can be a bucket name: 1 to 255 of `[A-Za-z0-9._-]` (today's rules are stricter;
+/// legacy us-east-1 buckets may have upper case and underscores). Anything else, a `/` above
+/// all, would let a request name one bucket to policy and another to S3.
+pub(crate) fn is_valid_bucket_name(name: &str) -> bool {
+    (1..=255).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
 /// The object a `x-amz-copy-source` header names.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct CopySource {
@@ -143,6 +151,10 @@ pub(crate) fn parse_delete_objects(body: &[u8]) -> Option<Vec<DeleteEntry>> {
                 let name = path.pop()?;
                 if let Some((key, version)) = current.as_mut() {
                     match (path.len(), name.as_slice()) {
+                        // A second Key or VersionId in one Object: which one S3 acts on is not
+                        // ours to guess.
+                        (2, b"Key") if key.is_some() => return None,
+                        (2, b"VersionId") if version.is_some() => return None,
                         (2, b"Key") => *key = Some(std::mem::take(&mut text_buf)),
                         (2, b"VersionId") => *version = Some(std::mem::take(&mut text_buf)),
                         (1, b"Object") => {
@@ -247,5 +259,9 @@ mod tests {
             None
         );
         assert_eq!(parse_delete_objects(b"\xff\xfe"), None);
+        assert_eq!(
+            parse_delete_objects(b"<Delete><Object><Key>a</Key><Key>b</Key></Object></Delete>"),
+            None
+        );
     }
 }

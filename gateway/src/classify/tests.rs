@@ -194,6 +194,9 @@ const S3_CASES: &[Case] = &[
     c("s3", "GET /bkt?acl&tagging", "", NONE, "", None, &[("s3:Unknown", &[])]),
     c("s3", "PUT /bkt/a.txt?tagging", "", COPY_B, "", None, &[("s3:Unknown", &[])]),
     c("s3", "GET /bkt?uploads&list-type=2", "", NONE, "", None, &[("s3:Unknown", &[])]),
+    // A bucket name that is not one cannot smuggle a key prefix past policy.
+    c("s3", "GET /bkt%2Fsecret/a.txt", "", NONE, "", None, &[("s3:Unknown", &[])]),
+    c("s3", "GET /a.txt", "", &[("host", "bkt%2Fx.localhost")], "", None, &[("s3:Unknown", &[])]),
     // Unknown shapes.
     c("s3", "PATCH /bkt/a.txt", "", NONE, "", None, &[("s3:Unknown", &[])]),
     c("s3", "POST /bkt", "", NONE, "", None, &[("s3:Unknown", &[])]),
