@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod aws_error;
+pub mod classify;
 pub mod config;
 pub mod forward;
 pub mod metrics;
