@@ -2,3 +2,37 @@
 //!
 //! Events (JSON Lines, zstd segments), the hash chain, signed manifests and digests, the writer,
 //! the reader and the verifier. Documented for other implementations in docs/recording-format.md.
+
+pub mod canonical;
+pub mod digest;
+pub mod event;
+pub mod hash;
+pub mod layout;
+pub mod manifest;
+pub mod merge;
+pub mod redaction;
+pub mod segment;
+pub mod signing;
+pub mod timestamp;
+pub mod verify;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use digest::{DIGEST_FORMAT, Digest, DigestChain, SignedDigest};
+pub use event::{
+    AgentIdentity, Approval, ApprovalDecision, Approver, AwsCall, Body, BodyEncoding, Decision,
+    Denied, Effect, EndReason, Event, EventBody, FORMAT_VERSION, Request, Response, SessionEnd,
+    SessionStart, Timings,
+};
+pub use hash::{Hash256, chain_genesis, line_hash};
+pub use layout::{LayoutError, ObjectKey, ObjectName, SessionLocation, StreamLocation};
+pub use manifest::{MANIFEST_FORMAT, Manifest, SignedObjectError, StreamStatus};
+pub use merge::merge_by_time;
+pub use segment::{
+    CutPolicy, FinishedSegment, PendingSegment, RecordedEvent, ResumePoint, SegmentEntry,
+    SegmentError, SegmentReader, SegmentWriter,
+};
+pub use signing::{KeyId, RecordingSigner, SignatureError, TrustedKeys};
+pub use timestamp::Timestamp;
+pub use verify::{Problem, SessionVerifier, VerificationReport, VerifyOptions};

@@ -1,0 +1,896 @@
+//! Verification of a session's objects: segments against manifests and digests, the event chain,
+//! sequence numbers, signatures, and the digest timeline.
+//!
+//! [`SessionVerifier::verify`] never stops at the first problem: it reports every one it finds,
+//! each naming the object key, seq and the expected and found values.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::digest::Digest;
+use crate::event::{EndReason, Event, EventBody, FORMAT_VERSION, SessionStart};
+use crate::hash::{Hash256, chain_genesis};
+use crate::layout::{ObjectKey, ObjectName, SessionLocation, StreamLocation};
+use crate::manifest::{Manifest, SignedObjectError, StreamStatus};
+use crate::segment::{RecordedEvent, SegmentEntry, SegmentReader};
+use crate::signing::{KeyId, SignatureError, TrustedKeys};
+use crate::timestamp::Timestamp;
+
+/// One thing wrong with a session's objects.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("no objects were given to verify")]
+    NoObjects,
+    #[error("{key}: not a recording object: {reason}")]
+    UnrecognizedObject { key: String, reason: String },
+    #[error("{key}: belongs to session {found}, not to {expected}")]
+    ForeignSession { key: String, expected: String, found: String },
+    #[error("{key}: segment is missing; {listed_in}")]
+    SegmentMissing { key: String, listed_in: String },
+    #[error("{key}: sha256 is {found} but {listed_in} lists {expected}")]
+    SegmentHashMismatch { key: String, listed_in: String, expected: Hash256, found: Hash256 },
+    #[error("{key}: {listed_in} lists {field} {expected} but the segment holds {found}")]
+    SegmentEntryMismatch {
+        key: String,
+        listed_in: String,
+        field: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("{key}: segment is not listed in {missing_from}")]
+    SegmentUnlisted { key: String, missing_from: String },
+    #[error("{key}: cannot be read: {reason}")]
+    SegmentUnreadable { key: String, reason: String },
+    #[error("{key} line {line}: not an event: {reason}")]
+    EventUnparseable { key: String, line: u64, reason: String },
+    #[error("{key} line {line}: expected seq {expected}, found seq {found}")]
+    SeqMismatch { key: String, line: u64, expected: u64, found: u64 },
+    #[error("{key} seq {seq}: prev is {found}, expected {expected} (the hash of the line before)")]
+    ChainBroken { key: String, seq: u64, expected: Hash256, found: Hash256 },
+    #[error("{key} seq {seq}: {field} is {found:?}, expected {expected:?}")]
+    EventFieldMismatch {
+        key: String,
+        seq: u64,
+        field: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("{key} seq {seq}: event after the stream's session.end")]
+    EventAfterEnd { key: String, seq: u64 },
+    #[error("{key}: manifest is missing; {why}")]
+    ManifestMissing { key: String, why: String },
+    #[error("{key}: manifest says {field} {expected} but {found}")]
+    ManifestMismatch { key: String, field: &'static str, expected: String, found: String },
+    #[error("{key}: not a valid {kind}: {reason}")]
+    InvalidSignedObject { key: String, kind: &'static str, reason: String },
+    #[error("{key}: signed with key {key_id}, which is not among the trusted keys")]
+    UntrustedKey { key: String, key_id: KeyId },
+    #[error("{key}: signature does not verify with key {key_id}; the object changed after signing")]
+    BadSignature { key: String, key_id: KeyId },
+    #[error("{key}: {field} is {found:?}, expected {expected:?}")]
+    ObjectFieldMismatch { key: String, field: &'static str, expected: String, found: String },
+    #[error("{key}: digest {n} is missing; {why}")]
+    DigestMissing { key: String, n: u64, why: String },
+    #[error("{key}: prev_digest is {found}, expected {expected} ({why})")]
+    DigestChainBroken { key: String, expected: String, found: String, why: String },
+    #[error(
+        "{key}: interval starts at {found}, but {after} ends at {expected}: the digest timeline has a gap"
+    )]
+    DigestTimelineGap { key: String, after: String, expected: Timestamp, found: Timestamp },
+    #[error("{stream}: {why}; newer digests, and the segments they list, may have been deleted")]
+    DigestTimelineIncomplete { stream: String, why: String },
+}
+
+/// Time-dependent expectations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// The time of verification.
+    pub now: Timestamp,
+    /// How far behind `now` (or past the session's end) the newest digest may be: a few digest
+    /// intervals.
+    pub digest_grace: Duration,
+}
+
+impl VerifyOptions {
+    /// `now` with a grace of 15 minutes (three 5-minute digest intervals).
+    pub fn at(now: Timestamp) -> Self {
+        Self { now, digest_grace: Duration::from_secs(15 * 60) }
+    }
+}
+
+/// What was found in one replica's stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamReport {
+    pub stream: StreamLocation,
+    pub status: Option<StreamStatus>,
+    pub segments: usize,
+    pub digests: usize,
+    /// Every event that could be read, in stream order (including ones with problems).
+    pub events: Vec<RecordedEvent>,
+}
+
+/// The outcome of verifying a session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerificationReport {
+    pub session: Option<SessionLocation>,
+    pub streams: Vec<StreamReport>,
+    pub problems: Vec<Problem>,
+}
+
+impl VerificationReport {
+    /// True when no problem was found.
+    pub fn is_valid(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Verifies the objects of one session against trusted keys.
+#[derive(Clone, Debug)]
+pub struct SessionVerifier {
+    keys: TrustedKeys,
+    options: VerifyOptions,
+}
+
+#[derive(Default)]
+struct StreamObjects<'a> {
+    segments: BTreeMap<u32, &'a [u8]>,
+    manifest: Option<&'a [u8]>,
+    digests: BTreeMap<u64, &'a [u8]>,
+}
+
+/// A digest that parsed and verified, with its key and the hash of its bytes.
+struct CheckedDigest {
+    key: String,
+    sha256: Hash256,
+    digest: Digest,
+}
+
+impl SessionVerifier {
+    pub fn new(keys: TrustedKeys, options: VerifyOptions) -> Self {
+        Self { keys, options }
+    }
+
+    /// Verifies every object of one session (key to bytes, keys relative to the bucket).
+    pub fn verify(&self, objects: &BTreeMap<String, Vec<u8>>) -> VerificationReport {
+        let mut problems = Vec::new();
+        if objects.is_empty() {
+            problems.push(Problem::NoObjects);
+        }
+        let mut session: Option<SessionLocation> = None;
+        let mut streams: BTreeMap<StreamLocation, StreamObjects<'_>> = BTreeMap::new();
+        for (key, bytes) in objects {
+            let parsed = match ObjectKey::parse(key) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    problems.push(Problem::UnrecognizedObject {
+                        key: key.clone(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let this_session = parsed.stream.session();
+            match &session {
+                None => session = Some(this_session.clone()),
+                Some(expected) if expected != this_session => {
+                    problems.push(Problem::ForeignSession {
+                        key: key.clone(),
+                        expected: expected.key_prefix(),
+                        found: this_session.key_prefix(),
+                    });
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let entry = streams.entry(parsed.stream).or_default();
+            match parsed.name {
+                ObjectName::Segment(i) => {
+                    entry.segments.insert(i, bytes);
+                }
+                ObjectName::Manifest => entry.manifest = Some(bytes),
+                ObjectName::Digest(n) => {
+                    entry.digests.insert(n, bytes);
+                }
+            }
+        }
+        let streams = streams
+            .into_iter()
+            .map(|(stream, objects)| {
+                StreamCheck { verifier: self, stream: &stream, problems: &mut problems }
+                    .run(&objects)
+            })
+            .collect();
+        VerificationReport { session, streams, problems }
+    }
+}
+
+/// Verification state of one stream.
+struct StreamCheck<'v> {
+    verifier: &'v SessionVerifier,
+    stream: &'v StreamLocation,
+    problems: &'v mut Vec<Problem>,
+}
+
+/// What walking the segments found.
+#[derive(Default)]
+struct Walk {
+    events: Vec<RecordedEvent>,
+    start: Option<(Timestamp, SessionStart)>,
+    end: Option<(u64, Timestamp, EndReason)>,
+    last_seq: Option<u64>,
+}
+
+impl StreamCheck<'_> {
+    fn run(mut self, objects: &StreamObjects<'_>) -> StreamReport {
+        let manifest_key = self.stream.manifest_key();
+        let manifest = objects.manifest.and_then(|bytes| self.check_manifest(&manifest_key, bytes));
+        let digests = self.check_digests(objects);
+        let walk = self.walk_segments(objects, manifest.as_ref(), &digests);
+        let started = manifest.as_ref().map(|m| m.started).or(walk.start.as_ref().map(|s| s.0));
+        self.check_digest_timeline(&digests, started, manifest.as_ref(), &walk);
+        self.check_manifest_against_content(objects, manifest.as_ref(), &digests, &walk);
+        StreamReport {
+            stream: self.stream.clone(),
+            status: manifest.as_ref().map(|m| m.status),
+            segments: objects.segments.len(),
+            digests: objects.digests.len(),
+            events: walk.events,
+        }
+    }
+
+    fn signed_object_problem(&mut self, key: &str, kind: &'static str, error: SignedObjectError) {
+        self.problems.push(match error {
+            SignedObjectError::Signature(SignatureError::UntrustedKey { key_id }) => {
+                Problem::UntrustedKey { key: key.to_owned(), key_id }
+            }
+            SignedObjectError::Signature(SignatureError::Invalid { key_id }) => {
+                Problem::BadSignature { key: key.to_owned(), key_id }
+            }
+            other => Problem::InvalidSignedObject {
+                key: key.to_owned(),
+                kind,
+                reason: other.to_string(),
+            },
+        });
+    }
+
+    fn check_identity(&mut self, key: &str, fields: [(&'static str, &str); 4]) {
+        let session = self.stream.session();
+        let expected =
+            [session.session(), self.stream.replica(), session.namespace(), session.connection()];
+        for ((field, found), expected) in fields.into_iter().zip(expected) {
+            if found != expected {
+                self.problems.push(Problem::ObjectFieldMismatch {
+                    key: key.to_owned(),
+                    field,
+                    expected: expected.to_owned(),
+                    found: found.to_owned(),
+                });
+            }
+        }
+    }
+
+    fn check_manifest(&mut self, key: &str, bytes: &[u8]) -> Option<Manifest> {
+        let manifest = match Manifest::verify(bytes, &self.verifier.keys) {
+            Ok(m) => m,
+            Err(e) => {
+                self.signed_object_problem(key, "manifest", e);
+                return None;
+            }
+        };
+        self.check_identity(
+            key,
+            [
+                ("session", &manifest.session),
+                ("replica", &manifest.replica),
+                ("namespace", &manifest.namespace),
+                ("connection", &manifest.connection),
+            ],
+        );
+        let genesis = chain_genesis(self.stream.session().session(), self.stream.replica());
+        if manifest.genesis != genesis {
+            self.problems.push(Problem::ObjectFieldMismatch {
+                key: key.to_owned(),
+                field: "genesis",
+                expected: genesis.to_hex(),
+                found: manifest.genesis.to_hex(),
+            });
+        }
+        Some(manifest)
+    }
+
+    fn check_digests(&mut self, objects: &StreamObjects<'_>) -> BTreeMap<u64, CheckedDigest> {
+        let mut checked = BTreeMap::new();
+        for (&n, bytes) in &objects.digests {
+            let key = self.stream.digest_key(n);
+            let digest = match Digest::verify(bytes, &self.verifier.keys) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.signed_object_problem(&key, "digest", e);
+                    continue;
+                }
+            };
+            self.check_identity(
+                &key,
+                [
+                    ("session", &digest.session),
+                    ("replica", &digest.replica),
+                    ("namespace", &digest.namespace),
+                    ("connection", &digest.connection),
+                ],
+            );
+            if digest.n != n {
+                self.problems.push(Problem::ObjectFieldMismatch {
+                    key: key.clone(),
+                    field: "n",
+                    expected: n.to_string(),
+                    found: digest.n.to_string(),
+                });
+            }
+            checked.insert(n, CheckedDigest { key, sha256: Hash256::of(bytes), digest });
+        }
+        // Numbering, chain and timeline between neighbours.
+        let last = objects.digests.keys().next_back().copied().unwrap_or(0);
+        for n in 1..=last {
+            if !objects.digests.contains_key(&n) {
+                let why = match (
+                    n.checked_sub(1).filter(|p| *p > 0),
+                    objects.digests.range(n..).next(),
+                ) {
+                    (Some(p), Some((next, _))) => format!("digests {p} and {next} exist"),
+                    (None, Some((next, _))) => format!("digest {next} exists"),
+                    _ => "a later digest exists".to_owned(),
+                };
+                self.problems.push(Problem::DigestMissing {
+                    key: self.stream.digest_key(n),
+                    n,
+                    why,
+                });
+            }
+        }
+        for (n, this) in &checked {
+            if *n == 1 {
+                if let Some(found) = this.digest.prev_digest {
+                    self.problems.push(Problem::DigestChainBroken {
+                        key: this.key.clone(),
+                        expected: "null".to_owned(),
+                        found: found.to_hex(),
+                        why: "digest 1 starts the chain".to_owned(),
+                    });
+                }
+                continue;
+            }
+            let Some(before) = checked.get(&(n - 1)) else {
+                if objects.digests.contains_key(&(n - 1)) {
+                    // Present but invalid: still check the hash link to its bytes.
+                    let expected = objects.digests.get(&(n - 1)).map(|b| Hash256::of(b));
+                    if this.digest.prev_digest != expected {
+                        self.problems.push(chain_broken(
+                            this,
+                            expected,
+                            &self.stream.digest_key(n - 1),
+                        ));
+                    }
+                }
+                continue;
+            };
+            if this.digest.prev_digest != Some(before.sha256) {
+                self.problems.push(chain_broken(this, Some(before.sha256), &before.key));
+            }
+            if this.digest.interval_start != before.digest.interval_end {
+                self.problems.push(Problem::DigestTimelineGap {
+                    key: this.key.clone(),
+                    after: before.key.clone(),
+                    expected: before.digest.interval_end,
+                    found: this.digest.interval_start,
+                });
+            }
+            if before.digest.is_final {
+                self.problems.push(Problem::ObjectFieldMismatch {
+                    key: before.key.clone(),
+                    field: "final",
+                    expected: "false (a later digest exists)".to_owned(),
+                    found: "true".to_owned(),
+                });
+            }
+        }
+        checked
+    }
+
+    fn walk_segments(
+        &mut self,
+        objects: &StreamObjects<'_>,
+        manifest: Option<&Manifest>,
+        digests: &BTreeMap<u64, CheckedDigest>,
+    ) -> Walk {
+        let manifest_key = self.stream.manifest_key();
+        // Every listing of each segment: (who lists it, entry).
+        let mut listings: BTreeMap<u32, Vec<(String, &SegmentEntry)>> = BTreeMap::new();
+        let mut unparseable_names = Vec::new();
+        if let Some(m) = manifest {
+            for entry in &m.segments {
+                match entry.index() {
+                    Some(i) => listings.entry(i).or_default().push((manifest_key.clone(), entry)),
+                    None => unparseable_names.push((manifest_key.clone(), entry.name.clone())),
+                }
+            }
+        }
+        for d in digests.values() {
+            for entry in &d.digest.segments {
+                match entry.index() {
+                    Some(i) => listings.entry(i).or_default().push((d.key.clone(), entry)),
+                    None => unparseable_names.push((d.key.clone(), entry.name.clone())),
+                }
+            }
+        }
+        for (key, name) in unparseable_names {
+            self.problems.push(Problem::ObjectFieldMismatch {
+                key,
+                field: "segments[].name",
+                expected: "NNNNNN.jsonl.zst".to_owned(),
+                found: name,
+            });
+        }
+        let closed = manifest.is_some_and(|m| m.status != StreamStatus::Open);
+        let final_digest = digests.values().any(|d| d.digest.is_final);
+        let last_digested = listings
+            .iter()
+            .filter(|(_, l)| l.iter().any(|(k, _)| *k != manifest_key))
+            .map(|(i, _)| *i)
+            .next_back()
+            .unwrap_or(0);
+        let last_index =
+            [objects.segments.keys().next_back().copied(), listings.keys().next_back().copied()]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(0);
+
+        let mut walk = Walk::default();
+        let mut expected_seq = Some(1u64);
+        let mut expected_prev =
+            Some(chain_genesis(self.stream.session().session(), self.stream.replica()));
+        for index in 1..=last_index {
+            let key = self.stream.segment_key(index);
+            let listed = listings.get(&index).map(Vec::as_slice).unwrap_or_default();
+            let Some(bytes) = objects.segments.get(&index) else {
+                let listed_in = if listed.is_empty() {
+                    "no manifest or digest lists it, but a later segment exists".to_owned()
+                } else {
+                    let keys: Vec<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
+                    format!("it is listed in {}", keys.join(", "))
+                };
+                self.problems.push(Problem::SegmentMissing { key, listed_in });
+                // Resume the chain check after the gap from what the listing promised.
+                let promised = listed.first().map(|(_, e)| *e);
+                expected_seq = promised.and_then(|e| e.last_seq.checked_add(1));
+                expected_prev = promised.map(|e| e.head);
+                continue;
+            };
+            let sha256 = Hash256::of(bytes);
+            let mut trusted_listings = Vec::new();
+            for (listed_in, entry) in listed {
+                if entry.sha256 != sha256 {
+                    self.problems.push(Problem::SegmentHashMismatch {
+                        key: key.clone(),
+                        listed_in: listed_in.clone(),
+                        expected: entry.sha256,
+                        found: sha256,
+                    });
+                } else {
+                    trusted_listings.push((listed_in, *entry));
+                }
+            }
+            if closed && !listed.iter().any(|(k, _)| *k == manifest_key) {
+                self.problems.push(Problem::SegmentUnlisted {
+                    key: key.clone(),
+                    missing_from: format!("the closing manifest {manifest_key}"),
+                });
+            }
+            if (final_digest || index < last_digested)
+                && !listed.iter().any(|(k, _)| *k != manifest_key)
+            {
+                self.problems.push(Problem::SegmentUnlisted {
+                    key: key.clone(),
+                    missing_from: "any digest".to_owned(),
+                });
+            }
+            let summary =
+                self.walk_segment(&key, bytes, &mut walk, &mut expected_seq, &mut expected_prev);
+            if let Some(actual) = summary {
+                for (listed_in, entry) in trusted_listings {
+                    self.compare_entry(&key, listed_in, entry, &actual, sha256, bytes.len() as u64);
+                }
+            }
+        }
+        walk
+    }
+
+    /// Walks one segment's lines; returns what it holds when at least one event parsed.
+    fn walk_segment(
+        &mut self,
+        key: &str,
+        bytes: &[u8],
+        walk: &mut Walk,
+        expected_seq: &mut Option<u64>,
+        expected_prev: &mut Option<Hash256>,
+    ) -> Option<SegmentEntry> {
+        let mut reader = match SegmentReader::new(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.problems.push(Problem::SegmentUnreadable {
+                    key: key.to_owned(),
+                    reason: e.to_string(),
+                });
+                *expected_seq = None;
+                *expected_prev = None;
+                return None;
+            }
+        };
+        let mut summary: Option<SegmentEntry> = None;
+        loop {
+            let line = match reader.next_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(e) => {
+                    self.problems.push(Problem::SegmentUnreadable {
+                        key: key.to_owned(),
+                        reason: e.to_string(),
+                    });
+                    *expected_seq = None;
+                    *expected_prev = None;
+                    break;
+                }
+            };
+            let hash = line.hash();
+            let event = match line.parse() {
+                Ok(event) => event,
+                Err(e) => {
+                    self.problems.push(Problem::EventUnparseable {
+                        key: key.to_owned(),
+                        line: line.number,
+                        reason: e.to_string(),
+                    });
+                    *expected_seq = expected_seq.and_then(|s| s.checked_add(1));
+                    *expected_prev = Some(hash);
+                    continue;
+                }
+            };
+            self.check_event(key, line.number, &event, walk, *expected_seq, *expected_prev);
+            match summary.as_mut() {
+                None => {
+                    summary = Some(SegmentEntry {
+                        name: String::new(),
+                        sha256: hash,
+                        size: 0,
+                        first_seq: event.seq,
+                        last_seq: event.seq,
+                        first_ts: event.ts,
+                        last_ts: event.ts,
+                        prev: event.prev,
+                        head: hash,
+                    })
+                }
+                Some(s) => {
+                    s.last_seq = event.seq;
+                    s.last_ts = event.ts;
+                    s.head = hash;
+                }
+            }
+            *expected_seq = event.seq.checked_add(1);
+            *expected_prev = Some(hash);
+            walk.last_seq = Some(event.seq);
+            walk.events.push(RecordedEvent { line: line.bytes, event });
+        }
+        summary
+    }
+
+    fn check_event(
+        &mut self,
+        key: &str,
+        line: u64,
+        event: &Event,
+        walk: &mut Walk,
+        expected_seq: Option<u64>,
+        expected_prev: Option<Hash256>,
+    ) {
+        let seq = event.seq;
+        if let Some(expected) = expected_seq.filter(|e| *e != seq) {
+            self.problems.push(Problem::SeqMismatch {
+                key: key.to_owned(),
+                line,
+                expected,
+                found: seq,
+            });
+        }
+        if let Some(expected) = expected_prev.filter(|e| *e != event.prev) {
+            self.problems.push(Problem::ChainBroken {
+                key: key.to_owned(),
+                seq,
+                expected,
+                found: event.prev,
+            });
+        }
+        let session = self.stream.session().session();
+        let checks = [
+            ("v", FORMAT_VERSION.to_string(), event.v.to_string()),
+            ("session", session.to_owned(), event.session.clone()),
+            ("replica", self.stream.replica().to_owned(), event.replica.clone()),
+        ];
+        for (field, expected, found) in checks {
+            if expected != found {
+                self.problems.push(Problem::EventFieldMismatch {
+                    key: key.to_owned(),
+                    seq,
+                    field,
+                    expected,
+                    found,
+                });
+            }
+        }
+        if walk.end.is_some() {
+            self.problems.push(Problem::EventAfterEnd { key: key.to_owned(), seq });
+        }
+        let first = walk.events.is_empty() && walk.start.is_none();
+        match (&event.body, first) {
+            (EventBody::SessionStart(start), true) => walk.start = Some((event.ts, start.clone())),
+            (body, true) => self.problems.push(Problem::EventFieldMismatch {
+                key: key.to_owned(),
+                seq,
+                field: "type",
+                expected: "session.start (first event of a stream)".to_owned(),
+                found: body.type_name().to_owned(),
+            }),
+            (EventBody::SessionStart(_), false) => {
+                self.problems.push(Problem::EventFieldMismatch {
+                    key: key.to_owned(),
+                    seq,
+                    field: "type",
+                    expected: "anything but session.start after the first event".to_owned(),
+                    found: "session.start".to_owned(),
+                })
+            }
+            (EventBody::SessionEnd(end), false) => walk.end = Some((seq, event.ts, end.reason)),
+            _ => {}
+        }
+    }
+
+    fn compare_entry(
+        &mut self,
+        key: &str,
+        listed_in: &str,
+        entry: &SegmentEntry,
+        actual: &SegmentEntry,
+        sha256: Hash256,
+        size: u64,
+    ) {
+        let _ = sha256;
+        let fields: [(&'static str, String, String); 7] = [
+            ("size", entry.size.to_string(), size.to_string()),
+            ("first_seq", entry.first_seq.to_string(), actual.first_seq.to_string()),
+            ("last_seq", entry.last_seq.to_string(), actual.last_seq.to_string()),
+            ("first_ts", entry.first_ts.to_string(), actual.first_ts.to_string()),
+            ("last_ts", entry.last_ts.to_string(), actual.last_ts.to_string()),
+            ("prev", entry.prev.to_hex(), actual.prev.to_hex()),
+            ("head", entry.head.to_hex(), actual.head.to_hex()),
+        ];
+        for (field, expected, found) in fields {
+            if expected != found {
+                self.problems.push(Problem::SegmentEntryMismatch {
+                    key: key.to_owned(),
+                    listed_in: listed_in.to_owned(),
+                    field,
+                    expected,
+                    found,
+                });
+            }
+        }
+    }
+
+    fn check_digest_timeline(
+        &mut self,
+        digests: &BTreeMap<u64, CheckedDigest>,
+        started: Option<Timestamp>,
+        manifest: Option<&Manifest>,
+        walk: &Walk,
+    ) {
+        let options = self.verifier.options;
+        let stream = self.stream.key_prefix();
+        if let (Some(first), Some(started)) = (digests.get(&1), started)
+            && first.digest.interval_start != started
+        {
+            self.problems.push(Problem::DigestTimelineGap {
+                key: first.key.clone(),
+                after: "the stream's first event".to_owned(),
+                expected: started,
+                found: first.digest.interval_start,
+            });
+        }
+        let last = digests.values().next_back();
+        if last.is_some_and(|d| d.digest.is_final) {
+            return;
+        }
+        // The stream may still be live until it ended or its credentials expired.
+        let live_until = manifest
+            .and_then(|m| m.ended)
+            .or(walk.end.map(|e| e.1))
+            .or(manifest.map(|m| m.credentials_expire))
+            .or(walk.start.as_ref().map(|s| s.1.credentials_expire));
+        let last_end = last.map(|d| d.digest.interval_end).or(started);
+        let Some(last_end) = last_end else {
+            return;
+        };
+        let described = match last {
+            Some(d) => format!("the newest digest {} ends at {last_end}", d.key),
+            None => format!("no digest exists though the stream started at {last_end}"),
+        };
+        let overdue =
+            |t: Timestamp| t.checked_add(options.digest_grace).is_some_and(|due| options.now > due);
+        if let Some(until) = live_until
+            && overdue(until)
+        {
+            self.problems.push(Problem::DigestTimelineIncomplete {
+                stream,
+                why: format!("{described} and is not final, though the stream ended by {until}"),
+            });
+        } else if overdue(last_end) {
+            self.problems.push(Problem::DigestTimelineIncomplete {
+                stream,
+                why: format!(
+                    "{described}, more than {:?} before {}",
+                    options.digest_grace, options.now
+                ),
+            });
+        }
+    }
+
+    fn check_manifest_against_content(
+        &mut self,
+        objects: &StreamObjects<'_>,
+        manifest: Option<&Manifest>,
+        digests: &BTreeMap<u64, CheckedDigest>,
+        walk: &Walk,
+    ) {
+        let key = self.stream.manifest_key();
+        let digested_manifest =
+            digests.values().rev().find_map(|d| d.digest.manifest.map(|sha| (d.key.clone(), sha)));
+        let Some(manifest) = manifest else {
+            if objects.manifest.is_some() {
+                return; // present but invalid: already reported
+            }
+            let final_digest = digests.values().find(|d| d.digest.is_final);
+            let why = if let Some((digest_key, _)) = &digested_manifest {
+                Some(format!("digest {digest_key} lists it"))
+            } else if let Some(d) = final_digest {
+                Some(format!("the stream's final digest {} exists", d.key))
+            } else if let Some((seq, _, _)) = walk.end {
+                Some(format!("the stream ended with session.end at seq {seq}"))
+            } else {
+                walk.start
+                    .as_ref()
+                    .map(|s| s.1.credentials_expire)
+                    .filter(|expire| {
+                        let options = self.verifier.options;
+                        expire
+                            .checked_add(options.digest_grace)
+                            .is_some_and(|due| options.now > due)
+                    })
+                    .map(|expire| format!("the session's credentials expired at {expire}"))
+            };
+            if let Some(why) = why {
+                self.problems.push(Problem::ManifestMissing { key, why });
+            }
+            return;
+        };
+        if let (Some((digest_key, expected)), Some(bytes)) = (&digested_manifest, objects.manifest)
+        {
+            let found = Hash256::of(bytes);
+            if found != *expected {
+                self.problems.push(Problem::ManifestMismatch {
+                    key: key.clone(),
+                    field: "sha256",
+                    expected: format!("{expected} (as digest {digest_key} lists)"),
+                    found: format!("the object's sha256 is {found}"),
+                });
+            }
+        }
+        let mut mismatch = |field: &'static str, expected: String, found: String| {
+            self.problems.push(Problem::ManifestMismatch {
+                key: key.clone(),
+                field,
+                expected,
+                found,
+            });
+        };
+        let listed_last = manifest.segments.last();
+        if manifest.last_seq != listed_last.map_or(0, |e| e.last_seq) {
+            mismatch(
+                "last_seq",
+                manifest.last_seq.to_string(),
+                format!("its last segment ends at seq {}", listed_last.map_or(0, |e| e.last_seq)),
+            );
+        }
+        if manifest.head != listed_last.map_or(manifest.genesis, |e| e.head) {
+            mismatch(
+                "head",
+                manifest.head.to_hex(),
+                format!(
+                    "its last segment's head is {}",
+                    listed_last.map_or(manifest.genesis, |e| e.head)
+                ),
+            );
+        }
+        if let Some((started, start)) = &walk.start {
+            if manifest.started != *started {
+                mismatch("started", manifest.started.to_string(), format!("seq 1 is at {started}"));
+            }
+            if manifest.agent != start.agent {
+                mismatch(
+                    "agent",
+                    format!("{:?}", manifest.agent),
+                    format!("session.start has {:?}", start.agent),
+                );
+            }
+            if manifest.credentials_expire != start.credentials_expire {
+                mismatch(
+                    "credentials_expire",
+                    manifest.credentials_expire.to_string(),
+                    format!("session.start has {}", start.credentials_expire),
+                );
+            }
+        }
+        if manifest.status != StreamStatus::Open {
+            match walk.end {
+                None => mismatch(
+                    "status",
+                    format!("{:?}", manifest.status).to_lowercase(),
+                    "the stream has no session.end event".to_owned(),
+                ),
+                Some((seq, ts, reason)) => {
+                    if manifest.end_reason != Some(reason) {
+                        mismatch(
+                            "end_reason",
+                            format!("{:?}", manifest.end_reason),
+                            format!("session.end at seq {seq} says {reason:?}"),
+                        );
+                    }
+                    if manifest.ended != Some(ts) {
+                        mismatch(
+                            "ended",
+                            format!("{:?}", manifest.ended),
+                            format!("session.end is at {ts}"),
+                        );
+                    }
+                    if manifest.last_seq != seq {
+                        mismatch(
+                            "last_seq",
+                            manifest.last_seq.to_string(),
+                            format!("session.end is seq {seq}"),
+                        );
+                    }
+                }
+            }
+            let expected_status = match manifest.end_reason {
+                Some(EndReason::Recovered) => StreamStatus::Recovered,
+                _ => StreamStatus::Closed,
+            };
+            if manifest.status != expected_status {
+                mismatch(
+                    "status",
+                    format!("{:?}", manifest.status).to_lowercase(),
+                    format!("end_reason {:?} means {expected_status:?}", manifest.end_reason),
+                );
+            }
+        }
+    }
+}
+
+fn chain_broken(this: &CheckedDigest, expected: Option<Hash256>, before_key: &str) -> Problem {
+    let show = |h: Option<Hash256>| h.map_or("null".to_owned(), |h| h.to_hex());
+    Problem::DigestChainBroken {
+        key: this.key.clone(),
+        expected: show(expected),
+        found: show(this.digest.prev_digest),
+        why: format!("the sha256 of {before_key}"),
+    }
+}
