@@ -85,6 +85,11 @@ pub(crate) fn stream(replica: &str) -> StreamLocation {
 /// A closed stream of three segments (3 calls each, plus start and end), its manifest and
 /// digests (one per segment, the last one final), as the objects a gateway uploads.
 pub(crate) fn closed_stream(replica: &str) -> BTreeMap<String, Vec<u8>> {
+    recorded_stream(replica, true)
+}
+
+/// Like [`closed_stream`], but still live: no `session.end`, no manifest, no final digest.
+pub(crate) fn recorded_stream(replica: &str, closed: bool) -> BTreeMap<String, Vec<u8>> {
     let location = stream(replica);
     let signer = signer();
     let mut objects = BTreeMap::new();
@@ -100,7 +105,7 @@ pub(crate) fn closed_stream(replica: &str) -> BTreeMap<String, Vec<u8>> {
             writer.append(ts(clock), EventBody::Request(request(&id))).unwrap();
             writer.append(ts(clock), EventBody::Response(response(&id))).unwrap();
         }
-        if segment == 2 {
+        if closed && segment == 2 {
             clock += 1;
             writer
                 .append(ts(clock), EventBody::SessionEnd(SessionEnd { reason: EndReason::Expired }))
@@ -110,14 +115,14 @@ pub(crate) fn closed_stream(replica: &str) -> BTreeMap<String, Vec<u8>> {
         objects.insert(location.segment_key(finished.index), finished.bytes.clone());
         manifest.add_segment(finished.entry.clone());
         digests.record_segment(finished.entry);
-        if segment == 2 {
+        if closed && segment == 2 {
             manifest.close(EndReason::Expired, ts(clock));
             let bytes = manifest.sign(&signer, ts(clock)).unwrap();
             digests.record_manifest(Hash256::of(&bytes));
             objects.insert(location.manifest_key(), bytes);
         }
         clock += 1;
-        let digest = digests.emit(ts(clock), segment == 2, &signer).unwrap();
+        let digest = digests.emit(ts(clock), closed && segment == 2, &signer).unwrap();
         objects.insert(location.digest_key(digest.n), digest.bytes);
     }
     objects

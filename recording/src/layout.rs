@@ -225,8 +225,11 @@ impl ObjectKey {
             return Err(fail("too few path components"));
         }
         let rest = parts.split_off(parts.len() - 8);
+        let [v1, namespace, connection, yyyy, mm, dd, session, replica] = rest.as_slice() else {
+            return Err(fail("too few path components"));
+        };
         let [v1, namespace, connection, yyyy, mm, dd, session, replica] =
-            [rest[0], rest[1], rest[2], rest[3], rest[4], rest[5], rest[6], rest[7]];
+            [*v1, *namespace, *connection, *yyyy, *mm, *dd, *session, *replica];
         if v1 != "v1" {
             return Err(fail(&format!("expected \"v1\" where {v1:?} is")));
         }

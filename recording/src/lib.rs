@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod merge;
 pub mod redaction;
 pub mod segment;
+pub mod session_id;
 pub mod signing;
 pub mod timestamp;
 pub mod verify;
@@ -33,6 +34,7 @@ pub use segment::{
     CutPolicy, FinishedSegment, PendingSegment, RecordedEvent, ResumePoint, SegmentEntry,
     SegmentError, SegmentReader, SegmentWriter,
 };
+pub use session_id::{new_session_id, session_id_time};
 pub use signing::{KeyId, RecordingSigner, SignatureError, TrustedKeys};
 pub use timestamp::Timestamp;
 pub use verify::{Problem, SessionVerifier, VerificationReport, VerifyOptions};

@@ -119,6 +119,7 @@ pub struct FinishedSegment {
 struct OpenSegment {
     encoder: zstd::stream::Encoder<'static, Vec<u8>>,
     first_seq: u64,
+    last_seq: u64,
     prev: Hash256,
     first_ts: Timestamp,
     last_ts: Timestamp,
@@ -225,6 +226,7 @@ impl SegmentWriter {
                 self.open.insert(OpenSegment {
                     encoder,
                     first_seq: seq,
+                    last_seq: seq,
                     prev: self.head,
                     first_ts: ts,
                     last_ts: ts,
@@ -238,9 +240,10 @@ impl SegmentWriter {
         open.events += 1;
         open.uncompressed_bytes += line.len() as u64 + 1;
         open.last_ts = ts;
+        open.last_seq = seq;
         let hash = line_hash(&line);
         self.head = hash;
-        self.next_seq = seq + 1;
+        self.next_seq = seq.saturating_add(1);
         Ok(AppendedEvent { seq, hash, line })
     }
 
@@ -276,7 +279,7 @@ impl SegmentWriter {
             sha256: Hash256::of(&bytes),
             size: bytes.len() as u64,
             first_seq: open.first_seq,
-            last_seq: self.next_seq - 1,
+            last_seq: open.last_seq,
             first_ts: open.first_ts,
             last_ts: open.last_ts,
             prev: open.prev,

@@ -69,6 +69,8 @@ pub enum Problem {
     BadSignature { key: String, key_id: KeyId },
     #[error("{key}: {field} is {found:?}, expected {expected:?}")]
     ObjectFieldMismatch { key: String, field: &'static str, expected: String, found: String },
+    #[error("{first_key} to {last_key}: {count} objects are missing; {why}")]
+    MissingRun { first_key: String, last_key: String, count: u64, why: String },
     #[error("{key}: digest {n} is missing; {why}")]
     DigestMissing { key: String, n: u64, why: String },
     #[error("{key}: prev_digest is {found}, expected {expected} ({why})")]
@@ -330,23 +332,30 @@ impl StreamCheck<'_> {
             checked.insert(n, CheckedDigest { key, sha256: Hash256::of(bytes), digest });
         }
         // Numbering, chain and timeline between neighbours.
-        let last = objects.digests.keys().next_back().copied().unwrap_or(0);
-        for n in 1..=last {
-            if !objects.digests.contains_key(&n) {
-                let why = match (
-                    n.checked_sub(1).filter(|p| *p > 0),
-                    objects.digests.range(n..).next(),
-                ) {
-                    (Some(p), Some((next, _))) => format!("digests {p} and {next} exist"),
-                    (None, Some((next, _))) => format!("digest {next} exists"),
-                    _ => "a later digest exists".to_owned(),
+        let mut expected_n = 1u64;
+        for &n in objects.digests.keys() {
+            if n > expected_n {
+                let before = expected_n.checked_sub(1).filter(|p| *p > 0);
+                let why = match before {
+                    Some(p) => format!("digests {p} and {n} exist"),
+                    None => format!("digest {n} exists"),
                 };
-                self.problems.push(Problem::DigestMissing {
-                    key: self.stream.digest_key(n),
-                    n,
-                    why,
+                self.problems.push(if n - expected_n == 1 {
+                    Problem::DigestMissing {
+                        key: self.stream.digest_key(expected_n),
+                        n: expected_n,
+                        why,
+                    }
+                } else {
+                    Problem::MissingRun {
+                        first_key: self.stream.digest_key(expected_n),
+                        last_key: self.stream.digest_key(n - 1),
+                        count: n - expected_n,
+                        why,
+                    }
                 });
             }
+            expected_n = n.saturating_add(1);
         }
         for (n, this) in &checked {
             if *n == 1 {
@@ -363,7 +372,7 @@ impl StreamCheck<'_> {
             let Some(before) = checked.get(&(n - 1)) else {
                 if objects.digests.contains_key(&(n - 1)) {
                     // Present but invalid: still check the hash link to its bytes.
-                    let expected = objects.digests.get(&(n - 1)).map(|b| Hash256::of(b));
+                    let expected = objects.digests.get(&(n - 1)).map(Hash256::of);
                     if this.digest.prev_digest != expected {
                         self.problems.push(chain_broken(
                             this,
@@ -439,27 +448,42 @@ impl StreamCheck<'_> {
             .map(|(i, _)| *i)
             .next_back()
             .unwrap_or(0);
-        let last_index =
-            [objects.segments.keys().next_back().copied(), listings.keys().next_back().copied()]
-                .into_iter()
-                .flatten()
-                .max()
-                .unwrap_or(0);
-
         let mut walk = Walk::default();
         let mut expected_seq = Some(1u64);
         let mut expected_prev =
             Some(chain_genesis(self.stream.session().session(), self.stream.replica()));
-        for index in 1..=last_index {
+        let known: std::collections::BTreeSet<u32> =
+            objects.segments.keys().chain(listings.keys()).copied().collect();
+        let mut expected_index = 1u32;
+        for index in known {
+            if index > expected_index {
+                let gap = u64::from(index - expected_index);
+                let why = format!(
+                    "no manifest or digest lists {}, but segment {index} exists",
+                    if gap == 1 { "it" } else { "them" }
+                );
+                self.problems.push(if gap == 1 {
+                    Problem::SegmentMissing {
+                        key: self.stream.segment_key(expected_index),
+                        listed_in: why,
+                    }
+                } else {
+                    Problem::MissingRun {
+                        first_key: self.stream.segment_key(expected_index),
+                        last_key: self.stream.segment_key(index - 1),
+                        count: gap,
+                        why,
+                    }
+                });
+                expected_seq = None;
+                expected_prev = None;
+            }
+            expected_index = index.saturating_add(1);
             let key = self.stream.segment_key(index);
             let listed = listings.get(&index).map(Vec::as_slice).unwrap_or_default();
             let Some(bytes) = objects.segments.get(&index) else {
-                let listed_in = if listed.is_empty() {
-                    "no manifest or digest lists it, but a later segment exists".to_owned()
-                } else {
-                    let keys: Vec<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
-                    format!("it is listed in {}", keys.join(", "))
-                };
+                let keys: Vec<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
+                let listed_in = format!("it is listed in {}", keys.join(", "));
                 self.problems.push(Problem::SegmentMissing { key, listed_in });
                 // Resume the chain check after the gap from what the listing promised.
                 let promised = listed.first().map(|(_, e)| *e);
@@ -499,7 +523,7 @@ impl StreamCheck<'_> {
                 self.walk_segment(&key, bytes, &mut walk, &mut expected_seq, &mut expected_prev);
             if let Some(actual) = summary {
                 for (listed_in, entry) in trusted_listings {
-                    self.compare_entry(&key, listed_in, entry, &actual, sha256, bytes.len() as u64);
+                    self.compare_entry(&key, listed_in, entry, &actual, bytes.len() as u64);
                 }
             }
         }
@@ -661,10 +685,8 @@ impl StreamCheck<'_> {
         listed_in: &str,
         entry: &SegmentEntry,
         actual: &SegmentEntry,
-        sha256: Hash256,
         size: u64,
     ) {
-        let _ = sha256;
         let fields: [(&'static str, String, String); 7] = [
             ("size", entry.size.to_string(), size.to_string()),
             ("first_seq", entry.first_seq.to_string(), actual.first_seq.to_string()),
@@ -892,5 +914,285 @@ fn chain_broken(this: &CheckedDigest, expected: Option<Hash256>, before_key: &st
         expected: show(expected),
         found: show(this.digest.prev_digest),
         why: format!("the sha256 of {before_key}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Request;
+    use crate::fixtures::{SESSION, closed_stream, recorded_stream, request, signer, stream, ts};
+    use crate::merge::merge_by_time;
+    use crate::segment::{ResumePoint, SegmentWriter};
+    use crate::signing::RecordingSigner;
+
+    fn verify_at(objects: &BTreeMap<String, Vec<u8>>, now: u64) -> VerificationReport {
+        let keys: TrustedKeys = [signer().verifying_key()].into_iter().collect();
+        SessionVerifier::new(keys, VerifyOptions::at(ts(now))).verify(objects)
+    }
+
+    /// After the session's credentials expired (at 3600 s) and the grace passed.
+    fn verify_later(objects: &BTreeMap<String, Vec<u8>>) -> VerificationReport {
+        verify_at(objects, 10_000)
+    }
+
+    fn recompress(lines: &[Vec<u8>]) -> Vec<u8> {
+        let mut text = Vec::new();
+        for line in lines {
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        }
+        zstd::encode_all(&text[..], 3).unwrap()
+    }
+
+    fn lines_of(bytes: &[u8]) -> Vec<Vec<u8>> {
+        SegmentReader::read_all(bytes).unwrap().into_iter().map(|e| e.line).collect()
+    }
+
+    #[test]
+    fn intact_session_of_two_replicas_verifies_and_merges_by_time() {
+        let mut objects = closed_stream("gw-0");
+        objects.extend(closed_stream("gw-1"));
+        let report = verify_later(&objects);
+        assert_eq!(report.problems, vec![]);
+        assert!(report.is_valid());
+        assert_eq!(report.streams.len(), 2);
+        assert!(report.streams.iter().all(|s| s.status == Some(StreamStatus::Closed)));
+        assert!(report.streams.iter().all(|s| s.events.len() == 20 && s.segments == 3));
+        let merged = merge_by_time(report.streams.into_iter().map(|s| s.events).collect());
+        assert_eq!(merged.len(), 40);
+        assert!(merged.windows(2).all(|w| w[0].event.ts <= w[1].event.ts));
+    }
+
+    #[test]
+    fn live_stream_verifies_while_its_digests_are_current() {
+        let objects = recorded_stream("gw-0", false);
+        assert_eq!(verify_at(&objects, 60).problems, vec![]);
+    }
+
+    #[test]
+    fn one_flipped_byte_in_a_segment_is_a_hash_mismatch_against_manifest_and_digest() {
+        let mut objects = closed_stream("gw-0");
+        let key = stream("gw-0").segment_key(2);
+        let bytes = objects.get_mut(&key).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        let problems = verify_later(&objects).problems;
+        for listed_in in [stream("gw-0").manifest_key(), stream("gw-0").digest_key(2)] {
+            assert!(
+                problems.iter().any(|p| matches!(p,
+                    Problem::SegmentHashMismatch { key: k, listed_in: l, .. } if *k == key && *l == listed_in)),
+                "{problems:#?}"
+            );
+        }
+        let message = problems[0].to_string();
+        assert!(message.starts_with(&key) && message.contains("sha256 is"), "{message}");
+    }
+
+    #[test]
+    fn a_deleted_segment_is_missing_and_named_by_who_lists_it() {
+        let mut objects = closed_stream("gw-0");
+        let key = stream("gw-0").segment_key(2);
+        objects.remove(&key);
+        let problems = verify_later(&objects).problems;
+        assert_eq!(
+            problems,
+            vec![Problem::SegmentMissing {
+                key: key.clone(),
+                listed_in: format!(
+                    "it is listed in {}, {}",
+                    stream("gw-0").manifest_key(),
+                    stream("gw-0").digest_key(2)
+                ),
+            }]
+        );
+    }
+
+    #[test]
+    fn two_reordered_events_break_seq_and_chain() {
+        let mut objects = closed_stream("gw-0");
+        let key = stream("gw-0").segment_key(2);
+        let mut lines = lines_of(&objects[&key]);
+        lines.swap(0, 1);
+        objects.insert(key.clone(), recompress(&lines));
+        let problems = verify_later(&objects).problems;
+        // Segment 2 holds seq 8..=13; its first line now holds seq 9.
+        assert!(
+            problems.contains(&Problem::SeqMismatch {
+                key: key.clone(),
+                line: 1,
+                expected: 8,
+                found: 9
+            }),
+            "{problems:#?}"
+        );
+        assert!(
+            problems.contains(&Problem::SeqMismatch {
+                key: key.clone(),
+                line: 2,
+                expected: 10,
+                found: 8
+            }),
+            "{problems:#?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| matches!(p, Problem::ChainBroken { key: k, seq: 9, .. } if *k == key))
+        );
+    }
+
+    #[test]
+    fn an_edited_manifest_fails_its_signature() {
+        let mut objects = closed_stream("gw-0");
+        let key = stream("gw-0").manifest_key();
+        let text = String::from_utf8(objects[&key].clone()).unwrap();
+        let edited = text.replacen("\"last_seq\": 20", "\"last_seq\": 19", 1);
+        assert_ne!(text, edited);
+        objects.insert(key.clone(), edited.into_bytes());
+        let problems = verify_later(&objects).problems;
+        assert_eq!(
+            problems,
+            vec![Problem::BadSignature { key: key.clone(), key_id: signer().key_id().clone() }]
+        );
+        assert!(problems[0].to_string().contains("changed after signing"));
+    }
+
+    #[test]
+    fn a_deleted_last_segment_of_a_live_stream_is_caught_by_its_digest() {
+        let mut objects = recorded_stream("gw-0", false);
+        let key = stream("gw-0").segment_key(3);
+        objects.remove(&key);
+        let problems = verify_at(&objects, 60).problems;
+        assert_eq!(
+            problems,
+            vec![Problem::SegmentMissing {
+                key,
+                listed_in: format!("it is listed in {}", stream("gw-0").digest_key(3)),
+            }]
+        );
+    }
+
+    #[test]
+    fn deleting_the_newest_segment_manifest_and_digest_leaves_the_timeline_short() {
+        let mut objects = closed_stream("gw-0");
+        let s = stream("gw-0");
+        for key in [s.segment_key(3), s.manifest_key(), s.digest_key(3)] {
+            objects.remove(&key);
+        }
+        let problems = verify_later(&objects).problems;
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::DigestTimelineIncomplete { stream, why }
+                    if *stream == s.key_prefix() && why.contains(&s.digest_key(2)))),
+            "{problems:#?}"
+        );
+        assert!(
+            problems.iter().any(
+                |p| matches!(p, Problem::ManifestMissing { key, .. } if *key == s.manifest_key())
+            ),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_digest_is_a_hole_in_the_timeline() {
+        let mut objects = closed_stream("gw-0");
+        let s = stream("gw-0");
+        objects.remove(&s.digest_key(2));
+        let problems = verify_later(&objects).problems;
+        assert!(
+            problems.contains(&Problem::DigestMissing {
+                key: s.digest_key(2),
+                n: 2,
+                why: "digests 1 and 3 exist".to_owned()
+            }),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn objects_signed_with_an_untrusted_key_are_refused() {
+        let objects = closed_stream("gw-0");
+        let other: TrustedKeys =
+            [RecordingSigner::from_seed(&[9; 32]).verifying_key()].into_iter().collect();
+        let report = SessionVerifier::new(other, VerifyOptions::at(ts(10_000))).verify(&objects);
+        let s = stream("gw-0");
+        for key in [s.manifest_key(), s.digest_key(1), s.digest_key(2), s.digest_key(3)] {
+            assert!(
+                report
+                    .problems
+                    .contains(&Problem::UntrustedKey { key, key_id: signer().key_id().clone() }),
+                "{:#?}",
+                report.problems
+            );
+        }
+    }
+
+    #[test]
+    fn a_forged_segment_after_the_close_is_unlisted_and_after_the_end() {
+        let mut objects = closed_stream("gw-0");
+        let s = stream("gw-0");
+        let last = lines_of(&objects[&s.segment_key(3)]).pop().unwrap();
+        let mut writer = SegmentWriter::resume(
+            SESSION,
+            "gw-0",
+            ResumePoint { next_seq: 21, head: Hash256::of(&last), next_segment: 4 },
+        );
+        let forged: Request = request("forged");
+        writer.append(ts(100), EventBody::Request(forged)).unwrap();
+        let segment = writer.finish_segment().unwrap().unwrap();
+        let key = s.segment_key(4);
+        objects.insert(key.clone(), segment.bytes);
+        let problems = verify_later(&objects).problems;
+        assert!(problems.contains(&Problem::EventAfterEnd { key: key.clone(), seq: 21 }));
+        assert!(problems.iter().any(|p| matches!(p,
+            Problem::SegmentUnlisted { key: k, missing_from } if *k == key && missing_from.contains("manifest"))));
+        assert!(problems.iter().any(|p| matches!(p,
+            Problem::SegmentUnlisted { key: k, missing_from } if *k == key && missing_from == "any digest")));
+    }
+
+    #[test]
+    fn a_stream_without_manifest_after_expiry_reports_the_manifest_missing() {
+        let mut objects = recorded_stream("gw-0", false);
+        let s = stream("gw-0");
+        objects.retain(|k, _| !k.contains("/digests/"));
+        let problems = verify_later(&objects).problems;
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::ManifestMissing { key, why } if *key == s.manifest_key() && why.contains("expired"))),
+            "{problems:#?}"
+        );
+        assert!(problems.iter().any(|p| matches!(p, Problem::DigestTimelineIncomplete { .. })));
+    }
+
+    #[test]
+    fn objects_of_another_session_and_stray_keys_are_reported() {
+        let mut objects = closed_stream("gw-0");
+        objects.insert("agents/v1/team-a/prod/2026/11/25/other/gw-0/manifest.json".into(), vec![]);
+        objects.insert("agents/readme.txt".into(), vec![]);
+        let problems = verify_later(&objects).problems;
+        assert!(problems.iter().any(|p| matches!(p, Problem::ForeignSession { .. })));
+        assert!(problems.iter().any(
+            |p| matches!(p, Problem::UnrecognizedObject { key, .. } if key == "agents/readme.txt")
+        ));
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert_eq!(verify_later(&BTreeMap::new()).problems, vec![Problem::NoObjects]);
+    }
+
+    #[test]
+    fn a_far_numbered_object_reports_one_missing_run_not_one_problem_per_number() {
+        let mut objects = closed_stream("gw-0");
+        let s = stream("gw-0");
+        let digest = objects[&s.digest_key(3)].clone();
+        objects.insert(s.digest_key(999_999_999), digest);
+        let segment = objects[&s.segment_key(3)].clone();
+        objects.insert(s.segment_key(4_000_000_000), segment);
+        let problems = verify_later(&objects).problems;
+        assert!(problems.iter().any(|p| matches!(p,
+            Problem::MissingRun { first_key, count: 999_999_995, .. } if *first_key == s.digest_key(4))));
+        assert!(problems.iter().any(|p| matches!(p,
+            Problem::MissingRun { first_key, count: 3_999_999_996, .. } if *first_key == s.segment_key(4))));
+        assert!(problems.len() < 20, "{problems:#?}");
     }
 }
