@@ -153,7 +153,7 @@ pub struct Approval {
     pub approval_request: String,
     /// Name of the ApprovalRule that matched.
     pub rule: String,
-    pub decision: ApprovalDecision,
+    pub outcome: ApprovalDecision,
     /// Who decided, as the API server authenticated them. Empty for `timed_out`.
     pub approvers: Vec<Approver>,
     /// The reviewer's reason, when given.
@@ -352,5 +352,24 @@ mod tests {
         assert!(body.truncated);
         assert_eq!(body.captured_bytes().unwrap(), &full[..3]);
         assert_eq!(body.sha256, Hash256::of(full));
+    }
+
+    #[test]
+    fn approval_event_names_the_request_outcome_and_approvers() {
+        let body = EventBody::Approval(Approval {
+            call: "c-9".into(),
+            approval_request: "delete-bucket-7f3a".into(),
+            rule: "prod-deletes".into(),
+            outcome: ApprovalDecision::Approved,
+            approvers: vec![Approver { username: "alice".into(), groups: vec!["sre".into()] }],
+            reason: None,
+            waited_ms: 12_500,
+            fingerprint: "ab12".into(),
+        });
+        let value = serde_json::to_value(&body).unwrap();
+        assert_eq!(value["type"], "approval");
+        assert_eq!(value["outcome"], "approved");
+        assert_eq!(value["approvers"], json!([{"username": "alice", "groups": ["sre"]}]));
+        assert_eq!(serde_json::from_value::<EventBody>(value).unwrap(), body);
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! <prefix>v1/<namespace>/<connection>/<yyyy>/<mm>/<dd>/<session>/<replica>/000001.jsonl.zst
-//! <prefix>v1/<namespace>/<connection>/<yyyy>/<mm>/<dd>/<session>/<replica>/manifest.json
-//! <prefix>v1/<namespace>/<connection>/<yyyy>/<mm>/<dd>/<session>/<replica>/digests/000001.json
+//! <prefix>v1/<namespace>/<connection>/<yyyy>/<mm>/<dd>/<session>/<replica>/_manifest.json
+//! <prefix>v1/<namespace>/<connection>/<yyyy>/<mm>/<dd>/<session>/<replica>/_digests/000001.json
 //! ```
 //! The date is the UTC date the session started. Each replica writes only under its own
-//! `<replica>/` folder.
+//! `<replica>/` folder. The manifest and digests start with `_` so that query engines that treat
+//! such names as hidden (Athena, Trino, Hive, Spark) read only the segments under a table location.
 
 use std::fmt;
 
@@ -47,9 +48,9 @@ pub struct StreamLocation {
 pub enum ObjectName {
     /// `NNNNNN.jsonl.zst`, numbered from 1.
     Segment(u32),
-    /// `manifest.json`.
+    /// `_manifest.json`.
     Manifest,
-    /// `digests/NNNNNN.json`, numbered from 1.
+    /// `_digests/NNNNNN.json`, numbered from 1.
     Digest(u64),
 }
 
@@ -168,8 +169,8 @@ impl fmt::Display for ObjectName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Segment(i) => write!(f, "{}", segment_file_name(*i)),
-            Self::Manifest => f.write_str("manifest.json"),
-            Self::Digest(n) => write!(f, "digests/{n:06}.json"),
+            Self::Manifest => f.write_str("_manifest.json"),
+            Self::Digest(n) => write!(f, "_digests/{n:06}.json"),
         }
     }
 }
@@ -209,16 +210,16 @@ impl ObjectKey {
         let file = parts.pop().ok_or_else(|| fail("empty key"))?;
         let name = if let Some(i) = parse_segment_file_name(file) {
             ObjectName::Segment(i)
-        } else if file == "manifest.json" {
+        } else if file == "_manifest.json" {
             ObjectName::Manifest
         } else if let Some(n) = file.strip_suffix(".json").and_then(parse_number) {
-            if parts.pop() != Some("digests") {
-                return Err(fail("a numbered .json object must be under digests/"));
+            if parts.pop() != Some("_digests") {
+                return Err(fail("a numbered .json object must be under _digests/"));
             }
             ObjectName::Digest(n)
         } else {
             return Err(fail(
-                "file name is none of NNNNNN.jsonl.zst, manifest.json, digests/NNNNNN.json",
+                "file name is none of NNNNNN.jsonl.zst, _manifest.json, _digests/NNNNNN.json",
             ));
         };
         if parts.len() < 8 {
@@ -290,10 +291,10 @@ mod tests {
             s.segment_key(1),
             "agents/v1/team-a/prod/2026/11/25/019abc/gw-0/000001.jsonl.zst"
         );
-        assert_eq!(s.manifest_key(), "agents/v1/team-a/prod/2026/11/25/019abc/gw-0/manifest.json");
+        assert_eq!(s.manifest_key(), "agents/v1/team-a/prod/2026/11/25/019abc/gw-0/_manifest.json");
         assert_eq!(
             s.digest_key(12),
-            "agents/v1/team-a/prod/2026/11/25/019abc/gw-0/digests/000012.json"
+            "agents/v1/team-a/prod/2026/11/25/019abc/gw-0/_digests/000012.json"
         );
         assert_eq!(s.segment_key(1_234_567), format!("{}1234567.jsonl.zst", s.key_prefix()));
     }
@@ -313,9 +314,9 @@ mod tests {
     fn foreign_keys_are_refused_with_the_reason() {
         for key in [
             "agents/v1/team-a/prod/2026/11/25/019abc/gw-0/notes.txt",
-            "agents/v2/team-a/prod/2026/11/25/019abc/gw-0/manifest.json",
-            "agents/v1/team-a/prod/2026/13/25/019abc/gw-0/manifest.json",
-            "v1/prod/2026/11/25/019abc/gw-0/manifest.json",
+            "agents/v2/team-a/prod/2026/11/25/019abc/gw-0/_manifest.json",
+            "agents/v1/team-a/prod/2026/13/25/019abc/gw-0/_manifest.json",
+            "v1/prod/2026/11/25/019abc/gw-0/_manifest.json",
             "agents/v1/team-a/prod/2026/11/25/019abc/gw-0/000000.jsonl.zst",
             "agents/v1/team-a/prod/2026/11/25/019abc/gw-0/0000001.jsonl.zst",
             "agents/v1/team-a/prod/2026/11/25/019abc/gw-0/000001.json",

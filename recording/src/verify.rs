@@ -655,7 +655,7 @@ impl StreamCheck<'_> {
         if walk.end.is_some() {
             self.problems.push(Problem::EventAfterEnd { key: key.to_owned(), seq });
         }
-        let first = walk.events.is_empty() && walk.start.is_none();
+        let first = seq == 1 && walk.start.is_none();
         match (&event.body, first) {
             (EventBody::SessionStart(start), true) => walk.start = Some((event.ts, start.clone())),
             (body, true) => self.problems.push(Problem::EventFieldMismatch {
@@ -670,7 +670,7 @@ impl StreamCheck<'_> {
                     key: key.to_owned(),
                     seq,
                     field: "type",
-                    expected: "anything but session.start after the first event".to_owned(),
+                    expected: "anything but session.start after seq 1".to_owned(),
                     found: "session.start".to_owned(),
                 })
             }
@@ -991,21 +991,23 @@ mod tests {
 
     #[test]
     fn a_deleted_segment_is_missing_and_named_by_who_lists_it() {
-        let mut objects = closed_stream("gw-0");
-        let key = stream("gw-0").segment_key(2);
-        objects.remove(&key);
-        let problems = verify_later(&objects).problems;
-        assert_eq!(
-            problems,
-            vec![Problem::SegmentMissing {
-                key: key.clone(),
-                listed_in: format!(
-                    "it is listed in {}, {}",
-                    stream("gw-0").manifest_key(),
-                    stream("gw-0").digest_key(2)
-                ),
-            }]
-        );
+        for index in [1, 2] {
+            let mut objects = closed_stream("gw-0");
+            let key = stream("gw-0").segment_key(index);
+            objects.remove(&key);
+            let problems = verify_later(&objects).problems;
+            assert_eq!(
+                problems,
+                vec![Problem::SegmentMissing {
+                    key: key.clone(),
+                    listed_in: format!(
+                        "it is listed in {}, {}",
+                        stream("gw-0").manifest_key(),
+                        stream("gw-0").digest_key(u64::from(index))
+                    ),
+                }]
+            );
+        }
     }
 
     #[test]
@@ -1156,7 +1158,7 @@ mod tests {
     fn a_stream_without_manifest_after_expiry_reports_the_manifest_missing() {
         let mut objects = recorded_stream("gw-0", false);
         let s = stream("gw-0");
-        objects.retain(|k, _| !k.contains("/digests/"));
+        objects.retain(|k, _| !k.contains("/_digests/"));
         let problems = verify_later(&objects).problems;
         assert!(
             problems.iter().any(|p| matches!(p,
@@ -1169,7 +1171,7 @@ mod tests {
     #[test]
     fn objects_of_another_session_and_stray_keys_are_reported() {
         let mut objects = closed_stream("gw-0");
-        objects.insert("agents/v1/team-a/prod/2026/11/25/other/gw-0/manifest.json".into(), vec![]);
+        objects.insert("agents/v1/team-a/prod/2026/11/25/other/gw-0/_manifest.json".into(), vec![]);
         objects.insert("agents/readme.txt".into(), vec![]);
         let problems = verify_later(&objects).problems;
         assert!(problems.iter().any(|p| matches!(p, Problem::ForeignSession { .. })));
