@@ -250,4 +250,26 @@ mod tests {
         assert_eq!(opaque.data, redaction_marker_text(Hash256::of(b"{\"SecretString\":\"s3")));
         assert_eq!(redacted, vec!["body"]);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn redaction_keeps_every_member_and_marks_only_the_target(
+            members in proptest::collection::btree_map("[a-z~/]{1,6}", ".*", 1..8),
+            pick in 0usize..8,
+        ) {
+            let original = Value::Object(members.iter().map(|(k, v)| (k.clone(), json!(v))).collect());
+            let target = members.keys().nth(pick % members.len()).cloned().unwrap_or_default();
+            let pointer = format!("/{}", target.replace('~', "~0").replace('/', "~1"));
+            let mut redacted = original.clone();
+            let hash = redact_pointer(&mut redacted, &pointer).unwrap();
+            proptest::prop_assert_eq!(hash, Some(Hash256::of(members[&target].as_bytes())));
+            for (k, v) in &members {
+                if *k == target {
+                    proptest::prop_assert_eq!(&redacted[k], &redaction_marker(Hash256::of(v.as_bytes())));
+                } else {
+                    proptest::prop_assert_eq!(&redacted[k], &original[k]);
+                }
+            }
+        }
+    }
 }

@@ -36,6 +36,8 @@ pub enum SegmentError {
     EmptyLine { line: u64 },
     #[error("last line {line} does not end with a newline")]
     UnterminatedLine { line: u64 },
+    #[error("spooled line is not a v{FORMAT_VERSION} event: {reason}")]
+    BadSpooledLine { reason: String },
     #[error("spooled event {field}: expected {expected}, found {found}")]
     ResumeMismatch { field: &'static str, expected: String, found: String },
     #[error("segment index {0} exceeds the largest segment number")]

@@ -861,7 +861,18 @@ impl StreamCheck<'_> {
                 );
             }
         }
-        if manifest.status != StreamStatus::Open {
+        if manifest.status == StreamStatus::Open {
+            if let Some((seq, _, _)) = walk.end {
+                mismatch(
+                    "status",
+                    "open".to_owned(),
+                    format!("the stream ended with session.end at seq {seq}"),
+                );
+            }
+            if let Some(d) = digests.values().find(|d| d.digest.is_final) {
+                mismatch("status", "open".to_owned(), format!("{} is the final digest", d.key));
+            }
+        } else {
             match walk.end {
                 None => mismatch(
                     "status",
@@ -1196,5 +1207,30 @@ mod tests {
         assert!(problems.iter().any(|p| matches!(p,
             Problem::MissingRun { first_key, count: 3_999_999_996, .. } if *first_key == s.segment_key(4))));
         assert!(problems.len() < 20, "{problems:#?}");
+    }
+
+    #[test]
+    fn an_open_manifest_left_behind_by_a_closed_stream_is_a_mismatch() {
+        let mut objects = closed_stream("gw-0");
+        let s = stream("gw-0");
+        let mut manifest = Manifest::verify(
+            &objects[&s.manifest_key()],
+            &[signer().verifying_key()].into_iter().collect(),
+        )
+        .unwrap();
+        manifest.status = StreamStatus::Open;
+        manifest.end_reason = None;
+        manifest.ended = None;
+        objects.insert(s.manifest_key(), manifest.sign(&signer(), ts(20)).unwrap());
+        let problems = verify_later(&objects).problems;
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::ManifestMismatch { field: "status", found, .. } if found.contains("seq 20"))),
+            "{problems:#?}"
+        );
+        // The final digest pinned the closing manifest's bytes, so the swap shows there too.
+        assert!(
+            problems.iter().any(|p| matches!(p, Problem::ManifestMismatch { field: "sha256", .. }))
+        );
     }
 }
