@@ -22,6 +22,10 @@ pub enum LayoutError {
     BadComponent { part: &'static str, value: String },
     #[error("prefix {prefix:?} must be empty or end with '/', and not start with '/'")]
     BadPrefix { prefix: String },
+    #[error(
+        "session id {session:?} is not a UUIDv7, so it carries no date; pass the date explicitly"
+    )]
+    NoDateInSessionId { session: String },
     #[error("key {key:?} is not a Chaperone recording object: {reason}")]
     NotARecordingKey { key: String, reason: String },
 }
@@ -96,6 +100,19 @@ impl SessionLocation {
             date,
             session: session.to_owned(),
         })
+    }
+
+    /// Like [`SessionLocation::new`], with the date taken from the UUIDv7 session id, so every
+    /// replica derives the same date for a session.
+    pub fn from_session_id(
+        prefix: &str,
+        namespace: &str,
+        connection: &str,
+        session: &str,
+    ) -> Result<Self, LayoutError> {
+        let issued = crate::session_id::session_id_time(session)
+            .ok_or_else(|| LayoutError::NoDateInSessionId { session: session.to_owned() })?;
+        Self::new(prefix, namespace, connection, issued.date(), session)
     }
 
     pub fn prefix(&self) -> &str {
@@ -297,6 +314,18 @@ mod tests {
             "agents/v1/team-a/prod/2026/11/25/019abc/gw-0/_digests/000012.json"
         );
         assert_eq!(s.segment_key(1_234_567), format!("{}1234567.jsonl.zst", s.key_prefix()));
+    }
+
+    #[test]
+    fn date_comes_from_the_uuidv7_session_id() {
+        let issued = crate::timestamp::Timestamp::parse("2026-11-25T23:59:59.999Z").unwrap();
+        let id = crate::session_id::new_session_id(issued);
+        let location = SessionLocation::from_session_id("", "ns", "conn", &id).unwrap();
+        assert_eq!(location.key_prefix(), format!("v1/ns/conn/2026/11/25/{id}/"));
+        assert!(matches!(
+            SessionLocation::from_session_id("", "ns", "conn", "not-a-uuid"),
+            Err(LayoutError::NoDateInSessionId { .. })
+        ));
     }
 
     #[test]

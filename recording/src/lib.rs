@@ -20,6 +20,7 @@ pub mod verify;
 #[cfg(test)]
 mod fixtures;
 
+pub use canonical::canonical_json;
 pub use digest::{DIGEST_FORMAT, Digest, DigestChain, SignedDigest};
 pub use event::{
     AgentIdentity, Approval, ApprovalDecision, Approver, AwsCall, Body, BodyEncoding, Decision,
@@ -30,11 +31,14 @@ pub use hash::{Hash256, chain_genesis, line_hash};
 pub use layout::{LayoutError, ObjectKey, ObjectName, SessionLocation, StreamLocation};
 pub use manifest::{MANIFEST_FORMAT, Manifest, SignedObjectError, StreamStatus};
 pub use merge::merge_by_time;
+pub use redaction::{
+    redact_body, redact_credentials, redact_headers, redact_pointer, redact_query, redaction_marker,
+};
 pub use segment::{
-    CutPolicy, FinishedSegment, PendingSegment, RecordedEvent, ResumePoint, SegmentEntry,
-    SegmentError, SegmentReader, SegmentWriter,
+    AppendedEvent, CutPolicy, FinishedSegment, PendingSegment, RecordedEvent, ResumePoint,
+    SegmentEntry, SegmentError, SegmentReader, SegmentWriter,
 };
 pub use session_id::{new_session_id, session_id_time};
 pub use signing::{KeyId, RecordingSigner, SignatureError, TrustedKeys};
 pub use timestamp::Timestamp;
-pub use verify::{Problem, SessionVerifier, VerificationReport, VerifyOptions};
+pub use verify::{Problem, SessionVerifier, StreamReport, VerificationReport, VerifyOptions};

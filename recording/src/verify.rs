@@ -219,7 +219,6 @@ struct Walk {
     events: Vec<RecordedEvent>,
     start: Option<(Timestamp, SessionStart)>,
     end: Option<(u64, Timestamp, EndReason)>,
-    last_seq: Option<u64>,
 }
 
 impl StreamCheck<'_> {
@@ -603,7 +602,6 @@ impl StreamCheck<'_> {
             }
             *expected_seq = event.seq.checked_add(1);
             *expected_prev = Some(hash);
-            walk.last_seq = Some(event.seq);
             walk.events.push(RecordedEvent { line: line.bytes, event });
         }
         summary
