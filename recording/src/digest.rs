@@ -8,8 +8,8 @@ use crate::canonical::signing_bytes_of;
 use crate::event::FORMAT_VERSION;
 use crate::hash::Hash256;
 use crate::layout::StreamLocation;
-use crate::manifest::{SignedObjectError, verify_signed};
 use crate::segment::SegmentEntry;
+use crate::signed_object::{SignedObjectError, verify_signed};
 use crate::signing::{KeyId, RecordingSigner, TrustedKeys};
 use crate::timestamp::Timestamp;
 

@@ -85,11 +85,14 @@ pub(crate) fn stream(replica: &str) -> StreamLocation {
 /// A closed stream of three segments (3 calls each, plus start and end), its manifest and
 /// digests (one per segment, the last one final), as the objects a gateway uploads.
 pub(crate) fn closed_stream(replica: &str) -> BTreeMap<String, Vec<u8>> {
-    recorded_stream(replica, true)
+    recorded_stream(replica, Some(EndReason::Expired))
 }
 
-/// Like [`closed_stream`], but still live: no `session.end`, no manifest, no final digest.
-pub(crate) fn recorded_stream(replica: &str, closed: bool) -> BTreeMap<String, Vec<u8>> {
+/// Like [`closed_stream`], ended for `end`; or, for `None`, still live: no `session.end`, no
+/// manifest, no final digest.
+pub(crate) fn recorded_stream(replica: &str, end: Option<EndReason>) -> BTreeMap<String, Vec<u8>> {
+    let closed = end.is_some();
+    let reason = end.unwrap_or(EndReason::Expired);
     let location = stream(replica);
     let signer = signer();
     let mut objects = BTreeMap::new();
@@ -107,16 +110,14 @@ pub(crate) fn recorded_stream(replica: &str, closed: bool) -> BTreeMap<String, V
         }
         if closed && segment == 2 {
             clock += 1;
-            writer
-                .append(ts(clock), EventBody::SessionEnd(SessionEnd { reason: EndReason::Expired }))
-                .unwrap();
+            writer.append(ts(clock), EventBody::SessionEnd(SessionEnd { reason })).unwrap();
         }
         let finished = writer.finish_segment().unwrap().unwrap();
         objects.insert(location.segment_key(finished.index), finished.bytes.clone());
         manifest.add_segment(finished.entry.clone());
         digests.record_segment(finished.entry);
         if closed && segment == 2 {
-            manifest.close(EndReason::Expired, ts(clock));
+            manifest.close(reason, ts(clock));
             let bytes = manifest.sign(&signer, ts(clock)).unwrap();
             digests.record_manifest(Hash256::of(&bytes));
             objects.insert(location.manifest_key(), bytes);

@@ -13,6 +13,7 @@ pub mod merge;
 pub mod redaction;
 pub mod segment;
 pub mod session_id;
+pub mod signed_object;
 pub mod signing;
 pub mod timestamp;
 pub mod verify;
@@ -29,7 +30,7 @@ pub use event::{
 };
 pub use hash::{Hash256, chain_genesis, line_hash};
 pub use layout::{LayoutError, ObjectKey, ObjectName, SessionLocation, StreamLocation};
-pub use manifest::{MANIFEST_FORMAT, Manifest, SignedObjectError, StreamStatus};
+pub use manifest::{MANIFEST_FORMAT, Manifest, StreamStatus};
 pub use merge::merge_by_time;
 pub use redaction::{
     redact_body, redact_credentials, redact_headers, redact_pointer, redact_query, redaction_marker,
@@ -39,6 +40,7 @@ pub use segment::{
     SegmentEntry, SegmentError, SegmentReader, SegmentWriter,
 };
 pub use session_id::{new_session_id, session_id_time};
+pub use signed_object::SignedObjectError;
 pub use signing::{KeyId, RecordingSigner, SignatureError, TrustedKeys};
 pub use timestamp::Timestamp;
 pub use verify::{Problem, SessionVerifier, StreamReport, VerificationReport, VerifyOptions};

@@ -11,8 +11,9 @@ use crate::digest::Digest;
 use crate::event::{EndReason, Event, EventBody, FORMAT_VERSION, SessionStart};
 use crate::hash::{Hash256, chain_genesis};
 use crate::layout::{ObjectKey, ObjectName, SessionLocation, StreamLocation};
-use crate::manifest::{Manifest, SignedObjectError, StreamStatus};
+use crate::manifest::{Manifest, StreamStatus};
 use crate::segment::{RecordedEvent, SegmentEntry, SegmentReader};
+use crate::signed_object::SignedObjectError;
 use crate::signing::{KeyId, SignatureError, TrustedKeys};
 use crate::timestamp::Timestamp;
 
@@ -975,7 +976,7 @@ mod tests {
 
     #[test]
     fn live_stream_verifies_while_its_digests_are_current() {
-        let objects = recorded_stream("gw-0", false);
+        let objects = recorded_stream("gw-0", None);
         assert_eq!(verify_at(&objects, 60).problems, vec![]);
     }
 
@@ -1071,7 +1072,7 @@ mod tests {
 
     #[test]
     fn a_deleted_last_segment_of_a_live_stream_is_caught_by_its_digest() {
-        let mut objects = recorded_stream("gw-0", false);
+        let mut objects = recorded_stream("gw-0", None);
         let key = stream("gw-0").segment_key(3);
         objects.remove(&key);
         let problems = verify_at(&objects, 60).problems;
@@ -1165,7 +1166,7 @@ mod tests {
 
     #[test]
     fn a_stream_without_manifest_after_expiry_reports_the_manifest_missing() {
-        let mut objects = recorded_stream("gw-0", false);
+        let mut objects = recorded_stream("gw-0", None);
         let s = stream("gw-0");
         objects.retain(|k, _| !k.contains("/_digests/"));
         let problems = verify_later(&objects).problems;
@@ -1230,5 +1231,13 @@ mod tests {
         assert!(
             problems.iter().any(|p| matches!(p, Problem::ManifestMismatch { field: "sha256", .. }))
         );
+    }
+
+    #[test]
+    fn a_stream_closed_on_recovery_verifies_as_recovered() {
+        let objects = recorded_stream("gw-0", Some(EndReason::Recovered));
+        let report = verify_later(&objects);
+        assert_eq!(report.problems, vec![]);
+        assert_eq!(report.streams[0].status, Some(StreamStatus::Recovered));
     }
 }
