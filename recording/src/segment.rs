@@ -442,6 +442,33 @@ mod tests {
         assert!(writer.finish_segment().unwrap().is_none());
     }
 
+    /// Golden values: any change here is a format change and needs a new version.
+    #[test]
+    fn first_line_of_a_stream_is_byte_for_byte_stable() {
+        let mut writer = SegmentWriter::new(SESSION, "gw-0");
+        assert_eq!(
+            writer.head().to_hex(),
+            "8df557b8ded0642a5366c8cdc878f8de813b77320593429fb13453cb95e7330b"
+        );
+        let first = writer.append(ts(0), EventBody::SessionStart(session_start())).unwrap();
+        assert_eq!(
+            String::from_utf8(first.line).unwrap(),
+            concat!(
+                r#"{"v":1,"seq":1,"ts":"2026-11-25T17:00:00.000000000Z","#,
+                r#""session":"019abc00-0000-7000-8000-000000000001","replica":"gw-0","#,
+                r#""prev":"8df557b8ded0642a5366c8cdc878f8de813b77320593429fb13453cb95e7330b","#,
+                r#""type":"session.start","connection":"prod","agent":{"namespace":"team-a","#,
+                r#""service_account":"pr-bot","pod_name":"pr-bot-7d9f","pod_uid":"5f0c","#,
+                r#""role_session_name":"pr-bot"},"credentials_expire":"2026-11-25T18:00:00.000000000Z"}"#
+            )
+        );
+        assert_eq!(
+            first.hash.to_hex(),
+            "e0a7a29f3fe83bf07591977d534dd80dc103743413e61c0967ffe70724f44340"
+        );
+        assert_eq!(crate::fixtures::signer().key_id().as_str(), "b600306cfa76723f");
+    }
+
     #[test]
     fn cut_is_due_by_size_or_by_age_of_the_oldest_pending_event() {
         let mut writer = SegmentWriter::new(SESSION, "gw-0");
