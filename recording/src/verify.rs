@@ -329,6 +329,14 @@ impl StreamCheck<'_> {
                     found: digest.n.to_string(),
                 });
             }
+            if digest.interval_end < digest.interval_start {
+                self.problems.push(Problem::ObjectFieldMismatch {
+                    key: key.clone(),
+                    field: "interval_end",
+                    expected: format!("not before interval_start {}", digest.interval_start),
+                    found: digest.interval_end.to_string(),
+                });
+            }
             checked.insert(n, CheckedDigest { key, sha256: Hash256::of(bytes), digest });
         }
         // Numbering, chain and timeline between neighbours.
