@@ -11,4 +11,5 @@ pub mod classify;
 pub mod config;
 pub mod forward;
 pub mod metrics;
+pub mod policy;
 pub mod sigv4;

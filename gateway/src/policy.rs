@@ -1,0 +1,336 @@
+//! The connection's allow/deny decision over a classified call. Pure: values in, decision out.
+//!
+//! Order, first match wins: `spec.policy.deny`, Deny statements, the built-in credential denylist
+//! (lifted only by naming the action exactly in `allow`), then `spec.policy.allow` and Allow
+//! statements. Every action of a call must be allowed; the first refusal names its rule.
+
+use chaperone_crds::{ConnectionPolicy, Effect};
+
+use crate::classify::{ActionPattern, ActionPatternError, IamAction, is_credential_returning};
+
+/// The decision on one call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyDecision {
+    /// Every action is allowed.
+    Allow,
+    /// Refused; `rule` is machine-readable, `message` tells the agent's operator what to change.
+    Deny {
+        /// The object that decided, `AgentConnection/<namespace>/<name>`.
+        object: String,
+        /// The rule inside it, e.g. `policy.deny[0]: iam:*` or `builtin:credential-denylist`.
+        rule: String,
+        /// A sentence naming the action, the rule and what to do.
+        message: String,
+    },
+}
+
+/// A compiled statement.
+#[derive(Clone, Debug)]
+struct Statement {
+    index: usize,
+    effect: Effect,
+    actions: Vec<ActionPattern>,
+    resources: Vec<String>,
+}
+
+/// A connection's policy, parsed once.
+#[derive(Clone, Debug)]
+pub struct CompiledPolicy {
+    object: String,
+    allow: Vec<ActionPattern>,
+    deny: Vec<ActionPattern>,
+    statements: Vec<Statement>,
+}
+
+/// Why a policy could not be compiled.
+#[derive(Debug, thiserror::Error)]
+#[error("AgentConnection {object} spec.policy.{field}: {source}")]
+pub struct PolicyError {
+    object: String,
+    field: String,
+    source: ActionPatternError,
+}
+
+impl CompiledPolicy {
+    /// Parses a connection's policy.
+    pub fn compile(
+        namespace: &str,
+        connection: &str,
+        policy: &ConnectionPolicy,
+    ) -> Result<Self, PolicyError> {
+        let object = format!("AgentConnection/{namespace}/{connection}");
+        let parse = |field: String, patterns: &[String]| {
+            patterns
+                .iter()
+                .map(|p| ActionPattern::parse(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|source| PolicyError { object: object.clone(), field, source })
+        };
+        let statements = policy
+            .statements
+            .iter()
+            .enumerate()
+            .map(|(index, s)| {
+                Ok(Statement {
+                    index,
+                    effect: s.effect,
+                    actions: parse(format!("statements[{index}].actions"), &s.actions)?,
+                    resources: s.resources.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, PolicyError>>()?;
+        Ok(Self {
+            allow: parse("allow".into(), &policy.allow)?,
+            deny: parse("deny".into(), &policy.deny)?,
+            statements,
+            object,
+        })
+    }
+
+    /// Decides on a call's actions.
+    pub fn decide(&self, actions: &[IamAction]) -> PolicyDecision {
+        for action in actions {
+            if let Some(refusal) = self.refusal(action) {
+                return refusal;
+            }
+        }
+        PolicyDecision::Allow
+    }
+
+    fn deny(&self, rule: String, message: String) -> PolicyDecision {
+        PolicyDecision::Deny { object: self.object.clone(), rule, message }
+    }
+
+    fn refusal(&self, action: &IamAction) -> Option<PolicyDecision> {
+        let name = action.action.as_str();
+        if let Some((i, pattern)) = self.deny.iter().enumerate().find(|(_, p)| p.matches(name)) {
+            return Some(self.deny(
+                format!("policy.deny[{i}]: {pattern}"),
+                format!("{name} is denied by {} spec.policy.deny[{i}] ({pattern})", self.object),
+            ));
+        }
+        for statement in self.statements.iter().filter(|s| s.effect == Effect::Deny) {
+            if statement.actions.iter().any(|p| p.matches(name))
+                && statement_covers_any(&statement.resources, &action.resources)
+            {
+                return Some(self.deny(
+                    format!("policy.statements[{}]", statement.index),
+                    format!(
+                        "{name} on {} is denied by {} spec.policy.statements[{}]",
+                        describe_resources(&action.resources),
+                        self.object,
+                        statement.index
+                    ),
+                ));
+            }
+        }
+        if is_credential_returning(name)
+            && !self.allow.iter().any(|p| p.as_str().eq_ignore_ascii_case(name))
+        {
+            return Some(self.deny(
+                "builtin:credential-denylist".into(),
+                format!(
+                    "{name} would hand the agent AWS credentials, which agents never hold; to permit it anyway, name it exactly (no wildcard) in {} spec.policy.allow",
+                    self.object
+                ),
+            ));
+        }
+        if self.allow.iter().any(|p| p.matches(name)) {
+            return None;
+        }
+        let allowed_by_statement = self.statements.iter().any(|s| {
+            s.effect == Effect::Allow
+                && s.actions.iter().any(|p| p.matches(name))
+                && statement_covers_all(&s.resources, &action.resources)
+        });
+        if allowed_by_statement {
+            return None;
+        }
+        Some(self.deny(
+            "policy.allow".into(),
+            format!(
+                "{name} is not allowed by {}: add it (or a pattern such as {}:*) to spec.policy.allow",
+                self.object,
+                name.split(':').next().unwrap_or("service")
+            ),
+        ))
+    }
+}
+
+fn describe_resources(resources: &[String]) -> String {
+    if resources.is_empty() { "any resource".into() } else { resources.join(", ") }
+}
+
+/// Whether a statement's resource patterns match at least one of the call's resources (a call that
+/// names none is matched only by `*`).
+fn statement_covers_any(patterns: &[String], resources: &[String]) -> bool {
+    if resources.is_empty() {
+        return patterns.iter().any(|p| p == "*");
+    }
+    resources.iter().any(|r| patterns.iter().any(|p| arn_matches(p, r)))
+}
+
+/// Whether every resource of the call matches one of the patterns.
+fn statement_covers_all(patterns: &[String], resources: &[String]) -> bool {
+    if resources.is_empty() {
+        return patterns.iter().any(|p| p == "*");
+    }
+    resources.iter().all(|r| patterns.iter().any(|p| arn_matches(p, r)))
+}
+
+/// Case-sensitive glob over ARNs (`*` any run, `?` one character), as IAM matches resources.
+pub fn arn_matches(pattern: &str, arn: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), arn.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use chaperone_crds::PolicyStatement;
+
+    use super::*;
+
+    fn action(name: &str, resources: &[&str]) -> IamAction {
+        IamAction {
+            action: name.to_owned(),
+            resources: resources.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    fn policy(allow: &[&str], deny: &[&str]) -> CompiledPolicy {
+        let policy = ConnectionPolicy {
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            deny: deny.iter().map(|s| s.to_string()).collect(),
+            statements: vec![],
+        };
+        CompiledPolicy::compile("agents", "prod-aws", &policy).unwrap()
+    }
+
+    fn rule(decision: PolicyDecision) -> String {
+        match decision {
+            PolicyDecision::Allow => "allow".into(),
+            PolicyDecision::Deny { rule, .. } => rule,
+        }
+    }
+
+    #[test]
+    fn allowed_actions_pass_and_deny_wins_over_allow() {
+        let p = policy(&["s3:*", "iam:*"], &["iam:*"]);
+        assert_eq!(p.decide(&[action("s3:GetObject", &[])]), PolicyDecision::Allow);
+        assert_eq!(rule(p.decide(&[action("iam:CreateUser", &[])])), "policy.deny[0]: iam:*");
+    }
+
+    #[test]
+    fn anything_not_allowed_is_denied_with_advice() {
+        let p = policy(&["s3:Get*"], &[]);
+        match p.decide(&[action("s3:DeleteBucket", &["arn:aws:s3:::b"])]) {
+            PolicyDecision::Deny { object, rule, message } => {
+                assert_eq!(object, "AgentConnection/agents/prod-aws");
+                assert_eq!(rule, "policy.allow");
+                assert!(
+                    message.contains("s3:DeleteBucket") && message.contains("spec.policy.allow"),
+                    "{message}"
+                );
+            }
+            PolicyDecision::Allow => panic!("should deny"),
+        }
+    }
+
+    #[test]
+    fn credential_returning_actions_need_their_exact_name_in_allow() {
+        let wildcard = policy(&["sts:*", "*"], &[]);
+        assert_eq!(
+            rule(wildcard.decide(&[action("sts:AssumeRole", &[])])),
+            "builtin:credential-denylist"
+        );
+        assert_eq!(wildcard.decide(&[action("sts:GetCallerIdentity", &[])]), PolicyDecision::Allow);
+        let named = policy(&["sts:AssumeRole"], &[]);
+        assert_eq!(named.decide(&[action("sts:AssumeRole", &[])]), PolicyDecision::Allow);
+    }
+
+    #[test]
+    fn every_action_of_a_call_must_be_allowed() {
+        let p = policy(&["s3:PutObject"], &[]);
+        let copy = [
+            action("s3:PutObject", &["arn:aws:s3:::dst/k"]),
+            action("s3:GetObject", &["arn:aws:s3:::src/k"]),
+        ];
+        assert_eq!(rule(p.decide(&copy)), "policy.allow");
+    }
+
+    #[test]
+    fn resource_statements_scope_actions_to_arns() {
+        let policy = ConnectionPolicy {
+            allow: vec![],
+            deny: vec![],
+            statements: vec![
+                PolicyStatement {
+                    effect: Effect::Deny,
+                    actions: vec!["s3:Delete*".into()],
+                    resources: vec!["arn:aws:s3:::prod-*".into()],
+                },
+                PolicyStatement {
+                    effect: Effect::Allow,
+                    actions: vec!["s3:*".into()],
+                    resources: vec!["arn:aws:s3:::dev-*".into(), "arn:aws:s3:::prod-*".into()],
+                },
+            ],
+        };
+        let p = CompiledPolicy::compile("agents", "c", &policy).unwrap();
+        assert_eq!(
+            p.decide(&[action("s3:DeleteObject", &["arn:aws:s3:::dev-x/k"])]),
+            PolicyDecision::Allow
+        );
+        assert_eq!(
+            rule(p.decide(&[action("s3:DeleteObject", &["arn:aws:s3:::prod-x/k"])])),
+            "policy.statements[0]"
+        );
+        assert_eq!(
+            rule(p.decide(&[action("s3:GetObject", &["arn:aws:s3:::other/k"])])),
+            "policy.allow"
+        );
+        assert_eq!(rule(p.decide(&[action("s3:ListAllMyBuckets", &[])])), "policy.allow");
+    }
+
+    #[test]
+    fn arn_globs_are_case_sensitive_with_star_and_question_mark() {
+        assert!(arn_matches("arn:aws:s3:::prod-*", "arn:aws:s3:::prod-logs/a/b"));
+        assert!(arn_matches("arn:aws:s3:::b?t", "arn:aws:s3:::bat"));
+        assert!(!arn_matches("arn:aws:s3:::Prod-*", "arn:aws:s3:::prod-logs"));
+        assert!(!arn_matches("arn:aws:s3:::prod", "arn:aws:s3:::prod-logs"));
+        assert!(arn_matches("*", "anything"));
+    }
+
+    #[test]
+    fn a_bad_pattern_is_refused_naming_the_field() {
+        let policy = ConnectionPolicy {
+            allow: vec!["s3GetObject".into()],
+            deny: vec![],
+            statements: vec![],
+        };
+        let error = CompiledPolicy::compile("agents", "c", &policy).unwrap_err().to_string();
+        assert!(error.contains("spec.policy.allow") && error.contains("s3GetObject"), "{error}");
+    }
+}
