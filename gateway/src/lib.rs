@@ -6,3 +6,5 @@
 //! re-sign and forward, stream the response back and record it.
 //!
 //! Modules are added here as each part of the data path lands.
+
+pub mod identity;
