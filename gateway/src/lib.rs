@@ -10,6 +10,7 @@ pub mod aws_error;
 pub mod classify;
 pub mod config;
 pub mod forward;
+pub mod identity;
 pub mod metrics;
 pub mod policy;
 pub mod sigv4;

@@ -1,0 +1,404 @@
+//! The issuer's signing keys: OIDC discovery, a key cache, and a rate-limited refetch on an unknown kid.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use jsonwebtoken::{
+    Algorithm, DecodingKey,
+    jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse},
+};
+use serde::Deserialize;
+use tokio::sync::{Mutex, RwLock};
+
+use super::config::IdentityConfig;
+
+/// At most one refetch of the JWKS per this interval, however many unknown kids arrive.
+pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Discovery documents and key sets larger than this are refused.
+const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+/// Why the issuer's keys could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    /// The CA bundle or bearer token file could not be read or used.
+    #[error("cannot read {what} {path}: {reason}")]
+    LocalFile {
+        /// Which file (`CA bundle`, `bearer token file`).
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client for the issuer: {0}")]
+    Client(String),
+    /// The issuer's discovery document or JWKS could not be fetched.
+    #[error("fetching {url} failed: {reason}")]
+    Fetch {
+        /// What was fetched.
+        url: String,
+        /// What went wrong (status, TLS, timeout).
+        reason: String,
+    },
+    /// The discovery document names another issuer than the configured one.
+    #[error(
+        "the discovery document at {url} names issuer {found:?}, not the configured {expected:?}; \
+         fix identity.issuer in the gateway configuration"
+    )]
+    IssuerMismatch {
+        /// Where discovery was fetched.
+        url: String,
+        /// The configured issuer.
+        expected: String,
+        /// The one the document names.
+        found: String,
+    },
+    /// The document was not what OIDC discovery or a JWKS looks like.
+    #[error("{url} did not answer a usable document: {reason}")]
+    Malformed {
+        /// What was fetched.
+        url: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The token names a key the issuer does not publish (even after a refetch).
+    #[error("the issuer publishes no key with kid {kid:?}")]
+    UnknownKid {
+        /// The kid the token names.
+        kid: String,
+    },
+}
+
+/// One of the issuer's public keys, with the only algorithm it may verify.
+#[derive(Clone)]
+pub struct VerificationKey {
+    /// RS256 for an RSA key, ES256 for a P-256 key; nothing else is kept.
+    pub algorithm: Algorithm,
+    /// The key.
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerificationKey")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the JWKS comes from and how the fetch authenticates.
+#[derive(Clone, Debug)]
+struct JwksSource {
+    issuer: String,
+    jwks_uri: Option<String>,
+    bearer_token_file: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct CachedKeys {
+    keys: HashMap<String, VerificationKey>,
+    /// The JWKS URL discovery found (or the configured one).
+    jwks_uri: Option<String>,
+}
+
+/// The issuer's verification keys, fetched on first use and again when a token names an unknown
+/// kid (at most once per `min_refetch_interval`).
+///
+/// Only RS256 (RSA keys) and ES256 (P-256 keys) are kept; a JWK whose declared `alg` does not fit
+/// its key type, or that is not for signatures, is skipped.
+pub struct JwksCache {
+    source: JwksSource,
+    http: reqwest::Client,
+    cached: RwLock<CachedKeys>,
+    last_fetch: Mutex<Option<Instant>>,
+    min_refetch_interval: Duration,
+}
+
+impl std::fmt::Debug for JwksCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwksCache").field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct DiscoveryDocument {
+    issuer: String,
+    jwks_uri: String,
+}
+
+impl JwksCache {
+    /// A cache for the configured issuer; nothing is fetched until a key is asked for (or
+    /// [`JwksCache::refresh`] is called).
+    pub fn new(config: &IdentityConfig) -> Result<Self, JwksError> {
+        let mut builder = reqwest::Client::builder().timeout(FETCH_TIMEOUT);
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path).map_err(|e| JwksError::LocalFile {
+                what: "CA bundle",
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| JwksError::LocalFile {
+                    what: "CA bundle",
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            if certs.is_empty() {
+                return Err(JwksError::LocalFile {
+                    what: "CA bundle",
+                    path: path.clone(),
+                    reason: "it holds no PEM certificate".into(),
+                });
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder.build().map_err(|e| JwksError::Client(e.to_string()))?;
+        Ok(Self {
+            source: JwksSource {
+                issuer: config.issuer.trim_end_matches('/').to_owned(),
+                jwks_uri: config.jwks_uri.clone(),
+                bearer_token_file: config.bearer_token_file.clone(),
+            },
+            http,
+            cached: RwLock::new(CachedKeys::default()),
+            last_fetch: Mutex::new(None),
+            min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
+        })
+    }
+
+    /// Changes how often an unknown kid may trigger a refetch.
+    pub fn with_min_refetch_interval(mut self, interval: Duration) -> Self {
+        self.min_refetch_interval = interval;
+        self
+    }
+
+    /// The key with this kid: from the cache, or after one refetch if the last fetch is older than
+    /// the refetch interval (so a flood of made-up kids costs at most one fetch per interval).
+    pub async fn key(&self, kid: &str) -> Result<VerificationKey, JwksError> {
+        if let Some(key) = self.cached.read().await.keys.get(kid) {
+            return Ok(key.clone());
+        }
+        let mut last_fetch = self.last_fetch.lock().await;
+        // Another caller may have fetched while this one waited for the lock.
+        if let Some(key) = self.cached.read().await.keys.get(kid) {
+            return Ok(key.clone());
+        }
+        if last_fetch.is_some_and(|at| at.elapsed() < self.min_refetch_interval) {
+            return Err(JwksError::UnknownKid { kid: kid.to_owned() });
+        }
+        *last_fetch = Some(Instant::now());
+        self.fetch().await?;
+        self.cached
+            .read()
+            .await
+            .keys
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| JwksError::UnknownKid { kid: kid.to_owned() })
+    }
+
+    /// Fetches the JWKS now (e.g. at start-up, so readiness reflects whether the issuer answers),
+    /// and returns how many usable keys it holds.
+    pub async fn refresh(&self) -> Result<usize, JwksError> {
+        let mut last_fetch = self.last_fetch.lock().await;
+        *last_fetch = Some(Instant::now());
+        self.fetch().await
+    }
+
+    /// The kids currently cached.
+    pub async fn kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self.cached.read().await.keys.keys().cloned().collect();
+        kids.sort();
+        kids
+    }
+
+    /// Puts `set`'s usable keys in the cache as if fetched (unit tests have no issuer to ask).
+    #[cfg(test)]
+    pub(crate) async fn preload(&self, set: &JwkSet) {
+        self.cached.write().await.keys = usable_keys(set);
+        *self.last_fetch.lock().await = Some(Instant::now());
+    }
+
+    async fn fetch(&self) -> Result<usize, JwksError> {
+        let jwks_uri = match self.jwks_uri().await? {
+            Some(uri) => uri,
+            None => self.discover().await?,
+        };
+        let body = self.get(&jwks_uri).await?;
+        let set: JwkSet = serde_json::from_slice(&body).map_err(|e| JwksError::Malformed {
+            url: jwks_uri.clone(),
+            reason: format!("not a JWK set: {e}"),
+        })?;
+        let keys = usable_keys(&set);
+        let count = keys.len();
+        tracing::info!(jwks_uri = %jwks_uri, keys = count, "fetched the issuer's signing keys");
+        let mut cached = self.cached.write().await;
+        cached.keys = keys;
+        cached.jwks_uri = Some(jwks_uri);
+        Ok(count)
+    }
+
+    async fn jwks_uri(&self) -> Result<Option<String>, JwksError> {
+        if let Some(uri) = &self.source.jwks_uri {
+            return Ok(Some(uri.clone()));
+        }
+        Ok(self.cached.read().await.jwks_uri.clone())
+    }
+
+    async fn discover(&self) -> Result<String, JwksError> {
+        let url = format!("{}/.well-known/openid-configuration", self.source.issuer);
+        let body = self.get(&url).await?;
+        let document: DiscoveryDocument =
+            serde_json::from_slice(&body).map_err(|e| JwksError::Malformed {
+                url: url.clone(),
+                reason: format!("not an OpenID discovery document: {e}"),
+            })?;
+        if document.issuer.trim_end_matches('/') != self.source.issuer {
+            return Err(JwksError::IssuerMismatch {
+                url,
+                expected: self.source.issuer.clone(),
+                found: document.issuer,
+            });
+        }
+        Ok(document.jwks_uri)
+    }
+
+    async fn get(&self, url: &str) -> Result<Vec<u8>, JwksError> {
+        let mut request = self.http.get(url).header("accept", "application/json");
+        if let Some(path) = &self.source.bearer_token_file {
+            let token =
+                tokio::fs::read_to_string(path).await.map_err(|e| JwksError::LocalFile {
+                    what: "bearer token file",
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            request = request.bearer_auth(token.trim());
+        }
+        let fetch_error = |reason: String| JwksError::Fetch { url: url.to_owned(), reason };
+        let response = request.send().await.map_err(|e| fetch_error(error_chain(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            let hint = match status.as_u16() {
+                401 => "; the bearer token was not accepted (check identity.bearerTokenFile)",
+                403 => {
+                    "; the gateway's identity may not read it (bind it to the ClusterRole \
+                     system:service-account-issuer-discovery)"
+                }
+                _ => "",
+            };
+            return Err(fetch_error(format!("HTTP {status}{hint}")));
+        }
+        if response.content_length().is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64) {
+            return Err(fetch_error(format!("the document exceeds {MAX_DOCUMENT_BYTES} bytes")));
+        }
+        let body = response.bytes().await.map_err(|e| fetch_error(error_chain(&e)))?;
+        if body.len() > MAX_DOCUMENT_BYTES {
+            return Err(fetch_error(format!("the document exceeds {MAX_DOCUMENT_BYTES} bytes")));
+        }
+        Ok(body.to_vec())
+    }
+}
+
+/// The keys of `set` that may verify tokens, by kid: RSA keys for RS256 and P-256 keys for ES256.
+pub fn usable_keys(set: &JwkSet) -> HashMap<String, VerificationKey> {
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let Some(kid) = jwk.common.key_id.clone() else {
+            tracing::debug!("skipping a JWK without kid");
+            continue;
+        };
+        match verification_key(jwk) {
+            Some(key) => {
+                keys.insert(kid, key);
+            }
+            None => {
+                tracing::debug!(kid = %kid, "skipping a JWK that is not an RS256 or ES256 signing key")
+            }
+        }
+    }
+    keys
+}
+
+/// The verification key of one JWK, if it is an RSA or P-256 signing key whose declared `alg`
+/// (if any) fits its key type.
+pub fn verification_key(jwk: &Jwk) -> Option<VerificationKey> {
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_)))
+    {
+        return None;
+    }
+    let algorithm = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(params) if params.curve == EllipticCurve::P256 => {
+            Algorithm::ES256
+        }
+        _ => return None,
+    };
+    let declared_fits = match jwk.common.key_algorithm {
+        None => true,
+        Some(KeyAlgorithm::RS256) => algorithm == Algorithm::RS256,
+        Some(KeyAlgorithm::ES256) => algorithm == Algorithm::ES256,
+        Some(_) => false,
+    };
+    if !declared_fits {
+        return None;
+    }
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    Some(VerificationKey { algorithm, key })
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(keys: serde_json::Value) -> JwkSet {
+        serde_json::from_value(serde_json::json!({ "keys": keys })).unwrap()
+    }
+
+    const P256_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+    const P256_Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+
+    #[test]
+    fn rsa_and_p256_keys_are_kept_with_the_one_algorithm_each_may_verify() {
+        let keys = usable_keys(&set(serde_json::json!([
+            {"kty": "RSA", "kid": "rsa", "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw", "e": "AQAB"},
+            {"kty": "EC", "kid": "ec", "crv": "P-256", "x": P256_X, "y": P256_Y},
+        ])));
+        assert_eq!(keys.get("rsa").map(|k| k.algorithm), Some(Algorithm::RS256));
+        assert_eq!(keys.get("ec").map(|k| k.algorithm), Some(Algorithm::ES256));
+    }
+
+    #[test]
+    fn a_key_whose_declared_alg_does_not_fit_its_type_is_skipped() {
+        let keys = usable_keys(&set(serde_json::json!([
+            {"kty": "EC", "kid": "ec-says-rs", "alg": "RS256", "crv": "P-256", "x": P256_X, "y": P256_Y},
+            {"kty": "EC", "kid": "ec-says-hs", "alg": "HS256", "crv": "P-256", "x": P256_X, "y": P256_Y},
+        ])));
+        assert!(keys.is_empty(), "{:?}", keys.keys().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn symmetric_and_encryption_keys_and_keys_without_kid_are_skipped() {
+        let keys = usable_keys(&set(serde_json::json!([
+            {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+            {"kty": "EC", "kid": "enc", "use": "enc", "crv": "P-256", "x": P256_X, "y": P256_Y},
+            {"kty": "EC", "crv": "P-256", "x": P256_X, "y": P256_Y},
+        ])));
+        assert!(keys.is_empty(), "{:?}", keys.keys().collect::<Vec<_>>());
+    }
+}

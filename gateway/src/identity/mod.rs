@@ -1,0 +1,31 @@
+//! Agent identity: projected service-account tokens in, stateless session credentials out.
+//!
+//! An agent's SDK sends an unsigned STS AssumeRoleWithWebIdentity to the gateway. The
+//! [`TokenValidator`] verifies the token against the issuer's keys ([`JwksCache`]), the
+//! [`WebIdentityExchange`] admits its service account to the AgentConnection its RoleArn names, and
+//! the [`SessionMinter`] mints credentials whose session token carries the verified identity under
+//! the namespace's session key, so any replica opens them again on every later call.
+
+pub mod config;
+pub mod jwks;
+pub mod keys;
+pub mod session;
+pub mod sts;
+pub mod sts_xml;
+pub mod token_review;
+pub mod validator;
+
+pub use config::{ConnectionAdmission, IdentityConfig};
+pub use jwks::{JwksCache, JwksError, VerificationKey};
+pub use keys::{GatewayKeys, KeysError, KeysFile, RecordingSigningKey, SessionKey, SessionKeys};
+pub use session::{
+    Credentials, OpenedSession, SecretAccessKey, SessionContext, SessionError, SessionMinter,
+};
+pub use sts::{
+    AssumeRoleWithWebIdentityRequest, AssumeRoleWithWebIdentityResult, CallerIdentity,
+    ChaperoneRole, StsError, StsErrorCode, StsParameters, WebIdentityExchange,
+};
+pub use token_review::KubeTokenReviewer;
+pub use validator::{
+    AgentIdentity, PodRef, TokenError, TokenReviewOutcome, TokenReviewer, TokenValidator,
+};

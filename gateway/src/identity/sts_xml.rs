@@ -1,0 +1,111 @@
+//! STS's XML answers: AssumeRoleWithWebIdentity, GetCallerIdentity, and ErrorResponse.
+
+use std::fmt::Write as _;
+
+use time::{OffsetDateTime, format_description::FormatItem, macros::format_description};
+
+/// The XML namespace of every STS answer.
+pub const STS_XML_NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+
+const EXPIRATION_FORMAT: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+
+/// XML character data: `&`, `<`, `>`, `"` and `'` escaped, and characters XML 1.0 cannot carry
+/// (control characters other than tab, line feed and carriage return) replaced by U+FFFD.
+pub fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&apos;"),
+            '\t' | '\n' | '\r' => escaped.push(c),
+            c if c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}' => escaped.push('\u{FFFD}'),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// STS's timestamp form, e.g. `2026-11-25T18:00:00Z` (UTC, whole seconds).
+pub fn sts_timestamp(at: OffsetDateTime) -> String {
+    let utc = at.to_offset(time::UtcOffset::UTC);
+    utc.format(EXPIRATION_FORMAT).unwrap_or_else(|_| utc.unix_timestamp().to_string())
+}
+
+/// A small writer of indented XML elements whose text is always escaped.
+pub(crate) struct XmlWriter {
+    out: String,
+    depth: usize,
+}
+
+impl XmlWriter {
+    pub(crate) fn new() -> Self {
+        Self { out: String::new(), depth: 0 }
+    }
+
+    pub(crate) fn open_root(&mut self, name: &str) {
+        let _ = writeln!(self.out, "<{name} xmlns=\"{STS_XML_NAMESPACE}\">");
+        self.depth = 1;
+    }
+
+    pub(crate) fn open(&mut self, name: &str) {
+        self.indent();
+        let _ = writeln!(self.out, "<{name}>");
+        self.depth += 1;
+    }
+
+    pub(crate) fn close(&mut self, name: &str) {
+        self.depth = self.depth.saturating_sub(1);
+        self.indent();
+        let _ = writeln!(self.out, "</{name}>");
+    }
+
+    pub(crate) fn element(&mut self, name: &str, text: &str) {
+        self.indent();
+        let _ = writeln!(self.out, "<{name}>{}</{name}>", escape(text));
+    }
+
+    pub(crate) fn request_metadata(&mut self, request_id: &str) {
+        self.open("ResponseMetadata");
+        self.element("RequestId", request_id);
+        self.close("ResponseMetadata");
+    }
+
+    pub(crate) fn finish(self) -> String {
+        self.out
+    }
+
+    fn indent(&mut self) {
+        for _ in 0..self.depth {
+            self.out.push_str("  ");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_characters_are_escaped() {
+        assert_eq!(escape(r#"a<b>&"c"'d'"#), "a&lt;b&gt;&amp;&quot;c&quot;&apos;d&apos;");
+    }
+
+    #[test]
+    fn characters_xml_cannot_carry_are_replaced_and_whitespace_kept() {
+        assert_eq!(escape("a\u{0}b\u{1b}c\td\ne"), "a\u{FFFD}b\u{FFFD}c\td\ne");
+        assert_eq!(escape("ünïcødé ✓"), "ünïcødé ✓");
+    }
+
+    #[test]
+    fn timestamps_are_utc_whole_seconds_with_a_z() {
+        let at = OffsetDateTime::from_unix_timestamp(1_764_093_600).unwrap()
+            + time::Duration::milliseconds(750);
+        assert_eq!(sts_timestamp(at), "2025-11-25T18:00:00Z");
+        let offset = at.to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
+        assert_eq!(sts_timestamp(offset), "2025-11-25T18:00:00Z");
+    }
+}
