@@ -721,3 +721,113 @@ fn planes_sharing_a_signing_name_report_their_own_upstream_endpoint() {
     let agent = request("bedrock", "GET", "/agents/a1/", "", &[], None);
     assert_eq!(classifier().classify(&agent, &CONTEXT).endpoint_prefix, Some("bedrock-agent"));
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    fn xml_escape(s: &str) -> String {
+        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    }
+
+    proptest! {
+        #[test]
+        fn any_object_key_round_trips_into_its_arn(key in "[^\u{0}]{1,40}") {
+            let path = format!("/bkt/{}", encode(&key));
+            let got = classifier().classify(&request("s3", "GET", &path, "", &[], None), &CONTEXT);
+            prop_assert_eq!(got.operation, Some("GetObject"));
+            let want = vec![format!("arn:aws:s3:::bkt/{key}")];
+            prop_assert_eq!(&got.actions[0].resources, &want);
+        }
+
+        #[test]
+        fn keys_with_raw_slashes_keep_every_slash(key in "[a-z/]{1,12}") {
+            let path = format!("/bkt/{key}");
+            let got = classifier().classify(&request("s3", "GET", &path, "", &[], None), &CONTEXT);
+            prop_assert_eq!(got.operation, Some("GetObject"));
+            let want = vec![format!("arn:aws:s3:::bkt/{key}")];
+            prop_assert_eq!(&got.actions[0].resources, &want);
+        }
+
+        #[test]
+        fn delete_objects_names_every_key_it_was_given(
+            keys in proptest::collection::vec("[a-zA-Z0-9 &<>/._-]{1,20}", 1..8)
+        ) {
+            let objects: String = keys
+                .iter()
+                .map(|k| format!("<Object><Key>{}</Key></Object>", xml_escape(k)))
+                .collect();
+            let body = format!("<Delete>{objects}</Delete>");
+            let req = request("s3", "POST", "/bkt", "delete", &[], Some(body.as_bytes()));
+            let got = classifier().classify(&req, &CONTEXT);
+            prop_assert!(got.resources_complete);
+            let mut want: Vec<String> = Vec::new();
+            for key in &keys {
+                let arn = format!("arn:aws:s3:::bkt/{key}");
+                if !want.contains(&arn) {
+                    want.push(arn);
+                }
+            }
+            prop_assert_eq!(&got.actions[0].resources, &want);
+        }
+
+        #[test]
+        fn classification_never_panics_and_always_names_an_action(
+            signing in prop::sample::select(vec![
+                "s3", "dynamodb", "lambda", "sts", "sqs", "ec2", "monitoring", "bedrock", "nope",
+            ]),
+            method in prop::sample::select(vec!["GET", "PUT", "POST", "DELETE", "HEAD", "X"]),
+            path in "(/[a-zA-Z0-9%{}+.=?&-]{0,8}){0,5}",
+            query in "[a-zA-Z0-9%=&-]{0,30}",
+            target in "[a-zA-Z0-9._]{0,30}",
+            host in "[a-z0-9.:\\[\\]]{0,20}",
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+            truncated in any::<bool>(),
+        ) {
+            let headers = [
+                ("x-amz-target", target.as_str()),
+                ("host", host.as_str()),
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-amz-copy-source", "/a/b"),
+            ];
+            let mut req = request(signing, method, &path, &query, &headers, Some(&body));
+            req.body_truncated = truncated;
+            let got = classifier().classify(&req, &CONTEXT);
+            prop_assert!(!got.actions.is_empty());
+            prop_assert_eq!(got.operation.is_none(), got.unclassified.is_some());
+            if got.operation.is_none() {
+                prop_assert!(got.actions[0].action.ends_with(":Unknown"));
+            }
+        }
+
+        #[test]
+        fn an_action_matches_itself_in_any_case_and_its_service_wildcard(
+            service in "[a-z0-9-]{1,12}",
+            name in "[A-Za-z0-9]{1,30}",
+            split in 0usize..30,
+        ) {
+            let action = format!("{service}:{name}");
+            let pattern = ActionPattern::parse(&action.to_ascii_uppercase()).unwrap();
+            prop_assert!(pattern.matches(&action));
+            let service_wildcard = ActionPattern::parse(&format!("{service}:*")).unwrap();
+            prop_assert!(service_wildcard.matches(&action));
+            let cut = split.min(name.len());
+            let prefix = ActionPattern::parse(&format!("{service}:{}*", &name[..cut])).unwrap();
+            prop_assert!(prefix.matches(&action));
+            let other_service = ActionPattern::parse(&format!("{service}x:*")).unwrap();
+            prop_assert!(!other_service.matches(&action));
+        }
+    }
+}
