@@ -124,7 +124,7 @@ pub struct Classifier {
 
 /// Operations of REST services whose JSON body names resources or roles; other REST bodies
 /// (Lambda payloads, model prompts) are never parsed.
-const REST_BODY_OPERATIONS: &[(&str, &str)] = &[
+pub(super) const REST_BODY_OPERATIONS: &[(&str, &str)] = &[
     ("lambda", "CreateFunction"),
     ("lambda", "UpdateFunctionConfiguration"),
     ("eks", "CreateCluster"),

@@ -831,3 +831,56 @@ mod properties {
         }
     }
 }
+
+/// Whether some model with IAM prefix `prefix` has operation `operation`.
+fn operation_exists(prefix: &str, operation: &str) -> bool {
+    OperationTable::get()
+        .services()
+        .iter()
+        .any(|s| s.iam_prefix == prefix && s.operation(operation).is_some())
+}
+
+#[test]
+fn hand_written_tables_name_only_operations_the_models_have() {
+    let mut missing = Vec::new();
+    for (prefix, op, _) in super::actions::ACTION_OVERRIDES {
+        if !operation_exists(prefix, op) {
+            missing.push(format!("ACTION_OVERRIDES {prefix}:{op}"));
+        }
+    }
+    for (op, _, _) in super::actions::S3_ACTIONS {
+        if !operation_exists("s3", op) {
+            missing.push(format!("S3_ACTIONS {op}"));
+        }
+    }
+    for (op, _) in super::actions::S3_FOREIGN_ACTIONS {
+        if !operation_exists("s3", op) {
+            missing.push(format!("S3_FOREIGN_ACTIONS {op}"));
+        }
+    }
+    for (prefix, op, _, _) in super::actions::PASS_ROLE_PARAMETERS {
+        if !operation_exists(prefix, op) {
+            missing.push(format!("PASS_ROLE_PARAMETERS {prefix}:{op}"));
+        }
+    }
+    for (prefix, op) in super::classifier::REST_BODY_OPERATIONS {
+        if !operation_exists(prefix, op) {
+            missing.push(format!("REST_BODY_OPERATIONS {prefix}:{op}"));
+        }
+    }
+    assert!(missing.is_empty(), "not in the models: {missing:?}");
+}
+
+#[test]
+fn credential_returning_actions_of_tabled_services_are_real_operations() {
+    let prefixes: BTreeSet<&str> =
+        OperationTable::get().services().iter().map(|s| s.iam_prefix).collect();
+    for action in CREDENTIAL_RETURNING_ACTIONS {
+        let Some((prefix, op)) = action.split_once(':') else {
+            panic!("{action} has no prefix");
+        };
+        if prefixes.contains(prefix) {
+            assert!(operation_exists(prefix, op), "{action} is not an operation of {prefix}");
+        }
+    }
+}
