@@ -1,7 +1,7 @@
 //! The classifier: one request in, its service, operation, IAM actions and resources out.
 
 use super::actions::{self, Actions, IamAction, S3Facts};
-use super::params::{Params, parse_pairs};
+use super::params::{Params, has_duplicate_keys, parse_json_strict, parse_pairs};
 use super::resources::ResourceContext;
 use super::route::RouteRequest;
 use super::s3::{self, S3Addressing};
@@ -282,7 +282,7 @@ impl Classifier {
                 .iter()
                 .any(|(prefix, op)| *prefix == service.iam_prefix && *op == operation.name);
             if needs_body {
-                params.json = request.whole_body().and_then(|b| serde_json::from_slice(b).ok());
+                params.json = request.whole_body().and_then(parse_json_strict);
                 complete = params.json.is_some();
             }
             let mut result =
@@ -402,13 +402,14 @@ fn classify_rpc(
     let body_complete;
     match protocol {
         Protocol::Json => {
-            params.json = request.whole_body().and_then(|b| serde_json::from_slice(b).ok());
+            params.json = request.whole_body().and_then(parse_json_strict);
             body_complete =
                 params.json.is_some() || request.whole_body().is_some_and(<[u8]>::is_empty);
         }
         Protocol::Query | Protocol::Ec2 => {
             body_complete = !request.body_truncated
-                && (request.body.is_some() || request.method.eq_ignore_ascii_case("GET"));
+                && (request.body.is_some() || request.method.eq_ignore_ascii_case("GET"))
+                && !has_duplicate_keys(&form);
             params.form = form;
         }
         // CBOR bodies are not decoded; their resources stay unnamed.

@@ -526,6 +526,33 @@ fn resources_are_complete_only_when_the_body_that_names_them_was_read() {
     assert_eq!(got.operation, Some("GetItem"));
     assert!(!got.resources_complete);
 
+    let repeated = request(
+        "dynamodb",
+        "POST",
+        "/",
+        "",
+        &headers,
+        Some(br#"{"TableName":"t","TableName":"u"}"#),
+    );
+    let got = classifier().classify(&repeated, &CONTEXT);
+    assert_eq!(got.operation, Some("GetItem"));
+    assert!(got.actions[0].resources.is_empty());
+    assert!(!got.resources_complete);
+
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let twice =
+        request("sts", "POST", "/", "", &form, Some(b"Action=AssumeRole&RoleArn=a&RoleArn=b"));
+    assert!(!classifier().classify(&twice, &CONTEXT).resources_complete);
+    let once = request(
+        "sts",
+        "POST",
+        "/",
+        "Action=AssumeRole",
+        &form,
+        Some(b"Action=AssumeRole&RoleArn=a"),
+    );
+    assert!(classifier().classify(&once, &CONTEXT).resources_complete);
+
     let get = request("s3", "GET", "/bkt/key", "", &[], None);
     assert!(classifier().classify(&get, &CONTEXT).resources_complete);
 
