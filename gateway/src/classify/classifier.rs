@@ -153,7 +153,7 @@ impl Classifier {
     ) -> Classification {
         let table = OperationTable::get();
         let models = table.services_signed_as(request.signing_name);
-        let Some(first) = models.first() else {
+        let Some(&first) = models.first() else {
             return unknown(
                 request.signing_name,
                 request.signing_name,
@@ -165,7 +165,7 @@ impl Classifier {
         if models.iter().any(|m| m.protocols.iter().any(|p| p.is_rest())) {
             self.classify_rest(table, first, request, context)
         } else {
-            classify_rpc(models, request, context)
+            classify_rpc(first, models, request, context)
         }
     }
 
@@ -312,11 +312,11 @@ struct Signal {
 }
 
 fn classify_rpc(
+    first: &'static ServiceModel,
     models: &[&'static ServiceModel],
     request: &AwsRequest<'_>,
     context: &ResourceContext<'_>,
 ) -> Classification {
-    let first = models[0];
     let fail = |reason: Unclassified| {
         unknown(
             request.signing_name,
