@@ -711,9 +711,9 @@ fn every_service_names_its_signing_name_and_iam_prefix() {
     assert!(table.services_signed_as("sqs")[0].accepts(Protocol::Query));
 }
 
-/// The committed tables are what the pinned botocore produces. Runs the generator's `--check`
-/// when its virtualenv exists (the generator makes it on first run); says so and passes otherwise,
-/// so that the Rust tests never need Python.
+/// The committed tables and request fixtures are what the pinned botocore produces. Runs the
+/// generators' `--check` when their virtualenv exists (the generators make it on first run); says
+/// so and passes otherwise, so that the Rust tests never need Python.
 #[test]
 fn generated_tables_match_pinned_botocore() {
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -725,30 +725,22 @@ fn generated_tables_match_pinned_botocore() {
         );
         return;
     }
-    let output = std::process::Command::new(&python)
-        .arg(workspace.join("gateway/codegen/gen_operations.py"))
-        .arg("--check")
-        .output();
-    let output = match output {
-        Ok(output) => output,
-        Err(e) => panic!("could not run the generator with {}: {e}", python.display()),
-    };
-    assert!(
-        output.status.success(),
-        "generated tables drift from botocore {BOTOCORE_VERSION}:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-#[test]
-fn planes_sharing_a_signing_name_report_their_own_upstream_endpoint() {
-    let runtime = request("bedrock", "POST", "/model/m/invoke", "", &[], Some(b"{}"));
-    assert_eq!(classifier().classify(&runtime, &CONTEXT).endpoint_prefix, Some("bedrock-runtime"));
-    let control = request("bedrock", "GET", "/foundation-models", "", &[], None);
-    assert_eq!(classifier().classify(&control, &CONTEXT).endpoint_prefix, Some("bedrock"));
-    let agent = request("bedrock", "GET", "/agents/a1/", "", &[], None);
-    assert_eq!(classifier().classify(&agent, &CONTEXT).endpoint_prefix, Some("bedrock-agent"));
+    for script in ["gen_operations.py", "gen_request_fixtures.py"] {
+        let output = std::process::Command::new(&python)
+            .arg(workspace.join("gateway/codegen").join(script))
+            .arg("--check")
+            .output();
+        let output = match output {
+            Ok(output) => output,
+            Err(e) => panic!("could not run {script} with {}: {e}", python.display()),
+        };
+        assert!(
+            output.status.success(),
+            "{script}: committed output drifts from botocore {BOTOCORE_VERSION}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 mod properties {
@@ -912,4 +904,80 @@ fn credential_returning_actions_of_tabled_services_are_real_operations() {
             assert!(operation_exists(prefix, op), "{action} is not an operation of {prefix}");
         }
     }
+}
+
+/// Requests serialized by botocore itself (`gateway/codegen/gen_request_fixtures.py`): every REST
+/// operation of the tabled services and the first operations of each RPC service, as the AWS CLI
+/// and boto3 put them on the wire to an IP-literal endpoint.
+#[test]
+fn requests_serialized_by_botocore_classify_as_their_operation() {
+    #[derive(serde::Deserialize)]
+    struct Fixture {
+        service: String,
+        signing: String,
+        operation: String,
+        method: String,
+        path: String,
+        query: String,
+        headers: Vec<(String, String)>,
+        body: Option<String>,
+    }
+    let text = include_str!("fixtures/botocore_requests.jsonl");
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let fixture: Fixture = match serde_json::from_str(line) {
+            Ok(fixture) => fixture,
+            Err(e) => panic!("bad fixture line {line}: {e}"),
+        };
+        count += 1;
+        let headers: Vec<(&str, &str)> =
+            fixture.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let req = request(
+            &fixture.signing,
+            &fixture.method,
+            &fixture.path,
+            &fixture.query,
+            &headers,
+            Some(fixture.body.as_deref().unwrap_or("").as_bytes()),
+        );
+        let got = classifier().classify(&req, &CONTEXT);
+        let shared_route = matches!(
+            &got.unclassified,
+            Some(Unclassified::AmbiguousOperation { first, second }) if *first == fixture.operation && first == second
+        );
+        // A deprecated twin the wire cannot tell apart classifies as the operation that took
+        // its route (GetBucketLifecycle as GetBucketLifecycleConfiguration).
+        let taken_by = OperationTable::get()
+            .services()
+            .iter()
+            .find(|s| s.model_name == fixture.service)
+            .and_then(|s| s.operation(&fixture.operation))
+            .and_then(|op| op.shadowed_by);
+        let expected = taken_by.unwrap_or(fixture.operation.as_str());
+        if got.operation != Some(expected) && !shared_route {
+            failures.push(format!(
+                "{} {}: {} {}?{} -> {:?} ({:?})",
+                fixture.service,
+                fixture.operation,
+                fixture.method,
+                fixture.path,
+                fixture.query,
+                got.operation,
+                got.unclassified.map(|u| u.to_string())
+            ));
+        }
+    }
+    assert!(count > 700, "only {count} fixtures");
+    assert!(failures.is_empty(), "{} misclassified:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn planes_sharing_a_signing_name_report_their_own_upstream_endpoint() {
+    let runtime = request("bedrock", "POST", "/model/m/invoke", "", &[], Some(b"{}"));
+    assert_eq!(classifier().classify(&runtime, &CONTEXT).endpoint_prefix, Some("bedrock-runtime"));
+    let control = request("bedrock", "GET", "/foundation-models", "", &[], None);
+    assert_eq!(classifier().classify(&control, &CONTEXT).endpoint_prefix, Some("bedrock"));
+    let agent = request("bedrock", "GET", "/agents/a1/", "", &[], None);
+    assert_eq!(classifier().classify(&agent, &CONTEXT).endpoint_prefix, Some("bedrock-agent"));
 }
