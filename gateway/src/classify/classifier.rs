@@ -61,6 +61,9 @@ pub struct Classification {
     pub resources_complete: bool,
     /// For S3: where the bucket was read from.
     pub s3_addressing: Option<S3Addressing>,
+    /// For S3: the bucket the request addresses (from the path or the Host header), decoded. The
+    /// forwarder must address this bucket upstream, whatever style it uses.
+    pub s3_bucket: Option<String>,
     /// Why the operation is unknown, when it is.
     #[serde(serialize_with = "serialize_display")]
     pub unclassified: Option<Unclassified>,
@@ -264,6 +267,7 @@ impl Classifier {
             ..Params::default()
         };
 
+        let s3_bucket = if is_s3 { params.string("Bucket").map(str::to_owned) } else { None };
         let Actions { actions, complete } = if is_s3 {
             if let Some(bucket) = params.string("Bucket").filter(|b| !s3::is_valid_bucket_name(b)) {
                 return fail(Unclassified::InvalidBucket { bucket: bucket.to_owned() });
@@ -299,6 +303,7 @@ impl Classifier {
             actions,
             resources_complete: complete,
             s3_addressing,
+            s3_bucket,
             unclassified: None,
         }
     }
@@ -426,6 +431,7 @@ fn classify_rpc(
         actions,
         resources_complete: complete && body_complete,
         s3_addressing: None,
+        s3_bucket: None,
         unclassified: None,
     }
 }
@@ -469,6 +475,7 @@ fn unknown(
         actions: vec![IamAction { action: format!("{prefix}:Unknown"), resources: Vec::new() }],
         resources_complete: false,
         s3_addressing: None,
+        s3_bucket: None,
         unclassified: Some(reason),
     }
 }

@@ -576,6 +576,7 @@ fn s3_addressing_style_is_reported_for_the_forwarder() {
         classifier().classify(&virtual_host, &CONTEXT).s3_addressing,
         Some(S3Addressing::VirtualHost)
     );
+    assert_eq!(classifier().classify(&virtual_host, &CONTEXT).s3_bucket.as_deref(), Some("bkt"));
     let path_style = request("s3", "GET", "/bkt/k", "", &[("host", "localhost:8080")], None);
     assert_eq!(
         classifier().classify(&path_style, &CONTEXT).s3_addressing,
