@@ -97,10 +97,11 @@ def ensure_botocore():
         print(f"creating {VENV_DIR} with botocore=={BOTOCORE_VERSION}", file=sys.stderr)
         venv.create(VENV_DIR, with_pip=True)
     subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--no-deps", f"botocore=={BOTOCORE_VERSION}"],
+        [python, "-m", "pip", "install", "--quiet", f"botocore=={BOTOCORE_VERSION}"],
         check=True,
     )
-    os.execv(python, [python, os.path.abspath(__file__), *sys.argv[1:]])
+    # Re-run whichever script called us (the fixture generator imports this module).
+    os.execv(python, [python, os.path.abspath(sys.argv[0]), *sys.argv[1:]])
 
 
 def load_model(service, version):

@@ -29,7 +29,7 @@ pub(crate) struct Actions {
 }
 
 /// IAM action names that differ from operation names, outside S3: (IAM prefix, operation, action).
-const ACTION_OVERRIDES: &[(&str, &str, &str)] = &[
+pub(super) const ACTION_OVERRIDES: &[(&str, &str, &str)] = &[
     ("lambda", "Invoke", "InvokeFunction"),
     ("lambda", "InvokeWithResponseStream", "InvokeFunction"),
     ("bedrock", "Converse", "InvokeModel"),
@@ -40,7 +40,7 @@ const ACTION_OVERRIDES: &[(&str, &str, &str)] = &[
 
 /// S3 operations whose IAM action differs from the operation name:
 /// (operation, action, action when the request names a `versionId`).
-const S3_ACTIONS: &[(&str, &str, Option<&str>)] = &[
+pub(super) const S3_ACTIONS: &[(&str, &str, Option<&str>)] = &[
     ("AbortMultipartUpload", "AbortMultipartUpload", None),
     ("CompleteMultipartUpload", "PutObject", None),
     ("CopyObject", "PutObject", None),
@@ -109,7 +109,7 @@ const S3_ACTIONS: &[(&str, &str, Option<&str>)] = &[
 ];
 
 /// S3 operations authorised under another IAM prefix.
-const S3_FOREIGN_ACTIONS: &[(&str, &str)] = &[
+pub(super) const S3_FOREIGN_ACTIONS: &[(&str, &str)] = &[
     ("CreateSession", "s3express:CreateSession"),
     ("ListDirectoryBuckets", "s3express:ListAllMyDirectoryBuckets"),
     ("WriteGetObjectResponse", "s3-object-lambda:WriteGetObjectResponse"),
@@ -117,7 +117,7 @@ const S3_FOREIGN_ACTIONS: &[(&str, &str)] = &[
 
 /// Where an operation hands a role to a service, so the caller needs `iam:PassRole` on it:
 /// (IAM prefix, operation, parameter path, what the value is).
-const PASS_ROLE_PARAMETERS: &[(&str, &str, &str, PassedRole)] = &[
+pub(super) const PASS_ROLE_PARAMETERS: &[(&str, &str, &str, PassedRole)] = &[
     ("lambda", "CreateFunction", "Role", PassedRole::Arn),
     ("lambda", "UpdateFunctionConfiguration", "Role", PassedRole::Arn),
     ("ec2", "RunInstances", "IamInstanceProfile.Arn", PassedRole::InstanceProfile),
@@ -162,7 +162,7 @@ const PASS_ROLE_PARAMETERS: &[(&str, &str, &str, PassedRole)] = &[
 ];
 
 #[derive(Debug, Clone, Copy)]
-enum PassedRole {
+pub(super) enum PassedRole {
     /// The value is a role ARN.
     Arn,
     /// The value is a role name.

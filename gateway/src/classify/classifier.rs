@@ -1,7 +1,7 @@
 //! The classifier: one request in, its service, operation, IAM actions and resources out.
 
 use super::actions::{self, Actions, IamAction, S3Facts};
-use super::params::{Params, parse_pairs};
+use super::params::{Params, has_duplicate_keys, parse_json_strict, parse_pairs};
 use super::resources::ResourceContext;
 use super::route::RouteRequest;
 use super::s3::{self, S3Addressing};
@@ -61,6 +61,9 @@ pub struct Classification {
     pub resources_complete: bool,
     /// For S3: where the bucket was read from.
     pub s3_addressing: Option<S3Addressing>,
+    /// For S3: the bucket the request addresses (from the path or the Host header), decoded. The
+    /// forwarder must address this bucket upstream, whatever style it uses.
+    pub s3_bucket: Option<String>,
     /// Why the operation is unknown, when it is.
     #[serde(serialize_with = "serialize_display")]
     pub unclassified: Option<Unclassified>,
@@ -124,7 +127,7 @@ pub struct Classifier {
 
 /// Operations of REST services whose JSON body names resources or roles; other REST bodies
 /// (Lambda payloads, model prompts) are never parsed.
-const REST_BODY_OPERATIONS: &[(&str, &str)] = &[
+pub(super) const REST_BODY_OPERATIONS: &[(&str, &str)] = &[
     ("lambda", "CreateFunction"),
     ("lambda", "UpdateFunctionConfiguration"),
     ("eks", "CreateCluster"),
@@ -153,7 +156,7 @@ impl Classifier {
     ) -> Classification {
         let table = OperationTable::get();
         let models = table.services_signed_as(request.signing_name);
-        let Some(first) = models.first() else {
+        let Some(&first) = models.first() else {
             return unknown(
                 request.signing_name,
                 request.signing_name,
@@ -165,7 +168,7 @@ impl Classifier {
         if models.iter().any(|m| m.protocols.iter().any(|p| p.is_rest())) {
             self.classify_rest(table, first, request, context)
         } else {
-            classify_rpc(models, request, context)
+            classify_rpc(first, models, request, context)
         }
     }
 
@@ -264,6 +267,7 @@ impl Classifier {
             ..Params::default()
         };
 
+        let s3_bucket = if is_s3 { params.string("Bucket").map(str::to_owned) } else { None };
         let Actions { actions, complete } = if is_s3 {
             if let Some(bucket) = params.string("Bucket").filter(|b| !s3::is_valid_bucket_name(b)) {
                 return fail(Unclassified::InvalidBucket { bucket: bucket.to_owned() });
@@ -282,7 +286,7 @@ impl Classifier {
                 .iter()
                 .any(|(prefix, op)| *prefix == service.iam_prefix && *op == operation.name);
             if needs_body {
-                params.json = request.whole_body().and_then(|b| serde_json::from_slice(b).ok());
+                params.json = request.whole_body().and_then(parse_json_strict);
                 complete = params.json.is_some();
             }
             let mut result =
@@ -299,6 +303,7 @@ impl Classifier {
             actions,
             resources_complete: complete,
             s3_addressing,
+            s3_bucket,
             unclassified: None,
         }
     }
@@ -312,11 +317,11 @@ struct Signal {
 }
 
 fn classify_rpc(
+    first: &'static ServiceModel,
     models: &[&'static ServiceModel],
     request: &AwsRequest<'_>,
     context: &ResourceContext<'_>,
 ) -> Classification {
-    let first = models[0];
     let fail = |reason: Unclassified| {
         unknown(
             request.signing_name,
@@ -402,13 +407,14 @@ fn classify_rpc(
     let body_complete;
     match protocol {
         Protocol::Json => {
-            params.json = request.whole_body().and_then(|b| serde_json::from_slice(b).ok());
+            params.json = request.whole_body().and_then(parse_json_strict);
             body_complete =
                 params.json.is_some() || request.whole_body().is_some_and(<[u8]>::is_empty);
         }
         Protocol::Query | Protocol::Ec2 => {
             body_complete = !request.body_truncated
-                && (request.body.is_some() || request.method.eq_ignore_ascii_case("GET"));
+                && (request.body.is_some() || request.method.eq_ignore_ascii_case("GET"))
+                && !has_duplicate_keys(&form);
             params.form = form;
         }
         // CBOR bodies are not decoded; their resources stay unnamed.
@@ -425,6 +431,7 @@ fn classify_rpc(
         actions,
         resources_complete: complete && body_complete,
         s3_addressing: None,
+        s3_bucket: None,
         unclassified: None,
     }
 }
@@ -468,6 +475,7 @@ fn unknown(
         actions: vec![IamAction { action: format!("{prefix}:Unknown"), resources: Vec::new() }],
         resources_complete: false,
         s3_addressing: None,
+        s3_bucket: None,
         unclassified: Some(reason),
     }
 }

@@ -23,8 +23,6 @@ pub const STS_GET_SCOPED_CREDENTIALS: &str = "sts:GetScopedCredentials";
 pub const STS_GET_DELEGATED_ACCESS_TOKEN: &str = "sts:GetDelegatedAccessToken";
 /// Returns a signed JWT of the caller's identity that external OIDC-trusting services accept.
 pub const STS_GET_WEB_IDENTITY_TOKEN: &str = "sts:GetWebIdentityToken";
-/// Returns a bearer token for services that accept one (CodeArtifact, ...).
-pub const STS_GET_SERVICE_BEARER_TOKEN: &str = "sts:GetServiceBearerToken";
 /// Creates a long-term access key pair and returns its secret.
 pub const IAM_CREATE_ACCESS_KEY: &str = "iam:CreateAccessKey";
 /// Sets a console password for a user who had none.
@@ -64,7 +62,6 @@ pub const CREDENTIAL_RETURNING_ACTIONS: &[&str] = &[
     STS_GET_SCOPED_CREDENTIALS,
     STS_GET_DELEGATED_ACCESS_TOKEN,
     STS_GET_WEB_IDENTITY_TOKEN,
-    STS_GET_SERVICE_BEARER_TOKEN,
     IAM_CREATE_ACCESS_KEY,
     IAM_CREATE_LOGIN_PROFILE,
     IAM_UPDATE_LOGIN_PROFILE,

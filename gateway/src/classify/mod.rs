@@ -31,8 +31,9 @@
 //! (given to [`Classifier::new`]), or a bare AWS S3 endpoint. Hosts under a gateway name or an
 //! AWS S3 endpoint yield everything before that suffix (dotted buckets work); any other dotted host
 //! yields its first label. [`Classification::s3_addressing`] says which style was read: the
-//! forwarder must address upstream the same bucket that was classified. Bucket names outside
-//! `[A-Za-z0-9._-]` are refused (Unknown), so `a%2Fb` cannot pose as bucket `a`, key `b/...`.
+//! forwarder must address upstream the bucket that was classified ([`Classification::s3_bucket`]).
+//! Bucket names outside `[A-Za-z0-9._-]` are refused (Unknown), so `a%2Fb` cannot pose as
+//! bucket `a`, key `b/...`.
 //!
 //! # Actions and resources
 //!

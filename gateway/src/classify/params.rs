@@ -2,8 +2,10 @@
 //! JSON body. Resource and IAM-action rules read members by their model names through `Params`.
 
 use std::borrow::Cow;
+use std::fmt;
 
-use serde_json::Value;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 /// Percent-decodes `raw`; with `plus_as_space`, `+` decodes to a space (form encoding).
 /// Invalid escapes are kept literally and invalid UTF-8 is replaced, never an error: the result
@@ -66,6 +68,95 @@ pub(crate) fn parse_pairs(raw: &str, plus_as_space: bool) -> Vec<(String, String
             )
         })
         .collect()
+}
+
+/// Parses a JSON body, refusing objects that repeat a key: which of two `TableName`s a service
+/// acts on is not ours to guess, so such a body names nothing.
+pub(crate) fn parse_json_strict(body: &[u8]) -> Option<Value> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = StrictValue.deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    Some(value)
+}
+
+/// Whether two form parameters share a key (`RoleArn=a&RoleArn=b`). `Action` and `Version` are
+/// left out: a repeated `Action` is judged on its own, and `Version` names no resource.
+pub(crate) fn has_duplicate_keys(pairs: &[(String, String)]) -> bool {
+    let mut keys: Vec<&str> = pairs
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !matches!(*k, "Action" | "Version"))
+        .collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
+}
+
+struct StrictValue;
+
+impl<'de> DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value without repeated object keys")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(StrictValue)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("repeated key `{key}`")));
+            }
+            let value = map.next_value_seed(StrictValue)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// The parameters of one request, by model member name.
@@ -214,6 +305,20 @@ mod tests {
         assert_eq!(params.values("Names[]"), vec!["a", "b"]);
         assert_eq!(params.values("InstanceId[]"), vec!["i-1"]);
         assert_eq!(params.values("Targets[].RoleArn"), vec!["r"]);
+    }
+
+    #[test]
+    fn json_with_a_repeated_key_anywhere_names_nothing() {
+        assert!(parse_json_strict(br#"{"TableName":"a","Key":{"id":1}}"#).is_some());
+        assert!(parse_json_strict(br#"{"TableName":"a","TableName":"b"}"#).is_none());
+        assert!(parse_json_strict(br#"{"T":[{"RoleArn":"a","RoleArn":"b"}]}"#).is_none());
+        assert!(parse_json_strict(br#"{"a":1} trailing"#).is_none());
+    }
+
+    #[test]
+    fn repeated_form_keys_are_noticed() {
+        assert!(has_duplicate_keys(&parse_pairs("A=1&B=2&A=3", true)));
+        assert!(!has_duplicate_keys(&parse_pairs("A=1&B=2", true)));
     }
 
     #[test]

@@ -299,8 +299,15 @@ pub(crate) fn named_resources(
             }
         }
         "ec2" => {
-            for id in many("InstanceId[]").chain(one("InstanceId")) {
-                push(ctx.arn("ec2", &format!("instance/{id}")));
+            for (member, kind) in EC2_ID_MEMBERS {
+                let list = format!("{member}[]");
+                for id in many(&list).chain(one(member)) {
+                    push(ctx.arn("ec2", &format!("{kind}/{id}")));
+                }
+            }
+            // Images are regional and owned by no account in their ARN.
+            for id in many("ImageId[]").chain(one("ImageId")) {
+                push(format!("arn:{}:ec2:{}::image/{id}", ctx.partition, ctx.region));
             }
         }
         "cloudwatch" => {
@@ -324,6 +331,22 @@ pub(crate) fn named_resources(
     }
     out
 }
+
+/// EC2 members that carry a resource id (singly, or as `Member.N` lists), and the resource type
+/// of their ARN.
+const EC2_ID_MEMBERS: &[(&str, &str)] = &[
+    ("InstanceId", "instance"),
+    ("VolumeId", "volume"),
+    ("SnapshotId", "snapshot"),
+    ("GroupId", "security-group"),
+    ("SecurityGroupId", "security-group"),
+    ("VpcId", "vpc"),
+    ("SubnetId", "subnet"),
+    ("NetworkInterfaceId", "network-interface"),
+    ("KeyName", "key-pair"),
+    ("AllocationId", "elastic-ip"),
+    ("LaunchTemplateId", "launch-template"),
+];
 
 /// `https://sqs.<region>.amazonaws.com/<account>/<name>` (any host) to the queue's ARN.
 fn queue_arn_from_url(url: &str, ctx: &ResourceContext<'_>) -> Option<String> {
