@@ -2,7 +2,8 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
+    path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -10,6 +11,8 @@ use jsonwebtoken::{
     Algorithm, DecodingKey,
     jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse},
 };
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+use rustls_platform_verifier::BuilderVerifierExt;
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
@@ -135,29 +138,12 @@ impl JwksCache {
     /// A cache for the configured issuer; nothing is fetched until a key is asked for (or
     /// [`JwksCache::refresh`] is called).
     pub fn new(config: &IdentityConfig) -> Result<Self, JwksError> {
-        let mut builder = reqwest::Client::builder().timeout(FETCH_TIMEOUT);
-        if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|e| JwksError::LocalFile {
-                what: "CA bundle",
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| JwksError::LocalFile {
-                    what: "CA bundle",
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(JwksError::LocalFile {
-                    what: "CA bundle",
-                    path: path.clone(),
-                    reason: "it holds no PEM certificate".into(),
-                });
-            }
-            builder = builder.tls_certs_only(certs);
-        }
-        let http = builder.build().map_err(|e| JwksError::Client(e.to_string()))?;
+        let tls = tls_config(config.ca_file.as_deref())?;
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| JwksError::Client(error_chain(&e)))?;
         Ok(Self {
             source: JwksSource {
                 issuer: config.issuer.trim_end_matches('/').to_owned(),
@@ -269,7 +255,7 @@ impl JwksCache {
     }
 
     async fn get(&self, url: &str) -> Result<Vec<u8>, JwksError> {
-        let mut request = self.http.get(url).header("accept", "application/json");
+        let mut request = self.http.get(url);
         if let Some(path) = &self.source.bearer_token_file {
             let token =
                 tokio::fs::read_to_string(path).await.map_err(|e| JwksError::LocalFile {
@@ -349,6 +335,33 @@ pub fn verification_key(jwk: &Jwk) -> Option<VerificationKey> {
     }
     let key = DecodingKey::from_jwk(jwk).ok()?;
     Some(VerificationKey { algorithm, key })
+}
+
+/// TLS for the issuer: the configured CA bundle only, or the platform's roots; always the ring
+/// provider, given explicitly so no process-wide default provider is needed.
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, JwksError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| JwksError::Client(e.to_string()))?;
+    let Some(path) = ca_file else {
+        return Ok(builder
+            .with_platform_verifier()
+            .map_err(|e| JwksError::Client(e.to_string()))?
+            .with_no_client_auth());
+    };
+    let ca_error =
+        |reason: String| JwksError::LocalFile { what: "CA bundle", path: path.to_owned(), reason };
+    let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| ca_error(format!("it is not a PEM bundle: {e}")))?;
+        roots.add(cert).map_err(|e| ca_error(format!("a certificate in it is not usable: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(ca_error("it holds no PEM certificate".into()));
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
