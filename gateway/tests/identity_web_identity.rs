@@ -9,9 +9,9 @@ use std::{io::Write, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chaperone_gateway::identity::{
-    AssumeRoleWithWebIdentityRequest, AssumeRoleWithWebIdentityResult, IdentityConfig, JwksCache,
-    KubeTokenReviewer, SessionError, SessionKey, SessionKeys, SessionMinter, StsError,
-    StsErrorCode, TokenValidator, WebIdentityExchange,
+    AssumeRoleWithWebIdentityRequest, AssumeRoleWithWebIdentityResult, CallerIdentity,
+    IdentityConfig, JwksCache, KubeTokenReviewer, SessionError, SessionKey, SessionKeys,
+    SessionMinter, StsError, StsErrorCode, StsParameters, TokenValidator, WebIdentityExchange,
 };
 use chaperone_tests::{LocalEnv, objects::ensure_namespace};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -575,4 +575,205 @@ async fn a_pod_bound_token_is_accepted_while_its_pod_exists_and_refused_once_it_
     assert_eq!(error.code, StsErrorCode::InvalidIdentityToken, "{error}");
     assert!(error.message.contains("no longer accepts"), "{error}");
     assert!(!error.message.contains(&token), "the refusal quotes the token");
+}
+
+/// Serves the gateway's AssumeRoleWithWebIdentity over HTTP/1.1 on loopback, one request per
+/// connection, as the gateway's listener will; returns its URL.
+async fn serve_sts(gateway: Arc<Gateway>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut received = Vec::new();
+            let mut buf = [0u8; 8192];
+            let (head_end, content_length) = loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break (None, 0),
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                }
+                if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    break (Some(end + 4), length);
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            while received.len() < head_end + content_length {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
+            let target = head.split_whitespace().nth(1).unwrap_or("/");
+            let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+            let body = &received[head_end..];
+            let request_id = "c0ffee00-0000-4000-8000-000000000000";
+            let is_get_caller_identity = StsParameters::parse(query, body)
+                .is_ok_and(|p| p.action() == Some("GetCallerIdentity"));
+            let (status, xml) = if is_get_caller_identity {
+                caller_identity(&gateway, &head, request_id)
+            } else {
+                match AssumeRoleWithWebIdentityRequest::parse(query, body) {
+                    Ok(request) => {
+                        match gateway.exchange.assume_role_with_web_identity(&request).await {
+                            Ok(result) => (200, result.to_xml(request_id)),
+                            Err(error) => (error.http_status(), error.to_xml(request_id)),
+                        }
+                    }
+                    Err(error) => (error.http_status(), error.to_xml(request_id)),
+                }
+            };
+            let answer = format!(
+                "HTTP/1.1 {status} STS\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\
+                 x-amzn-requestid: {request_id}\r\nconnection: close\r\n\r\n{xml}",
+                xml.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    url
+}
+
+/// GetCallerIdentity for the session whose access key id and token a signed request carries.
+/// The signature itself is not checked here: that is the SigV4 verifier's job, not identity's.
+fn caller_identity(gateway: &Gateway, head: &str, request_id: &str) -> (u16, String) {
+    let header = |name: &str| {
+        head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+        })
+    };
+    let access_key_id = header("authorization")
+        .and_then(|a| {
+            a.split("Credential=").nth(1).map(|c| c.split('/').next().unwrap_or("").to_owned())
+        })
+        .unwrap_or_default();
+    let token = header("x-amz-security-token").unwrap_or_default();
+    match gateway.exchange.minter().open(&access_key_id, &token, OffsetDateTime::now_utc()) {
+        Ok(opened) => (200, CallerIdentity::of_session(&opened.context).to_xml(request_id)),
+        Err(error) => {
+            (403, StsError::new(StsErrorCode::AccessDenied, error.to_string()).to_xml(request_id))
+        }
+    }
+}
+
+/// Runs boto3 with only the environment Chaperone's webhook injects, and returns what it printed.
+async fn boto3_with_web_identity(endpoint: &str, token: &str, script: &str) -> Value {
+    let env = LocalEnv::shared();
+    let home = TempDir::new().unwrap();
+    let token_file = home.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let output = tokio::process::Command::new(env.provisioned.python.python())
+        .arg("-c")
+        .arg(script)
+        .env_clear()
+        .env("HOME", home.path())
+        .env("PATH", "/usr/bin:/bin")
+        .env("AWS_CONFIG_FILE", home.path().join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_ROLE_ARN", role_arn(GATEWAY_NAMESPACE, CONNECTION))
+        .env("AWS_ROLE_SESSION_NAME", "boto3-agent")
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "python failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[tokio::test]
+async fn boto3_exchanges_its_token_file_at_the_gateway_for_credentials_that_open_again() {
+    let env = LocalEnv::shared();
+    let _logs = env.logs_on_failure();
+    let gateway = Arc::new(Gateway::start().await);
+    let endpoint = serve_sts(gateway.clone()).await;
+    let token = agent_token(&gateway.client, GATEWAY_NAMESPACE, ADMITTED).await;
+    let answer = boto3_with_web_identity(
+        &endpoint,
+        &token,
+        "import boto3, json\n\
+         credentials = boto3.Session().get_credentials().get_frozen_credentials()\n\
+         print(json.dumps({'access_key': credentials.access_key, \
+         'secret_key': credentials.secret_key, 'token': credentials.token}))",
+    )
+    .await;
+    let access_key = answer["access_key"].as_str().unwrap();
+    let session_token = answer["token"].as_str().unwrap();
+    assert!(access_key.starts_with("ASIA"), "{access_key}");
+    let opened = gateway
+        .exchange
+        .minter()
+        .open(access_key, session_token, OffsetDateTime::now_utc())
+        .unwrap();
+    assert_eq!(answer["secret_key"].as_str(), Some(opened.secret_access_key.expose()));
+    assert_eq!(opened.context.role_session_name, "boto3-agent");
+    assert_eq!(opened.context.service_account, ADMITTED);
+}
+
+#[tokio::test]
+async fn boto3_surfaces_the_gateways_refusal_code_and_message() {
+    let env = LocalEnv::shared();
+    let _logs = env.logs_on_failure();
+    let gateway = Arc::new(Gateway::start().await);
+    let endpoint = serve_sts(gateway.clone()).await;
+    let token = agent_token(&gateway.client, GATEWAY_NAMESPACE, NOT_ADMITTED).await;
+    let answer = boto3_with_web_identity(
+        &endpoint,
+        &token,
+        "import boto3, json, botocore.exceptions\n\
+         try:\n    boto3.Session().get_credentials().get_frozen_credentials()\n    print('{}')\n\
+         except botocore.exceptions.ClientError as e:\n\
+         \x20   print(json.dumps({'code': e.response['Error']['Code'], \
+         'message': e.response['Error']['Message'], \
+         'status': e.response['ResponseMetadata']['HTTPStatusCode']}))",
+    )
+    .await;
+    assert_eq!(answer["code"], "AccessDenied", "{answer}");
+    assert_eq!(answer["status"], 403);
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.contains(NOT_ADMITTED) && message.contains("spec.agents.serviceAccounts"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn boto3_reads_get_caller_identity_for_its_session_as_the_assumed_chaperone_role() {
+    let env = LocalEnv::shared();
+    let _logs = env.logs_on_failure();
+    let gateway = Arc::new(Gateway::start().await);
+    let endpoint = serve_sts(gateway.clone()).await;
+    let token = agent_token(&gateway.client, GATEWAY_NAMESPACE, ADMITTED).await;
+    let answer = boto3_with_web_identity(
+        &endpoint,
+        &token,
+        "import boto3, json\n\
+         identity = boto3.client('sts').get_caller_identity()\n\
+         print(json.dumps({k: identity[k] for k in ('Arn', 'UserId', 'Account')}))",
+    )
+    .await;
+    assert_eq!(
+        answer["Arn"],
+        "arn:aws:sts::000000000000:assumed-role/chaperone/identity-a/prod-aws/boto3-agent"
+    );
+    assert_eq!(answer["Account"], "000000000000");
+    let user_id = answer["UserId"].as_str().unwrap();
+    assert!(user_id.starts_with("AROA") && user_id.ends_with(":boto3-agent"), "{user_id}");
 }
