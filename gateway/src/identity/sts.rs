@@ -742,4 +742,20 @@ mod tests {
         assert_eq!(text_of(&xml, "UserId"), result.role.assumed_role_id("run-1"));
         assert_eq!(text_of(&xml, "Account"), "000000000000");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bodies_and_queries_never_panic_the_parser(query in ".{0,200}", body in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = AssumeRoleWithWebIdentityRequest::parse(&query, &body);
+        }
+
+        #[test]
+        fn a_chaperone_role_arn_reads_back_the_namespace_and_connection_it_was_made_of(
+            namespace in "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?",
+            connection in "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\\.[a-z0-9]{1,10}){0,2}",
+        ) {
+            let role = ChaperoneRole { namespace, connection };
+            proptest::prop_assert_eq!(ChaperoneRole::parse(&role.arn()).unwrap(), role);
+        }
+    }
 }
