@@ -10,8 +10,8 @@ use std::{io::Write, sync::Arc};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chaperone_gateway::identity::{
     AssumeRoleWithWebIdentityRequest, AssumeRoleWithWebIdentityResult, CallerIdentity,
-    IdentityConfig, JwksCache, KubeTokenReviewer, SessionError, SessionKey, SessionKeys,
-    SessionMinter, StsError, StsErrorCode, StsParameters, TokenValidator, WebIdentityExchange,
+    IdentityConfig, JwksCache, SessionError, SessionKey, SessionKeys, SessionMinter, StsError,
+    StsErrorCode, StsParameters, TokenValidator, WebIdentityExchange,
 };
 use chaperone_tests::{LocalEnv, objects::ensure_namespace};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -132,10 +132,10 @@ struct Gateway {
 
 impl Gateway {
     async fn start() -> Self {
-        Self::start_with(|validator, _| validator).await
+        Self::start_with_token_review(false).await
     }
 
-    async fn start_with(customize: impl FnOnce(TokenValidator, &Client) -> TokenValidator) -> Self {
+    async fn start_with_token_review(token_review: bool) -> Self {
         let env = LocalEnv::shared();
         let client = env.control_plane.client().await.unwrap();
         let files = TempDir::new().unwrap();
@@ -146,21 +146,17 @@ impl Gateway {
             "issuer": env.control_plane.issuer(),
             "caFile": ca_file,
             "bearerTokenFile": token_file.path(),
+            "tokenReview": token_review,
             "namespace": GATEWAY_NAMESPACE,
             "connections": [
                 {"name": CONNECTION, "serviceAccounts": [ADMITTED], "maxSessionSeconds": 3600},
             ],
         }))
         .unwrap();
-        let jwks = Arc::new(JwksCache::new(&config).unwrap());
-        let validator = customize(TokenValidator::new(&config, jwks), &client);
-        let minter = SessionMinter::new(keys(&[("k1", 1)]));
-        Self {
-            exchange: WebIdentityExchange::new(config, validator, minter),
-            client,
-            _files: files,
-            _token_file: token_file,
-        }
+        let exchange =
+            WebIdentityExchange::from_config(config, keys(&[("k1", 1)]), Some(client.clone()))
+                .unwrap();
+        Self { exchange, client, _files: files, _token_file: token_file }
     }
 
     /// Sends AssumeRoleWithWebIdentity the way botocore does: a form-encoded POST body.
@@ -520,10 +516,7 @@ async fn jwks_cannot_be_fetched_without_the_gateways_bearer_token() {
 async fn a_pod_bound_token_is_accepted_while_its_pod_exists_and_refused_once_it_is_deleted() {
     let env = LocalEnv::shared();
     let _logs = env.logs_on_failure();
-    let gateway = Gateway::start_with(|validator, client| {
-        validator.with_reviewer(Arc::new(KubeTokenReviewer::new(client.clone())))
-    })
-    .await;
+    let gateway = Gateway::start_with_token_review(true).await;
     ensure_service_account(&gateway.client, GATEWAY_NAMESPACE, ADMITTED).await;
     let pods: Api<Pod> = Api::namespaced(gateway.client.clone(), GATEWAY_NAMESPACE);
     let pod: Pod = serde_json::from_value(json!({
