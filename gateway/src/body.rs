@@ -35,7 +35,9 @@ pub struct CapturedBody {
 #[derive(Debug, thiserror::Error)]
 pub enum BufferError {
     /// The body is larger than the gateway buffers for this kind of request.
-    #[error("the request body is larger than {limit} bytes, the most the gateway buffers for this service")]
+    #[error(
+        "the request body is larger than {limit} bytes, the most the gateway buffers for this service"
+    )]
     TooLarge {
         /// The limit.
         limit: usize,
@@ -236,9 +238,13 @@ mod tests {
         let sink = seen.clone();
         let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
             (0..10).map(|i| Ok(Frame::data(Bytes::from(vec![i as u8; 100])))).collect();
-        let body = CapturingBody::new(StreamBody::new(futures_util::stream::iter(chunks)), 250, move |c| {
-            *sink.lock().unwrap() = Some(c);
-        });
+        let body = CapturingBody::new(
+            StreamBody::new(futures_util::stream::iter(chunks)),
+            250,
+            move |c| {
+                *sink.lock().unwrap() = Some(c);
+            },
+        );
         let all = body.collect().await.unwrap().to_bytes();
         assert_eq!(all.len(), 1000);
         let captured = seen.lock().unwrap().take().unwrap();

@@ -16,8 +16,8 @@ use std::{
 use bytes::Bytes;
 use chaperone_crds::FailureMode;
 use chaperone_recording::{
-    AwsCall, Body as RecordedBody, Decision, Denied, Effect, EventBody, Hash256, Request as RequestEvent,
-    Response as ResponseEvent, Timings,
+    AwsCall, Body as RecordedBody, Decision, Denied, Effect, EventBody, Hash256,
+    Request as RequestEvent, Response as ResponseEvent, Timings,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
@@ -133,9 +133,10 @@ impl Gateway {
                     let gateway = gateway.clone();
                     async move { Ok::<_, Infallible>(gateway.handle(request).await) }
                 });
-                if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
+                if let Err(error) =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
                 {
                     tracing::debug!(%error, "agent connection ended with an error");
                 }
@@ -168,7 +169,10 @@ impl Gateway {
         let body = match buffer_body(body, MAX_STS_BODY).await {
             Ok(body) => body,
             Err(error) => {
-                return xml(StatusCode::BAD_REQUEST, sts_error_xml("ValidationError", &error.to_string(), request_id));
+                return xml(
+                    StatusCode::BAD_REQUEST,
+                    sts_error_xml("ValidationError", &error.to_string(), request_id),
+                );
             }
         };
         let parsed = match AssumeRoleWithWebIdentityRequest::parse(&query, &body) {
@@ -225,7 +229,10 @@ impl Gateway {
         };
         let auth_refusal = |error: SigV4Error, service: &str, shape: ErrorShape| {
             let code = error.aws_code(service);
-            self.metrics.authentication_failures_total.get_or_create(&CodeLabels { code: code.to_owned() }).inc();
+            self.metrics
+                .authentication_failures_total
+                .get_or_create(&CodeLabels { code: code.to_owned() })
+                .inc();
             tracing::info!(code, %error, "refused a request that did not authenticate");
             Refusal {
                 error: AwsError::new(
@@ -245,7 +252,12 @@ impl Gateway {
             Verification::BodyHashRequired(pending) => {
                 let service = pending_service(&parts.headers);
                 let bytes = buffer_body(body, MAX_BUFFERED_BODY).await.map_err(|e| Refusal {
-                    error: AwsError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", e.to_string(), request_id),
+                    error: AwsError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "RequestEntityTooLarge",
+                        e.to_string(),
+                        request_id,
+                    ),
                     shape: guessed_shape,
                 })?;
                 let verified = pending
@@ -256,15 +268,20 @@ impl Gateway {
             }
             Verification::Verified(verified) => {
                 let shape = shape_for_service(&verified.scope.service, guessed_shape);
-                let inbound = read_verified_body(&verified, &parts.headers, body)
-                    .await
-                    .map_err(|e| match e {
+                let inbound = read_verified_body(&verified, &parts.headers, body).await.map_err(
+                    |e| match e {
                         InboundError::Auth(e) => auth_refusal(e, &verified.scope.service, shape),
                         InboundError::Read(message) => Refusal {
-                            error: AwsError::new(StatusCode::BAD_REQUEST, "IncompleteBody", message, request_id),
+                            error: AwsError::new(
+                                StatusCode::BAD_REQUEST,
+                                "IncompleteBody",
+                                message,
+                                request_id,
+                            ),
                             shape,
                         },
-                    })?;
+                    },
+                )?;
                 (verified, inbound)
             }
         };
@@ -316,7 +333,8 @@ impl Gateway {
             &ResourceContext { partition, region: &region, account_id: "*" },
         );
         let shape = classification.protocol.map(shape_for_protocol).unwrap_or(shape);
-        let actions: Vec<String> = classification.actions.iter().map(|a| a.action.clone()).collect();
+        let actions: Vec<String> =
+            classification.actions.iter().map(|a| a.action.clone()).collect();
         let resources: Vec<String> =
             classification.actions.iter().flat_map(|a| a.resources.iter().cloned()).collect();
         let first_action = actions.first().cloned().unwrap_or_else(|| format!("{service}:Unknown"));
@@ -350,7 +368,8 @@ impl Gateway {
             None => PolicyDecision::Deny {
                 object: format!("AgentConnection/{}/{}", session.namespace, connection.name),
                 rule: "policy".into(),
-                message: "the connection's policy did not compile; see the operator's conditions".into(),
+                message: "the connection's policy did not compile; see the operator's conditions"
+                    .into(),
             },
         };
         if let PolicyDecision::Deny { object, rule, message } = decision {
@@ -423,25 +442,47 @@ impl Gateway {
         if classification.operation == Some("GetCallerIdentity") && service == "sts" {
             let body = CallerIdentity::of_session(&session).to_xml(request_id);
             let response = xml(StatusCode::OK, body.clone());
-            self.record_response(session, call_id, StatusCode::OK, &HeaderMap::new(), RecordedBody::complete(body.as_bytes()), None, started);
+            self.record_response(
+                session,
+                call_id,
+                StatusCode::OK,
+                &HeaderMap::new(),
+                RecordedBody::complete(body.as_bytes()),
+                None,
+                started,
+            );
             return Ok(response);
         }
 
         // 7. Re-sign and forward.
         let forward_started = Instant::now();
-        let outbound = build_outbound(&parts, &verified, inbound, &classification, &path, &query, &region);
+        let outbound =
+            build_outbound(&parts, &verified, inbound, &classification, &path, &query, &region);
         let endpoint = UpstreamForwarder::endpoint_for(&connection.endpoints, &outbound);
         let upstream = match self.forwarder.send(&endpoint, outbound, &connection.upstream).await {
             Ok(response) => response,
             Err(error) => {
-                self.metrics.upstream_errors_total.get_or_create(&ServiceLabels { service: service.clone() }).inc();
+                self.metrics
+                    .upstream_errors_total
+                    .get_or_create(&ServiceLabels { service: service.clone() })
+                    .inc();
                 tracing::warn!(session = %session.session_id, %error, "upstream call failed");
-                self.record_response(session, call_id, StatusCode::BAD_GATEWAY, &HeaderMap::new(), RecordedBody::empty(), Some(error.to_string()), started);
+                self.record_response(
+                    session,
+                    call_id,
+                    StatusCode::BAD_GATEWAY,
+                    &HeaderMap::new(),
+                    RecordedBody::empty(),
+                    Some(error.to_string()),
+                    started,
+                );
                 return Err(Refusal {
                     error: AwsError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "ServiceUnavailable",
-                        format!("the gateway could not reach {endpoint}: {error} (request {request_id})"),
+                        format!(
+                            "the gateway could not reach {endpoint}: {error} (request {request_id})"
+                        ),
                         request_id,
                     ),
                     shape,
@@ -465,7 +506,11 @@ impl Gateway {
                 call: call_id,
                 status: Some(status.as_u16()),
                 headers: header_list(&recorded_headers),
-                body: RecordedBody::captured(&captured.prefix, captured.size, Hash256::from_bytes(captured.sha256)),
+                body: RecordedBody::captured(
+                    &captured.prefix,
+                    captured.size,
+                    Hash256::from_bytes(captured.sha256),
+                ),
                 timings: Timings {
                     upstream_first_byte_us: Some(first_byte_us),
                     upstream_total_us: Some(forward_started.elapsed().as_micros() as u64),
@@ -480,7 +525,10 @@ impl Gateway {
                 }
             });
         });
-        Ok(Response::from_parts(response_parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()))
+        Ok(Response::from_parts(
+            response_parts,
+            body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -499,7 +547,10 @@ impl Gateway {
             status: Some(status.as_u16()),
             headers: header_list(headers),
             body,
-            timings: Timings { upstream_total_us: Some(started.elapsed().as_micros() as u64), ..Default::default() },
+            timings: Timings {
+                upstream_total_us: Some(started.elapsed().as_micros() as u64),
+                ..Default::default()
+            },
             upstream_error,
             redacted: Vec::new(),
         });
@@ -517,7 +568,12 @@ enum Inbound {
     /// Read whole: `wire` as received, `payload` decoded (differs for aws-chunked), `hash` of payload.
     Buffered { wire: Bytes, payload: Bytes, hash: [u8; 32] },
     /// Streams through; `declared` is what the request says of its size and hash.
-    Streamed { body: GatewayBody, size: Option<u64>, declared_sha256: Option<[u8; 32]>, payload: OutboundPayload },
+    Streamed {
+        body: GatewayBody,
+        size: Option<u64>,
+        declared_sha256: Option<[u8; 32]>,
+        payload: OutboundPayload,
+    },
 }
 
 impl Inbound {
@@ -525,7 +581,11 @@ impl Inbound {
         match self {
             Inbound::Buffered { payload, hash, .. } => {
                 let end = payload.len().min(limit);
-                RecordedBody::captured(&payload[..end], payload.len() as u64, Hash256::from_bytes(*hash))
+                RecordedBody::captured(
+                    &payload[..end],
+                    payload.len() as u64,
+                    Hash256::from_bytes(*hash),
+                )
             }
             Inbound::Streamed { size, declared_sha256, .. } => RecordedBody::captured(
                 b"",
@@ -551,7 +611,9 @@ async fn read_verified_body(
     let small = |length: Option<u64>| length.is_some_and(|l| l <= STREAM_THRESHOLD);
     match verified.payload {
         PayloadMode::Sha256 { expected } if small(content_length) || content_length.is_none() => {
-            let bytes = buffer_body(body, MAX_BUFFERED_BODY).await.map_err(|e| InboundError::Read(e.to_string()))?;
+            let bytes = buffer_body(body, MAX_BUFFERED_BODY)
+                .await
+                .map_err(|e| InboundError::Read(e.to_string()))?;
             let hash = sha256(&bytes);
             if hash != expected {
                 return Err(InboundError::Auth(SigV4Error::ContentSha256Mismatch {
@@ -561,8 +623,12 @@ async fn read_verified_body(
             }
             Ok(Inbound::Buffered { payload: bytes.clone(), wire: bytes, hash })
         }
-        PayloadMode::Unsigned | PayloadMode::BodyHashVerified if small(content_length) || content_length.is_none() => {
-            let bytes = buffer_body(body, MAX_BUFFERED_BODY).await.map_err(|e| InboundError::Read(e.to_string()))?;
+        PayloadMode::Unsigned | PayloadMode::BodyHashVerified
+            if small(content_length) || content_length.is_none() =>
+        {
+            let bytes = buffer_body(body, MAX_BUFFERED_BODY)
+                .await
+                .map_err(|e| InboundError::Read(e.to_string()))?;
             let hash = sha256(&bytes);
             Ok(Inbound::Buffered { payload: bytes.clone(), wire: bytes, hash })
         }
@@ -583,7 +649,9 @@ async fn read_verified_body(
                 return Err(InboundError::Read("an aws-chunked body without a decoder".into()));
             };
             if small(decoded_length) {
-                let wire = buffer_body(body, MAX_BUFFERED_BODY).await.map_err(|e| InboundError::Read(e.to_string()))?;
+                let wire = buffer_body(body, MAX_BUFFERED_BODY)
+                    .await
+                    .map_err(|e| InboundError::Read(e.to_string()))?;
                 let mut payload = Vec::new();
                 decoder.feed(&wire, &mut payload).map_err(InboundError::Auth)?;
                 decoder.finish().map_err(InboundError::Auth)?;
@@ -615,9 +683,17 @@ const CHUNKED_ONLY_HEADERS: &[&str] = &["x-amz-decoded-content-length", "x-amz-t
 fn forward_unsigned(name: &str) -> bool {
     matches!(
         name,
-        "content-length" | "content-type" | "content-encoding" | "content-md5" | "user-agent"
-            | "x-amz-user-agent" | "amz-sdk-invocation-id" | "amz-sdk-request"
-            | "x-amz-decoded-content-length" | "x-amz-trailer" | "x-amz-sdk-checksum-algorithm"
+        "content-length"
+            | "content-type"
+            | "content-encoding"
+            | "content-md5"
+            | "user-agent"
+            | "x-amz-user-agent"
+            | "amz-sdk-invocation-id"
+            | "amz-sdk-request"
+            | "x-amz-decoded-content-length"
+            | "x-amz-trailer"
+            | "x-amz-sdk-checksum-algorithm"
     ) || name.starts_with("x-amz-checksum-")
 }
 
@@ -638,16 +714,25 @@ fn build_outbound(
             headers.append(name.clone(), value.clone());
         }
     }
-    let chunked = matches!(verified.payload, PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer);
+    let chunked = matches!(
+        verified.payload,
+        PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer
+    );
     let (body, payload) = match inbound {
         Inbound::Buffered { wire, payload, hash } => {
             if matches!(verified.payload, PayloadMode::StreamingUnsignedTrailer) {
-                (Full::new(wire).map_err(|e| match e {}).boxed_unsync(), OutboundPayload::StreamingUnsignedTrailer)
+                (
+                    Full::new(wire).map_err(|e| match e {}).boxed_unsync(),
+                    OutboundPayload::StreamingUnsignedTrailer,
+                )
             } else {
                 if chunked {
                     decode_chunked_headers(&mut headers, payload.len() as u64);
                 }
-                (Full::new(payload).map_err(|e| match e {}).boxed_unsync(), OutboundPayload::Sha256Hex(hex::encode(hash)))
+                (
+                    Full::new(payload).map_err(|e| match e {}).boxed_unsync(),
+                    OutboundPayload::Sha256Hex(hex::encode(hash)),
+                )
             }
         }
         Inbound::Streamed { body, size, payload, .. } => {
@@ -800,7 +885,15 @@ fn query_pairs(query: &str) -> Vec<(String, String)> {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"] {
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "trailer",
+    ] {
         headers.remove(HeaderName::from_static(name));
     }
 }
@@ -814,7 +907,8 @@ fn full(response: Response<Bytes>) -> Response<GatewayBody> {
 }
 
 fn xml(status: StatusCode, body: String) -> Response<GatewayBody> {
-    let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed_unsync());
+    let mut response =
+        Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed_unsync());
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
     response
@@ -835,12 +929,15 @@ pub fn now() -> SystemTime {
 }
 
 /// Compiles a configuration into a runtime (policies parsed; identity exchange built by the caller).
-pub fn compile_policies(config: &GatewayConfig) -> Result<HashMap<String, CompiledPolicy>, crate::policy::PolicyError> {
+pub fn compile_policies(
+    config: &GatewayConfig,
+) -> Result<HashMap<String, CompiledPolicy>, crate::policy::PolicyError> {
     config
         .connections
         .iter()
         .map(|c: &ConnectionConfig| {
-            CompiledPolicy::compile(&config.namespace, &c.name, &c.policy).map(|p| (c.name.clone(), p))
+            CompiledPolicy::compile(&config.namespace, &c.name, &c.policy)
+                .map(|p| (c.name.clone(), p))
         })
         .collect()
 }
