@@ -10,7 +10,7 @@ use std::{
     collections::HashMap,
     convert::Infallible,
     sync::{Arc, RwLock},
-    time::{Instant, SystemTime},
+    time::Instant,
 };
 
 use bytes::Bytes;
@@ -921,11 +921,6 @@ fn sts_error_xml(code: &str, message: &str, request_id: &str) -> String {
         .iter()
         .map(|&b| b as char)
         .collect()
-}
-
-/// The sessions' SystemTime, for tests.
-pub fn now() -> SystemTime {
-    SystemTime::now()
 }
 
 /// Compiles a configuration into a runtime (policies parsed; identity exchange built by the caller).
