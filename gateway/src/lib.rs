@@ -11,4 +11,5 @@ pub mod classify;
 pub mod config;
 pub mod forward;
 pub mod metrics;
+pub mod recorder;
 pub mod sigv4;
