@@ -15,5 +15,6 @@ pub mod identity;
 pub mod metrics;
 pub mod policy;
 pub mod record;
+pub mod recorder;
 pub mod server;
 pub mod sigv4;
