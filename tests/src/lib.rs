@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod control_plane;
 pub mod env;
+pub mod gateway;
 pub mod objects;
 pub mod paths;
 pub mod pki;
