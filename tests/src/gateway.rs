@@ -48,6 +48,8 @@ pub struct GatewaySpec {
     pub on_failure: String,
     /// Extra `approvalRules` entries, by name, as JSON.
     pub approval_rules: Value,
+    /// Extra command-line flags for the gateway (e.g. `--max-spool-mib=1`).
+    pub extra_args: Vec<String>,
 }
 
 impl GatewaySpec {
@@ -73,6 +75,7 @@ impl GatewaySpec {
             max_body_bytes: 1024 * 1024,
             on_failure: "FailClosed".into(),
             approval_rules: json!({}),
+            extra_args: Vec::new(),
         }
     }
 }
@@ -293,6 +296,7 @@ impl GatewayProcess {
             "--segment-max-age-seconds=1".into(),
             "--reload-interval-seconds=1".into(),
         ];
+        let args: Vec<String> = args.into_iter().chain(spec.extra_args.iter().cloned()).collect();
         let mut gateway = Self {
             process: Self::spawn(binary, &args, &dir)?,
             endpoint: format!("http://127.0.0.1:{port}"),

@@ -60,11 +60,31 @@ pub async fn recorded_objects(
     objects
 }
 
-/// The verifier's report over `objects`, trusting only the gateway's own recording key.
+/// The verifier's report over every session in `objects` (verified one session at a time),
+/// trusting only the gateway's own recording key.
 pub fn verify(gateway: &GatewayProcess, objects: &BTreeMap<String, Vec<u8>>) -> VerificationReport {
     let mut keys = TrustedKeys::new();
     keys.insert(RecordingSigner::from_seed(&gateway.recording_seed).verifying_key());
-    SessionVerifier::new(keys, VerifyOptions::at(Timestamp::now())).verify(objects)
+    let verifier = SessionVerifier::new(keys, VerifyOptions::at(Timestamp::now()));
+    let mut sessions: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+    for (key, bytes) in objects {
+        // <prefix>/v1/<ns>/<connection>/<yyyy>/<mm>/<dd>/<session>/...
+        let session: String = key.split('/').take(8).collect::<Vec<_>>().join("/");
+        sessions.entry(session).or_default().insert(key.clone(), bytes.clone());
+    }
+    assert!(!sessions.is_empty(), "no recording objects at all");
+    let mut merged: Option<VerificationReport> = None;
+    for session_objects in sessions.values() {
+        let report = verifier.verify(session_objects);
+        match &mut merged {
+            None => merged = Some(report),
+            Some(all) => {
+                all.problems.extend(report.problems);
+                all.streams.extend(report.streams);
+            }
+        }
+    }
+    merged.expect("at least one session")
 }
 
 /// Every event in the segments of `objects`, in key order.
