@@ -367,14 +367,14 @@ impl Recorder {
             .clone()
             .ok_or_else(shut_down)?;
         let (ack, done) = oneshot::channel();
-        let stream = StreamSpec {
+        let stream = Box::new(StreamSpec {
             session: session.session.clone(),
             namespace: target.target.namespace.clone(),
             connection: session.connection.clone(),
             bucket: target.target.policy.s3.bucket.clone(),
             prefix: target.target.policy.s3.prefix.clone(),
             start: session.start.clone(),
-        };
+        });
         commands
             .send(SpoolCommand::Append { stream, payload, ack })
             .await
