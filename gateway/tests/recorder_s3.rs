@@ -21,6 +21,13 @@ use chaperone_tests::{AwsUser, LocalEnv};
 
 const SEED: [u8; 32] = [7; 32];
 
+/// The shared environment. This binary links rustls with both aws-lc-rs (the S3 SDK) and ring
+/// (kube, in the environment), so the process-wide provider must be chosen explicitly.
+fn env() -> &'static LocalEnv {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    LocalEnv::shared()
+}
+
 fn s3_client(endpoint: &str, user: &AwsUser) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -186,13 +193,13 @@ fn events(report: &VerificationReport) -> Vec<EventBody> {
     report.streams.iter().flat_map(|s| s.events.iter().map(|e| e.event.body.clone())).collect()
 }
 
-/// Waits until the spool is empty (everything uploaded).
-async fn wait_for_drain(recorder: &Recorder, within: Duration) {
+/// Waits until every cut segment is uploaded.
+async fn wait_for_uploads(recorder: &Recorder, within: Duration) {
     let started = Instant::now();
-    while recorder.status().spool_bytes_used > 0 {
+    while recorder.status().upload_backlog_segments > 0 {
         assert!(
             started.elapsed() < within,
-            "the spool did not drain within {within:?}: {:?}",
+            "the upload backlog did not drain within {within:?}: {:?}",
             recorder.status()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -201,7 +208,7 @@ async fn wait_for_drain(recorder: &Recorder, within: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_appended_for_a_session_appear_in_s3_under_the_documented_layout_and_verify() {
-    let env = LocalEnv::shared();
+    let env = env();
     let _logs = env.logs_on_failure();
     let bucket = "rec-layout";
     create_bucket(env, bucket).await;
@@ -248,7 +255,7 @@ async fn events_appended_for_a_session_appear_in_s3_under_the_documented_layout_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorder_dropped_without_shutdown_is_recovered_on_reopen_and_verifies_as_recovered() {
-    let env = LocalEnv::shared();
+    let env = env();
     let _logs = env.logs_on_failure();
     let bucket = "rec-recovery";
     create_bucket(env, bucket).await;
@@ -277,7 +284,7 @@ async fn a_recorder_dropped_without_shutdown_is_recovered_on_reopen_and_verifies
 
     let recorder = Recorder::open(settings(spool.path(), "gw-1"), targets).await.unwrap();
     let recovery = recorder.recovery().clone();
-    wait_for_drain(&recorder, Duration::from_secs(60)).await;
+    wait_for_uploads(&recorder, Duration::from_secs(60)).await;
     recorder.shutdown().await;
 
     assert_eq!((recovery.streams, recovery.events), (1, 1 + 10 + 1));
@@ -303,7 +310,7 @@ async fn a_recorder_dropped_without_shutdown_is_recovered_on_reopen_and_verifies
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_fail_with_spool_full_while_s3_is_down_and_the_backlog_drains_once_targets_point_at_s3()
  {
-    let env = LocalEnv::shared();
+    let env = env();
     let _logs = env.logs_on_failure();
     let bucket = "rec-backpressure";
     create_bucket(env, bucket).await;
@@ -335,7 +342,7 @@ async fn appends_fail_with_spool_full_while_s3_is_down_and_the_backlog_drains_on
     assert!(recorder.status().last_upload_error.is_some());
 
     recorder.update_targets(vec![target(env, bucket, env.moto.endpoint(), 1 << 20)]);
-    wait_for_drain(&recorder, Duration::from_secs(60)).await;
+    wait_for_uploads(&recorder, Duration::from_secs(60)).await;
     recorder
         .append(&handle, request("after", "s3:PutObject", Body::empty()))
         .await
@@ -358,7 +365,7 @@ async fn appends_fail_with_spool_full_while_s3_is_down_and_the_backlog_drains_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_secret_value_secret_string_is_stored_nowhere_but_its_sha256_is() {
-    let env = LocalEnv::shared();
+    let env = env();
     let _logs = env.logs_on_failure();
     let bucket = "rec-redaction";
     create_bucket(env, bucket).await;
@@ -402,7 +409,7 @@ async fn a_get_secret_value_secret_string_is_stored_nowhere_but_its_sha256_is() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_50_mib_body_recorded_with_max_body_bytes_1_mib_is_truncated_with_its_full_sha256() {
-    let env = LocalEnv::shared();
+    let env = env();
     let _logs = env.logs_on_failure();
     let bucket = "rec-large-body";
     create_bucket(env, bucket).await;

@@ -111,7 +111,11 @@ pub struct CallContext {
 impl CallContext {
     /// The context of a request (or denied call) with these actions and (unredacted) body.
     pub fn of_request(actions: &[String], body: &Body) -> Self {
-        let with_decryption = !body.truncated
+        // Only SSM requests say WithDecryption; other bodies (possibly large) are not parsed.
+        let ssm =
+            actions.iter().any(|a| a.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("ssm:")));
+        let with_decryption = ssm
+            && !body.truncated
             && serde_json::from_str::<Value>(&body.data)
                 .ok()
                 .and_then(|v| v.get("WithDecryption").and_then(Value::as_bool))
