@@ -448,3 +448,37 @@ async fn a_50_mib_body_recorded_with_max_body_bytes_1_mib_is_truncated_with_its_
     assert_eq!(recorded.captured_bytes().unwrap(), &full[..1 << 20]);
     assert!(spooled < 2 << 20, "the spool held {spooled} bytes for a 1 MiB capture");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_credentials_expired_is_closed_with_session_end_expired_and_verifies() {
+    let env = env();
+    let _logs = env.logs_on_failure();
+    let bucket = "rec-expiry";
+    create_bucket(env, bucket).await;
+    let spool = tempfile::tempdir().unwrap();
+    let mut settings = settings(spool.path(), "gw-0");
+    settings.expiry_grace = Duration::ZERO;
+    let recorder =
+        Recorder::open(settings, vec![target(env, bucket, env.moto.endpoint(), 1 << 20)])
+            .await
+            .unwrap();
+    let mut handle = session();
+    handle.start.credentials_expire = Timestamp::now().checked_add(Duration::from_secs(1)).unwrap();
+    recorder.append(&handle, request("c1", "s3:ListBuckets", Body::empty())).await.unwrap();
+    let started = Instant::now();
+    while recorder.status().open_streams > 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the stream was not closed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let late = recorder.append(&handle, request("c2", "s3:ListBuckets", Body::empty())).await;
+    recorder.shutdown().await;
+
+    assert!(matches!(late, Err(RecordError::SessionEnded { .. })), "{late:?}");
+    let report = verify(&download_session(env, bucket, &handle.session).await);
+    assert!(report.is_valid(), "{:#?}", report.problems);
+    assert_eq!(report.streams[0].status, Some(StreamStatus::Closed));
+    assert!(matches!(
+        events(&report).last(),
+        Some(EventBody::SessionEnd(end)) if end.reason == EndReason::Expired
+    ));
+}

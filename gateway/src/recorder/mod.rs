@@ -545,3 +545,138 @@ fn start_stream(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chaperone_crds::{Capture, Redaction, Retention, S3Destination};
+    use chaperone_recording::{AgentIdentity, Body, Response, Timings};
+
+    fn target() -> RecordingTarget {
+        RecordingTarget {
+            namespace: "team-a".into(),
+            connection: "prod".into(),
+            policy: RecordingPolicySpec {
+                s3: S3Destination {
+                    bucket: "audit".into(),
+                    prefix: "agents/".into(),
+                    region: "us-east-1".into(),
+                    // Nothing listens here; this test never cuts a segment.
+                    endpoint: Some("http://127.0.0.1:9".into()),
+                    ..S3Destination::default()
+                },
+                retention: Retention { days: 1, transitions: vec![] },
+                object_lock: None,
+                capture: Capture::default(),
+                redact: Redaction::default(),
+                on_failure: Default::default(),
+            },
+            credentials: None,
+        }
+    }
+
+    fn handle() -> SessionHandle {
+        let now = Timestamp::now();
+        SessionHandle {
+            session: chaperone_recording::new_session_id(now),
+            connection: "prod".into(),
+            start: SessionStart {
+                connection: "prod".into(),
+                agent: AgentIdentity {
+                    namespace: "team-a".into(),
+                    service_account: "bot".into(),
+                    pod_name: "bot-1".into(),
+                    pod_uid: "uid".into(),
+                    role_session_name: "bot".into(),
+                },
+                credentials_expire: now.checked_add(Duration::from_secs(3600)).unwrap_or(now),
+            },
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_are_acknowledged_after_shared_fsyncs() {
+        let spool = tempfile::tempdir().unwrap();
+        let mut settings = RecorderSettings::new(
+            spool.path().to_owned(),
+            "gw-0",
+            RecordingSigner::from_seed(&[1; 32]),
+        );
+        settings.cut = CutPolicy { max_bytes: 1 << 30, max_age: Duration::from_secs(3600) };
+        let recorder = Arc::new(Recorder::open(settings, vec![target()]).await.unwrap());
+        let sessions: Vec<SessionHandle> = (0..8).map(|_| handle()).collect();
+        let warm_up = || {
+            EventBody::Approval(chaperone_recording::Approval {
+                call: "warm-up".into(),
+                approval_request: "r".into(),
+                rule: "r".into(),
+                outcome: chaperone_recording::ApprovalDecision::TimedOut,
+                approvers: vec![],
+                reason: None,
+                waited_ms: 0,
+                fingerprint: "f".into(),
+            })
+        };
+        let opened = Instant::now();
+        for session in &sessions {
+            // Opening a stream costs its directory, metadata and first file (several fsyncs).
+            recorder.append(session, warm_up()).await.unwrap();
+        }
+        let opening = opened.elapsed() / 8;
+        let fsyncs_before = recorder.metrics().snapshot().fsyncs_total;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..400usize {
+            let recorder = recorder.clone();
+            let session = sessions[i % sessions.len()].clone();
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let body = EventBody::Response(Response {
+                    call: format!("c{i}"),
+                    status: Some(200),
+                    headers: vec![],
+                    body: Body::complete(b"{}"),
+                    timings: Timings::default(),
+                    upstream_error: None,
+                    redacted: vec![],
+                });
+                recorder.append(&session, body).await.map(|()| started.elapsed())
+            });
+        }
+        let mut latencies = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            latencies.push(done.unwrap().unwrap());
+        }
+        latencies.sort();
+        let m = recorder.metrics().snapshot();
+        let fsyncs = m.fsyncs_total - fsyncs_before;
+        println!(
+            "first append of a session {opening:?}; then 400 concurrent appends over 8 sessions: {fsyncs} fsyncs, p50 {:?}, p99 {:?}",
+            latencies[200], latencies[396]
+        );
+        assert_eq!(m.events_recorded_total, 408);
+        assert_eq!(m.open_streams, 8);
+        assert!(fsyncs < 400, "{fsyncs} fsyncs for 400 appends");
+    }
+
+    #[tokio::test]
+    async fn an_append_for_a_connection_without_a_recording_policy_is_unavailable_and_says_why() {
+        let spool = tempfile::tempdir().unwrap();
+        let settings = RecorderSettings::new(
+            spool.path().to_owned(),
+            "gw-0",
+            RecordingSigner::from_seed(&[1; 32]),
+        );
+        let recorder = Recorder::open(settings, vec![]).await.unwrap();
+        let error = recorder
+            .append(
+                &handle(),
+                EventBody::SessionEnd(chaperone_recording::SessionEnd {
+                    reason: EndReason::Shutdown,
+                }),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, RecordError::Unavailable { .. }), "{error:?}");
+        assert!(error.to_string().contains("\"prod\""), "{error}");
+    }
+}

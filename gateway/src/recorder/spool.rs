@@ -420,17 +420,40 @@ impl SpoolWriter {
                 }
             }
         }
-        // One fsync per touched file, then the acknowledgements.
-        for session in touched.keys() {
-            if failed.contains_key(session) {
-                continue;
-            }
-            if let Some(stream) = self.streams.get(session)
-                && let Err(error) = stream.sync()
-            {
-                self.fail_stream(session, &touched);
-                failed.insert(session.clone(), error);
-            }
+        // One fsync per touched file, the files in parallel (the file system can commit them
+        // together), then the acknowledgements.
+        let to_sync: Vec<&SpoolStream> = touched
+            .keys()
+            .filter(|session| !failed.contains_key(*session))
+            .filter_map(|session| self.streams.get(session))
+            .collect();
+        let sync_failures: Vec<(String, RecordError)> = if to_sync.len() <= 1 {
+            to_sync
+                .iter()
+                .filter_map(|s| s.sync().err().map(|e| (s.meta.session.clone(), e)))
+                .collect()
+        } else {
+            std::thread::scope(|scope| {
+                let syncing: Vec<_> = to_sync
+                    .iter()
+                    .map(|s| (s.meta.session.clone(), scope.spawn(|| s.sync())))
+                    .collect();
+                syncing
+                    .into_iter()
+                    .filter_map(|(session, sync)| {
+                        let result = sync.join().unwrap_or_else(|_| {
+                            Err(RecordError::Unavailable {
+                                reason: "an fsync thread panicked".into(),
+                            })
+                        });
+                        result.err().map(|e| (session, e))
+                    })
+                    .collect()
+            })
+        };
+        for (session, error) in sync_failures {
+            self.fail_stream(&session, &touched);
+            failed.insert(session, error);
         }
         self.metrics.fsyncs_total.fetch_add(touched.len() as u64, Ordering::Relaxed);
         for (session, snapshot) in &touched {
