@@ -482,3 +482,70 @@ async fn a_session_whose_credentials_expired_is_closed_with_session_end_expired_
         Some(EventBody::SessionEnd(end)) if end.reason == EndReason::Expired
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorder_that_crashed_after_uploading_segments_and_digests_continues_both_on_recovery() {
+    let env = env();
+    let _logs = env.logs_on_failure();
+    let bucket = "rec-recovery-mid";
+    create_bucket(env, bucket).await;
+    let spool = tempfile::tempdir().unwrap();
+    let targets = vec![target(env, bucket, env.moto.endpoint(), 1 << 20)];
+    let handle = session();
+    let mut crashing = settings(spool.path(), "gw-0");
+    crashing.digest_interval = Duration::from_millis(700);
+    {
+        let recorder = Recorder::open(crashing.clone(), targets.clone()).await.unwrap();
+        for i in 0..30 {
+            let body = Body::complete(format!(r#"{{"Key":"k{i}"}}"#).as_bytes());
+            recorder
+                .append(&handle, request(&format!("c{i}"), "s3:GetObject", body))
+                .await
+                .unwrap();
+        }
+        wait_for_uploads(&recorder, Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(1600)).await; // at least two digests
+        assert!(recorder.metrics().snapshot().segments_uploaded_total >= 2);
+        drop(recorder);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let recorder = Recorder::open(crashing, targets).await.unwrap();
+    wait_for_uploads(&recorder, Duration::from_secs(60)).await;
+    recorder.shutdown().await;
+
+    let objects = download_session(env, bucket, &handle.session).await;
+    let digests = objects.keys().filter(|k| k.contains("/_digests/")).count();
+    assert!(digests >= 3, "{digests} digests");
+    let report = verify(&objects);
+    assert!(report.is_valid(), "{:#?}", report.problems);
+    assert_eq!(report.streams[0].status, Some(StreamStatus::Recovered));
+    let requests = events(&report).iter().filter(|e| matches!(e, EventBody::Request(_))).count();
+    assert_eq!(requests, 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_stream_writes_a_digest_every_interval_even_when_nothing_was_uploaded() {
+    let env = env();
+    let _logs = env.logs_on_failure();
+    let bucket = "rec-digests";
+    create_bucket(env, bucket).await;
+    let spool = tempfile::tempdir().unwrap();
+    let mut settings = settings(spool.path(), "gw-0");
+    settings.digest_interval = Duration::from_millis(500);
+    let recorder =
+        Recorder::open(settings, vec![target(env, bucket, env.moto.endpoint(), 1 << 20)])
+            .await
+            .unwrap();
+    let handle = session();
+    recorder.append(&handle, request("c1", "s3:ListBuckets", Body::empty())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let while_open = download_session(env, bucket, &handle.session).await;
+    recorder.shutdown().await;
+
+    let open_digests = while_open.keys().filter(|k| k.contains("/_digests/")).count();
+    assert!(open_digests >= 3, "{open_digests} digests after 1.8 s at 0.5 s intervals");
+    assert!(!while_open.keys().any(|k| k.ends_with(".jsonl.zst")), "nothing was cut yet");
+    let report = verify(&download_session(env, bucket, &handle.session).await);
+    assert!(report.is_valid(), "{:#?}", report.problems);
+    assert_eq!(report.streams[0].digests, open_digests + 1);
+}
