@@ -272,12 +272,12 @@ impl StreamUploader {
             };
             match result {
                 Ok(()) => {
-                    self.shared.upload_succeeded(bytes.len() as u64);
+                    self.shared.upload_succeeded(&self.meta.connection, bytes.len() as u64);
                     return;
                 }
                 Err(error) => {
                     tracing::warn!(session = %self.meta.session, connection = %self.meta.connection, bucket = %self.meta.bucket, %key, %error, retry_in_ms = backoff.as_millis() as u64, "recording upload failed");
-                    self.shared.upload_failed(error);
+                    self.shared.upload_failed(&self.meta.connection, error);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = targets_changed.changed() => {}
