@@ -339,7 +339,13 @@ async fn appends_fail_with_spool_full_while_s3_is_down_and_the_backlog_drains_on
     let message = refusal.to_string();
     assert!(matches!(refusal, RecordError::SpoolFull { limit: 65536, .. }), "{refusal:?}");
     assert!(message.contains("spool is full") && message.contains("check the recording bucket"));
-    assert!(recorder.status().last_upload_error.is_some());
+    let started = Instant::now();
+    while recorder.status().last_upload_error.is_none() {
+        assert!(started.elapsed() < Duration::from_secs(20), "no upload error was reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let still_full = recorder.append(&handle, request("refused", "s3:PutObject", Body::empty()));
+    assert!(matches!(still_full.await, Err(RecordError::SpoolFull { last_error: Some(_), .. })));
 
     recorder.update_targets(vec![target(env, bucket, env.moto.endpoint(), 1 << 20)]);
     wait_for_uploads(&recorder, Duration::from_secs(60)).await;
@@ -548,4 +554,50 @@ async fn an_open_stream_writes_a_digest_every_interval_even_when_nothing_was_upl
     let report = verify(&download_session(env, bucket, &handle.session).await);
     assert!(report.is_valid(), "{:#?}", report.problems);
     assert_eq!(report.streams[0].digests, open_digests + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_objects_carry_the_policys_object_lock_retention_and_encryption() {
+    let env = env();
+    let _logs = env.logs_on_failure();
+    let bucket = "rec-object-lock";
+    let admin = s3_client(env.moto.endpoint(), &env.moto.gateway_user);
+    admin
+        .create_bucket()
+        .bucket(bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .expect("bucket with Object Lock is created");
+    let mut locked = target(env, bucket, env.moto.endpoint(), 1 << 20);
+    locked.policy.object_lock = Some(chaperone_crds::ObjectLock {
+        mode: chaperone_crds::ObjectLockMode::Governance,
+        days: 2,
+    });
+    locked.policy.s3.server_side_encryption =
+        Some(chaperone_crds::ServerSideEncryption { kms_key_id: None });
+    let spool = tempfile::tempdir().unwrap();
+    let recorder = Recorder::open(settings(spool.path(), "gw-0"), vec![locked]).await.unwrap();
+    let handle = session();
+    recorder.append(&handle, request("c1", "s3:ListBuckets", Body::empty())).await.unwrap();
+    recorder.shutdown().await;
+
+    let objects = download_session(env, bucket, &handle.session).await;
+    assert!(verify(&objects).is_valid());
+    for key in objects.keys() {
+        let head = admin.head_object().bucket(bucket).key(key).send().await.unwrap();
+        assert_eq!(
+            head.object_lock_mode(),
+            Some(&aws_sdk_s3::types::ObjectLockMode::Governance),
+            "{key}"
+        );
+        let until = head.object_lock_retain_until_date().expect("retain-until is set").secs();
+        let in_two_days = Timestamp::now().unix_nanos() / 1_000_000_000 + 2 * 86_400;
+        assert!((until as i128 - in_two_days).abs() < 600, "{key}: retain until {until}");
+        assert_eq!(
+            head.server_side_encryption(),
+            Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256),
+            "{key}"
+        );
+    }
 }
