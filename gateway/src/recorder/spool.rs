@@ -420,40 +420,22 @@ impl SpoolWriter {
                 }
             }
         }
-        // One fsync per touched file, the files in parallel (the file system can commit them
-        // together), then the acknowledgements.
-        let to_sync: Vec<&SpoolStream> = touched
-            .keys()
-            .filter(|session| !failed.contains_key(*session))
-            .filter_map(|session| self.streams.get(session))
-            .collect();
-        let sync_failures: Vec<(String, RecordError)> = if to_sync.len() <= 1 {
-            to_sync
-                .iter()
-                .filter_map(|s| s.sync().err().map(|e| (s.meta.session.clone(), e)))
-                .collect()
-        } else {
-            std::thread::scope(|scope| {
-                let syncing: Vec<_> = to_sync
-                    .iter()
-                    .map(|s| (s.meta.session.clone(), scope.spawn(|| s.sync())))
-                    .collect();
-                syncing
-                    .into_iter()
-                    .filter_map(|(session, sync)| {
-                        let result = sync.join().unwrap_or_else(|_| {
-                            Err(RecordError::Unavailable {
-                                reason: "an fsync thread panicked".into(),
-                            })
-                        });
-                        result.err().map(|e| (session, e))
-                    })
-                    .collect()
-            })
-        };
-        for (session, error) in sync_failures {
+        for (session, error) in self.sync_touched(&touched, &failed) {
             self.fail_stream(&session, &touched);
             failed.insert(session, error);
+        }
+        // Count what the files grew by (session.start lines included).
+        for (session, snapshot) in &touched {
+            if failed.contains_key(session) {
+                continue;
+            }
+            let Some(stream) = self.streams.get(session) else { continue };
+            let now_len = stream.open.as_ref().map_or(0, |o| o.len);
+            let before = match snapshot {
+                Snapshot::New => 0,
+                Snapshot::Existing { open_len, .. } => open_len.unwrap_or(0),
+            };
+            self.metrics.spool_bytes.fetch_add(now_len.saturating_sub(before), Ordering::Relaxed);
         }
         self.metrics.fsyncs_total.fetch_add(touched.len() as u64, Ordering::Relaxed);
         for (session, snapshot) in &touched {
@@ -478,19 +460,6 @@ impl SpoolWriter {
                 }
             }
         }
-        // Count what the files grew by (session.start lines included).
-        for (session, snapshot) in &touched {
-            if failed.contains_key(session) {
-                continue;
-            }
-            let Some(stream) = self.streams.get(session) else { continue };
-            let now_len = stream.open.as_ref().map_or(0, |o| o.len);
-            let before = match snapshot {
-                Snapshot::New => 0,
-                Snapshot::Existing { open_len, .. } => open_len.unwrap_or(0),
-            };
-            self.metrics.spool_bytes.fetch_add(now_len.saturating_sub(before), Ordering::Relaxed);
-        }
         for session in touched.keys() {
             let due = self
                 .streams
@@ -513,6 +482,44 @@ impl SpoolWriter {
                 }
                 SpoolCommand::Append { .. } => {}
             }
+        }
+    }
+
+    /// Fsyncs each touched, not failed stream's file once, the files in parallel (the file
+    /// system can commit them together); returns the streams whose fsync failed.
+    fn sync_touched(
+        &self,
+        touched: &HashMap<String, Snapshot>,
+        failed: &HashMap<String, RecordError>,
+    ) -> Vec<(String, RecordError)> {
+        let to_sync: Vec<&SpoolStream> = touched
+            .keys()
+            .filter(|session| !failed.contains_key(*session))
+            .filter_map(|session| self.streams.get(session))
+            .collect();
+        if to_sync.len() <= 1 {
+            to_sync
+                .iter()
+                .filter_map(|s| s.sync().err().map(|e| (s.meta.session.clone(), e)))
+                .collect()
+        } else {
+            std::thread::scope(|scope| {
+                let syncing: Vec<_> = to_sync
+                    .iter()
+                    .map(|s| (s.meta.session.clone(), scope.spawn(|| s.sync())))
+                    .collect();
+                syncing
+                    .into_iter()
+                    .filter_map(|(session, sync)| {
+                        let result = sync.join().unwrap_or_else(|_| {
+                            Err(RecordError::Unavailable {
+                                reason: "an fsync thread panicked".into(),
+                            })
+                        });
+                        result.err().map(|e| (session, e))
+                    })
+                    .collect()
+            })
         }
     }
 
