@@ -284,8 +284,15 @@ async fn a_recorder_dropped_without_shutdown_is_recovered_on_reopen_and_verifies
 
     let recorder = Recorder::open(settings(spool.path(), "gw-1"), targets).await.unwrap();
     let recovery = recorder.recovery().clone();
+    let after_recovery = recorder.append(&handle, request("late", "s3:ListBuckets", Body::empty()));
+    let after_recovery = after_recovery.await;
     wait_for_uploads(&recorder, Duration::from_secs(60)).await;
     recorder.shutdown().await;
+
+    assert!(
+        matches!(&after_recovery, Err(RecordError::SessionEnded { .. })),
+        "a closed stream must not be restarted over itself: {after_recovery:?}"
+    );
 
     assert_eq!((recovery.streams, recovery.events), (1, 1 + 10 + 1));
     assert_eq!(recovery.torn_lines.len(), 1);
@@ -600,4 +607,31 @@ async fn recording_objects_carry_the_policys_object_lock_retention_and_encryptio
             "{key}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_recording_one_session_write_separate_streams_that_verify_together() {
+    let env = env();
+    let _logs = env.logs_on_failure();
+    let bucket = "rec-replicas";
+    create_bucket(env, bucket).await;
+    let targets = vec![target(env, bucket, env.moto.endpoint(), 1 << 20)];
+    let (spool_a, spool_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Recorder::open(settings(spool_a.path(), "gw-a"), targets.clone()).await.unwrap();
+    let b = Recorder::open(settings(spool_b.path(), "gw-b"), targets).await.unwrap();
+    let handle = session();
+    for i in 0..6 {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        let call = format!("c{i}");
+        replica.append(&handle, request(&call, "s3:ListBuckets", Body::empty())).await.unwrap();
+        replica.append(&handle, response(&call, Body::empty())).await.unwrap();
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+
+    let report = verify(&download_session(env, bucket, &handle.session).await);
+    assert!(report.is_valid(), "{:#?}", report.problems);
+    let replicas: Vec<&str> = report.streams.iter().map(|s| s.stream.replica()).collect();
+    assert_eq!(replicas, ["gw-a", "gw-b"]);
+    assert!(report.streams.iter().all(|s| s.events.len() == 1 + 6 + 1));
 }
