@@ -9,7 +9,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
-use aws_sdk_s3::types::{ObjectLockMode, ServerSideEncryption};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockMode, ServerSideEncryption};
 use base64::Engine as _;
 use chaperone_crds::ObjectLockMode as PolicyLockMode;
 use chaperone_crds::RecordingPolicySpec;
@@ -104,6 +104,9 @@ impl RecordingBucket {
             .put_object()
             .bucket(bucket)
             .key(key)
+            // Our own value: the SDK then computes nothing, and S3 checks it (Object Lock needs
+            // a checksum or Content-MD5 on every PUT).
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(checksum)
             .content_type(match kind {
                 ObjectKind::Segment => "application/zstd",

@@ -65,6 +65,10 @@ pub struct RecorderSettings {
     pub max_upload_backoff: Duration,
     /// How long [`Recorder::shutdown`] waits for uploads before leaving them to recovery.
     pub shutdown_timeout: Duration,
+    /// When set, appends for a connection whose uploads have failed without a success for
+    /// longer than this are refused with [`RecordError::Unavailable`] even before the spool is
+    /// full. `None` (the default): only the spool limit refuses.
+    pub max_upload_outage: Option<Duration>,
 }
 
 impl RecorderSettings {
@@ -81,6 +85,7 @@ impl RecorderSettings {
             expiry_grace: Duration::from_secs(30),
             max_upload_backoff: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
+            max_upload_outage: None,
         }
     }
 }
@@ -117,9 +122,9 @@ pub struct RecorderStatus {
     /// Cut segments not yet uploaded.
     pub upload_backlog_segments: u64,
     pub open_streams: u64,
-    /// The most recent upload error, while uploads are failing.
+    /// The most recent upload error of a connection whose uploads are failing.
     pub last_upload_error: Option<String>,
-    /// Since when uploads have been failing without a success.
+    /// Since when the longest-failing connection's uploads have been failing without a success.
     pub uploads_failing_since: Option<SystemTime>,
 }
 
@@ -129,10 +134,11 @@ struct ResolvedTarget {
     bucket: RecordingBucket,
 }
 
-#[derive(Default)]
+/// Upload failures of one connection since its last successful upload.
 struct UploadHealth {
-    last_error: Option<String>,
-    failing_since: Option<SystemTime>,
+    last_error: String,
+    failing_since: SystemTime,
+    last_failure: SystemTime,
 }
 
 /// State shared by the recorder's handle, its uploaders and its sweeper.
@@ -141,7 +147,8 @@ pub struct Shared {
     targets: RwLock<HashMap<String, Arc<ResolvedTarget>>>,
     targets_version: watch::Sender<u64>,
     metrics: Arc<RecorderMetrics>,
-    health: Mutex<UploadHealth>,
+    /// Connections whose uploads are failing.
+    health: Mutex<HashMap<String, UploadHealth>>,
     calls: Mutex<HashMap<(String, String), (CallContext, Instant)>>,
 }
 
@@ -156,22 +163,47 @@ impl Shared {
         targets.get(connection).cloned()
     }
 
-    fn upload_succeeded(&self, bytes: u64) {
+    fn upload_succeeded(&self, connection: &str, bytes: u64) {
         self.metrics.objects_uploaded_total.fetch_add(1, Ordering::Relaxed);
         self.metrics.uploaded_bytes_total.fetch_add(bytes, Ordering::Relaxed);
-        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        *health = UploadHealth::default();
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).remove(connection);
     }
 
-    fn upload_failed(&self, error: String) {
+    fn upload_failed(&self, connection: &str, error: String) {
         self.metrics.upload_failures_total.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now();
         let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        health.failing_since.get_or_insert_with(SystemTime::now);
-        health.last_error = Some(error);
+        let entry = health.entry(connection.to_owned()).or_insert_with(|| UploadHealth {
+            last_error: String::new(),
+            failing_since: now,
+            last_failure: now,
+        });
+        entry.last_error = error;
+        entry.last_failure = now;
     }
 
+    /// The newest upload error of any failing connection.
     fn last_upload_error(&self) -> Option<String> {
-        self.health.lock().unwrap_or_else(|e| e.into_inner()).last_error.clone()
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        health.values().max_by_key(|h| h.last_failure).map(|h| h.last_error.clone())
+    }
+
+    /// Refuses when `connection`'s uploads have failed for longer than the allowed outage.
+    fn check_outage(&self, connection: &str, bucket: &str) -> Result<(), RecordError> {
+        let Some(max) = self.settings.max_upload_outage else { return Ok(()) };
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(failing) = health.get(connection) else { return Ok(()) };
+        let outage = failing.failing_since.elapsed().unwrap_or_default();
+        if outage <= max {
+            return Ok(());
+        }
+        Err(RecordError::Unavailable {
+            reason: format!(
+                "uploads to recording bucket {bucket:?} for connection {connection:?} have failed for {} s (last error: {}); fix the bucket, its credentials or endpoint in the RecordingPolicy",
+                outage.as_secs(),
+                failing.last_error
+            ),
+        })
     }
 
     /// The context a response is redacted with: remembered from its request.
@@ -256,7 +288,7 @@ impl Recorder {
             targets: RwLock::new(HashMap::new()),
             targets_version,
             metrics: metrics.clone(),
-            health: Mutex::new(UploadHealth::default()),
+            health: Mutex::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
         });
         let recorder_targets = resolve_targets(targets, &HashMap::new());
@@ -347,6 +379,7 @@ impl Recorder {
                 ),
             }
         })?;
+        self.shared.check_outage(&session.connection, &target.target.policy.s3.bucket)?;
         let call = self.shared.call_context(&session.session, &body);
         target.capture.apply(&mut body, &call);
         let payload = spool::payload_of(&body)?;
@@ -367,14 +400,14 @@ impl Recorder {
             .clone()
             .ok_or_else(shut_down)?;
         let (ack, done) = oneshot::channel();
-        let stream = StreamSpec {
+        let stream = Box::new(StreamSpec {
             session: session.session.clone(),
             namespace: target.target.namespace.clone(),
             connection: session.connection.clone(),
             bucket: target.target.policy.s3.bucket.clone(),
             prefix: target.target.policy.s3.prefix.clone(),
             start: session.start.clone(),
-        };
+        });
         commands
             .send(SpoolCommand::Append { stream, payload, ack })
             .await
@@ -391,8 +424,11 @@ impl Recorder {
             spool_bytes_limit: self.shared.settings.max_spool_bytes,
             upload_backlog_segments: m.upload_backlog_segments,
             open_streams: m.open_streams,
-            last_upload_error: health.last_error.clone(),
-            uploads_failing_since: health.failing_since,
+            last_upload_error: health
+                .values()
+                .max_by_key(|h| h.last_failure)
+                .map(|h| h.last_error.clone()),
+            uploads_failing_since: health.values().map(|h| h.failing_since).min(),
         }
     }
 
@@ -543,5 +579,180 @@ fn start_stream(
         Err(error) => {
             tracing::error!(%session, %error, "stream cannot be uploaded; its spool is kept");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chaperone_crds::{Capture, Redaction, Retention, S3Destination};
+    use chaperone_recording::{AgentIdentity, Body, Response, Timings};
+
+    fn target() -> RecordingTarget {
+        RecordingTarget {
+            namespace: "team-a".into(),
+            connection: "prod".into(),
+            policy: RecordingPolicySpec {
+                s3: S3Destination {
+                    bucket: "audit".into(),
+                    prefix: "agents/".into(),
+                    region: "us-east-1".into(),
+                    // Nothing listens here; this test never cuts a segment.
+                    endpoint: Some("http://127.0.0.1:9".into()),
+                    ..S3Destination::default()
+                },
+                retention: Retention { days: 1, transitions: vec![] },
+                object_lock: None,
+                capture: Capture::default(),
+                redact: Redaction::default(),
+                on_failure: Default::default(),
+            },
+            credentials: None,
+        }
+    }
+
+    fn handle() -> SessionHandle {
+        let now = Timestamp::now();
+        SessionHandle {
+            session: chaperone_recording::new_session_id(now),
+            connection: "prod".into(),
+            start: SessionStart {
+                connection: "prod".into(),
+                agent: AgentIdentity {
+                    namespace: "team-a".into(),
+                    service_account: "bot".into(),
+                    pod_name: "bot-1".into(),
+                    pod_uid: "uid".into(),
+                    role_session_name: "bot".into(),
+                },
+                credentials_expire: now.checked_add(Duration::from_secs(3600)).unwrap_or(now),
+            },
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_are_acknowledged_after_shared_fsyncs() {
+        let spool = tempfile::tempdir().unwrap();
+        let mut settings = RecorderSettings::new(
+            spool.path().to_owned(),
+            "gw-0",
+            RecordingSigner::from_seed(&[1; 32]),
+        );
+        settings.cut = CutPolicy { max_bytes: 1 << 30, max_age: Duration::from_secs(3600) };
+        let recorder = Arc::new(Recorder::open(settings, vec![target()]).await.unwrap());
+        let sessions: Vec<SessionHandle> = (0..8).map(|_| handle()).collect();
+        let warm_up = || {
+            EventBody::Approval(chaperone_recording::Approval {
+                call: "warm-up".into(),
+                approval_request: "r".into(),
+                rule: "r".into(),
+                outcome: chaperone_recording::ApprovalDecision::TimedOut,
+                approvers: vec![],
+                reason: None,
+                waited_ms: 0,
+                fingerprint: "f".into(),
+            })
+        };
+        let opened = Instant::now();
+        for session in &sessions {
+            // Opening a stream costs its directory, metadata and first file (several fsyncs).
+            recorder.append(session, warm_up()).await.unwrap();
+        }
+        let opening = opened.elapsed() / 8;
+        let fsyncs_before = recorder.metrics().snapshot().fsyncs_total;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..400usize {
+            let recorder = recorder.clone();
+            let session = sessions[i % sessions.len()].clone();
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let body = EventBody::Response(Response {
+                    call: format!("c{i}"),
+                    status: Some(200),
+                    headers: vec![],
+                    body: Body::complete(b"{}"),
+                    timings: Timings::default(),
+                    upstream_error: None,
+                    redacted: vec![],
+                });
+                recorder.append(&session, body).await.map(|()| started.elapsed())
+            });
+        }
+        let mut latencies = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            latencies.push(done.unwrap().unwrap());
+        }
+        latencies.sort();
+        let m = recorder.metrics().snapshot();
+        let fsyncs = m.fsyncs_total - fsyncs_before;
+        println!(
+            "first append of a session {opening:?}; then 400 concurrent appends over 8 sessions: {fsyncs} fsyncs, p50 {:?}, p99 {:?}",
+            latencies[200], latencies[396]
+        );
+        assert_eq!(m.events_recorded_total, 408);
+        assert_eq!(m.open_streams, 8);
+        assert!(fsyncs < 400, "{fsyncs} fsyncs for 400 appends");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_are_unavailable_once_uploads_failed_longer_than_the_allowed_outage() {
+        let spool = tempfile::tempdir().unwrap();
+        let mut settings = RecorderSettings::new(
+            spool.path().to_owned(),
+            "gw-0",
+            RecordingSigner::from_seed(&[1; 32]),
+        );
+        settings.cut = CutPolicy { max_bytes: 1, max_age: Duration::from_secs(3600) };
+        settings.max_upload_outage = Some(Duration::from_millis(300));
+        let recorder = Recorder::open(settings, vec![target()]).await.unwrap();
+        let session = handle();
+        let approval = || {
+            EventBody::Approval(chaperone_recording::Approval {
+                call: "c".into(),
+                approval_request: "r".into(),
+                rule: "r".into(),
+                outcome: chaperone_recording::ApprovalDecision::TimedOut,
+                approvers: vec![],
+                reason: None,
+                waited_ms: 0,
+                fingerprint: "f".into(),
+            })
+        };
+        recorder.append(&session, approval()).await.unwrap();
+        let started = Instant::now();
+        let error = loop {
+            match recorder.append(&session, approval()).await {
+                Err(error) => break error,
+                Ok(()) => assert!(started.elapsed() < Duration::from_secs(20), "never refused"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(started.elapsed() >= Duration::from_millis(200), "refused before the outage");
+        assert!(matches!(error, RecordError::Unavailable { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains("\"audit\"") && message.contains("fix the bucket"), "{message}");
+        assert!(recorder.status().uploads_failing_since.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_append_for_a_connection_without_a_recording_policy_is_unavailable_and_says_why() {
+        let spool = tempfile::tempdir().unwrap();
+        let settings = RecorderSettings::new(
+            spool.path().to_owned(),
+            "gw-0",
+            RecordingSigner::from_seed(&[1; 32]),
+        );
+        let recorder = Recorder::open(settings, vec![]).await.unwrap();
+        let error = recorder
+            .append(
+                &handle(),
+                EventBody::SessionEnd(chaperone_recording::SessionEnd {
+                    reason: EndReason::Shutdown,
+                }),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, RecordError::Unavailable { .. }), "{error:?}");
+        assert!(error.to_string().contains("\"prod\""), "{error}");
     }
 }

@@ -124,11 +124,13 @@ fn recover_stream(
             report.torn_lines.push((path.clone(), torn));
         }
         let first = (next_seq, head);
-        let mut kept = 0usize;
+        let mut kept = complete;
+        let mut offset = 0usize;
         let mut lines = 0u64;
         for line in bytes[..complete].split(|b| *b == b'\n') {
+            let line_start = offset;
+            offset += line.len() + 1;
             if line.is_empty() {
-                kept += 1;
                 continue;
             }
             let event: Result<Event, _> = serde_json::from_slice(line);
@@ -150,12 +152,12 @@ fn recover_stream(
                     lines + 1
                 ));
                 broken = true;
+                kept = line_start;
                 break;
             };
             next_seq += 1;
             head = line_hash(line);
             last = Some((event.body, event.ts));
-            kept += line.len() + 1;
             lines += 1;
         }
         if kept < bytes.len() {
@@ -183,8 +185,10 @@ fn recover_stream(
         let _ = fs::remove_dir_all(dir);
         return Ok(None);
     }
-    let (reason, ended) = match last {
-        Some((EventBody::SessionEnd(SessionEnd { reason }), ts)) => (reason, ts),
+    let (reason, ended) = match (last, state.ended) {
+        (Some((EventBody::SessionEnd(SessionEnd { reason }), ts)), _) => (reason, ts),
+        // Everything, session.end included, was uploaded; only the manifest is missing.
+        (None, Some(ended)) => ended,
         _ => {
             let ended = Timestamp::now();
             append_recovered_end(dir, &meta, &mut segments, next_seq, head, next_index, ended)?;
@@ -233,4 +237,60 @@ fn append_recovered_end(
     written.map_err(|e| format!("cannot write session.end to {}: {e}", segment.path.display()))?;
     segment.bytes += line.len() as u64;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorder::spool::tests::{SESSION, spool_calls};
+    use crate::recorder::stream::build_segment;
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_the_stream_ends_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (acks, _, _) = spool_calls(dir.path(), 3);
+        assert!(acks.iter().all(Result::is_ok));
+        let file = dir.path().join(SESSION).join("000001.jsonl");
+        let mut bytes = fs::read(&file).unwrap();
+        let complete = bytes.len();
+        bytes.extend_from_slice(br#"{"v":1,"seq":5,"ts":"20"#);
+        fs::write(&file, &bytes).unwrap();
+
+        let (streams, report) = recover_spool(dir.path()).unwrap();
+        assert_eq!((report.streams, report.events, report.segments), (1, 1 + 3 + 1, 1));
+        assert_eq!(report.torn_lines, [(file.clone(), 23)]);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let stream = &streams[0];
+        assert_eq!(stream.reason, EndReason::Recovered);
+        let built = build_segment(&stream.meta, &stream.segments[0]).unwrap();
+        assert_eq!(built.finished.entry.last_seq, 5);
+        assert_eq!(built.ended.map(|(reason, _)| reason), Some(EndReason::Recovered));
+        assert!(fs::read(&file).unwrap().len() > complete);
+    }
+
+    #[test]
+    fn a_line_that_breaks_the_chain_is_dropped_with_what_follows_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        spool_calls(dir.path(), 3);
+        let file = dir.path().join(SESSION).join("000001.jsonl");
+        let text = String::from_utf8(fs::read(&file).unwrap()).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.swap(2, 3);
+        fs::write(&file, lines.join("\n") + "\n").unwrap();
+
+        let (streams, report) = recover_spool(dir.path()).unwrap();
+        assert_eq!(report.events, 2 + 1);
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        let built = build_segment(&streams[0].meta, &streams[0].segments[0]).unwrap();
+        assert_eq!(built.finished.entry.last_seq, 3);
+    }
+
+    #[test]
+    fn a_stream_directory_without_metadata_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("half-created")).unwrap();
+        let (streams, report) = recover_spool(dir.path()).unwrap();
+        assert!(streams.is_empty() && report == RecoveryReport::default());
+        assert!(!dir.path().join("half-created").exists());
+    }
 }

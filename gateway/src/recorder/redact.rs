@@ -111,7 +111,11 @@ pub struct CallContext {
 impl CallContext {
     /// The context of a request (or denied call) with these actions and (unredacted) body.
     pub fn of_request(actions: &[String], body: &Body) -> Self {
-        let with_decryption = !body.truncated
+        // Only SSM requests say WithDecryption; other bodies (possibly large) are not parsed.
+        let ssm =
+            actions.iter().any(|a| a.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("ssm:")));
+        let with_decryption = ssm
+            && !body.truncated
             && serde_json::from_str::<Value>(&body.data)
                 .ok()
                 .and_then(|v| v.get("WithDecryption").and_then(Value::as_bool))
@@ -238,21 +242,38 @@ impl CapturePolicy {
     /// Cuts a body's captured bytes to the policy's limit; size and sha256 keep describing the
     /// whole body.
     fn truncate(&self, body: &mut Body) {
-        let captured_len = match body.encoding {
-            chaperone_recording::BodyEncoding::Utf8 => body.data.len(),
-            chaperone_recording::BodyEncoding::Base64 => body.data.len() / 4 * 3,
-        };
-        if captured_len <= self.max_body_bytes {
-            return;
-        }
-        match body.captured_bytes() {
-            Ok(bytes) if bytes.len() > self.max_body_bytes => {
-                *body = Body::captured(&bytes[..self.max_body_bytes], body.size, body.sha256);
+        let max = self.max_body_bytes;
+        match body.encoding {
+            chaperone_recording::BodyEncoding::Utf8 => {
+                if body.data.len() > max {
+                    let kept = Body::captured(&body.data.as_bytes()[..max], body.size, body.sha256);
+                    *body = kept;
+                }
             }
-            Ok(_) => {}
-            Err(_) => {
-                // Undecodable data: keep none of it rather than something unreadable.
-                *body = Body::captured(&[], body.size, body.sha256);
+            chaperone_recording::BodyEncoding::Base64 => {
+                // Decode only the prefix that is kept: 4 characters hold 3 bytes.
+                let chars = max.div_ceil(3).saturating_mul(4);
+                if body.data.len() <= chars {
+                    return;
+                }
+                // Data that is not base64 (not even ASCII) keeps nothing rather than garbage.
+                let bytes = body
+                    .data
+                    .get(..chars)
+                    .and_then(|text| {
+                        Body {
+                            encoding: chaperone_recording::BodyEncoding::Base64,
+                            data: text.to_owned(),
+                            truncated: true,
+                            size: body.size,
+                            sha256: body.sha256,
+                        }
+                        .captured_bytes()
+                        .ok()
+                    })
+                    .unwrap_or_default();
+                let kept = &bytes[..bytes.len().min(max)];
+                *body = Body::captured(kept, body.size, body.sha256);
             }
         }
     }

@@ -113,7 +113,11 @@ pub struct StreamSpec {
 /// A request to the spool writer.
 pub enum SpoolCommand {
     /// Spool one event (`payload` is the serialized [`EventBody`]).
-    Append { stream: StreamSpec, payload: Vec<u8>, ack: oneshot::Sender<Result<(), RecordError>> },
+    Append {
+        stream: Box<StreamSpec>,
+        payload: Vec<u8>,
+        ack: oneshot::Sender<Result<(), RecordError>>,
+    },
     /// Cut segments that aged, close streams whose credentials expired.
     Sweep { now: Timestamp },
     /// Close every open stream (graceful shutdown).
@@ -416,17 +420,22 @@ impl SpoolWriter {
                 }
             }
         }
-        // One fsync per touched file, then the acknowledgements.
-        for session in touched.keys() {
+        for (session, error) in self.sync_touched(&touched, &failed) {
+            self.fail_stream(&session, &touched);
+            failed.insert(session, error);
+        }
+        // Count what the files grew by (session.start lines included).
+        for (session, snapshot) in &touched {
             if failed.contains_key(session) {
                 continue;
             }
-            if let Some(stream) = self.streams.get(session)
-                && let Err(error) = stream.sync()
-            {
-                self.fail_stream(session, &touched);
-                failed.insert(session.clone(), error);
-            }
+            let Some(stream) = self.streams.get(session) else { continue };
+            let now_len = stream.open.as_ref().map_or(0, |o| o.len);
+            let before = match snapshot {
+                Snapshot::New => 0,
+                Snapshot::Existing { open_len, .. } => open_len.unwrap_or(0),
+            };
+            self.metrics.spool_bytes.fetch_add(now_len.saturating_sub(before), Ordering::Relaxed);
         }
         self.metrics.fsyncs_total.fetch_add(touched.len() as u64, Ordering::Relaxed);
         for (session, snapshot) in &touched {
@@ -451,19 +460,6 @@ impl SpoolWriter {
                 }
             }
         }
-        // Count what the files grew by (session.start lines included).
-        for (session, snapshot) in &touched {
-            if failed.contains_key(session) {
-                continue;
-            }
-            let Some(stream) = self.streams.get(session) else { continue };
-            let now_len = stream.open.as_ref().map_or(0, |o| o.len);
-            let before = match snapshot {
-                Snapshot::New => 0,
-                Snapshot::Existing { open_len, .. } => open_len.unwrap_or(0),
-            };
-            self.metrics.spool_bytes.fetch_add(now_len.saturating_sub(before), Ordering::Relaxed);
-        }
         for session in touched.keys() {
             let due = self
                 .streams
@@ -486,6 +482,44 @@ impl SpoolWriter {
                 }
                 SpoolCommand::Append { .. } => {}
             }
+        }
+    }
+
+    /// Fsyncs each touched, not failed stream's file once, the files in parallel (the file
+    /// system can commit them together); returns the streams whose fsync failed.
+    fn sync_touched(
+        &self,
+        touched: &HashMap<String, Snapshot>,
+        failed: &HashMap<String, RecordError>,
+    ) -> Vec<(String, RecordError)> {
+        let to_sync: Vec<&SpoolStream> = touched
+            .keys()
+            .filter(|session| !failed.contains_key(*session))
+            .filter_map(|session| self.streams.get(session))
+            .collect();
+        if to_sync.len() <= 1 {
+            to_sync
+                .iter()
+                .filter_map(|s| s.sync().err().map(|e| (s.meta.session.clone(), e)))
+                .collect()
+        } else {
+            std::thread::scope(|scope| {
+                let syncing: Vec<_> = to_sync
+                    .iter()
+                    .map(|s| (s.meta.session.clone(), scope.spawn(|| s.sync())))
+                    .collect();
+                syncing
+                    .into_iter()
+                    .filter_map(|(session, sync)| {
+                        let result = sync.join().unwrap_or_else(|_| {
+                            Err(RecordError::Unavailable {
+                                reason: "an fsync thread panicked".into(),
+                            })
+                        });
+                        result.err().map(|e| (session, e))
+                    })
+                    .collect()
+            })
         }
     }
 
@@ -626,11 +660,13 @@ impl SpoolWriter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use chaperone_recording::{AgentIdentity, Event};
+    use chaperone_recording::{AgentIdentity, Body, Event, Response, SegmentWriter, Timings};
 
-    fn start() -> SessionStart {
+    pub(crate) const SESSION: &str = "019abc00-0000-7000-8000-000000000001";
+
+    pub(crate) fn start() -> SessionStart {
         SessionStart {
             connection: "prod".into(),
             agent: AgentIdentity {
@@ -640,7 +676,83 @@ mod tests {
                 pod_uid: "uid".into(),
                 role_session_name: "bot".into(),
             },
-            credentials_expire: Timestamp::parse("2026-11-25T18:00:00Z").unwrap(),
+            credentials_expire: Timestamp::now().checked_add(Duration::from_secs(3600)).unwrap(),
+        }
+    }
+
+    pub(crate) fn response_payload(call: &str) -> Vec<u8> {
+        payload_of(&EventBody::Response(Response {
+            call: call.into(),
+            status: Some(200),
+            headers: vec![],
+            body: Body::complete(b"{}"),
+            timings: Timings::default(),
+            upstream_error: None,
+            redacted: vec![],
+        }))
+        .unwrap()
+    }
+
+    /// Runs a spool writer over `calls` appends queued before it starts (so they form one batch);
+    /// returns the acknowledgements, the jobs it emitted and its metrics.
+    pub(crate) fn spool_calls(
+        dir: &Path,
+        calls: usize,
+    ) -> (Vec<Result<(), RecordError>>, Vec<UploadJob>, Arc<RecorderMetrics>) {
+        let (jobs_tx, mut jobs_rx) = mpsc::unbounded_channel();
+        let metrics = Arc::new(RecorderMetrics::default());
+        let writer = SpoolWriter::new(
+            SpoolSettings {
+                dir: dir.to_owned(),
+                replica: "gw-0".into(),
+                cut: CutPolicy { max_bytes: 1 << 20, max_age: Duration::from_secs(3600) },
+                expiry_grace: Duration::from_secs(30),
+            },
+            [],
+            jobs_tx,
+            metrics.clone(),
+        );
+        let (commands, receiver) = mpsc::channel(calls + 1);
+        let mut done = Vec::new();
+        for i in 0..calls {
+            let (ack, acked) = oneshot::channel();
+            let stream = Box::new(StreamSpec {
+                session: SESSION.into(),
+                namespace: "team-a".into(),
+                connection: "prod".into(),
+                bucket: "audit".into(),
+                prefix: "agents/".into(),
+                start: start(),
+            });
+            let payload = response_payload(&format!("c{i}"));
+            commands.try_send(SpoolCommand::Append { stream, payload, ack }).unwrap();
+            done.push(acked);
+        }
+        drop(commands);
+        writer.run(receiver);
+        let acks = done.into_iter().map(|d| d.blocking_recv().unwrap()).collect();
+        let mut jobs = Vec::new();
+        while let Ok(job) = jobs_rx.try_recv() {
+            jobs.push(job);
+        }
+        (acks, jobs, metrics)
+    }
+
+    #[test]
+    fn appends_queued_together_share_one_fsync_and_are_chained_in_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let (acks, jobs, metrics) = spool_calls(dir.path(), 10);
+        assert!(acks.iter().all(Result::is_ok), "{acks:?}");
+        let m = metrics.snapshot();
+        assert_eq!((m.fsyncs_total, m.events_recorded_total, m.open_streams), (1, 10, 1));
+        assert!(matches!(&jobs[..], [UploadJob::Opened { .. }]));
+        let bytes = fs::read(dir.path().join(SESSION).join("000001.jsonl")).unwrap();
+        assert_eq!(m.spool_bytes, bytes.len() as u64);
+        let mut chain = SegmentWriter::new(SESSION, "gw-0");
+        let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 11);
+        for line in lines {
+            chain.append_line(line).unwrap();
         }
     }
 

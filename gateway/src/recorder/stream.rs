@@ -28,6 +28,9 @@ pub struct UploadState {
     pub digested: usize,
     /// The last uploaded digest, as stored (JSON text).
     pub last_digest: Option<String>,
+    /// The `session.end` reason and `ts`, once a segment holding it is uploaded.
+    #[serde(default)]
+    pub ended: Option<(EndReason, Timestamp)>,
 }
 
 impl UploadState {
@@ -59,33 +62,51 @@ pub enum SegmentBuildError {
     Empty { path: PathBuf },
 }
 
+/// A segment built from a spool file.
+pub struct BuiltSegment {
+    pub finished: FinishedSegment,
+    /// The `session.end` reason and `ts` when the segment ends the stream.
+    pub ended: Option<(EndReason, Timestamp)>,
+}
+
 /// Compresses a spool file into its segment, checking that every line continues the chain.
 pub fn build_segment(
     meta: &StreamMeta,
     spooled: &SpooledSegment,
-) -> Result<FinishedSegment, SegmentBuildError> {
+) -> Result<BuiltSegment, SegmentBuildError> {
     let path = &spooled.path;
     let bytes = std::fs::read(path)
         .map_err(|source| SegmentBuildError::Read { path: path.clone(), source })?;
     let mut writer = SegmentWriter::resume(&meta.session, &meta.replica, spooled.resume.clone());
+    let mut last_line: &[u8] = &[];
     for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
+        last_line = line;
         writer.append_line(line).map_err(|e| SegmentBuildError::Line {
             path: path.clone(),
             line: i + 1,
             reason: e.to_string(),
         })?;
     }
-    writer
+    let ended = match serde_json::from_slice::<chaperone_recording::Event>(last_line) {
+        Ok(chaperone_recording::Event {
+            body: chaperone_recording::EventBody::SessionEnd(end),
+            ts,
+            ..
+        }) => Some((end.reason, ts)),
+        _ => None,
+    };
+    let finished = writer
         .finish_segment()
         .map_err(|e| SegmentBuildError::Line {
             path: path.clone(),
             line: 0,
             reason: e.to_string(),
         })?
-        .ok_or_else(|| SegmentBuildError::Empty { path: path.clone() })
+        .ok_or_else(|| SegmentBuildError::Empty { path: path.clone() })?;
+    Ok(BuiltSegment { finished, ended })
 }
 
 /// Uploads one stream.
@@ -147,7 +168,12 @@ impl StreamUploader {
         let built = tokio::task::spawn_blocking(move || build_segment(&meta, &job)).await;
         let metrics = &self.shared.metrics;
         let finished = match built {
-            Ok(Ok(finished)) => finished,
+            Ok(Ok(BuiltSegment { finished, ended })) => {
+                if ended.is_some() {
+                    self.state.ended = ended;
+                }
+                finished
+            }
             Ok(Err(error)) => {
                 tracing::error!(session = %self.meta.session, segment = spooled.index, %error, "spool file cannot become a segment; it is kept as .unreadable for inspection");
                 let _ = std::fs::rename(&spooled.path, spooled.path.with_extension("unreadable"));
@@ -246,12 +272,12 @@ impl StreamUploader {
             };
             match result {
                 Ok(()) => {
-                    self.shared.upload_succeeded(bytes.len() as u64);
+                    self.shared.upload_succeeded(&self.meta.connection, bytes.len() as u64);
                     return;
                 }
                 Err(error) => {
                     tracing::warn!(session = %self.meta.session, connection = %self.meta.connection, bucket = %self.meta.bucket, %key, %error, retry_in_ms = backoff.as_millis() as u64, "recording upload failed");
-                    self.shared.upload_failed(error);
+                    self.shared.upload_failed(&self.meta.connection, error);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = targets_changed.changed() => {}
