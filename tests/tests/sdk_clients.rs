@@ -1,0 +1,111 @@
+//! The AWS SDK for JavaScript v3 and the Rust `aws-sdk-s3`, unmodified and configured only by their
+//! environment, run a whole S3 session against moto, and report its refusals by their AWS codes.
+//! The gateway's tests run the same sessions through the gateway.
+
+use chaperone_tests::{
+    LocalEnv,
+    clients::{
+        S3Step, StepResult, node_s3_session, rust_s3_session, rust_s3_session_expecting_denied,
+        static_keys_env,
+    },
+};
+
+fn every_step_passed(steps: &[StepResult]) {
+    let names: Vec<&str> = steps.iter().map(|s| s.step.as_str()).collect();
+    let expected: Vec<&str> = S3Step::ALL.iter().map(|s| s.name()).collect();
+    assert_eq!(names, expected, "{steps:#?}");
+    assert!(steps.iter().all(|s| s.ok && !s.denied), "{steps:#?}");
+}
+
+fn failed_first_step_with(steps: &[StepResult], code: &str) {
+    assert_eq!(steps.len(), 1, "{steps:#?}");
+    assert_eq!(steps[0].step, "create-bucket");
+    assert!(!steps[0].ok, "{steps:#?}");
+    assert_eq!(steps[0].code.as_deref(), Some(code), "{steps:#?}");
+}
+
+#[tokio::test]
+async fn the_javascript_sdk_runs_a_whole_s3_session_with_static_keys() {
+    let env = LocalEnv::shared();
+    let _logs = env.logs_on_failure();
+    let vars = static_keys_env(env.moto.endpoint(), &env.moto.gateway_user);
+    let steps = node_s3_session(&env.provisioned.node, &vars, "sdk-js-static", None).await.unwrap();
+    every_step_passed(&steps);
+}
+
+#[tokio::test]
+async fn the_rust_sdk_runs_a_whole_s3_session_with_static_keys() {
+    let env = LocalEnv::shared();
+    let _logs = env.logs_on_failure();
+    let vars = static_keys_env(env.moto.endpoint(), &env.moto.gateway_user);
+    let steps = rust_s3_session(&vars, "sdk-rust-static").await.unwrap();
+    every_step_passed(&steps);
+}
+
+#[tokio::test]
+async fn both_sdks_report_signature_does_not_match_for_a_wrong_secret() {
+    let env = LocalEnv::shared();
+    let _logs = env.logs_on_failure();
+    let mut user = env.moto.gateway_user.clone();
+    user.secret_access_key.push('x');
+    let vars = static_keys_env(env.moto.endpoint(), &user);
+
+    let node =
+        node_s3_session(&env.provisioned.node, &vars, "sdk-js-wrong-secret", None).await.unwrap();
+    failed_first_step_with(&node, "SignatureDoesNotMatch");
+
+    let rust = rust_s3_session(&vars, "sdk-rust-wrong-secret").await.unwrap();
+    failed_first_step_with(&rust, "SignatureDoesNotMatch");
+}
+
+#[tokio::test]
+async fn both_sdks_see_the_expected_access_denied_as_the_sessions_outcome() {
+    let env = LocalEnv::shared();
+    let _logs = env.logs_on_failure();
+    // The auditor may read S3 but not create buckets.
+    let vars = static_keys_env(env.moto.endpoint(), &env.moto.auditor_user);
+    let denied = StepResult {
+        step: "create-bucket".into(),
+        ok: true,
+        denied: true,
+        code: Some("AccessDenied".into()),
+        message: None,
+    };
+
+    let node =
+        node_s3_session(&env.provisioned.node, &vars, "sdk-js-auditor", Some(S3Step::CreateBucket))
+            .await
+            .unwrap();
+    assert_eq!(node, vec![denied.clone()]);
+    let rust = rust_s3_session_expecting_denied(&vars, "sdk-rust-auditor", S3Step::CreateBucket)
+        .await
+        .unwrap();
+    assert_eq!(rust, vec![denied]);
+
+    // Without the expectation the same denial fails the session, with its code.
+    let node = node_s3_session(&env.provisioned.node, &vars, "sdk-js-auditor", None).await.unwrap();
+    failed_first_step_with(&node, "AccessDenied");
+    let rust = rust_s3_session(&vars, "sdk-rust-auditor").await.unwrap();
+    failed_first_step_with(&rust, "AccessDenied");
+}
+
+#[tokio::test]
+async fn an_expected_denial_that_does_not_happen_fails_the_session() {
+    let env = LocalEnv::shared();
+    let _logs = env.logs_on_failure();
+    let vars = static_keys_env(env.moto.endpoint(), &env.moto.gateway_user);
+    let node =
+        node_s3_session(&env.provisioned.node, &vars, "sdk-js-not-denied", Some(S3Step::Put))
+            .await
+            .unwrap();
+    assert_eq!(node.last().and_then(|s| s.code.as_deref()), Some("UnexpectedSuccess"));
+    let rust =
+        rust_s3_session_expecting_denied(&vars, "sdk-rust-not-denied", S3Step::Put).await.unwrap();
+    assert_eq!(rust.last().and_then(|s| s.code.as_deref()), Some("UnexpectedSuccess"));
+    assert_eq!(outline(&node), outline(&rust));
+}
+
+/// Each step's name, outcome and code, without the clients' differently worded messages.
+fn outline(steps: &[StepResult]) -> Vec<(&str, bool, Option<&str>)> {
+    steps.iter().map(|s| (s.step.as_str(), s.ok, s.code.as_deref())).collect()
+}
