@@ -50,6 +50,16 @@ pub struct IdentitySource {
     /// The audience agents' tokens must carry.
     #[serde(default = "default_audience")]
     pub audience: String,
+    /// Clock skew tolerated on token `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway_seconds")]
+    pub leeway_seconds: u64,
+    /// Confirm with a TokenReview that the agent's pod still exists (needs `system:auth-delegator`).
+    #[serde(default)]
+    pub token_review: bool,
+}
+
+fn default_leeway_seconds() -> u64 {
+    30
 }
 
 fn default_audience() -> String {
@@ -211,6 +221,29 @@ impl GatewayConfig {
     /// The connection named `name`.
     pub fn connection(&self, name: &str) -> Option<&ConnectionConfig> {
         self.connections.iter().find(|c| c.name == name)
+    }
+
+    /// What the identity exchange needs: the issuer and whom each connection admits.
+    pub fn identity_config(&self) -> crate::identity::IdentityConfig {
+        crate::identity::IdentityConfig {
+            issuer: self.identity.issuer.clone(),
+            jwks_uri: self.identity.jwks_uri.clone(),
+            ca_file: self.identity.ca_file.clone().map(Into::into),
+            bearer_token_file: self.identity.token_file.clone().map(Into::into),
+            audience: self.identity.audience.clone(),
+            leeway_seconds: self.identity.leeway_seconds,
+            token_review: self.identity.token_review,
+            namespace: self.namespace.clone(),
+            connections: self
+                .connections
+                .iter()
+                .map(|c| crate::identity::ConnectionAdmission {
+                    name: c.name.clone(),
+                    service_accounts: c.service_accounts.clone(),
+                    max_session_seconds: u32::try_from(c.max_session_seconds).unwrap_or(3600),
+                })
+                .collect(),
+        }
     }
 }
 

@@ -7,10 +7,14 @@
 
 pub mod admin;
 pub mod aws_error;
+pub mod body;
 pub mod classify;
 pub mod config;
 pub mod forward;
 pub mod identity;
 pub mod metrics;
 pub mod policy;
+pub mod record;
+pub mod recorder;
+pub mod server;
 pub mod sigv4;

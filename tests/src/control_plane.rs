@@ -188,8 +188,15 @@ impl ControlPlane {
     }
 }
 
+/// Chooses ring as rustls' process-wide crypto provider. Builds that link several providers
+/// (the AWS SDK brings aws-lc-rs, kube brings ring) need one chosen before any TLS client starts.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Builds a client from kubeconfig YAML.
 pub async fn client_from_kubeconfig(yaml: &str) -> anyhow::Result<Client> {
+    install_crypto_provider();
     let kubeconfig = Kubeconfig::from_yaml(yaml).context("parsing kubeconfig")?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await

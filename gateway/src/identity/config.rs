@@ -22,6 +22,7 @@ pub const MIN_SESSION_SECONDS: u32 = 900;
 ///   "bearerTokenFile": "/var/run/secrets/kubernetes.io/serviceaccount/token",
 ///   "audience": "chaperone.dev",
 ///   "leewaySeconds": 30,
+///   "tokenReview": true,
 ///   "namespace": "team-a",
 ///   "connections": [
 ///     {"name": "prod-aws", "serviceAccounts": ["pr-bot"], "maxSessionSeconds": 3600}
@@ -53,6 +54,11 @@ pub struct IdentityConfig {
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     #[serde(default = "default_leeway_seconds")]
     pub leeway_seconds: u64,
+    /// Whether every token is also confirmed by a TokenReview, so a token whose pod was deleted
+    /// is refused before it expires (the gateway's service account then needs the ClusterRole
+    /// `system:auth-delegator`).
+    #[serde(default)]
+    pub token_review: bool,
     /// The namespace this gateway serves; tokens from any other namespace are refused.
     pub namespace: String,
     /// The namespace's AgentConnections and whom each admits.
@@ -115,6 +121,7 @@ mod tests {
         assert_eq!(config.audience, "chaperone.dev");
         assert_eq!(config.leeway_seconds, 30);
         assert_eq!(config.jwks_uri, None);
+        assert!(!config.token_review);
         let connection = config.connection("prod-aws").unwrap();
         assert_eq!(connection.max_session_seconds, 3600);
         assert!(connection.admits("pr-bot"));

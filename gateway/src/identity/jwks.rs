@@ -2,7 +2,8 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
+    path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -10,6 +11,8 @@ use jsonwebtoken::{
     Algorithm, DecodingKey,
     jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse},
 };
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+use rustls_platform_verifier::BuilderVerifierExt;
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
@@ -17,6 +20,9 @@ use super::config::IdentityConfig;
 
 /// At most one refetch of the JWKS per this interval, however many unknown kids arrive.
 pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Fetched keys are fetched again on use once they are this old (so a key the issuer withdrew
+/// stops verifying), unless the issuer cannot be reached.
+pub const DEFAULT_MAX_KEY_AGE: Duration = Duration::from_secs(15 * 60);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Discovery documents and key sets larger than this are refused.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -66,6 +72,14 @@ pub enum JwksError {
         /// What was wrong with it.
         reason: String,
     },
+    /// The last fetch failed moments ago; the next may be tried after the refetch interval.
+    #[error("{reason}; the gateway asks the issuer again in {retry_in_seconds} s")]
+    RecentFailure {
+        /// Why the last fetch failed.
+        reason: String,
+        /// When the next fetch may be tried.
+        retry_in_seconds: u64,
+    },
     /// The token names a key the issuer does not publish (even after a refetch).
     #[error("the issuer publishes no key with kid {kid:?}")]
     UnknownKid {
@@ -104,19 +118,30 @@ struct CachedKeys {
     keys: HashMap<String, VerificationKey>,
     /// The JWKS URL discovery found (or the configured one).
     jwks_uri: Option<String>,
+    /// When the keys were last fetched successfully.
+    fetched_at: Option<Instant>,
 }
 
-/// The issuer's verification keys, fetched on first use and again when a token names an unknown
-/// kid (at most once per `min_refetch_interval`).
+/// The last fetch attempt, successful or not: what rate-limits the next one.
+struct FetchAttempt {
+    at: Instant,
+    failure: Option<String>,
+}
+
+/// The issuer's verification keys, fetched on first use, again when a token names an unknown
+/// kid, and again on use once they are older than `max_key_age`; at most one fetch per
+/// `min_refetch_interval` however many tokens arrive, so made-up kids cannot flood the issuer.
 ///
 /// Only RS256 (RSA keys) and ES256 (P-256 keys) are kept; a JWK whose declared `alg` does not fit
-/// its key type, or that is not for signatures, is skipped.
+/// its key type, or that is not for signatures, is skipped. When a refresh fails, the keys
+/// already cached keep verifying.
 pub struct JwksCache {
     source: JwksSource,
     http: reqwest::Client,
     cached: RwLock<CachedKeys>,
-    last_fetch: Mutex<Option<Instant>>,
+    last_attempt: Mutex<Option<FetchAttempt>>,
     min_refetch_interval: Duration,
+    max_key_age: Duration,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -135,29 +160,12 @@ impl JwksCache {
     /// A cache for the configured issuer; nothing is fetched until a key is asked for (or
     /// [`JwksCache::refresh`] is called).
     pub fn new(config: &IdentityConfig) -> Result<Self, JwksError> {
-        let mut builder = reqwest::Client::builder().timeout(FETCH_TIMEOUT);
-        if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|e| JwksError::LocalFile {
-                what: "CA bundle",
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| JwksError::LocalFile {
-                    what: "CA bundle",
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(JwksError::LocalFile {
-                    what: "CA bundle",
-                    path: path.clone(),
-                    reason: "it holds no PEM certificate".into(),
-                });
-            }
-            builder = builder.tls_certs_only(certs);
-        }
-        let http = builder.build().map_err(|e| JwksError::Client(e.to_string()))?;
+        let tls = tls_config(config.ca_file.as_deref())?;
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| JwksError::Client(error_chain(&e)))?;
         Ok(Self {
             source: JwksSource {
                 issuer: config.issuer.trim_end_matches('/').to_owned(),
@@ -166,48 +174,81 @@ impl JwksCache {
             },
             http,
             cached: RwLock::new(CachedKeys::default()),
-            last_fetch: Mutex::new(None),
+            last_attempt: Mutex::new(None),
             min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
+            max_key_age: DEFAULT_MAX_KEY_AGE,
         })
     }
 
-    /// Changes how often an unknown kid may trigger a refetch.
+    /// Changes how often an unknown kid (or stale keys) may trigger a refetch.
     pub fn with_min_refetch_interval(mut self, interval: Duration) -> Self {
         self.min_refetch_interval = interval;
         self
     }
 
-    /// The key with this kid: from the cache, or after one refetch if the last fetch is older than
-    /// the refetch interval (so a flood of made-up kids costs at most one fetch per interval).
+    /// Changes how long fetched keys are used before they are fetched again.
+    pub fn with_max_key_age(mut self, age: Duration) -> Self {
+        self.max_key_age = age;
+        self
+    }
+
+    /// The key with this kid: from the cache while it is fresh, else after a refetch if the last
+    /// attempt is older than the refetch interval.
     pub async fn key(&self, kid: &str) -> Result<VerificationKey, JwksError> {
-        if let Some(key) = self.cached.read().await.keys.get(kid) {
-            return Ok(key.clone());
+        if let Some(key) = self.fresh_key(kid).await {
+            return Ok(key);
         }
-        let mut last_fetch = self.last_fetch.lock().await;
+        let mut last_attempt = self.last_attempt.lock().await;
         // Another caller may have fetched while this one waited for the lock.
-        if let Some(key) = self.cached.read().await.keys.get(kid) {
-            return Ok(key.clone());
+        if let Some(key) = self.fresh_key(kid).await {
+            return Ok(key);
         }
-        if last_fetch.is_some_and(|at| at.elapsed() < self.min_refetch_interval) {
-            return Err(JwksError::UnknownKid { kid: kid.to_owned() });
+        let recent = last_attempt.as_ref().filter(|a| a.at.elapsed() < self.min_refetch_interval);
+        let fetched = match recent {
+            Some(FetchAttempt { failure: Some(reason), at }) => Err(JwksError::RecentFailure {
+                reason: reason.clone(),
+                retry_in_seconds: self.min_refetch_interval.saturating_sub(at.elapsed()).as_secs()
+                    + 1,
+            }),
+            Some(FetchAttempt { failure: None, .. }) => Ok(()),
+            None => {
+                let result = self.fetch().await.map(|_| ());
+                *last_attempt = Some(FetchAttempt {
+                    at: Instant::now(),
+                    failure: result.as_ref().err().map(ToString::to_string),
+                });
+                result
+            }
+        };
+        drop(last_attempt);
+        let cached_key = self.cached.read().await.keys.get(kid).cloned();
+        match (cached_key, fetched) {
+            (Some(key), Ok(())) => Ok(key),
+            (Some(key), Err(error)) => {
+                tracing::warn!(kid, error = %error, "refreshing the issuer's keys failed; using the cached ones");
+                Ok(key)
+            }
+            (None, Ok(())) => Err(JwksError::UnknownKid { kid: kid.to_owned() }),
+            (None, Err(error)) => Err(error),
         }
-        *last_fetch = Some(Instant::now());
-        self.fetch().await?;
-        self.cached
-            .read()
-            .await
-            .keys
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| JwksError::UnknownKid { kid: kid.to_owned() })
     }
 
     /// Fetches the JWKS now (e.g. at start-up, so readiness reflects whether the issuer answers),
     /// and returns how many usable keys it holds.
     pub async fn refresh(&self) -> Result<usize, JwksError> {
-        let mut last_fetch = self.last_fetch.lock().await;
-        *last_fetch = Some(Instant::now());
-        self.fetch().await
+        let mut last_attempt = self.last_attempt.lock().await;
+        let result = self.fetch().await;
+        *last_attempt = Some(FetchAttempt {
+            at: Instant::now(),
+            failure: result.as_ref().err().map(ToString::to_string),
+        });
+        result
+    }
+
+    async fn fresh_key(&self, kid: &str) -> Option<VerificationKey> {
+        let cached = self.cached.read().await;
+        let fresh = cached.fetched_at.is_some_and(|at| at.elapsed() < self.max_key_age);
+        cached.keys.get(kid).filter(|_| fresh).cloned()
     }
 
     /// The kids currently cached.
@@ -220,8 +261,9 @@ impl JwksCache {
     /// Puts `set`'s usable keys in the cache as if fetched (unit tests have no issuer to ask).
     #[cfg(test)]
     pub(crate) async fn preload(&self, set: &JwkSet) {
-        self.cached.write().await.keys = usable_keys(set);
-        *self.last_fetch.lock().await = Some(Instant::now());
+        let mut cached = self.cached.write().await;
+        cached.keys = usable_keys(set);
+        cached.fetched_at = Some(Instant::now());
     }
 
     async fn fetch(&self) -> Result<usize, JwksError> {
@@ -240,6 +282,7 @@ impl JwksCache {
         let mut cached = self.cached.write().await;
         cached.keys = keys;
         cached.jwks_uri = Some(jwks_uri);
+        cached.fetched_at = Some(Instant::now());
         Ok(count)
     }
 
@@ -269,7 +312,7 @@ impl JwksCache {
     }
 
     async fn get(&self, url: &str) -> Result<Vec<u8>, JwksError> {
-        let mut request = self.http.get(url).header("accept", "application/json");
+        let mut request = self.http.get(url);
         if let Some(path) = &self.source.bearer_token_file {
             let token =
                 tokio::fs::read_to_string(path).await.map_err(|e| JwksError::LocalFile {
@@ -351,6 +394,33 @@ pub fn verification_key(jwk: &Jwk) -> Option<VerificationKey> {
     Some(VerificationKey { algorithm, key })
 }
 
+/// TLS for the issuer: the configured CA bundle only, or the platform's roots; always the ring
+/// provider, given explicitly so no process-wide default provider is needed.
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, JwksError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| JwksError::Client(e.to_string()))?;
+    let Some(path) = ca_file else {
+        return Ok(builder
+            .with_platform_verifier()
+            .map_err(|e| JwksError::Client(e.to_string()))?
+            .with_no_client_auth());
+    };
+    let ca_error =
+        |reason: String| JwksError::LocalFile { what: "CA bundle", path: path.to_owned(), reason };
+    let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| ca_error(format!("it is not a PEM bundle: {e}")))?;
+        roots.add(cert).map_err(|e| ca_error(format!("a certificate in it is not usable: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(ca_error("it holds no PEM certificate".into()));
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -368,6 +438,160 @@ mod tests {
 
     fn set(keys: serde_json::Value) -> JwkSet {
         serde_json::from_value(serde_json::json!({ "keys": keys })).unwrap()
+    }
+
+    use std::{
+        collections::HashMap as Routes,
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
+    };
+
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    /// A plain-HTTP issuer on loopback whose answers the test changes and whose requests it counts.
+    struct FakeIssuer {
+        url: String,
+        routes: Arc<std::sync::Mutex<Routes<String, (u16, String)>>>,
+        requests: Arc<AtomicUsize>,
+    }
+
+    impl FakeIssuer {
+        async fn start() -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let routes = Arc::new(std::sync::Mutex::new(Routes::<String, (u16, String)>::new()));
+            let requests = Arc::new(AtomicUsize::new(0));
+            let (served_routes, served_requests) = (routes.clone(), requests.clone());
+            tokio::spawn(async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    served_requests.fetch_add(1, Ordering::SeqCst);
+                    let head = String::from_utf8_lossy(&head);
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let (status, body) = served_routes
+                        .lock()
+                        .unwrap()
+                        .get(&path)
+                        .cloned()
+                        .unwrap_or((404, String::new()));
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                }
+            });
+            Self { url, routes, requests }
+        }
+
+        fn serve(&self, path: &str, status: u16, body: serde_json::Value) {
+            self.routes.lock().unwrap().insert(path.to_owned(), (status, body.to_string()));
+        }
+
+        fn publish(&self, kids: &[&str]) {
+            let keys: Vec<_> = kids
+                .iter()
+                .map(|kid| serde_json::json!({"kty": "EC", "kid": kid, "crv": "P-256", "x": P256_X, "y": P256_Y}))
+                .collect();
+            self.serve("/keys", 200, serde_json::json!({ "keys": keys }));
+        }
+
+        fn requests(&self) -> usize {
+            self.requests.load(Ordering::SeqCst)
+        }
+
+        fn cache(&self) -> JwksCache {
+            let config: IdentityConfig = serde_json::from_value(serde_json::json!({
+                "issuer": self.url, "namespace": "team-a",
+            }))
+            .unwrap();
+            JwksCache::new(&config).unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_are_found_by_discovery_and_an_unknown_kid_refetches_at_most_once_per_interval() {
+        let issuer = FakeIssuer::start().await;
+        let discovery =
+            serde_json::json!({"issuer": issuer.url, "jwks_uri": format!("{}/keys", issuer.url)});
+        issuer.serve("/.well-known/openid-configuration", 200, discovery);
+        issuer.publish(&["a"]);
+        let cache = issuer.cache().with_min_refetch_interval(Duration::from_millis(300));
+
+        assert_eq!(cache.key("a").await.unwrap().algorithm, Algorithm::ES256);
+        assert_eq!(issuer.requests(), 2, "discovery, then the key set");
+
+        issuer.publish(&["a", "b"]);
+        for _ in 0..5 {
+            assert!(matches!(cache.key("b").await, Err(JwksError::UnknownKid { .. })));
+        }
+        assert_eq!(issuer.requests(), 2, "unknown kids within the interval fetch nothing");
+
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(cache.key("b").await.is_ok(), "after the interval an unknown kid refetches");
+        assert_eq!(issuer.requests(), 3, "the discovered JWKS URL is remembered");
+        assert_eq!(cache.kids().await, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn stale_keys_are_fetched_again_and_a_withdrawn_key_stops_verifying() {
+        let issuer = FakeIssuer::start().await;
+        issuer.serve(
+            "/.well-known/openid-configuration",
+            200,
+            serde_json::json!({"issuer": issuer.url, "jwks_uri": format!("{}/keys", issuer.url)}),
+        );
+        issuer.publish(&["old"]);
+        let cache = issuer
+            .cache()
+            .with_min_refetch_interval(Duration::ZERO)
+            .with_max_key_age(Duration::from_millis(100));
+        assert!(cache.key("old").await.is_ok());
+        issuer.publish(&["new"]);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(matches!(cache.key("old").await, Err(JwksError::UnknownKid { .. })));
+        assert!(cache.key("new").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_failing_issuer_is_reported_and_not_asked_again_within_the_interval() {
+        let issuer = FakeIssuer::start().await;
+        issuer.serve("/.well-known/openid-configuration", 503, serde_json::json!({}));
+        let cache = issuer.cache();
+        let first = cache.key("a").await.unwrap_err();
+        assert!(
+            matches!(&first, JwksError::Fetch { reason, .. } if reason.contains("503")),
+            "{first}"
+        );
+        let second = cache.key("a").await.unwrap_err();
+        assert!(matches!(second, JwksError::RecentFailure { .. }), "{second}");
+        assert_eq!(issuer.requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_discovery_document_naming_another_issuer_is_refused() {
+        let issuer = FakeIssuer::start().await;
+        issuer.serve(
+            "/.well-known/openid-configuration",
+            200,
+            serde_json::json!({"issuer": "https://elsewhere.example", "jwks_uri": format!("{}/keys", issuer.url)}),
+        );
+        issuer.publish(&["a"]);
+        let error = issuer.cache().refresh().await.unwrap_err();
+        assert!(matches!(error, JwksError::IssuerMismatch { .. }), "{error}");
     }
 
     const P256_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";

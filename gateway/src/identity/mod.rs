@@ -23,7 +23,7 @@ pub use session::{
 };
 pub use sts::{
     AssumeRoleWithWebIdentityRequest, AssumeRoleWithWebIdentityResult, CallerIdentity,
-    ChaperoneRole, StsError, StsErrorCode, StsParameters, WebIdentityExchange,
+    ChaperoneRole, IdentitySetupError, StsError, StsErrorCode, StsParameters, WebIdentityExchange,
 };
 pub use token_review::KubeTokenReviewer;
 pub use validator::{

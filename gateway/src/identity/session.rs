@@ -414,4 +414,25 @@ mod tests {
             assert!(minter.open("ASIAAAAAAAAAAAAAAAAA", token, now).is_err(), "{token:?}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_opens_and_never_panics(token in ".{0,600}", access_key_id in "[A-Z0-9]{0,24}") {
+            let minter = minter("k1", Some("k0"));
+            proptest::prop_assert!(minter.open(&access_key_id, &token, OffsetDateTime::now_utc()).is_err());
+        }
+
+        #[test]
+        fn any_single_byte_change_to_a_minted_token_is_refused(index in 0usize..10_000, flip in 1u8..=255) {
+            let minter = minter("k1", None);
+            let credentials = minter.mint(&identity(), "prod-aws", "a", Duration::seconds(900)).unwrap();
+            let mut bytes = URL_SAFE_NO_PAD.decode(&credentials.session_token).unwrap();
+            let index = index % bytes.len();
+            bytes[index] ^= flip;
+            let token = URL_SAFE_NO_PAD.encode(&bytes);
+            proptest::prop_assert!(
+                minter.open(&credentials.access_key_id, &token, OffsetDateTime::now_utc()).is_err()
+            );
+        }
+    }
 }

@@ -1,15 +1,18 @@
 //! The gateway's STS face: AssumeRoleWithWebIdentity exchanges a projected service-account token
 //! for session credentials, answered in STS's own XML so every SDK understands it.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use aws_lc_rs::digest;
 use time::Duration;
 
 use super::{
     config::{DEFAULT_MAX_SESSION_SECONDS, IdentityConfig, MIN_SESSION_SECONDS},
+    jwks::{JwksCache, JwksError},
+    keys::SessionKeys,
     session::{Credentials, SessionContext, SessionMinter},
     sts_xml::{XmlWriter, sts_timestamp},
+    token_review::KubeTokenReviewer,
     validator::{TokenError, TokenValidator},
 };
 
@@ -446,7 +449,36 @@ pub struct WebIdentityExchange {
     minter: SessionMinter,
 }
 
+/// Why the identity part of the gateway could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentitySetupError {
+    /// The JWKS client could not be built (CA bundle, TLS).
+    #[error(transparent)]
+    Jwks(#[from] JwksError),
+    /// `tokenReview` is on but no Kubernetes client was given.
+    #[error(
+        "identity.tokenReview is on, but the gateway has no Kubernetes client to review tokens with"
+    )]
+    TokenReviewWithoutClient,
+}
+
 impl WebIdentityExchange {
+    /// Everything wired from the configuration: a JWKS cache for the issuer, a validator (with a
+    /// TokenReview through `kube` when `tokenReview` is on), and a minter over `session_keys`.
+    pub fn from_config(
+        config: IdentityConfig,
+        session_keys: SessionKeys,
+        kube: Option<kube::Client>,
+    ) -> Result<Self, IdentitySetupError> {
+        let jwks = Arc::new(JwksCache::new(&config)?);
+        let mut validator = TokenValidator::new(&config, jwks);
+        if config.token_review {
+            let client = kube.ok_or(IdentitySetupError::TokenReviewWithoutClient)?;
+            validator = validator.with_reviewer(Arc::new(KubeTokenReviewer::new(client)));
+        }
+        Ok(Self::new(config, validator, SessionMinter::new(session_keys)))
+    }
+
     /// An exchange for `config`'s namespace and connections.
     pub fn new(config: IdentityConfig, validator: TokenValidator, minter: SessionMinter) -> Self {
         Self { config, validator, minter }
@@ -741,5 +773,21 @@ mod tests {
         );
         assert_eq!(text_of(&xml, "UserId"), result.role.assumed_role_id("run-1"));
         assert_eq!(text_of(&xml, "Account"), "000000000000");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bodies_and_queries_never_panic_the_parser(query in ".{0,200}", body in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = AssumeRoleWithWebIdentityRequest::parse(&query, &body);
+        }
+
+        #[test]
+        fn a_chaperone_role_arn_reads_back_the_namespace_and_connection_it_was_made_of(
+            namespace in "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?",
+            connection in "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\\.[a-z0-9]{1,10}){0,2}",
+        ) {
+            let role = ChaperoneRole { namespace, connection };
+            proptest::prop_assert_eq!(ChaperoneRole::parse(&role.arn()).unwrap(), role);
+        }
     }
 }

@@ -108,4 +108,23 @@ mod tests {
         let offset = at.to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
         assert_eq!(sts_timestamp(offset), "2025-11-25T18:00:00Z");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn escaped_text_has_no_markup_and_unescapes_to_the_carriable_input(text in "\\PC{0,80}|[<>&'\"a\u{0}-\u{1f}]{0,40}") {
+            let escaped = escape(&text);
+            proptest::prop_assert!(!escaped.contains(['<', '>', '"', '\'']));
+            let unescaped = escaped
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&");
+            let carriable: String = text
+                .chars()
+                .map(|c| if c.is_control() && !matches!(c, '\t' | '\n' | '\r') { '\u{FFFD}' } else { c })
+                .collect();
+            proptest::prop_assert_eq!(unescaped, carriable);
+        }
+    }
 }

@@ -252,12 +252,12 @@ impl TokenValidator {
         let alg =
             header.alg.ok_or_else(|| TokenError::Malformed("its header has no alg".into()))?;
         if alg != "RS256" && alg != "ES256" {
-            return Err(TokenError::UnsupportedAlgorithm { alg });
+            return Err(TokenError::UnsupportedAlgorithm { alg: shortened(&alg) });
         }
         let kid = header.kid.ok_or(TokenError::MissingKid)?;
         let key = self.jwks.key(&kid).await.map_err(|e| match e {
             JwksError::UnknownKid { kid } => {
-                TokenError::UnknownKey { kid, issuer: self.issuer.clone() }
+                TokenError::UnknownKey { kid: shortened(&kid), issuer: self.issuer.clone() }
             }
             other => TokenError::IssuerUnavailable(other),
         })?;
@@ -323,18 +323,22 @@ impl TokenValidator {
             ErrorKind::InvalidSignature => TokenError::BadSignature { kid: kid.to_owned() },
             ErrorKind::InvalidIssuer => TokenError::WrongIssuer {
                 expected: self.issuer.clone(),
-                found: unverified_claim(token, "iss")
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                found: shortened(
+                    &unverified_claim(token, "iss")
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                ),
             },
             ErrorKind::InvalidAudience => TokenError::WrongAudience {
                 expected: self.audience.clone(),
-                found: unverified_claim(token, "aud").map(|v| v.to_string()).unwrap_or_default(),
+                found: shortened(
+                    &unverified_claim(token, "aud").map(|v| v.to_string()).unwrap_or_default(),
+                ),
             },
             ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim.clone()),
             ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
                 TokenError::UnsupportedAlgorithm {
-                    alg: unverified_header_alg(token).unwrap_or_default(),
+                    alg: shortened(&unverified_header_alg(token).unwrap_or_default()),
                 }
             }
             other => TokenError::Malformed(format!("{other:?}")),
@@ -351,6 +355,11 @@ fn identity_from(claims: ServiceAccountClaims) -> Result<AgentIdentity, TokenErr
     if namespace.is_empty() || service_account.name.is_empty() || service_account.uid.is_empty() {
         return Err(TokenError::NotAServiceAccountToken(
             "its kubernetes.io namespace, service account name or uid is empty".into(),
+        ));
+    }
+    if kubernetes.pod.as_ref().is_some_and(|pod| pod.name.is_empty() || pod.uid.is_empty()) {
+        return Err(TokenError::NotAServiceAccountToken(
+            "its kubernetes.io pod has an empty name or uid".into(),
         ));
     }
     let expected_subject = format!("system:serviceaccount:{namespace}:{}", service_account.name);
@@ -390,6 +399,17 @@ fn decode_segment<T: serde::de::DeserializeOwned>(
         .map_err(|_| TokenError::Malformed(format!("its {what} is not base64url")))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| TokenError::Malformed(format!("its {what} is not the expected JSON: {e}")))
+}
+
+/// Values from a token quoted in a refusal are cut to this many characters.
+const MAX_QUOTED_CHARS: usize = 128;
+
+/// `value`, cut to [`MAX_QUOTED_CHARS`] characters (a token's claims are the sender's to choose).
+fn shortened(value: &str) -> String {
+    match value.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_owned(),
+    }
 }
 
 /// A claim read without verification, only to explain a refusal of a token whose signature verified.

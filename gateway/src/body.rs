@@ -1,0 +1,277 @@
+//! Body plumbing on the data path: bounded buffering, streaming capture for the recorder, and
+//! streamed decoding of aws-chunked uploads. Nothing here holds a whole large body in memory.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    forward::BoxError,
+    sigv4::{ChunkedPayloadVerifier, SigV4Error},
+};
+
+/// What a capturing body saw, handed over once the body ends (or is dropped early).
+#[derive(Debug, Clone, Default)]
+pub struct CapturedBody {
+    /// The first bytes, at most the capture limit.
+    pub prefix: Bytes,
+    /// Bytes seen in all.
+    pub size: u64,
+    /// sha256 of every byte seen.
+    pub sha256: [u8; 32],
+    /// Whether the body ended normally (false: error or dropped by the client).
+    pub complete: bool,
+    /// The error that ended it, if one did.
+    pub error: Option<String>,
+}
+
+/// Why a body could not be buffered.
+#[derive(Debug, thiserror::Error)]
+pub enum BufferError {
+    /// The body is larger than the gateway buffers for this kind of request.
+    #[error(
+        "the request body is larger than {limit} bytes, the most the gateway buffers for this service"
+    )]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The client's connection failed while sending.
+    #[error("reading the request body failed: {0}")]
+    Read(String),
+}
+
+/// Reads a whole body, refusing it past `limit` bytes.
+pub async fn buffer_body<B>(body: B, limit: usize) -> Result<Bytes, BufferError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut body = body;
+    let mut out = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BufferError::Read(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(BufferError::TooLarge { limit });
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+type OnEnd = Box<dyn FnOnce(CapturedBody) + Send>;
+
+/// Streams a body through unchanged while hashing all of it and keeping its first `limit` bytes;
+/// calls `on_end` exactly once, when the body ends, fails, or is dropped.
+pub struct CapturingBody<B> {
+    inner: B,
+    limit: usize,
+    prefix: BytesMut,
+    size: u64,
+    hasher: Sha256,
+    on_end: Option<OnEnd>,
+}
+
+impl<B> CapturingBody<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, limit: usize, on_end: impl FnOnce(CapturedBody) + Send + 'static) -> Self {
+        Self {
+            inner,
+            limit,
+            prefix: BytesMut::new(),
+            size: 0,
+            hasher: Sha256::new(),
+            on_end: Some(Box::new(on_end)),
+        }
+    }
+
+    fn finish(&mut self, complete: bool, error: Option<String>) {
+        if let Some(on_end) = self.on_end.take() {
+            let hasher = std::mem::take(&mut self.hasher);
+            on_end(CapturedBody {
+                prefix: std::mem::take(&mut self.prefix).freeze(),
+                size: self.size,
+                sha256: hasher.finalize().into(),
+                complete,
+                error,
+            });
+        }
+    }
+}
+
+impl<B> Drop for CapturingBody<B> {
+    fn drop(&mut self) {
+        self.finish(false, Some("the body was not read to its end".into()));
+    }
+}
+
+impl<B> Body for CapturingBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.hasher.update(data);
+                    this.size += data.len() as u64;
+                    let room = this.limit.saturating_sub(this.prefix.len());
+                    this.prefix.extend_from_slice(&data[..room.min(data.len())]);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                this.finish(false, Some(error.to_string()));
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Ready(None) => {
+                this.finish(true, None);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Decodes an aws-chunked upload as it streams, releasing only payload whose chunk signatures
+/// (when signed) verified; a bad chunk ends the body with an error, so the upstream never
+/// receives a complete forged upload.
+pub struct DechunkingBody<B> {
+    inner: B,
+    decoder: Option<ChunkedPayloadVerifier>,
+    done: bool,
+}
+
+impl<B> DechunkingBody<B> {
+    /// Wraps the raw aws-chunked `inner`.
+    pub fn new(inner: B, decoder: ChunkedPayloadVerifier) -> Self {
+        Self { inner, decoder: Some(decoder), done: false }
+    }
+}
+
+impl<B> Body for DechunkingBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    let Some(decoder) = this.decoder.as_mut() else { continue };
+                    let mut out = Vec::new();
+                    if let Err(error) = decoder.feed(&data, &mut out) {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(Box::new(error))));
+                    }
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(error.into())));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    let finished: Result<_, SigV4Error> = match this.decoder.take() {
+                        Some(decoder) => decoder.finish().map(|_| ()),
+                        None => Ok(()),
+                    };
+                    return match finished {
+                        Ok(()) => Poll::Ready(None),
+                        Err(error) => Poll::Ready(Some(Err(Box::new(error)))),
+                    };
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn capturing_body_passes_everything_and_keeps_a_bounded_prefix() {
+        let seen = Arc::new(Mutex::new(None));
+        let sink = seen.clone();
+        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+            (0..10).map(|i| Ok(Frame::data(Bytes::from(vec![i as u8; 100])))).collect();
+        let body = CapturingBody::new(
+            StreamBody::new(futures_util::stream::iter(chunks)),
+            250,
+            move |c| {
+                *sink.lock().unwrap() = Some(c);
+            },
+        );
+        let all = body.collect().await.unwrap().to_bytes();
+        assert_eq!(all.len(), 1000);
+        let captured = seen.lock().unwrap().take().unwrap();
+        assert!(captured.complete);
+        assert_eq!(captured.size, 1000);
+        assert_eq!(captured.prefix.len(), 250);
+        assert_eq!(captured.sha256, <[u8; 32]>::from(Sha256::digest(&all)));
+    }
+
+    #[tokio::test]
+    async fn a_capturing_body_dropped_early_reports_incomplete() {
+        let seen = Arc::new(Mutex::new(None));
+        let sink = seen.clone();
+        let body = CapturingBody::new(Full::new(Bytes::from_static(b"abc")), 10, move |c| {
+            *sink.lock().unwrap() = Some(c);
+        });
+        drop(body);
+        let captured = seen.lock().unwrap().take().unwrap();
+        assert!(!captured.complete);
+        assert_eq!(captured.size, 0);
+    }
+
+    #[tokio::test]
+    async fn buffering_refuses_bodies_over_the_limit() {
+        let error = buffer_body(Full::new(Bytes::from(vec![0u8; 11])), 10).await.unwrap_err();
+        assert!(error.to_string().contains("larger than 10 bytes"), "{error}");
+        let ok = buffer_body(Full::new(Bytes::from_static(b"0123456789")), 10).await.unwrap();
+        assert_eq!(&ok[..], b"0123456789");
+    }
+}
