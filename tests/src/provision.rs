@@ -17,7 +17,7 @@ use std::{
     process::Command,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -287,11 +287,18 @@ impl NodeEnv {
         let copy = scripts.join(format!("{key}-{name}"));
         if !copy.exists() {
             fs::create_dir_all(&scripts)?;
-            let partial = scripts.join(format!(".{key}-{name}.{}.partial", std::process::id()));
+            // A name of its own for each copy in flight: tests of one binary copy concurrently.
+            static COPIES: AtomicU64 = AtomicU64::new(0);
+            let partial = scripts.join(format!(
+                ".{key}-{name}.{}-{}.partial",
+                std::process::id(),
+                COPIES.fetch_add(1, Ordering::Relaxed)
+            ));
             fs::copy(&source, &partial).with_context(|| {
                 format!("copying {} into {}", source.display(), scripts.display())
             })?;
-            fs::rename(&partial, &copy)?;
+            fs::rename(&partial, &copy)
+                .with_context(|| format!("moving {} to {}", partial.display(), copy.display()))?;
         }
         let mut command = Command::new(&self.node);
         command.arg(copy).current_dir(&self.root).env("NODE_PATH", self.root.join("node_modules"));
