@@ -2,12 +2,20 @@
 //! environment, run a whole S3 session against moto, and report its refusals by their AWS codes.
 //! The gateway's tests run the same sessions through the gateway.
 
+use std::{
+    net::TcpStream,
+    process::Command,
+    time::{Duration, Instant},
+};
+
 use chaperone_tests::{
     LocalEnv,
     clients::{
         S3Step, StepResult, node_s3_session, rust_s3_session, rust_s3_session_expecting_denied,
-        static_keys_env,
+        static_keys_env, web_identity_env,
     },
+    ports::free_port,
+    process::ManagedProcess,
 };
 
 fn every_step_passed(steps: &[StepResult]) {
@@ -108,4 +116,51 @@ async fn an_expected_denial_that_does_not_happen_fails_the_session() {
 /// Each step's name, outcome and code, without the clients' differently worded messages.
 fn outline(steps: &[StepResult]) -> Vec<(&str, bool, Option<&str>)> {
     steps.iter().map(|s| (s.step.as_str(), s.ok, s.code.as_deref())).collect()
+}
+
+/// A second moto, without signature checking: the environment's moto refuses the unsigned
+/// AssumeRoleWithWebIdentity call (the gateway answers it itself), so the web identity chain is
+/// shown against this one.
+fn start_moto_without_auth(env: &LocalEnv) -> (ManagedProcess, String) {
+    let dir = env.dir().join("moto-without-auth");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port().unwrap();
+    let mut command = Command::new(env.provisioned.python.bin("moto_server"));
+    command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    let mut process =
+        ManagedProcess::start("moto-without-auth", command, &dir.join("moto.log")).unwrap();
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        process.ensure_running().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(60), "moto did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (process, format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test]
+async fn both_sdks_run_a_whole_s3_session_on_web_identity_from_the_environment_alone() {
+    let env = LocalEnv::shared();
+    let _logs = env.logs_on_failure();
+    let (moto, endpoint) = start_moto_without_auth(env);
+    let token_file = env.dir().join("moto-without-auth/agent-token");
+    std::fs::write(&token_file, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZ2VudCJ9.").unwrap();
+    let vars = web_identity_env(
+        &endpoint,
+        "arn:aws:iam::123456789012:role/agent",
+        "agent-session",
+        &token_file,
+    );
+
+    let node =
+        node_s3_session(&env.provisioned.node, &vars, "sdk-js-web-identity", None).await.unwrap();
+    every_step_passed(&node);
+    let rust = rust_s3_session(&vars, "sdk-rust-web-identity").await.unwrap();
+    every_step_passed(&rust);
+
+    // Each SDK exchanged the token with AssumeRoleWithWebIdentity at AWS_ENDPOINT_URL: STS's
+    // query protocol is a POST to the root; S3 never is.
+    let log = std::fs::read_to_string(moto.log_path()).unwrap();
+    let exchanges = log.lines().filter(|l| l.contains("\"POST / HTTP/1.1\" 200")).count();
+    assert_eq!(exchanges, 2, "{log}");
 }
