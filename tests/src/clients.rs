@@ -11,7 +11,10 @@ use std::{collections::HashMap, process::Output};
 
 use anyhow::{Context, bail};
 use aws_config::BehaviorVersion;
-use aws_sdk_s3::{error::ProvideErrorMetadata, primitives::ByteStream};
+use aws_sdk_s3::{
+    error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
+    primitives::ByteStream,
+};
 use aws_types::os_shim_internal::Env;
 use serde::Deserialize;
 
@@ -233,21 +236,21 @@ async fn run_rust_s3_session(
         let outcome = run_step(&s3, step, bucket, &body).await;
         if expect_denied == Some(step) {
             let result = match outcome {
-                Err((code, _)) if code == "AccessDenied" => StepResult::denied(step),
+                Err(failure) if failure.code == "AccessDenied" => StepResult::denied(step),
                 Ok(()) => StepResult::failed(
                     step,
                     "UnexpectedSuccess",
                     format!("{} was expected to be denied", step.name()),
                 ),
-                Err((code, message)) => StepResult::failed(step, &code, message),
+                Err(failure) => StepResult::failed(step, &failure.code, failure.message),
             };
             steps.push(result);
             return Ok(steps);
         }
         match outcome {
             Ok(()) => steps.push(StepResult::passed(step)),
-            Err((code, message)) => {
-                steps.push(StepResult::failed(step, &code, message));
+            Err(failure) => {
+                steps.push(StepResult::failed(step, &failure.code, failure.message));
                 return Ok(steps);
             }
         }
@@ -255,13 +258,26 @@ async fn run_rust_s3_session(
     Ok(steps)
 }
 
-/// Runs one step; a failure is the error code and message.
+/// Why a step of the Rust session failed.
+struct StepFailure {
+    /// The AWS error code, or the session's own (`ObjectNotListed`, `ContentMismatch`, ...).
+    code: String,
+    message: String,
+}
+
+impl StepFailure {
+    fn new(code: &str, message: String) -> Self {
+        Self { code: code.into(), message }
+    }
+}
+
+/// Runs one step of the session.
 async fn run_step(
     s3: &aws_sdk_s3::Client,
     step: S3Step,
     bucket: &str,
     body: &str,
-) -> Result<(), (String, String)> {
+) -> Result<(), StepFailure> {
     match step {
         S3Step::CreateBucket => {
             s3.create_bucket().bucket(bucket).send().await.map(drop).map_err(sdk_failure)
@@ -282,8 +298,8 @@ async fn run_step(
             if keys.contains(&SESSION_KEY) {
                 Ok(())
             } else {
-                Err((
-                    "ObjectNotListed".into(),
+                Err(StepFailure::new(
+                    "ObjectNotListed",
                     format!("listing shows {keys:?}, not {SESSION_KEY}"),
                 ))
             }
@@ -300,13 +316,13 @@ async fn run_step(
                 .body
                 .collect()
                 .await
-                .map_err(|e| ("BodyReadFailed".to_owned(), e.to_string()))?
+                .map_err(|e| StepFailure::new("BodyReadFailed", e.to_string()))?
                 .into_bytes();
             if bytes.as_ref() == body.as_bytes() {
                 Ok(())
             } else {
-                Err((
-                    "ContentMismatch".into(),
+                Err(StepFailure::new(
+                    "ContentMismatch",
                     format!("read back {:?}, wrote {body:?}", String::from_utf8_lossy(&bytes)),
                 ))
             }
@@ -327,23 +343,21 @@ async fn run_step(
 
 /// The AWS error code (or, for a failure before any response, the kind of failure) and the
 /// message with its sources.
-fn sdk_failure<E, R>(error: aws_sdk_s3::error::SdkError<E, R>) -> (String, String)
+fn sdk_failure<E, R>(error: SdkError<E, R>) -> StepFailure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    use aws_sdk_s3::error::SdkError;
     let code = match (&error, error.code()) {
-        (_, Some(code)) => code.to_owned(),
-        (SdkError::ConstructionFailure(_), None) => "ConstructionFailure".into(),
-        (SdkError::TimeoutError(_), None) => "TimeoutError".into(),
-        (SdkError::DispatchFailure(_), None) => "DispatchFailure".into(),
-        (SdkError::ResponseError(_), None) => "ResponseError".into(),
-        (SdkError::ServiceError(_), None) => "ServiceError".into(),
-        (_, None) => "SdkError".into(),
+        (_, Some(code)) => code,
+        (SdkError::ConstructionFailure(_), None) => "ConstructionFailure",
+        (SdkError::TimeoutError(_), None) => "TimeoutError",
+        (SdkError::DispatchFailure(_), None) => "DispatchFailure",
+        (SdkError::ResponseError(_), None) => "ResponseError",
+        (SdkError::ServiceError(_), None) => "ServiceError",
+        (_, None) => "SdkError",
     };
-    let message = aws_sdk_s3::error::DisplayErrorContext(&error).to_string();
-    (code, message)
+    StepFailure::new(code, DisplayErrorContext(&error).to_string())
 }
 
 #[cfg(test)]
