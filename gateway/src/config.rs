@@ -30,6 +30,11 @@ pub struct GatewayConfig {
     /// The namespace's ApprovalRules, by name.
     #[serde(default)]
     pub approval_rules: BTreeMap<String, ApprovalRuleSpec>,
+    /// The recorder's own S3 keys per RecordingPolicy name, resolved by the operator from
+    /// `spec.s3.credentials.secretRef`; a policy without an entry uses the gateway's ambient
+    /// credentials (e.g. IRSA).
+    #[serde(default)]
+    pub recording_credentials: BTreeMap<String, UpstreamCredentials>,
 }
 
 /// Where the service-account token issuer publishes its keys.
@@ -215,7 +220,31 @@ impl GatewayConfig {
                 return invalid(at("maxSessionSeconds"), "must be within 900..=43200".into());
             }
         }
+        for name in self.recording_credentials.keys() {
+            if !self.recording_policies.contains_key(name) {
+                return invalid(
+                    format!("recordingCredentials.{name}"),
+                    "names no entry of recordingPolicies".into(),
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// Where each connection's sessions are recorded.
+    pub fn recording_targets(&self) -> Vec<crate::recorder::RecordingTarget> {
+        self.connections
+            .iter()
+            .filter_map(|c| {
+                let policy = self.recording_policies.get(&c.recording_policy)?;
+                Some(crate::recorder::RecordingTarget {
+                    namespace: self.namespace.clone(),
+                    connection: c.name.clone(),
+                    policy: policy.clone(),
+                    credentials: self.recording_credentials.get(&c.recording_policy).cloned(),
+                })
+            })
+            .collect()
     }
 
     /// The connection named `name`.

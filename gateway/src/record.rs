@@ -20,3 +20,35 @@ pub trait EventRecorder: Send + Sync + 'static {
     /// Appends one event of `session`; resolves once it is durable (fsynced in the spool).
     fn append<'a>(&'a self, session: &'a SessionContext, event: EventBody) -> RecordFuture<'a>;
 }
+
+/// The session handle the recorder keys streams by, from a verified session.
+pub fn session_handle(session: &SessionContext) -> crate::recorder::SessionHandle {
+    let expires = chaperone_recording::Timestamp::from_offset_date_time(session.expires_at)
+        .unwrap_or_else(|_| chaperone_recording::Timestamp::now());
+    crate::recorder::SessionHandle {
+        session: session.session_id.to_string(),
+        connection: session.connection.clone(),
+        start: chaperone_recording::SessionStart {
+            connection: session.connection.clone(),
+            agent: chaperone_recording::AgentIdentity {
+                namespace: session.namespace.clone(),
+                service_account: session.service_account.clone(),
+                pod_name: session.pod.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+                pod_uid: session.pod.as_ref().map(|p| p.uid.clone()).unwrap_or_default(),
+                role_session_name: session.role_session_name.clone(),
+            },
+            credentials_expire: expires,
+        },
+    }
+}
+
+impl EventRecorder for crate::recorder::Recorder {
+    fn append<'a>(&'a self, session: &'a SessionContext, event: EventBody) -> RecordFuture<'a> {
+        Box::pin(async move {
+            let handle = session_handle(session);
+            crate::recorder::Recorder::append(self, &handle, event)
+                .await
+                .map_err(|e| RecordFailure(e.to_string()))
+        })
+    }
+}

@@ -915,24 +915,28 @@ fn xml(status: StatusCode, body: String) -> Response<GatewayBody> {
 }
 
 fn sts_error_xml(code: &str, message: &str, request_id: &str) -> String {
-    AwsError::new(StatusCode::BAD_REQUEST, code, message, request_id)
-        .render(ErrorShape::QueryXml)
-        .into_body()
-        .iter()
-        .map(|&b| b as char)
-        .collect()
+    let rendered = AwsError::new(StatusCode::BAD_REQUEST, code, message, request_id)
+        .render(ErrorShape::QueryXml);
+    String::from_utf8_lossy(rendered.body()).into_owned()
 }
 
-/// Compiles a configuration into a runtime (policies parsed; identity exchange built by the caller).
-pub fn compile_policies(
-    config: &GatewayConfig,
-) -> Result<HashMap<String, CompiledPolicy>, crate::policy::PolicyError> {
-    config
-        .connections
-        .iter()
-        .map(|c: &ConnectionConfig| {
-            CompiledPolicy::compile(&config.namespace, &c.name, &c.policy)
-                .map(|p| (c.name.clone(), p))
-        })
-        .collect()
+impl GatewayRuntime {
+    /// Compiles a configuration and the session keys into a runtime.
+    pub fn build(
+        config: GatewayConfig,
+        session_keys: crate::identity::SessionKeys,
+        kube: Option<kube::Client>,
+    ) -> anyhow::Result<Self> {
+        let policies = config
+            .connections
+            .iter()
+            .map(|c: &ConnectionConfig| {
+                CompiledPolicy::compile(&config.namespace, &c.name, &c.policy)
+                    .map(|p| (c.name.clone(), p))
+            })
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        let exchange =
+            WebIdentityExchange::from_config(config.identity_config(), session_keys, kube)?;
+        Ok(Self { config, policies, exchange })
+    }
 }

@@ -11,6 +11,7 @@ pub mod aws;
 pub mod clients;
 pub mod control_plane;
 pub mod env;
+pub mod gateway;
 pub mod objects;
 pub mod paths;
 pub mod pki;

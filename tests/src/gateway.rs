@@ -1,0 +1,425 @@
+//! A gateway process started the way a cluster would run it: from a config file and a keys file
+//! in the shapes the operator writes, with an agent whose environment is what the pod webhook
+//! injects and whose token comes from a real TokenRequest.
+
+use std::{
+    fs,
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use k8s_openapi::api::{
+    authentication::v1::{TokenRequest, TokenRequestSpec},
+    core::v1::ServiceAccount,
+    rbac::v1::{ClusterRoleBinding, RoleRef, Subject},
+};
+use kube::{
+    Api, Client,
+    api::{ObjectMeta, PostParams},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    LocalEnv, aws::REGION, objects::ensure_namespace, ports::free_port, process::ManagedProcess,
+};
+
+/// What a test asks of its gateway.
+#[derive(Debug, Clone)]
+pub struct GatewaySpec {
+    /// The namespace the gateway serves (created if missing).
+    pub namespace: String,
+    /// The AgentConnection name.
+    pub connection: String,
+    /// Service accounts admitted.
+    pub service_accounts: Vec<String>,
+    /// `spec.policy.allow`.
+    pub allow: Vec<String>,
+    /// `spec.policy.deny`.
+    pub deny: Vec<String>,
+    /// The recording bucket (created in moto if missing).
+    pub recording_bucket: String,
+    /// RecordingPolicy `capture.maxBodyBytes`.
+    pub max_body_bytes: u64,
+    /// RecordingPolicy `onFailure`.
+    pub on_failure: String,
+    /// Extra `approvalRules` entries, by name, as JSON.
+    pub approval_rules: Value,
+}
+
+impl GatewaySpec {
+    /// A gateway for `namespace` admitting `pr-bot`, allowing S3, DynamoDB, SQS, Lambda reads and
+    /// STS identity, denying IAM.
+    pub fn new(namespace: &str) -> Self {
+        Self {
+            namespace: namespace.into(),
+            connection: "prod-aws".into(),
+            service_accounts: vec!["pr-bot".into()],
+            allow: [
+                "s3:*",
+                "dynamodb:*",
+                "sqs:*",
+                "lambda:List*",
+                "sts:GetCallerIdentity",
+                "secretsmanager:*",
+            ]
+            .map(String::from)
+            .to_vec(),
+            deny: vec!["iam:*".into(), "s3:PutBucketPolicy".into()],
+            recording_bucket: format!("{namespace}-audit"),
+            max_body_bytes: 1024 * 1024,
+            on_failure: "FailClosed".into(),
+            approval_rules: json!({}),
+        }
+    }
+}
+
+/// A running gateway and what its agents and auditors need.
+#[derive(Debug)]
+pub struct GatewayProcess {
+    process: ManagedProcess,
+    /// The agents' endpoint, `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The admin endpoint.
+    pub admin: String,
+    /// The gateway's folder (config, keys, spool, tokens).
+    pub dir: PathBuf,
+    /// The config file the gateway reads (rewrite it to reload).
+    pub config_path: PathBuf,
+    /// The config as written.
+    pub config: Value,
+    /// The recording public key (base64 of the Ed25519 public key is derived by the recorder;
+    /// this is the 32-byte seed, base64).
+    pub recording_seed: [u8; 32],
+    /// The spec it was started from.
+    pub spec: GatewaySpec,
+    binary: PathBuf,
+    args: Vec<String>,
+}
+
+/// Mints a token for `service_account` with audience `chaperone.dev` (the SA is created if missing).
+pub async fn agent_token(
+    client: &Client,
+    namespace: &str,
+    service_account: &str,
+) -> anyhow::Result<String> {
+    ensure_namespace(client, namespace).await?;
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let account = ServiceAccount {
+        metadata: ObjectMeta { name: Some(service_account.into()), ..Default::default() },
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &account).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e).context("creating the service account"),
+    }
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec!["chaperone.dev".into()],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer: TokenRequest =
+        api.create_subresource("token", service_account, &PostParams::default(), &request).await?;
+    Ok(answer.status.context("TokenRequest without status")?.token)
+}
+
+/// A token the gateway fetches the JWKS with: its own service account, bound to
+/// `system:service-account-issuer-discovery`, audience the API server.
+async fn gateway_token(client: &Client, namespace: &str) -> anyhow::Result<String> {
+    ensure_namespace(client, namespace).await?;
+    let sa = "chaperone-gateway";
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let account = ServiceAccount {
+        metadata: ObjectMeta { name: Some(sa.into()), ..Default::default() },
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &account).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e).context("creating the gateway's service account"),
+    }
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let binding = ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(format!("chaperone-gateway-discovery-{namespace}")),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: "system:service-account-issuer-discovery".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: sa.into(),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        }]),
+    };
+    match bindings.create(&PostParams::default(), &binding).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e).context("binding the gateway to issuer discovery"),
+    }
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer: TokenRequest =
+        api.create_subresource("token", sa, &PostParams::default(), &request).await?;
+    Ok(answer.status.context("TokenRequest without status")?.token)
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    if let Ok(mut urandom) = fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = urandom.read_exact(&mut out);
+    }
+    out
+}
+
+/// Creates a bucket in moto with boto3 (signed with the gateway user's keys).
+pub fn create_bucket(env: &LocalEnv, bucket: &str) -> anyhow::Result<()> {
+    let user = &env.moto.gateway_user;
+    let output = env
+        .moto
+        .python_command()
+        .args([
+            "-c",
+            "import sys,boto3\ns3=boto3.client('s3',endpoint_url=sys.argv[1],region_name='us-east-1',aws_access_key_id=sys.argv[2],aws_secret_access_key=sys.argv[3])\ntry:\n  s3.create_bucket(Bucket=sys.argv[4])\nexcept s3.exceptions.BucketAlreadyOwnedByYou:\n  pass",
+            env.moto.endpoint(),
+            &user.access_key_id,
+            &user.secret_access_key,
+            bucket,
+        ])
+        .output()?;
+    if !output.status.success() {
+        bail!("creating bucket {bucket}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(())
+}
+
+impl GatewayProcess {
+    /// Writes config and keys for `spec` and starts `binary` (the `chaperone-gateway` executable).
+    pub async fn start(env: &LocalEnv, binary: &Path, spec: GatewaySpec) -> anyhow::Result<Self> {
+        let client = env.control_plane.client().await?;
+        let dir = env.dir().join(format!("gateway-{}-{}", spec.namespace, free_port()?));
+        fs::create_dir_all(&dir)?;
+        let gateway_token = gateway_token(&client, &spec.namespace).await?;
+        fs::write(dir.join("gateway-token"), gateway_token)?;
+        fs::write(dir.join("ca.crt"), env.control_plane.ca_pem())?;
+        let bucket = spec.recording_bucket.clone();
+        create_bucket(env, &bucket)?;
+
+        let user = &env.moto.gateway_user;
+        let upstream =
+            json!({"accessKeyId": user.access_key_id, "secretAccessKey": user.secret_access_key});
+        let endpoints: serde_json::Map<String, Value> = [
+            "s3",
+            "dynamodb",
+            "sts",
+            "sqs",
+            "lambda",
+            "iam",
+            "secretsmanager",
+            "kms",
+            "ssm",
+            "sns",
+            "logs",
+            "ec2",
+        ]
+        .iter()
+        .map(|s| (s.to_string(), json!(env.moto.endpoint())))
+        .collect();
+        let config = json!({
+            "version": 1,
+            "namespace": spec.namespace,
+            "identity": {
+                "issuer": env.control_plane.issuer(),
+                "caFile": dir.join("ca.crt"),
+                "tokenFile": dir.join("gateway-token"),
+            },
+            "connections": [{
+                "name": spec.connection,
+                "serviceAccounts": spec.service_accounts,
+                "region": REGION,
+                "upstream": upstream,
+                "endpoints": endpoints,
+                "policy": {"allow": spec.allow, "deny": spec.deny},
+                "recordingPolicy": "default",
+            }],
+            "recordingPolicies": {
+                "default": {
+                    "s3": {"bucket": bucket, "prefix": "agents/", "region": REGION, "endpoint": env.moto.endpoint()},
+                    "retention": {"days": 30},
+                    "capture": {"maxBodyBytes": spec.max_body_bytes},
+                    "onFailure": spec.on_failure,
+                }
+            },
+            "recordingCredentials": {"default": upstream},
+            "approvalRules": spec.approval_rules,
+        });
+        let config_path = dir.join("gateway.yaml");
+        fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+        let recording_seed = random_bytes::<32>();
+        let keys = json!({
+            "sessionKeys": [{"id": "k1", "secret": B64.encode(random_bytes::<32>())}],
+            "recordingSigningKey": B64.encode(recording_seed),
+        });
+        fs::write(dir.join("keys.json"), serde_json::to_vec_pretty(&keys)?)?;
+
+        let port = free_port()?;
+        let admin_port = free_port()?;
+        let args: Vec<String> = vec![
+            format!("--config={}", config_path.display()),
+            format!("--keys={}", dir.join("keys.json").display()),
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--admin=127.0.0.1:{admin_port}"),
+            format!("--spool-dir={}", dir.join("spool").display()),
+            "--replica=gw-0".into(),
+            "--digest-interval-seconds=5".into(),
+            "--segment-max-age-seconds=1".into(),
+            "--reload-interval-seconds=1".into(),
+        ];
+        let mut gateway = Self {
+            process: Self::spawn(binary, &args, &dir)?,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            dir,
+            config_path,
+            config,
+            recording_seed,
+            spec,
+            binary: binary.to_owned(),
+            args,
+        };
+        gateway.wait_listening(port)?;
+        Ok(gateway)
+    }
+
+    fn spawn(binary: &Path, args: &[String], dir: &Path) -> anyhow::Result<ManagedProcess> {
+        let mut command = Command::new(binary);
+        command.args(args).env("RUST_LOG", "info,chaperone_gateway=debug");
+        crate::aws::scrub_aws_env(&mut command);
+        ManagedProcess::start("chaperone-gateway", command, &dir.join("gateway.log"))
+    }
+
+    fn wait_listening(&mut self, port: u16) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            self.process.ensure_running()?;
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!(
+                    "the gateway did not listen on {} within 30 s; see {}",
+                    self.endpoint,
+                    self.log_path().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Kills the gateway with SIGKILL (no shutdown: the spool is left as a crash leaves it).
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts the gateway again with the same files and ports.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.kill();
+        self.process = Self::spawn(&self.binary, &self.args, &self.dir)?;
+        let port: u16 =
+            self.endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).context("port")?;
+        self.wait_listening(port)
+    }
+
+    /// Stops the gateway with SIGTERM (graceful: streams closed and uploaded).
+    pub fn stop(&mut self) {
+        self.process.terminate(Duration::from_secs(30));
+    }
+
+    /// The gateway's log.
+    pub fn log_path(&self) -> &Path {
+        self.process.log_path()
+    }
+
+    /// The gateway's whole log.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The role ARN an agent of `connection` assumes.
+    pub fn role_arn(&self) -> String {
+        format!(
+            "arn:aws:iam::000000000000:role/chaperone/{}/{}",
+            self.spec.namespace, self.spec.connection
+        )
+    }
+
+    /// Writes the agent's token file and returns the environment the pod webhook injects (plus
+    /// a private HOME so the CLI's credential cache is the test's own).
+    pub async fn agent_env(
+        &self,
+        env: &LocalEnv,
+        service_account: &str,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let client = env.control_plane.client().await?;
+        let token = agent_token(&client, &self.spec.namespace, service_account).await?;
+        let home = self.dir.join(format!("home-{service_account}-{}", free_port()?));
+        fs::create_dir_all(&home)?;
+        let token_file = home.join("token");
+        fs::write(&token_file, token)?;
+        Ok(vec![
+            ("AWS_ENDPOINT_URL".into(), self.endpoint.clone()),
+            ("AWS_REGION".into(), REGION.into()),
+            ("AWS_DEFAULT_REGION".into(), REGION.into()),
+            ("AWS_ROLE_ARN".into(), self.role_arn()),
+            ("AWS_ROLE_SESSION_NAME".into(), service_account.into()),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE".into(), token_file.display().to_string()),
+            ("HOME".into(), home.display().to_string()),
+        ])
+    }
+
+    /// Rewrites the config file with `change` applied (the gateway reloads it).
+    pub fn rewrite_config(&mut self, change: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
+        change(&mut self.config);
+        let partial = self.config_path.with_extension("partial");
+        fs::write(&partial, serde_json::to_vec_pretty(&self.config)?)?;
+        fs::rename(&partial, &self.config_path)?;
+        Ok(())
+    }
+}
+
+/// Runs the AWS CLI with `env` and `args`; returns (success, stdout, stderr).
+pub fn aws_cli(
+    env: &LocalEnv,
+    agent_env: &[(String, String)],
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut command = env.moto.aws_cli_command();
+    command.args(args);
+    for (key, value) in agent_env {
+        command.env(key, value);
+    }
+    match command.output() {
+        Ok(output) => (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ),
+        Err(error) => (false, String::new(), error.to_string()),
+    }
+}
