@@ -2,10 +2,13 @@
 //!
 //! The environment runs the real parts as processes, built or installed by the project itself:
 //! etcd and kube-apiserver built from Go modules (`tests/go/`), moto's S3/AWS server with signature
-//! checking, and the AWS CLI and boto3 in a Python virtualenv (`tests/python/`). Tests, the demo and
-//! the benchmarks share it; `chaperone-env` provisions and starts it from the command line.
+//! checking, the AWS CLI and boto3 in a Python virtualenv (`tests/python/`), and the AWS SDK for
+//! JavaScript v3 installed with npm (`tests/node/`). Tests, the demo and the benchmarks share it;
+//! `chaperone-env` provisions and starts it from the command line. `clients` runs real AWS clients
+//! (the JavaScript SDK and the Rust `aws-sdk-s3`) as an agent would.
 
 pub mod aws;
+pub mod clients;
 pub mod control_plane;
 pub mod env;
 pub mod gateway;

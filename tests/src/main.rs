@@ -12,7 +12,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Build kube-apiserver and etcd and install the Python tools, unless cached.
+    /// Build kube-apiserver and etcd and install the Python tools and npm packages, unless cached.
     Provision,
     /// Start the environment, print how to reach it, and run until interrupted.
     Up,
@@ -27,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
             println!("kube-apiserver: {}", provisioned.kube_apiserver.display());
             println!("etcd:           {}", provisioned.etcd.display());
             println!("python venv:    {}", provisioned.python.root.display());
+            println!("node packages:  {}", provisioned.node.root.display());
         }
         Command::Up => {
             let env = chaperone_tests::LocalEnv::start().await?;

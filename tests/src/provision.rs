@@ -4,6 +4,8 @@
 //!   the cache key is the pinned upstream version plus a hash of the wrapper's files.
 //! - moto's server, the AWS CLI and boto3 go into a virtualenv keyed by the hash of
 //!   `tests/python/requirements.txt`.
+//! - The AWS SDK for JavaScript v3 is installed with `npm ci` into a folder keyed by the hash of
+//!   `tests/node/package.json` and `tests/node/package-lock.json`.
 //!
 //! Concurrent callers (parallel test binaries) serialize on a lock file; the first one builds while
 //! the others wait, and everyone prints progress while they wait.
@@ -15,7 +17,7 @@ use std::{
     process::Command,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -23,7 +25,7 @@ use std::{
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
-use crate::paths;
+use crate::{aws::scrub_aws_env, paths};
 
 /// A Go program built from a wrapper module in `tests/go/`.
 #[derive(Debug, Clone, Copy)]
@@ -255,6 +257,117 @@ pub fn ensure_python_env() -> anyhow::Result<PythonEnv> {
     Ok(PythonEnv { root })
 }
 
+/// The AWS SDK for JavaScript v3 as pinned by `tests/node/package-lock.json`, installed with `npm ci`.
+#[derive(Debug, Clone)]
+pub struct NodeEnv {
+    /// The install folder: a copy of `package.json` and the lock file, and `node_modules/`.
+    pub root: PathBuf,
+    node: PathBuf,
+}
+
+impl NodeEnv {
+    /// `node <script>` for a script in `tests/node/` (or at an absolute path), with no `AWS_*`
+    /// variable inherited from the caller: the test sets what the agent would have.
+    ///
+    /// Node resolves an ES module's imports from the script's own folder and ignores `NODE_PATH`,
+    /// so the script runs from a copy beside the installed `node_modules/` (named by its content's
+    /// hash, so concurrent tests never see a half-written copy). `NODE_PATH` is set as well, for
+    /// CommonJS scripts, and the working directory is the install folder. The instance metadata
+    /// service is disabled (`AWS_EC2_METADATA_DISABLED=true`): a session without credentials fails
+    /// at once instead of reaching for a link-local address; a test may set it otherwise.
+    pub fn command(&self, script: impl AsRef<Path>) -> anyhow::Result<Command> {
+        let source = paths::workspace_root().join("tests/node").join(script.as_ref());
+        let name = source
+            .file_name()
+            .with_context(|| format!("{} does not name a script file", source.display()))?
+            .to_string_lossy()
+            .into_owned();
+        let key = hash_files(std::slice::from_ref(&source))?;
+        let scripts = self.root.join("scripts");
+        let copy = scripts.join(format!("{key}-{name}"));
+        if !copy.exists() {
+            fs::create_dir_all(&scripts)?;
+            // A name of its own for each copy in flight: tests of one binary copy concurrently.
+            static COPIES: AtomicU64 = AtomicU64::new(0);
+            let partial = scripts.join(format!(
+                ".{key}-{name}.{}-{}.partial",
+                std::process::id(),
+                COPIES.fetch_add(1, Ordering::Relaxed)
+            ));
+            fs::copy(&source, &partial).with_context(|| {
+                format!("copying {} into {}", source.display(), scripts.display())
+            })?;
+            fs::rename(&partial, &copy)
+                .with_context(|| format!("moving {} to {}", partial.display(), copy.display()))?;
+        }
+        let mut command = Command::new(&self.node);
+        command.arg(copy).current_dir(&self.root).env("NODE_PATH", self.root.join("node_modules"));
+        scrub_aws_env(&mut command);
+        command.env("AWS_EC2_METADATA_DISABLED", "true");
+        Ok(command)
+    }
+}
+
+/// The oldest Node.js major version the pinned SDK supports (its `engines` field).
+const NODE_MIN_MAJOR: u32 = 20;
+
+/// The major version in `node --version`'s output (`v20.11.1`).
+pub fn node_major_version(output: &str) -> Option<u32> {
+    output.trim().strip_prefix('v')?.split('.').next()?.parse().ok()
+}
+
+/// Installs the pinned AWS SDK for JavaScript with `npm ci` into a cached folder unless it is
+/// already there.
+pub fn ensure_node_env() -> anyhow::Result<NodeEnv> {
+    let package_dir = paths::workspace_root().join("tests/node");
+    let manifest = package_dir.join("package.json");
+    let lock = package_dir.join("package-lock.json");
+    let missing = "Node.js 20 or later with npm is needed to run the AWS SDK for JavaScript: \
+                   install nodejs and npm and put `node` and `npm` on PATH";
+    let node = which("node").context(missing)?;
+    let npm = which("npm").context(missing)?;
+    let key = hash_files(&[manifest.clone(), lock.clone()])?;
+    let root = paths::cache_dir().join(format!("node-{key}"));
+    let marker = root.join(".chaperone-complete");
+    if marker.exists() {
+        return Ok(NodeEnv { root, node });
+    }
+    let _lock = FileLock::acquire(&paths::cache_dir().join("locks").join("node"))?;
+    if marker.exists() {
+        return Ok(NodeEnv { root, node });
+    }
+    let version =
+        Command::new(&node).arg("--version").output().context("running node --version")?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    match node_major_version(&version) {
+        Some(major) if major >= NODE_MIN_MAJOR => {}
+        _ => bail!("{} is Node.js {version:?}; {missing}", node.display()),
+    }
+    eprintln!(
+        "chaperone-env: installing the AWS SDK for JavaScript into {} (once)",
+        root.display()
+    );
+    let started = Instant::now();
+    let _ticker = Ticker::start("installing npm packages".into());
+    if root.exists() {
+        fs::remove_dir_all(&root)?;
+    }
+    fs::create_dir_all(&root)?;
+    for file in [&manifest, &lock] {
+        if let Some(name) = file.file_name() {
+            fs::copy(file, root.join(name))
+                .with_context(|| format!("copying {} into {}", file.display(), root.display()))?;
+        }
+    }
+    run(
+        Command::new(npm).current_dir(&root).args(["ci", "--no-audit", "--no-fund"]),
+        "npm ci (tests/node/package-lock.json)",
+    )?;
+    fs::write(&marker, b"ok\n")?;
+    eprintln!("chaperone-env: npm packages installed in {} s", started.elapsed().as_secs());
+    Ok(NodeEnv { root, node })
+}
+
 fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
     let output = command.output().with_context(|| format!("running {what}"))?;
     if !output.status.success() {
@@ -286,6 +399,8 @@ pub struct Provisioned {
     pub etcd: PathBuf,
     /// The Python virtualenv.
     pub python: PythonEnv,
+    /// The AWS SDK for JavaScript.
+    pub node: NodeEnv,
 }
 
 /// Provisions everything (builds run one after the other: the machine has few cores).
@@ -294,12 +409,21 @@ pub fn provision_all() -> anyhow::Result<Provisioned> {
         etcd: ensure_go_program(ETCD)?,
         kube_apiserver: ensure_go_program(KUBE_APISERVER)?,
         python: ensure_python_env()?,
+        node: ensure_node_env()?,
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::required_version;
+    use super::{node_major_version, required_version};
+
+    #[test]
+    fn node_major_version_reads_the_major_of_node_version_output() {
+        assert_eq!(node_major_version("v20.20.2\n"), Some(20));
+        assert_eq!(node_major_version("v8.1.0"), Some(8));
+        assert_eq!(node_major_version("20.1.0"), None);
+        assert_eq!(node_major_version(""), None);
+    }
 
     #[test]
     fn required_version_reads_single_and_block_requires() {
