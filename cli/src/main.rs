@@ -24,6 +24,9 @@ const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Both ring (kube) and aws-lc-rs (the AWS SDK) are compiled into rustls; name one for clients
+    // that use the process default. An error only means a default is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime =
         match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
             Ok(runtime) => runtime,

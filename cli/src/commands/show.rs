@@ -51,29 +51,25 @@ pub async fn run(args: ShowArgs) -> anyhow::Result<ExitCode> {
             }
         }
         OutputFormat::Text => {
-            println!("Session:   {}", summary.session);
-            println!("Location:  {}", summary.location);
+            println!("Session:     {}", summary.session);
+            println!("Location:    {}", summary.location);
+            println!("Connection:  {}/{}", summary.namespace, summary.connection);
             if let Some(agent) = &summary.agent {
                 println!(
-                    "Agent:     {}/{} pod {} (uid {}), role session {}",
-                    agent.namespace,
-                    agent.service_account,
-                    agent.pod_name,
-                    agent.pod_uid,
-                    agent.role_session_name
+                    "Agent:       {} (pod {}, uid {}, role session {})",
+                    agent.service_account, agent.pod_name, agent.pod_uid, agent.role_session_name
                 );
             }
-            println!("Connection: {}", summary.connection);
             if let Some(started) = summary.started {
-                println!("Started:   {}", short_time(started));
+                println!("Started:     {}", short_time(started));
             }
             let replicas: Vec<String> = summary
                 .replicas
                 .iter()
                 .map(|r| format!("{} ({}, {} events)", r.replica, r.status, r.events))
                 .collect();
-            println!("Replicas:  {}", replicas.join(", "));
-            println!("Calls:     {} ({} denied)", summary.calls, summary.denied);
+            println!("Replicas:    {}", replicas.join(", "));
+            println!("Calls:       {} ({} denied)", summary.calls, summary.denied);
             println!(
                 "Not verified here; run `kubectl chaperone sessions verify {}` before relying on it.",
                 summary.session
