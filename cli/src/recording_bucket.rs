@@ -45,6 +45,10 @@ pub enum BucketError {
         endpoint: String,
         credentials: String,
     },
+    #[error(
+        "{endpoint} refused {credentials} ({code}): the access key is unknown or expired, or its secret is wrong; check AWS_PROFILE / AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )]
+    CredentialsRefused { code: String, endpoint: String, credentials: String },
     #[error("{operation} {location} at {endpoint} with {credentials} failed: {detail}")]
     Request {
         operation: &'static str,

@@ -319,9 +319,42 @@ async fn errors_name_the_bucket_the_credentials_and_where_a_session_was_looked_f
         &["sessions", "list", "--bucket", &bucket, "--endpoint-url", env.moto.endpoint()],
     );
     assert_eq!(run.code, Some(2), "{run:?}");
+    // moto answers a wrong secret on ListObjectsV2 with AccessDenied; AWS with SignatureDoesNotMatch.
+    assert!(
+        run.stderr.contains("access denied") || run.stderr.contains("refused access key"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains(&impostor.access_key_id), "{}", run.stderr);
     assert!(run.stderr.contains("the environment (AWS_ACCESS_KEY_ID)"), "{}", run.stderr);
     assert!(!run.stderr.contains(&impostor.secret_access_key), "{}", run.stderr);
+
+    let outsider = support::user_without_permissions(env, &format!("outsider-{bucket}"));
+    let run = run_as(
+        &outsider,
+        &[
+            "sessions",
+            "list",
+            "--bucket",
+            &bucket,
+            "--prefix",
+            "agents/",
+            "--endpoint-url",
+            env.moto.endpoint(),
+        ],
+    );
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("access denied to list s3://{bucket}/agents/v1/")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("access key {}", outsider.access_key_id)),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(&outsider.secret_access_key), "{}", run.stderr);
 
     let absent = chaperone_recording::new_session_id(chaperone_recording::Timestamp::now());
     let run = auditor(env, &bucket, &["sessions", "show", &absent]);

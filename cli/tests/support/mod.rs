@@ -319,3 +319,33 @@ pub fn bucket_name(test: &str) -> String {
     let nanos = Timestamp::now().unix_nanos() % 1_000_000_000;
     format!("cli-{test}-{nanos}").chars().take(63).collect()
 }
+
+const CREATE_USER_WITHOUT_POLICY: &str = r#"
+import json, sys, boto3
+endpoint, key, secret, name = sys.argv[1:5]
+iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id=key, aws_secret_access_key=secret)
+iam.create_user(UserName=name)
+k = iam.create_access_key(UserName=name)["AccessKey"]
+print(json.dumps({"user": name, "accessKeyId": k["AccessKeyId"], "secretAccessKey": k["SecretAccessKey"]}))
+"#;
+
+/// A new IAM user in moto with no policy at all: every S3 call it makes is denied.
+pub fn user_without_permissions(env: &LocalEnv, name: &str) -> AwsUser {
+    let gateway = &env.moto.gateway_user;
+    let output = env
+        .moto
+        .python_command()
+        .args([
+            "-c",
+            CREATE_USER_WITHOUT_POLICY,
+            env.moto.endpoint(),
+            &gateway.access_key_id,
+            &gateway.secret_access_key,
+            name,
+        ])
+        .output()
+        .expect("python runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("the script prints the new user's keys")
+}
