@@ -24,12 +24,12 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum SessionsCommand {
-    /// List recorded sessions (newest date folders are read as the range allows).
-    List(ListArgs),
+    /// List recorded sessions, pruned by the date folders --since and --until cover.
+    List(Box<ListArgs>),
     /// Show one session's calls as a timeline, all replicas merged by time.
-    Show(ShowArgs),
+    Show(Box<ShowArgs>),
     /// Verify a session's chain, digests and signatures against trusted keys; exits 1 on any break.
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
 }
 
 /// Where recordings are read from: a bucket named on the command line, or a RecordingPolicy.

@@ -37,9 +37,9 @@ fn main() -> ExitCode {
         };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Sessions(SessionsCommand::List(args)) => commands::list::run(args).await,
-            Command::Sessions(SessionsCommand::Show(args)) => commands::show::run(args).await,
-            Command::Sessions(SessionsCommand::Verify(args)) => commands::verify::run(args).await,
+            Command::Sessions(SessionsCommand::List(args)) => commands::list::run(*args).await,
+            Command::Sessions(SessionsCommand::Show(args)) => commands::show::run(*args).await,
+            Command::Sessions(SessionsCommand::Verify(args)) => commands::verify::run(*args).await,
             Command::Approvals(command) => {
                 anyhow::bail!(
                     "`approvals {command:?}` is not built yet; nothing was read or changed"

@@ -243,14 +243,19 @@ impl RecordingBucket {
                 bucket: self.bucket.clone(),
                 endpoint: self.endpoint.clone(),
             },
-            Some(
-                "AccessDenied"
-                | "AllAccessDisabled"
-                | "InvalidAccessKeyId"
-                | "SignatureDoesNotMatch",
-            ) => BucketError::AccessDenied {
+            Some("AccessDenied" | "AllAccessDisabled") => BucketError::AccessDenied {
                 operation,
                 location: location.to_owned(),
+                endpoint: self.endpoint.clone(),
+                credentials: self.credentials.clone(),
+            },
+            Some(
+                code @ ("InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "InvalidToken"),
+            ) => BucketError::CredentialsRefused {
+                code: code.to_owned(),
                 endpoint: self.endpoint.clone(),
                 credentials: self.credentials.clone(),
             },

@@ -7,7 +7,6 @@ use std::io::Write;
 use std::time::Duration;
 
 use chaperone_recording::SessionLocation;
-use chaperone_tests::LocalEnv;
 use support::{
     RecordedSession, SessionSpec, auditor, bucket_name, call, denied, public_key, put, record,
     run_as, s3_client, upload,
@@ -371,4 +370,120 @@ async fn errors_name_the_bucket_the_credentials_and_where_a_session_was_looked_f
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("no trusted public keys"), "{}", run.stderr);
     assert!(run.stderr.contains("never trusted"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_policy_and_an_agent_connections_keys_are_read_from_the_cluster() {
+    use chaperone_crds::{AgentConnection, RecordingPolicy};
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::Api;
+    use kube::api::{Patch, PatchParams, PostParams};
+
+    let env = support::environment();
+    let _logs = env.logs_on_failure();
+    let bucket = bucket_name("cluster");
+    let session = record(
+        &SessionSpec::new("team-c", "prod-aws", "pr-bot")
+            .replica("gw-0", vec![call("s3:ListBuckets", "*", 200)]),
+    );
+    let elsewhere = record(
+        &SessionSpec::new("team-d", "prod-aws", "pr-bot")
+            .replica("gw-0", vec![call("s3:ListBuckets", "*", 200)]),
+    );
+    upload(env, &bucket, &[&session, &elsewhere]).await;
+
+    let client = env.control_plane.client().await.expect("admin client");
+    chaperone_tests::env::install_crds(&client).await.expect("CRDs install");
+    let namespace: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "team-c"}}))
+            .expect("namespace");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces.get_opt("team-c").await.expect("get namespace").is_none() {
+        namespaces.create(&PostParams::default(), &namespace).await.expect("namespace created");
+    }
+    let policy: RecordingPolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "chaperone.dev/v1alpha1",
+        "kind": "RecordingPolicy",
+        "metadata": {"name": "audit", "namespace": "team-c"},
+        "spec": {
+            "s3": {"bucket": bucket, "prefix": "agents/", "region": "us-east-1", "endpoint": env.moto.endpoint()},
+            "retention": {"days": 30}
+        }
+    }))
+    .expect("policy");
+    Api::<RecordingPolicy>::namespaced(client.clone(), "team-c")
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("RecordingPolicy created");
+    let connection: AgentConnection = serde_json::from_value(serde_json::json!({
+        "apiVersion": "chaperone.dev/v1alpha1",
+        "kind": "AgentConnection",
+        "metadata": {"name": "prod-aws", "namespace": "team-c"},
+        "spec": {
+            "agents": {"serviceAccounts": ["pr-bot"]},
+            "aws": {"region": "us-east-1", "credentials": {"secretRef": {"name": "aws-prod"}}},
+            "policy": {"allow": ["s3:*"]},
+            "recordingPolicyRef": {"name": "audit"},
+            "session": {"maxDurationSeconds": 3600}
+        }
+    }))
+    .expect("connection");
+    let connections = Api::<AgentConnection>::namespaced(client.clone(), "team-c");
+    connections.create(&PostParams::default(), &connection).await.expect("AgentConnection created");
+    connections
+        .patch_status(
+            "prod-aws",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"recordingPublicKeys": [public_key()]}})),
+        )
+        .await
+        .expect("status patched");
+
+    let kubeconfig = env.control_plane.admin_kubeconfig().to_string_lossy().into_owned();
+    let from_cluster = ["--recording-policy", "audit", "-n", "team-c", "--kubeconfig", &kubeconfig];
+    let auditor = &env.moto.auditor_user;
+
+    let mut args = vec!["sessions", "list"];
+    args.extend(from_cluster);
+    let run = run_as(auditor, &args);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains(&session.id), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains(&elsewhere.id),
+        "limited to the policy's namespace: {}",
+        run.stdout
+    );
+    args.push("--all-namespaces");
+    let run = run_as(auditor, &args);
+    assert!(
+        run.stdout.contains(&session.id) && run.stdout.contains(&elsewhere.id),
+        "{}",
+        run.stdout
+    );
+
+    let mut args = vec!["sessions", "verify", &session.id, "--cluster-keys"];
+    args.extend(from_cluster);
+    let run = run_as(auditor, &args);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("intact"), "{}", run.stdout);
+
+    let run = run_as(
+        auditor,
+        &[
+            "sessions",
+            "list",
+            "--recording-policy",
+            "absent",
+            "-n",
+            "team-c",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+    );
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("RecordingPolicy \"absent\" does not exist in namespace \"team-c\""),
+        "{}",
+        run.stderr
+    );
 }
