@@ -102,8 +102,9 @@ pub struct ListArgs {
     /// Only sessions issued at or before this time: RFC 3339, or an age like 30m, 2h, 7d.
     #[arg(long)]
     pub until: Option<String>,
-    /// Only sessions with a call whose IAM action matches this glob (e.g. 's3:Delete*'); reads
-    /// every segment of every candidate session.
+    /// Only sessions with a call whose IAM action matches this glob (e.g. 's3:Delete*',
+    /// case-insensitive). Matching needs every event, so narrow with -n, --connection and --since
+    /// on large buckets.
     #[arg(long, value_name = "GLOB")]
     pub action: Option<String>,
     /// Output format.

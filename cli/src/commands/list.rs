@@ -1,9 +1,12 @@
 //! `sessions list`: sessions in the bucket, filtered, as a table or JSON.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use chaperone_recording::Timestamp;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::action_glob::ActionGlob;
 use crate::commands::open_source;
@@ -14,6 +17,9 @@ use crate::session_summary::{SessionSummary, has_action, summarize};
 use crate::text_table::TextTable;
 use crate::time_bound::parse_time_bound;
 use crate::timeline::short_time;
+
+/// How many sessions are read at once.
+const PARALLEL_SESSIONS: usize = 8;
 
 pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     let now = Timestamp::now();
@@ -33,9 +39,23 @@ pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         connection: args.connection.clone(),
         range,
     };
+    let locations = find_sessions(bucket, &scope).await?;
+    // Sessions are read a few at a time; each read fetches its objects in parallel too.
+    let permits = Arc::new(Semaphore::new(PARALLEL_SESSIONS));
+    let mut reads = JoinSet::new();
+    for location in locations {
+        let bucket = bucket.clone();
+        let permits = Arc::clone(&permits);
+        reads.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let streams = read_session(&bucket, &location, &[]).await;
+            (location, streams)
+        });
+    }
     let mut summaries: Vec<SessionSummary> = Vec::new();
-    for location in find_sessions(bucket, &scope).await? {
-        let streams = read_session(bucket, &location, &[]).await?;
+    while let Some(joined) = reads.join_next().await {
+        let (location, streams) = joined.context("a session read task failed")?;
+        let streams = streams?;
         if let Some(glob) = &glob
             && !has_action(&streams, glob)
         {
