@@ -91,7 +91,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .collect();
     if report.is_valid() {
         println!(
-            "session {}: intact: {} objects under {}; {}; signed with trusted key {}",
+            "session {}: intact: {} objects under {}; {}; trusted keys: {}",
             args.session,
             objects.len(),
             bucket.url(&location.key_prefix()),
