@@ -71,12 +71,7 @@ pub fn summarize(
             agent.get_or_insert_with(|| manifest.agent.clone());
             started = Some(started.map_or(manifest.started, |s| s.min(manifest.started)));
         }
-        let status = match stream.manifest.as_ref().map(|m| m.status) {
-            Some(StreamStatus::Open) => "open",
-            Some(StreamStatus::Closed) => "closed",
-            Some(StreamStatus::Recovered) => "recovered",
-            None => "no-manifest",
-        };
+        let status = status_name(stream.manifest.as_ref().map(|m| m.status));
         statuses.insert(status);
         replicas.push(ReplicaSummary {
             replica: stream.replica.clone(),
@@ -98,6 +93,16 @@ pub fn summarize(
         status: statuses.into_iter().collect::<Vec<_>>().join(","),
         replicas,
         unreadable,
+    }
+}
+
+/// `open`, `closed`, `recovered`, or `no-manifest` for a stream without one.
+pub fn status_name(status: Option<StreamStatus>) -> &'static str {
+    match status {
+        Some(StreamStatus::Open) => "open",
+        Some(StreamStatus::Closed) => "closed",
+        Some(StreamStatus::Recovered) => "recovered",
+        None => "no-manifest",
     }
 }
 

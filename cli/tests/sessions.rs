@@ -487,3 +487,35 @@ async fn a_recording_policy_and_an_agent_connections_keys_are_read_from_the_clus
         run.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_session_verifies_while_its_digests_keep_up_and_not_once_they_fall_behind_the_grace()
+{
+    let env = support::environment();
+    let _logs = env.logs_on_failure();
+    let bucket = bucket_name("live");
+    // Issued ten minutes ago; its newest digest is from then: within the default 15 minutes.
+    let live = record(
+        &SessionSpec::new("team-a", "prod", "pr-bot")
+            .replica("gw-0", vec![call("s3:PutObject", "arn:aws:s3:::prod-data/a", 200)])
+            .live(),
+    );
+    upload(env, &bucket, &[&live]).await;
+    let key = public_key();
+
+    let run = auditor(env, &bucket, &["sessions", "list"]);
+    let line = run.stdout.lines().find(|l| l.contains(&live.id)).unwrap_or_default();
+    assert!(line.ends_with("no-manifest"), "{}", run.stdout);
+
+    let run = auditor(env, &bucket, &["sessions", "verify", &live.id, "--public-key", &key]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("gw-0 no-manifest, 1 segments, 1 digests"), "{}", run.stdout);
+
+    // With a five-minute grace, ten minutes without a digest means the end may have been cut off.
+    let run = auditor(
+        env,
+        &bucket,
+        &["sessions", "verify", &live.id, "--public-key", &key, "--grace", "5m"],
+    );
+    assert_broken(&run, &["newer digests, and the segments they list, may have been deleted"]);
+}

@@ -12,6 +12,7 @@ use crate::commands::{RecordingSource, connect_cluster, open_source};
 use crate::flags::VerifyArgs;
 use crate::session_catalog::locate_session;
 use crate::session_reader::session_keys;
+use crate::session_summary::status_name;
 use crate::time_bound::parse_age;
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -76,13 +77,10 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .streams
         .iter()
         .map(|s| {
-            let status = match s.status {
-                Some(status) => format!("{status:?}").to_lowercase(),
-                None => "no manifest".to_owned(),
-            };
             format!(
-                "{} {status}, {} segments, {} digests, {} events",
+                "{} {}, {} segments, {} digests, {} events",
                 s.stream.replica(),
+                status_name(s.status),
                 s.segments,
                 s.digests,
                 s.events.len()

@@ -64,6 +64,8 @@ pub struct SessionSpec {
     pub replicas: Vec<(&'static str, Vec<Call>)>,
     /// Calls per segment (each replica cuts a segment after this many).
     pub calls_per_segment: usize,
+    /// Still being recorded: no `session.end`, no manifest yet, no final digest.
+    pub live: bool,
 }
 
 impl SessionSpec {
@@ -81,7 +83,13 @@ impl SessionSpec {
             age: Duration::from_secs(600),
             replicas: Vec::new(),
             calls_per_segment: 2,
+            live: false,
         }
+    }
+
+    pub fn live(mut self) -> Self {
+        self.live = true;
+        self
     }
 
     pub fn replica(mut self, name: &'static str, calls: Vec<Call>) -> Self {
@@ -107,7 +115,8 @@ fn after(start: Timestamp, millis: u64) -> Timestamp {
     start.checked_add(Duration::from_millis(millis)).expect("fixture time is representable")
 }
 
-/// Records a closed session (every replica ended with `expired`, manifest and final digest).
+/// Records a session: closed (every replica ended with `expired`, manifest and final digest), or
+/// live (segments and digests only).
 pub fn record(spec: &SessionSpec) -> RecordedSession {
     let issued = Timestamp::now().checked_sub(spec.age).expect("fixture time is representable");
     let id = new_session_id(issued);
@@ -144,7 +153,7 @@ pub fn record(spec: &SessionSpec) -> RecordedSession {
                 let call_id = format!("{replica}-{segment}-{i}");
                 record_call(&mut writer, after(issued, clock), &call_id, c);
             }
-            let last = segment + 1 == chunk_count;
+            let last = segment + 1 == chunk_count && !spec.live;
             if last {
                 clock += 1000;
                 writer
