@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// Read, verify and replay Chaperone recordings; decide approval requests.
 #[derive(Parser, Debug)]
@@ -34,9 +34,10 @@ pub enum SessionsCommand {
 
 /// Where recordings are read from: a bucket named on the command line, or a RecordingPolicy.
 #[derive(Args, Debug, Clone)]
+#[command(group(ArgGroup::new("recordings").required(true).args(["bucket", "recording_policy"])))]
 pub struct SourceFlags {
     /// Bucket holding the recordings.
-    #[arg(long, required_unless_present = "recording_policy", conflicts_with = "recording_policy")]
+    #[arg(long)]
     pub bucket: Option<String>,
     /// Key prefix of the recordings (the RecordingPolicy's s3.prefix): empty, or ending with '/'.
     /// Default: '' (or the RecordingPolicy's).
