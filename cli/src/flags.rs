@@ -28,7 +28,8 @@ pub enum SessionsCommand {
     List(Box<ListArgs>),
     /// Show one session's calls as a timeline, all replicas merged by time.
     Show(Box<ShowArgs>),
-    /// Verify a session's chain, digests and signatures against trusted keys; exits 1 on any break.
+    /// Verify a session's chain, digests and signatures against keys you trust (never keys found in
+    /// the bucket). Exits 0 when intact, 1 with one line per problem, 2 when it cannot verify.
     Verify(Box<VerifyArgs>),
 }
 
