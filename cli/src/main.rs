@@ -1,64 +1,57 @@
 //! `kubectl-chaperone`: the auditors' and reviewers' command line, run as `kubectl chaperone ...`.
 
-use clap::{Parser, Subcommand};
+mod action_glob;
+mod cluster;
+mod commands;
+mod flags;
+mod recording_bucket;
+mod session_catalog;
+mod session_reader;
+mod session_summary;
+mod text_table;
+mod time_bound;
+mod timeline;
 
-/// Read, verify and replay Chaperone recordings; decide approval requests.
-#[derive(Parser, Debug)]
-#[command(name = "kubectl-chaperone", version, about, long_about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use std::process::ExitCode;
 
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Recorded sessions: list, show, verify.
-    #[command(subcommand)]
-    Sessions(SessionsCommand),
-    /// Approval requests: list, approve, deny.
-    #[command(subcommand)]
-    Approvals(ApprovalsCommand),
-}
+use clap::Parser;
 
-#[derive(Subcommand, Debug)]
-enum SessionsCommand {
-    /// List recorded sessions.
-    List,
-    /// Show one session's calls as a timeline.
-    Show {
-        /// Session id.
-        session: String,
-    },
-    /// Verify a session's chain, digests and signatures; exits non-zero on any break.
-    Verify {
-        /// Session id.
-        session: String,
-    },
-}
+use crate::flags::{Cli, Command, SessionsCommand};
 
-#[derive(Subcommand, Debug)]
-enum ApprovalsCommand {
-    /// List approval requests.
-    List,
-    /// Approve a held call.
-    Approve {
-        /// ApprovalRequest name.
-        name: String,
-        /// Why you approve.
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Deny a held call.
-    Deny {
-        /// ApprovalRequest name.
-        name: String,
-        /// Why you deny (shown to the agent).
-        #[arg(long)]
-        reason: String,
-    },
-}
+/// Exit status when the command could not do its work (as opposed to `verify` finding problems,
+/// which exits 1).
+const EXIT_ERROR: u8 = 2;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    anyhow::bail!("`{:?}` is not built yet; nothing was read or changed", cli.command)
+    // Both ring (kube) and aws-lc-rs (the AWS SDK) are compiled into rustls; name one for clients
+    // that use the process default. An error only means a default is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::from(EXIT_ERROR);
+            }
+        };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Sessions(SessionsCommand::List(args)) => commands::list::run(*args).await,
+            Command::Sessions(SessionsCommand::Show(args)) => commands::show::run(*args).await,
+            Command::Sessions(SessionsCommand::Verify(args)) => commands::verify::run(*args).await,
+            Command::Approvals(command) => {
+                anyhow::bail!(
+                    "`approvals {command:?}` is not built yet; nothing was read or changed"
+                )
+            }
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
 }

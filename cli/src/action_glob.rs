@@ -1,0 +1,71 @@
+//! IAM action globs (`s3:Delete*`, `dynamodb:?etItem`): `*` matches any run of characters, `?`
+//! one character, and matching ignores case, as IAM's own action matching does.
+
+/// A compiled action glob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionGlob {
+    pattern: Vec<char>,
+}
+
+impl ActionGlob {
+    pub fn new(pattern: &str) -> Self {
+        Self { pattern: pattern.to_lowercase().chars().collect() }
+    }
+
+    /// True when `action` matches the whole pattern.
+    pub fn matches(&self, action: &str) -> bool {
+        let action: Vec<char> = action.to_lowercase().chars().collect();
+        let (mut p, mut a) = (0, 0);
+        // Where the last `*` was, and how much of the action it has swallowed so far.
+        let mut backtrack: Option<(usize, usize)> = None;
+        while a < action.len() {
+            match self.pattern.get(p) {
+                Some('*') => {
+                    backtrack = Some((p, a));
+                    p += 1;
+                }
+                Some(c) if *c == '?' || Some(c) == action.get(a) => {
+                    p += 1;
+                    a += 1;
+                }
+                _ => match backtrack {
+                    Some((star, swallowed)) => {
+                        p = star + 1;
+                        a = swallowed + 1;
+                        backtrack = Some((star, swallowed + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        self.pattern[p..].iter().all(|c| *c == '*')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stars_and_question_marks_match_like_iam_and_case_is_ignored() {
+        let cases = [
+            ("s3:*", "s3:PutObject", true),
+            ("s3:Delete*", "s3:DeleteBucket", true),
+            ("s3:delete*", "s3:DeleteObject", true),
+            ("s3:Delete*", "s3:PutObject", false),
+            ("*", "iam:CreateUser", true),
+            ("dynamodb:?etItem", "dynamodb:GetItem", true),
+            ("dynamodb:?etItem", "dynamodb:BatchGetItem", false),
+            ("*:Get*", "secretsmanager:GetSecretValue", true),
+            ("s3:*Object", "s3:PutObjectAcl", false),
+            ("s3:*Object*", "s3:PutObjectAcl", true),
+            ("s3:PutObject", "s3:PutObject", true),
+            ("s3:PutObject", "s3:PutObjectAcl", false),
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "aXbYbZ", false),
+        ];
+        for (pattern, action, expected) in cases {
+            assert_eq!(ActionGlob::new(pattern).matches(action), expected, "{pattern} {action}");
+        }
+    }
+}

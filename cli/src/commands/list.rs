@@ -1,0 +1,112 @@
+//! `sessions list`: sessions in the bucket, filtered, as a table or JSON.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chaperone_recording::Timestamp;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::action_glob::ActionGlob;
+use crate::commands::open_source;
+use crate::flags::{ListArgs, OutputFormat};
+use crate::session_catalog::{CatalogScope, TimeRange, find_sessions};
+use crate::session_reader::read_session;
+use crate::session_summary::{SessionSummary, has_action, summarize};
+use crate::text_table::TextTable;
+use crate::time_bound::parse_time_bound;
+use crate::timeline::short_time;
+
+/// How many sessions are read at once.
+const PARALLEL_SESSIONS: usize = 8;
+
+pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let now = Timestamp::now();
+    let bound = |text: &Option<String>, flag: &str| {
+        text.as_deref()
+            .map(|t| parse_time_bound(t, now))
+            .transpose()
+            .with_context(|| format!("reading {flag}"))
+    };
+    let range =
+        TimeRange { since: bound(&args.since, "--since")?, until: bound(&args.until, "--until")? };
+    let glob = args.action.as_deref().map(ActionGlob::new);
+    let source = open_source(&args.source, args.all_namespaces).await?;
+    let bucket = &source.bucket;
+    let scope = CatalogScope {
+        namespace: source.namespace.clone(),
+        connection: args.connection.clone(),
+        range,
+    };
+    let locations = find_sessions(bucket, &scope).await?;
+    // Sessions are read a few at a time; each read fetches its objects in parallel too.
+    let permits = Arc::new(Semaphore::new(PARALLEL_SESSIONS));
+    let mut reads = JoinSet::new();
+    for location in locations {
+        let bucket = bucket.clone();
+        let permits = Arc::clone(&permits);
+        reads.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let streams = read_session(&bucket, &location, &[]).await;
+            (location, streams)
+        });
+    }
+    let mut summaries: Vec<SessionSummary> = Vec::new();
+    while let Some(joined) = reads.join_next().await {
+        let (location, streams) = joined.context("a session read task failed")?;
+        let streams = streams?;
+        if let Some(glob) = &glob
+            && !has_action(&streams, glob)
+        {
+            continue;
+        }
+        let summary = summarize(&location, bucket.url(&location.key_prefix()), &streams);
+        if let Some(agent) = &args.agent
+            && summary.agent.as_ref().is_none_or(|a| &a.service_account != agent)
+        {
+            continue;
+        }
+        for problem in &summary.unreadable {
+            eprintln!("warning: session {}: {problem}", summary.session);
+        }
+        summaries.push(summary);
+    }
+    summaries.sort_by(|a, b| (a.started, &a.session).cmp(&(b.started, &b.session)));
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summaries)?),
+        OutputFormat::Text if summaries.is_empty() => {
+            eprintln!(
+                "No sessions found under {}.",
+                bucket.url(&format!("{}v1/", bucket.prefix()))
+            );
+        }
+        OutputFormat::Text => {
+            let mut table = TextTable::new(&[
+                "SESSION",
+                "NAMESPACE",
+                "CONNECTION",
+                "AGENT",
+                "POD",
+                "STARTED",
+                "CALLS",
+                "STATUS",
+            ]);
+            for s in &summaries {
+                let agent = s.agent.as_ref();
+                table.push(vec![
+                    s.session.clone(),
+                    s.namespace.clone(),
+                    s.connection.clone(),
+                    agent.map_or("-".to_owned(), |a| a.service_account.clone()),
+                    agent.map_or("-".to_owned(), |a| a.pod_name.clone()),
+                    s.started.map_or("-".to_owned(), short_time),
+                    s.calls.to_string(),
+                    s.status.clone(),
+                ]);
+            }
+            print!("{}", table.render());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,77 @@
+//! The subcommands, and what they share: opening the recording bucket from flags or from a
+//! RecordingPolicy.
+
+pub mod list;
+pub mod show;
+pub mod verify;
+
+use anyhow::{Context, bail};
+
+use crate::cluster::Cluster;
+use crate::flags::{ClusterFlags, SourceFlags};
+use crate::recording_bucket::{BucketAddress, RecordingBucket};
+
+/// The bucket to read, the namespace sessions are limited to, and the cluster if one was used.
+pub struct RecordingSource {
+    pub bucket: RecordingBucket,
+    pub namespace: Option<String>,
+    pub cluster: Option<Cluster>,
+}
+
+/// Connects to the cluster named by the kubeconfig flags.
+pub async fn connect_cluster(flags: &ClusterFlags) -> anyhow::Result<Cluster> {
+    Ok(Cluster::connect(flags.kubeconfig.as_deref(), flags.context.as_deref()).await?)
+}
+
+/// Opens the bucket named by `--bucket` or by `--recording-policy`. With a policy, sessions are
+/// limited to its namespace unless `all_namespaces`.
+pub async fn open_source(
+    flags: &SourceFlags,
+    all_namespaces: bool,
+) -> anyhow::Result<RecordingSource> {
+    let (address, namespace, cluster) = match (&flags.recording_policy, &flags.bucket) {
+        (Some(policy), _) => {
+            let cluster = connect_cluster(&flags.cluster).await?;
+            let namespace = flags
+                .cluster
+                .namespace
+                .clone()
+                .unwrap_or_else(|| cluster.default_namespace().to_owned());
+            let s3 = cluster
+                .recording_destination(&namespace, policy)
+                .await
+                .with_context(|| format!("reading RecordingPolicy {policy:?} for its bucket"))?;
+            let address = BucketAddress {
+                bucket: s3.bucket,
+                prefix: flags.prefix.clone().unwrap_or(s3.prefix),
+                region: flags.region.clone().or(Some(s3.region)),
+                endpoint: flags.endpoint_url.clone().or(s3.endpoint),
+                profile: flags.profile.clone(),
+            };
+            (address, (!all_namespaces).then_some(namespace), Some(cluster))
+        }
+        (None, Some(bucket)) => {
+            let address = BucketAddress {
+                bucket: bucket.clone(),
+                prefix: flags.prefix.clone().unwrap_or_default(),
+                region: flags.region.clone(),
+                endpoint: flags.endpoint_url.clone(),
+                profile: flags.profile.clone(),
+            };
+            (address, flags.cluster.namespace.clone(), None)
+        }
+        (None, None) => bail!(
+            "say where recordings are: --bucket NAME, or --recording-policy NAME -n NAMESPACE"
+        ),
+    };
+    if address.prefix.starts_with('/')
+        || !(address.prefix.is_empty() || address.prefix.ends_with('/'))
+    {
+        bail!(
+            "prefix {:?} must be empty or end with '/' and not start with '/', e.g. agents/",
+            address.prefix
+        );
+    }
+    let bucket = RecordingBucket::open(&address).await?;
+    Ok(RecordingSource { bucket, namespace, cluster })
+}

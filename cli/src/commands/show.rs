@@ -1,0 +1,82 @@
+//! `sessions show`: one session's calls as a timeline, or its events as recorded.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use chaperone_recording::merge_by_time;
+
+use crate::commands::open_source;
+use crate::flags::{OutputFormat, ShowArgs};
+use crate::session_catalog::locate_session;
+use crate::session_reader::read_session;
+use crate::session_summary::summarize;
+use crate::timeline::{calls, render, short_time};
+
+pub async fn run(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let source = open_source(&args.source, false).await?;
+    let bucket = &source.bucket;
+    let location = locate_session(
+        bucket,
+        &args.session,
+        source.namespace.as_deref(),
+        args.connection.as_deref(),
+    )
+    .await?;
+    let streams = read_session(bucket, &location, &args.replica).await?;
+    if streams.is_empty() {
+        let all = read_session(bucket, &location, &[]).await?;
+        let names: Vec<&str> = all.iter().map(|s| s.replica.as_str()).collect();
+        bail!(
+            "session {} has no stream of replica {} under {}; its replicas are: {}",
+            args.session,
+            args.replica.join(", "),
+            bucket.url(&location.key_prefix()),
+            names.join(", ")
+        );
+    }
+    for stream in &streams {
+        for problem in &stream.unreadable {
+            eprintln!("warning: {problem}");
+        }
+    }
+    let summary = summarize(&location, bucket.url(&location.key_prefix()), &streams);
+    let events = merge_by_time(streams.iter().map(|s| s.events.clone()).collect());
+    match args.output {
+        OutputFormat::Json => {
+            let mut out = std::io::stdout().lock();
+            for recorded in &events {
+                out.write_all(&recorded.line)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        OutputFormat::Text => {
+            println!("Session:     {}", summary.session);
+            println!("Location:    {}", summary.location);
+            println!("Connection:  {}/{}", summary.namespace, summary.connection);
+            if let Some(agent) = &summary.agent {
+                println!(
+                    "Agent:       {} (pod {}, uid {}, role session {})",
+                    agent.service_account, agent.pod_name, agent.pod_uid, agent.role_session_name
+                );
+            }
+            if let Some(started) = summary.started {
+                println!("Started:     {}", short_time(started));
+            }
+            let replicas: Vec<String> = summary
+                .replicas
+                .iter()
+                .map(|r| format!("{} ({}, {} events)", r.replica, r.status, r.events))
+                .collect();
+            println!("Replicas:    {}", replicas.join(", "));
+            println!("Calls:       {} ({} denied)", summary.calls, summary.denied);
+            println!(
+                "Not verified here; run `kubectl chaperone sessions verify {}` before relying on it.",
+                summary.session
+            );
+            println!();
+            print!("{}", render(&calls(&events), streams.len() > 1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

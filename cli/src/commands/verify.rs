@@ -1,0 +1,137 @@
+//! `sessions verify`: every object of a session through the recording crate's SessionVerifier,
+//! against keys the auditor trusts (never keys found in the bucket).
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chaperone_recording::{
+    KeyId, SessionLocation, SessionVerifier, Timestamp, TrustedKeys, VerifyOptions,
+};
+
+use crate::commands::{RecordingSource, connect_cluster, open_source};
+use crate::flags::VerifyArgs;
+use crate::session_catalog::locate_session;
+use crate::session_reader::session_keys;
+use crate::session_summary::status_name;
+use crate::time_bound::parse_age;
+
+pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    if args.public_key.is_empty() && args.public_keys_file.is_none() && !args.cluster_keys {
+        bail!(
+            "no trusted public keys: pass --public-key BASE64, --public-keys-file PATH, or --cluster-keys \
+             (the AgentConnection's status.recordingPublicKeys); keys stored in the recording bucket are \
+             never trusted, since whoever can rewrite recordings could replace them too"
+        );
+    }
+    let grace = parse_age(&args.grace)
+        .with_context(|| format!("--grace {:?} is not an age like 15m or 1h", args.grace))?;
+    let mut keys = TrustedKeys::new();
+    let mut key_ids: Vec<KeyId> = Vec::new();
+    for (i, text) in args.public_key.iter().enumerate() {
+        key_ids.push(
+            keys.insert_encoded(text).with_context(|| format!("--public-key number {}", i + 1))?,
+        );
+    }
+    if let Some(path) = &args.public_keys_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --public-keys-file {}", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            key_ids.push(
+                keys.insert_encoded(line)
+                    .with_context(|| format!("{} line {}", path.display(), i + 1))?,
+            );
+        }
+    }
+    let source = open_source(&args.source, false).await?;
+    let bucket = &source.bucket;
+    let location = locate_session(
+        bucket,
+        &args.session,
+        source.namespace.as_deref(),
+        args.connection.as_deref(),
+    )
+    .await?;
+    if args.cluster_keys {
+        for text in cluster_keys(&source, &args, &location).await? {
+            key_ids.push(keys.insert_encoded(&text).with_context(|| {
+                format!(
+                    "AgentConnection {}/{} status.recordingPublicKeys",
+                    location.namespace(),
+                    location.connection()
+                )
+            })?);
+        }
+    }
+    key_ids.sort();
+    key_ids.dedup();
+    let keys_used: Vec<&str> = key_ids.iter().map(KeyId::as_str).collect();
+    let object_keys = session_keys(bucket, &location).await?;
+    let objects = bucket.get_all(&object_keys).await?;
+    let options = VerifyOptions { now: Timestamp::now(), digest_grace: grace };
+    let report = SessionVerifier::new(keys, options).verify(&objects);
+    let streams: Vec<String> = report
+        .streams
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}, {} segments, {} digests, {} events",
+                s.stream.replica(),
+                status_name(s.status),
+                s.segments,
+                s.digests,
+                s.events.len()
+            )
+        })
+        .collect();
+    if report.is_valid() {
+        println!(
+            "session {}: intact: {} objects under {}; {}; trusted keys: {}",
+            args.session,
+            objects.len(),
+            bucket.url(&location.key_prefix()),
+            streams.join("; "),
+            keys_used.join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &report.problems {
+        println!("{problem}");
+    }
+    println!(
+        "session {}: NOT intact: {} problem(s) in {} objects under {} (trusted keys: {})",
+        args.session,
+        report.problems.len(),
+        objects.len(),
+        bucket.url(&location.key_prefix()),
+        keys_used.join(", ")
+    );
+    Ok(ExitCode::from(1))
+}
+
+/// The keys the session's AgentConnection publishes.
+async fn cluster_keys(
+    source: &RecordingSource,
+    args: &VerifyArgs,
+    location: &SessionLocation,
+) -> anyhow::Result<Vec<String>> {
+    let cluster = match &source.cluster {
+        Some(cluster) => cluster.clone(),
+        None => connect_cluster(&args.source.cluster).await?,
+    };
+    let keys = cluster
+        .recording_public_keys(location.namespace(), location.connection())
+        .await
+        .context("reading the trusted keys for --cluster-keys")?;
+    if keys.is_empty() {
+        bail!(
+            "AgentConnection {}/{} publishes no status.recordingPublicKeys (is the operator running?); pass --public-key instead",
+            location.namespace(),
+            location.connection()
+        );
+    }
+    Ok(keys)
+}

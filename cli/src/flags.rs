@@ -1,0 +1,177 @@
+//! Command-line flags.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+
+/// Read, verify and replay Chaperone recordings; decide approval requests.
+#[derive(Parser, Debug)]
+#[command(name = "kubectl-chaperone", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Recorded sessions: list, show, verify.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Approval requests: list, approve, deny.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsCommand {
+    /// List recorded sessions, pruned by the date folders --since and --until cover.
+    List(Box<ListArgs>),
+    /// Show one session's calls as a timeline, all replicas merged by time.
+    Show(Box<ShowArgs>),
+    /// Verify a session's chain, digests and signatures against keys you trust (never keys found in
+    /// the bucket). Exits 0 when intact, 1 with one line per problem, 2 when it cannot verify.
+    Verify(Box<VerifyArgs>),
+}
+
+/// Where recordings are read from: a bucket named on the command line, or a RecordingPolicy.
+#[derive(Args, Debug, Clone)]
+#[command(group(ArgGroup::new("recordings").required(true).args(["bucket", "recording_policy"])))]
+pub struct SourceFlags {
+    /// Bucket holding the recordings.
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Key prefix of the recordings (the RecordingPolicy's s3.prefix): empty, or ending with '/'.
+    /// Default: '' (or the RecordingPolicy's).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// The bucket's region. Default: the AWS configuration's (or the RecordingPolicy's), else us-east-1.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Endpoint URL of an S3-compatible store (path-style addressing). Default: AWS (or the
+    /// RecordingPolicy's endpoint).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// AWS profile to read with (default: AWS_PROFILE, or the default credential chain).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Read bucket, prefix, region and endpoint from this RecordingPolicy (in --namespace) in the
+    /// cluster; --prefix, --region and --endpoint-url override its values.
+    #[arg(long, value_name = "NAME")]
+    pub recording_policy: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+}
+
+/// How to reach the cluster, as kubectl does.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterFlags {
+    /// Agents' namespace: sessions are limited to it, and cluster objects are read from it
+    /// (default for cluster lookups: the kubeconfig context's namespace).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Path to the kubeconfig (default: KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current context).
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table (list) or a timeline (show).
+    Text,
+    /// JSON: an array of sessions (list) or the events as JSON Lines, exactly as recorded (show).
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub source: SourceFlags,
+    /// With --recording-policy: list every namespace under the policy's prefix, not only --namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Only sessions of this AgentConnection.
+    #[arg(long)]
+    pub connection: Option<String>,
+    /// Only sessions of this agent (service account name).
+    #[arg(long, value_name = "SERVICE_ACCOUNT")]
+    pub agent: Option<String>,
+    /// Only sessions issued at or after this time: RFC 3339, or an age like 30m, 2h, 7d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only sessions issued at or before this time: RFC 3339, or an age like 30m, 2h, 7d.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only sessions with a call whose IAM action matches this glob (e.g. 's3:Delete*',
+    /// case-insensitive). Matching needs every event, so narrow with -n, --connection and --since
+    /// on large buckets.
+    #[arg(long, value_name = "GLOB")]
+    pub action: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Session id (a UUIDv7, as `sessions list` prints it).
+    pub session: String,
+    #[command(flatten)]
+    pub source: SourceFlags,
+    /// The session's AgentConnection, when the id is recorded under several.
+    #[arg(long)]
+    pub connection: Option<String>,
+    /// Only the stream of this gateway replica (repeatable).
+    #[arg(long)]
+    pub replica: Vec<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Session id (a UUIDv7, as `sessions list` prints it).
+    pub session: String,
+    #[command(flatten)]
+    pub source: SourceFlags,
+    /// The session's AgentConnection, when the id is recorded under several.
+    #[arg(long)]
+    pub connection: Option<String>,
+    /// A trusted Ed25519 public key, standard base64 of its 32 bytes (repeatable).
+    #[arg(long, value_name = "BASE64")]
+    pub public_key: Vec<String>,
+    /// A file of trusted public keys: one base64 key per line; blank lines and '#' comments ignored.
+    #[arg(long, value_name = "PATH")]
+    pub public_keys_file: Option<PathBuf>,
+    /// Also trust the keys the session's AgentConnection publishes in status.recordingPublicKeys.
+    #[arg(long)]
+    pub cluster_keys: bool,
+    /// How far behind now (or past the session's end) the newest digest may be: 15m, 1h...
+    #[arg(long, default_value = "15m")]
+    pub grace: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApprovalsCommand {
+    /// List approval requests.
+    List,
+    /// Approve a held call.
+    Approve {
+        /// ApprovalRequest name.
+        name: String,
+        /// Why you approve.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Deny a held call.
+    Deny {
+        /// ApprovalRequest name.
+        name: String,
+        /// Why you deny (shown to the agent).
+        #[arg(long)]
+        reason: String,
+    },
+}

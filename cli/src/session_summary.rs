@@ -1,0 +1,116 @@
+//! One line's worth about a session, for `sessions list`: who, when, how many calls, how it ended.
+
+use std::collections::BTreeSet;
+
+use chaperone_recording::{
+    AgentIdentity, EventBody, SessionLocation, StreamStatus, Timestamp, session_id_time,
+};
+use serde::Serialize;
+
+use crate::action_glob::ActionGlob;
+use crate::session_reader::ReplicaRecording;
+
+/// A session as `sessions list` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionSummary {
+    pub session: String,
+    pub namespace: String,
+    pub connection: String,
+    /// `s3://bucket/<prefix>v1/.../<session>/`
+    pub location: String,
+    pub agent: Option<AgentIdentity>,
+    pub started: Option<Timestamp>,
+    /// Calls recorded (forwarded or denied), over all replicas.
+    pub calls: u64,
+    /// Of those, calls denied by policy or by a reviewer.
+    pub denied: u64,
+    /// The replicas' statuses joined with `,`: `open`, `closed`, `recovered`, `no-manifest`.
+    pub status: String,
+    pub replicas: Vec<ReplicaSummary>,
+    /// What could not be read.
+    pub unreadable: Vec<String>,
+}
+
+/// One replica's stream of a session.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplicaSummary {
+    pub replica: String,
+    pub status: String,
+    pub segments: usize,
+    pub events: usize,
+}
+
+/// Summarizes the replica streams of the session at `location` (found at `url`).
+pub fn summarize(
+    location: &SessionLocation,
+    url: String,
+    streams: &[ReplicaRecording],
+) -> SessionSummary {
+    let mut agent = None;
+    let mut started: Option<Timestamp> = None;
+    let (mut calls, mut denied) = (0, 0);
+    let mut replicas = Vec::new();
+    let mut statuses = BTreeSet::new();
+    let mut unreadable = Vec::new();
+    for stream in streams {
+        for recorded in &stream.events {
+            match &recorded.event.body {
+                EventBody::SessionStart(start) => {
+                    agent.get_or_insert_with(|| start.agent.clone());
+                    started = Some(started.map_or(recorded.event.ts, |s| s.min(recorded.event.ts)));
+                }
+                EventBody::Request(_) => calls += 1,
+                EventBody::Denied(_) => {
+                    calls += 1;
+                    denied += 1;
+                }
+                _ => {}
+            }
+        }
+        if let Some(manifest) = &stream.manifest {
+            agent.get_or_insert_with(|| manifest.agent.clone());
+            started = Some(started.map_or(manifest.started, |s| s.min(manifest.started)));
+        }
+        let status = status_name(stream.manifest.as_ref().map(|m| m.status));
+        statuses.insert(status);
+        replicas.push(ReplicaSummary {
+            replica: stream.replica.clone(),
+            status: status.to_owned(),
+            segments: stream.segments,
+            events: stream.events.len(),
+        });
+        unreadable.extend(stream.unreadable.iter().cloned());
+    }
+    SessionSummary {
+        session: location.session().to_owned(),
+        namespace: location.namespace().to_owned(),
+        connection: location.connection().to_owned(),
+        location: url,
+        agent,
+        started: started.or_else(|| session_id_time(location.session())),
+        calls,
+        denied,
+        status: statuses.into_iter().collect::<Vec<_>>().join(","),
+        replicas,
+        unreadable,
+    }
+}
+
+/// `open`, `closed`, `recovered`, or `no-manifest` for a stream without one.
+pub fn status_name(status: Option<StreamStatus>) -> &'static str {
+    match status {
+        Some(StreamStatus::Open) => "open",
+        Some(StreamStatus::Closed) => "closed",
+        Some(StreamStatus::Recovered) => "recovered",
+        None => "no-manifest",
+    }
+}
+
+/// True when some call of the session (forwarded or denied) has an action matching `glob`.
+pub fn has_action(streams: &[ReplicaRecording], glob: &ActionGlob) -> bool {
+    streams.iter().flat_map(|s| &s.events).any(|recorded| match &recorded.event.body {
+        EventBody::Request(request) => request.aws.actions.iter().any(|a| glob.matches(a)),
+        EventBody::Denied(denied) => denied.aws.actions.iter().any(|a| glob.matches(a)),
+        _ => false,
+    })
+}
