@@ -103,7 +103,7 @@ for (const step of STEPS) {
   }
   if (step === expectDenied) {
     if (failure && errorCode(failure) === "AccessDenied") {
-      report({ step, ok: true, denied: true, code: "AccessDenied" });
+      report({ step, ok: true, denied: true, code: "AccessDenied", message: String(failure.message ?? "") });
       process.exit(0);
     }
     if (!failure) {

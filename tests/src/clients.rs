@@ -89,13 +89,13 @@ impl StepResult {
         Self { step: step.name().into(), ok: true, denied: false, code: None, message: None }
     }
 
-    fn denied(step: S3Step) -> Self {
+    fn denied(step: S3Step, message: String) -> Self {
         Self {
             step: step.name().into(),
             ok: true,
             denied: true,
             code: Some("AccessDenied".into()),
-            message: None,
+            message: Some(message),
         }
     }
 
@@ -236,7 +236,9 @@ async fn run_rust_s3_session(
         let outcome = run_step(&s3, step, bucket, &body).await;
         if expect_denied == Some(step) {
             let result = match outcome {
-                Err(failure) if failure.code == "AccessDenied" => StepResult::denied(step),
+                Err(failure) if failure.code == "AccessDenied" => {
+                    StepResult::denied(step, failure.message)
+                }
                 Ok(()) => StepResult::failed(
                     step,
                     "UnexpectedSuccess",
