@@ -268,10 +268,164 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn re_signed_chunks_have_the_announced_length_and_verify_with_the_same_key() {
+        use crate::sigv4::{ChunkedPayloadVerifier, SigningKey};
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for chunk_size in [65_536usize, 1000, 200_000, 300_000] {
+            let key = SigningKey::derive("secret", "20261125", "us-east-1", "s3");
+            let seed = "a".repeat(64);
+            let scope = "20261125/us-east-1/s3/aws4_request".to_owned();
+            let body = ChunkSigningBody::new(
+                Full::new(Bytes::from(payload.clone())),
+                chunk_size,
+                key.clone(),
+                "20261125T120000Z".into(),
+                scope.clone(),
+                seed.clone(),
+            );
+            let wire = body.collect().await.unwrap().to_bytes();
+            assert_eq!(
+                wire.len() as u64,
+                signed_chunked_length(payload.len() as u64, chunk_size as u64)
+            );
+            let mut verifier =
+                ChunkedPayloadVerifier::for_test_chain(key, "20261125T120000Z", &scope, &seed);
+            let mut decoded = Vec::new();
+            verifier.feed(&wire, &mut decoded).unwrap();
+            verifier.finish().unwrap();
+            assert_eq!(decoded, payload, "chunk size {chunk_size}");
+        }
+    }
+
+    #[tokio::test]
     async fn buffering_refuses_bodies_over_the_limit() {
         let error = buffer_body(Full::new(Bytes::from(vec![0u8; 11])), 10).await.unwrap_err();
         assert!(error.to_string().contains("larger than 10 bytes"), "{error}");
         let ok = buffer_body(Full::new(Bytes::from_static(b"0123456789")), 10).await.unwrap();
         assert_eq!(&ok[..], b"0123456789");
+    }
+}
+
+/// Bytes of aws-chunked framing around one chunk of `length` bytes with a SigV4 chunk signature.
+fn signed_chunk_overhead(length: u64) -> u64 {
+    let hex_digits = format!("{length:x}").len() as u64;
+    hex_digits + ";chunk-signature=".len() as u64 + 64 + 2 + 2
+}
+
+/// Length on the wire of `decoded` payload bytes re-chunked at `chunk_size` with SigV4 chunk
+/// signatures, final empty chunk included (what `content-length` must say).
+pub fn signed_chunked_length(decoded: u64, chunk_size: u64) -> u64 {
+    let full = decoded / chunk_size;
+    let rest = decoded % chunk_size;
+    let mut total = full * (chunk_size + signed_chunk_overhead(chunk_size));
+    if rest > 0 {
+        total += rest + signed_chunk_overhead(rest);
+    }
+    total + signed_chunk_overhead(0)
+}
+
+/// Re-encodes a plain payload stream as aws-chunked with SigV4 chunk signatures chained from the
+/// outbound request's seed signature (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`). Chunks are exactly
+/// `chunk_size` bytes but the last, so the length is known before the first byte.
+pub struct ChunkSigningBody<B> {
+    inner: B,
+    buffer: BytesMut,
+    chunk_size: usize,
+    key: crate::sigv4::SigningKey,
+    amz_date: String,
+    scope: String,
+    previous: String,
+    inner_done: bool,
+    finished: bool,
+}
+
+impl<B> ChunkSigningBody<B> {
+    /// Wraps the plain payload `inner`; `seed_signature` is the signature of the request headers.
+    pub fn new(
+        inner: B,
+        chunk_size: usize,
+        key: crate::sigv4::SigningKey,
+        amz_date: String,
+        scope: String,
+        seed_signature: String,
+    ) -> Self {
+        Self {
+            inner,
+            buffer: BytesMut::new(),
+            chunk_size: chunk_size.max(1),
+            key,
+            amz_date,
+            scope,
+            previous: seed_signature,
+            inner_done: false,
+            finished: false,
+        }
+    }
+
+    fn frame(&mut self, data: &[u8]) -> Bytes {
+        const EMPTY_SHA256_HEX: &str =
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{}\n{EMPTY_SHA256_HEX}\n{}",
+            self.amz_date,
+            self.scope,
+            self.previous,
+            hex::encode(Sha256::digest(data))
+        );
+        let signature = hex::encode(self.key.sign(string_to_sign.as_bytes()));
+        let mut out = BytesMut::with_capacity(data.len() + 100);
+        out.extend_from_slice(
+            format!("{:x};chunk-signature={signature}\r\n", data.len()).as_bytes(),
+        );
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+        self.previous = signature;
+        out.freeze()
+    }
+}
+
+impl<B> Body for ChunkSigningBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        loop {
+            if this.finished {
+                return Poll::Ready(None);
+            }
+            if this.buffer.len() >= this.chunk_size {
+                let chunk = this.buffer.split_to(this.chunk_size);
+                return Poll::Ready(Some(Ok(Frame::data(this.frame(&chunk)))));
+            }
+            if this.inner_done {
+                if !this.buffer.is_empty() {
+                    let chunk = this.buffer.split();
+                    return Poll::Ready(Some(Ok(Frame::data(this.frame(&chunk)))));
+                }
+                this.finished = true;
+                let last = this.frame(&[]);
+                return Poll::Ready(Some(Ok(Frame::data(last))));
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        this.buffer.extend_from_slice(&data);
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    this.finished = true;
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(None) => this.inner_done = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }

@@ -17,7 +17,7 @@ use aws_sigv4::{
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
-use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -41,7 +41,17 @@ pub enum OutboundPayload {
     Unsigned,
     /// `STREAMING-UNSIGNED-PAYLOAD-TRAILER` (S3 aws-chunked with trailing checksums).
     StreamingUnsignedTrailer,
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`: the body (plain payload of `decoded_length` bytes,
+    /// already verified chunk by chunk) is re-chunked and every chunk signed with the gateway's
+    /// credentials, chained from the outbound request's signature.
+    StreamingSigned {
+        /// Payload bytes (`x-amz-decoded-content-length`).
+        decoded_length: u64,
+    },
 }
+
+/// Chunk size of re-signed aws-chunked uploads.
+pub const RESIGNED_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A request ready to be re-signed and sent.
 pub struct OutboundRequest {
@@ -208,7 +218,26 @@ impl UpstreamForwarder {
             OutboundPayload::StreamingUnsignedTrailer => {
                 "STREAMING-UNSIGNED-PAYLOAD-TRAILER".into()
             }
+            OutboundPayload::StreamingSigned { .. } => "STREAMING-AWS4-HMAC-SHA256-PAYLOAD".into(),
         };
+        if let OutboundPayload::StreamingSigned { decoded_length } = request.payload {
+            let encoding = match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok())
+            {
+                Some(other) if !other.is_empty() => format!("aws-chunked, {other}"),
+                _ => "aws-chunked".to_owned(),
+            };
+            let value = HeaderValue::from_str(&encoding)
+                .map_err(|e| ForwardError::Signing(e.to_string(), request.service.clone()))?;
+            headers.insert(header::CONTENT_ENCODING, value);
+            headers.insert("x-amz-decoded-content-length", HeaderValue::from(decoded_length));
+            headers.insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(crate::body::signed_chunked_length(
+                    decoded_length,
+                    RESIGNED_CHUNK_BYTES as u64,
+                )),
+            );
+        }
         if is_s3 {
             headers.insert(
                 "x-amz-content-sha256",
@@ -256,6 +285,9 @@ impl UpstreamForwarder {
             OutboundPayload::StreamingUnsignedTrailer => {
                 SignableBody::StreamingUnsignedPayloadTrailer
             }
+            OutboundPayload::StreamingSigned { .. } => {
+                SignableBody::Precomputed("STREAMING-AWS4-HMAC-SHA256-PAYLOAD".into())
+            }
         };
         let uri_string = uri.to_string();
         let signable = SignableRequest::new(
@@ -265,18 +297,45 @@ impl UpstreamForwarder {
             body,
         )
         .map_err(|e| ForwardError::Signing(e.to_string(), request.service.clone()))?;
-        let (instructions, _signature) = sign(signable, &params)
+        let (instructions, seed_signature) = sign(signable, &params)
             .map_err(|e| ForwardError::Signing(e.to_string(), request.service.clone()))?
             .into_parts();
 
         let mut outbound = Request::builder()
             .method(request.method)
             .uri(uri)
-            .body(request.body)
+            .body(())
             .map_err(|e| ForwardError::Signing(e.to_string(), request.service.clone()))?;
         *outbound.headers_mut() = headers;
         instructions.apply_to_request_http1x(&mut outbound);
-        Ok(outbound)
+        let body = if matches!(request.payload, OutboundPayload::StreamingSigned { .. }) {
+            let amz_date = outbound
+                .headers()
+                .get("x-amz-date")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let date = amz_date.get(..8).unwrap_or_default().to_owned();
+            let key = crate::sigv4::SigningKey::derive(
+                &credentials.secret_access_key,
+                &date,
+                &region,
+                &request.service,
+            );
+            let scope = format!("{date}/{region}/{}/aws4_request", request.service);
+            crate::body::ChunkSigningBody::new(
+                request.body,
+                RESIGNED_CHUNK_BYTES,
+                key,
+                amz_date,
+                scope,
+                seed_signature,
+            )
+            .boxed_unsync()
+        } else {
+            request.body
+        };
+        Ok(outbound.map(|()| body))
     }
 
     /// Signs and sends; the response body streams back untouched.

@@ -665,11 +665,16 @@ async fn read_verified_body(
                     payload: OutboundPayload::StreamingUnsignedTrailer,
                 })
             } else {
+                // Verified chunk by chunk here, re-chunked and re-signed upstream.
+                let payload = match decoded_length {
+                    Some(decoded_length) => OutboundPayload::StreamingSigned { decoded_length },
+                    None => OutboundPayload::Unsigned,
+                };
                 Ok(Inbound::Streamed {
                     body: DechunkingBody::new(body, decoder).boxed_unsync(),
                     size: decoded_length,
                     declared_sha256: None,
-                    payload: OutboundPayload::Unsigned,
+                    payload,
                 })
             }
         }

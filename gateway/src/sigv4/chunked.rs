@@ -92,6 +92,30 @@ pub struct ChunkedPayloadVerifier {
 
 impl ChunkedPayloadVerifier {
     /// A decoder for one body. `chain` is `None` for `STREAMING-UNSIGNED-PAYLOAD-TRAILER`.
+    /// A verifier for a signed chunk chain seeded with `seed_signature` (hex), for tests of
+    /// bodies the gateway signs itself.
+    #[cfg(test)]
+    pub(crate) fn for_test_chain(
+        key: SigningKey,
+        amz_date: &str,
+        scope_line: &str,
+        seed_signature: &str,
+    ) -> Self {
+        let mut previous = [0u8; 32];
+        let _ = hex::decode_to_slice(seed_signature, &mut previous);
+        Self::new(
+            Some(SignatureChain {
+                key,
+                amz_date: amz_date.to_owned(),
+                scope_line: scope_line.to_owned(),
+                previous,
+            }),
+            false,
+            Vec::new(),
+            None,
+        )
+    }
+
     pub(crate) fn new(
         chain: Option<SignatureChain>,
         trailer_expected: bool,
