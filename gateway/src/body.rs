@@ -224,88 +224,6 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use http_body_util::{BodyExt, Full, StreamBody};
-
-    use super::*;
-
-    #[tokio::test]
-    async fn capturing_body_passes_everything_and_keeps_a_bounded_prefix() {
-        let seen = Arc::new(Mutex::new(None));
-        let sink = seen.clone();
-        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
-            (0..10).map(|i| Ok(Frame::data(Bytes::from(vec![i as u8; 100])))).collect();
-        let body = CapturingBody::new(
-            StreamBody::new(futures_util::stream::iter(chunks)),
-            250,
-            move |c| {
-                *sink.lock().unwrap() = Some(c);
-            },
-        );
-        let all = body.collect().await.unwrap().to_bytes();
-        assert_eq!(all.len(), 1000);
-        let captured = seen.lock().unwrap().take().unwrap();
-        assert!(captured.complete);
-        assert_eq!(captured.size, 1000);
-        assert_eq!(captured.prefix.len(), 250);
-        assert_eq!(captured.sha256, <[u8; 32]>::from(Sha256::digest(&all)));
-    }
-
-    #[tokio::test]
-    async fn a_capturing_body_dropped_early_reports_incomplete() {
-        let seen = Arc::new(Mutex::new(None));
-        let sink = seen.clone();
-        let body = CapturingBody::new(Full::new(Bytes::from_static(b"abc")), 10, move |c| {
-            *sink.lock().unwrap() = Some(c);
-        });
-        drop(body);
-        let captured = seen.lock().unwrap().take().unwrap();
-        assert!(!captured.complete);
-        assert_eq!(captured.size, 0);
-    }
-
-    #[tokio::test]
-    async fn re_signed_chunks_have_the_announced_length_and_verify_with_the_same_key() {
-        use crate::sigv4::{ChunkedPayloadVerifier, SigningKey};
-        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        for chunk_size in [65_536usize, 1000, 200_000, 300_000] {
-            let key = SigningKey::derive("secret", "20261125", "us-east-1", "s3");
-            let seed = "a".repeat(64);
-            let scope = "20261125/us-east-1/s3/aws4_request".to_owned();
-            let body = ChunkSigningBody::new(
-                Full::new(Bytes::from(payload.clone())),
-                chunk_size,
-                key.clone(),
-                "20261125T120000Z".into(),
-                scope.clone(),
-                seed.clone(),
-            );
-            let wire = body.collect().await.unwrap().to_bytes();
-            assert_eq!(
-                wire.len() as u64,
-                signed_chunked_length(payload.len() as u64, chunk_size as u64)
-            );
-            let mut verifier =
-                ChunkedPayloadVerifier::for_test_chain(key, "20261125T120000Z", &scope, &seed);
-            let mut decoded = Vec::new();
-            verifier.feed(&wire, &mut decoded).unwrap();
-            verifier.finish().unwrap();
-            assert_eq!(decoded, payload, "chunk size {chunk_size}");
-        }
-    }
-
-    #[tokio::test]
-    async fn buffering_refuses_bodies_over_the_limit() {
-        let error = buffer_body(Full::new(Bytes::from(vec![0u8; 11])), 10).await.unwrap_err();
-        assert!(error.to_string().contains("larger than 10 bytes"), "{error}");
-        let ok = buffer_body(Full::new(Bytes::from_static(b"0123456789")), 10).await.unwrap();
-        assert_eq!(&ok[..], b"0123456789");
-    }
-}
-
 /// Bytes of aws-chunked framing around one chunk of `length` bytes with a SigV4 chunk signature.
 fn signed_chunk_overhead(length: u64) -> u64 {
     let hex_digits = format!("{length:x}").len() as u64;
@@ -427,5 +345,87 @@ where
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn capturing_body_passes_everything_and_keeps_a_bounded_prefix() {
+        let seen = Arc::new(Mutex::new(None));
+        let sink = seen.clone();
+        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+            (0..10).map(|i| Ok(Frame::data(Bytes::from(vec![i as u8; 100])))).collect();
+        let body = CapturingBody::new(
+            StreamBody::new(futures_util::stream::iter(chunks)),
+            250,
+            move |c| {
+                *sink.lock().unwrap() = Some(c);
+            },
+        );
+        let all = body.collect().await.unwrap().to_bytes();
+        assert_eq!(all.len(), 1000);
+        let captured = seen.lock().unwrap().take().unwrap();
+        assert!(captured.complete);
+        assert_eq!(captured.size, 1000);
+        assert_eq!(captured.prefix.len(), 250);
+        assert_eq!(captured.sha256, <[u8; 32]>::from(Sha256::digest(&all)));
+    }
+
+    #[tokio::test]
+    async fn a_capturing_body_dropped_early_reports_incomplete() {
+        let seen = Arc::new(Mutex::new(None));
+        let sink = seen.clone();
+        let body = CapturingBody::new(Full::new(Bytes::from_static(b"abc")), 10, move |c| {
+            *sink.lock().unwrap() = Some(c);
+        });
+        drop(body);
+        let captured = seen.lock().unwrap().take().unwrap();
+        assert!(!captured.complete);
+        assert_eq!(captured.size, 0);
+    }
+
+    #[tokio::test]
+    async fn re_signed_chunks_have_the_announced_length_and_verify_with_the_same_key() {
+        use crate::sigv4::{ChunkedPayloadVerifier, SigningKey};
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for chunk_size in [65_536usize, 1000, 200_000, 300_000] {
+            let key = SigningKey::derive("secret", "20261125", "us-east-1", "s3");
+            let seed = "a".repeat(64);
+            let scope = "20261125/us-east-1/s3/aws4_request".to_owned();
+            let body = ChunkSigningBody::new(
+                Full::new(Bytes::from(payload.clone())),
+                chunk_size,
+                key.clone(),
+                "20261125T120000Z".into(),
+                scope.clone(),
+                seed.clone(),
+            );
+            let wire = body.collect().await.unwrap().to_bytes();
+            assert_eq!(
+                wire.len() as u64,
+                signed_chunked_length(payload.len() as u64, chunk_size as u64)
+            );
+            let mut verifier =
+                ChunkedPayloadVerifier::for_test_chain(key, "20261125T120000Z", &scope, &seed);
+            let mut decoded = Vec::new();
+            verifier.feed(&wire, &mut decoded).unwrap();
+            verifier.finish().unwrap();
+            assert_eq!(decoded, payload, "chunk size {chunk_size}");
+        }
+    }
+
+    #[tokio::test]
+    async fn buffering_refuses_bodies_over_the_limit() {
+        let error = buffer_body(Full::new(Bytes::from(vec![0u8; 11])), 10).await.unwrap_err();
+        assert!(error.to_string().contains("larger than 10 bytes"), "{error}");
+        let ok = buffer_body(Full::new(Bytes::from_static(b"0123456789")), 10).await.unwrap();
+        assert_eq!(&ok[..], b"0123456789");
     }
 }
