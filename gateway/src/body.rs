@@ -224,6 +224,66 @@ where
     }
 }
 
+/// Reads the first `limit` bytes of a streamed body (for the write-ahead record) and gives back
+/// the prefix and a body that yields the same bytes as the original, prefix first.
+pub async fn split_prefix<B>(
+    mut body: B,
+    limit: usize,
+) -> Result<(Bytes, PrefixedBody<B>), B::Error>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut prefix = BytesMut::new();
+    let mut ended = false;
+    while prefix.len() < limit {
+        match body.frame().await {
+            Some(frame) => {
+                if let Ok(data) = frame?.into_data() {
+                    prefix.extend_from_slice(&data);
+                }
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let prefix = prefix.freeze();
+    let captured = prefix.slice(..prefix.len().min(limit));
+    Ok((
+        captured,
+        PrefixedBody { prefix: Some(prefix).filter(|p| !p.is_empty()), inner: body, ended },
+    ))
+}
+
+/// A body whose first bytes were already read: yields them, then the rest of the inner body.
+pub struct PrefixedBody<B> {
+    prefix: Option<Bytes>,
+    inner: B,
+    ended: bool,
+}
+
+impl<B> Body for PrefixedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+}
+
 /// Bytes of aws-chunked framing around one chunk of `length` bytes with a SigV4 chunk signature.
 fn signed_chunk_overhead(length: u64) -> u64 {
     let hex_digits = format!("{length:x}").len() as u64;
@@ -419,6 +479,22 @@ mod tests {
             verifier.finish().unwrap();
             assert_eq!(decoded, payload, "chunk size {chunk_size}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_split_prefix_is_bounded_and_the_body_still_yields_every_byte() {
+        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+            (0..8).map(|i| Ok(Frame::data(Bytes::from(vec![i as u8; 300])))).collect();
+        let body = StreamBody::new(futures_util::stream::iter(chunks));
+        let (prefix, rest) = split_prefix(body, 1000).await.unwrap();
+        assert_eq!(prefix.len(), 1000);
+        let all = rest.collect().await.unwrap().to_bytes();
+        assert_eq!(all.len(), 2400);
+        assert_eq!(&all[..1000], &prefix[..]);
+        let (prefix, rest) =
+            split_prefix(Full::new(Bytes::from_static(b"short")), 1000).await.unwrap();
+        assert_eq!(&prefix[..], b"short");
+        assert_eq!(&rest.collect().await.unwrap().to_bytes()[..], b"short");
     }
 
     #[tokio::test]

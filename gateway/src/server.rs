@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     aws_error::{AwsError, ErrorShape},
-    body::{CapturingBody, DechunkingBody, buffer_body},
+    body::{CapturingBody, DechunkingBody, buffer_body, split_prefix},
     classify::{AwsRequest, Classification, Classifier, Protocol, ResourceContext},
     config::{ConnectionConfig, GatewayConfig},
     forward::{BoxError, OutboundPayload, OutboundRequest, UpstreamForwarder},
@@ -352,6 +352,29 @@ impl Gateway {
         let call_id = request_id.to_owned();
         let request_headers = header_list(&parts.headers);
         let request_query = query_pairs(&query);
+        // Streamed bodies: the first `capture_limit` bytes are read (bounded) for the record.
+        let inbound = match inbound {
+            Inbound::Streamed { body, size, declared_sha256, payload, .. } if capture_limit > 0 => {
+                let (prefix, rest) =
+                    split_prefix(body, capture_limit).await.map_err(|e| Refusal {
+                        error: AwsError::new(
+                            StatusCode::BAD_REQUEST,
+                            "IncompleteBody",
+                            e.to_string(),
+                            request_id,
+                        ),
+                        shape,
+                    })?;
+                Inbound::Streamed {
+                    body: rest.boxed_unsync(),
+                    size,
+                    declared_sha256,
+                    payload,
+                    prefix,
+                }
+            }
+            other => other,
+        };
         let request_body = inbound.recorded_body(capture_limit);
         let decide_us = started.elapsed().as_micros() as u64;
         let labels = |decision: &str| CallLabels {
@@ -573,6 +596,8 @@ enum Inbound {
         size: Option<u64>,
         declared_sha256: Option<[u8; 32]>,
         payload: OutboundPayload,
+        /// The first bytes, read ahead for the write-ahead record.
+        prefix: Bytes,
     },
 }
 
@@ -587,8 +612,8 @@ impl Inbound {
                     Hash256::from_bytes(*hash),
                 )
             }
-            Inbound::Streamed { size, declared_sha256, .. } => RecordedBody::captured(
-                b"",
+            Inbound::Streamed { size, declared_sha256, prefix, .. } => RecordedBody::captured(
+                &prefix[..prefix.len().min(limit)],
                 size.unwrap_or(0),
                 Hash256::from_bytes(declared_sha256.unwrap_or([0; 32])),
             ),
@@ -637,12 +662,14 @@ async fn read_verified_body(
             size: content_length,
             declared_sha256: Some(expected),
             payload: OutboundPayload::Sha256Hex(hex::encode(expected)),
+            prefix: Bytes::new(),
         }),
         PayloadMode::Unsigned | PayloadMode::BodyHashVerified => Ok(Inbound::Streamed {
             body: body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
             size: content_length,
             declared_sha256: None,
             payload: OutboundPayload::Unsigned,
+            prefix: Bytes::new(),
         }),
         PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer => {
             let Some(mut decoder) = verified.chunked_payload_verifier() else {
@@ -663,6 +690,7 @@ async fn read_verified_body(
                     size: decoded_length,
                     declared_sha256: None,
                     payload: OutboundPayload::StreamingUnsignedTrailer,
+                    prefix: Bytes::new(),
                 })
             } else {
                 // Verified chunk by chunk here, re-chunked and re-signed upstream.
@@ -675,6 +703,7 @@ async fn read_verified_body(
                     size: decoded_length,
                     declared_sha256: None,
                     payload,
+                    prefix: Bytes::new(),
                 })
             }
         }

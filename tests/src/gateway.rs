@@ -355,6 +355,20 @@ impl GatewayProcess {
         self.process.terminate(Duration::from_secs(30));
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Peak resident memory of the gateway process so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// The gateway's log.
     pub fn log_path(&self) -> &Path {
         self.process.log_path()
