@@ -1,25 +1,34 @@
-//! `chaperone-operator`: parses flags and hands over to the library.
+//! `chaperone-operator`: parses flags, sets up logging, the Kubernetes client and the admin port,
+//! and hands over to the controller until SIGTERM.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use clap::Parser;
+use anyhow::Context as _;
+use chaperone_operator::{
+    Context, GatewaySettings, OperatorMetrics, admin, gateway_controller,
+    service_account_issuer::discover_issuer,
+};
+use clap::{Parser, ValueEnum};
+use tokio::sync::watch;
+use tracing::info;
 
 /// Chaperone's Kubernetes operator.
 ///
-/// Reconciles AgentConnections, RecordingPolicies and ApprovalRules into per-namespace gateways and
-/// serves the admission webhooks that inject agents' pods and stamp approval decisions.
+/// Reconciles AgentConnections (with the RecordingPolicies, ApprovalRules and Secrets they use)
+/// into one gateway per namespace. The Kubernetes client is configured as usual: $KUBECONFIG,
+/// ~/.kube/config, or the pod's in-cluster service account.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
-    /// Address of the admission webhooks (TLS).
-    #[arg(long, default_value = "0.0.0.0:9443")]
-    webhook_listen: SocketAddr,
-    /// Address of /healthz, /readyz and /metrics.
+    /// Address of /healthz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     admin: SocketAddr,
-    /// Namespace the operator runs in (its webhook certificate Secret and Lease live there).
+    /// Namespace the operator runs in.
     #[arg(long, env = "POD_NAMESPACE", default_value = "chaperone-system")]
     namespace: String,
+    /// Reconcile only this namespace's AgentConnections (default: every namespace).
+    #[arg(long, env = "CHAPERONE_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
     /// Container image of the gateway Deployments the operator creates.
     #[arg(
         long,
@@ -27,12 +36,109 @@ struct Args {
         default_value = "ghcr.io/chaperone-dev/chaperone-gateway:latest"
     )]
     gateway_image: String,
+    /// Replicas of each gateway Deployment.
+    #[arg(long, env = "CHAPERONE_GATEWAY_REPLICAS", default_value_t = 2)]
+    gateway_replicas: i32,
+    /// The cluster's service-account token issuer; discovered from the API server when unset.
+    #[arg(long, env = "CHAPERONE_SERVICE_ACCOUNT_ISSUER")]
+    service_account_issuer: Option<String>,
+    /// The JWKS URL gateways fetch the issuer's keys from, as seen from a gateway pod.
+    #[arg(long, default_value = "https://kubernetes.default.svc/openid/v1/jwks")]
+    gateway_jwks_uri: String,
+    /// Hours a session MAC key signs before it is rotated (more than 12: the longest session).
+    #[arg(long, default_value_t = 168)]
+    session_key_rotation_hours: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// One JSON object per line (containers).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::bail!(
-        "the operator's controllers are not built yet; nothing was reconciled (namespace {})",
-        args.namespace
-    )
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match args.log_format {
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+
+    let client = kube::Client::try_default().await.context(
+        "building the Kubernetes client (from $KUBECONFIG, ~/.kube/config or in-cluster)",
+    )?;
+    let issuer = match args.service_account_issuer {
+        Some(issuer) => issuer,
+        None => discover_issuer(&client).await?,
+    };
+    let settings = GatewaySettings {
+        image: args.gateway_image,
+        replicas: args.gateway_replicas,
+        issuer,
+        jwks_uri: args.gateway_jwks_uri,
+        session_key_rotation: Duration::from_secs(
+            args.session_key_rotation_hours.saturating_mul(3600),
+        ),
+    };
+    settings.check().map_err(anyhow::Error::msg)?;
+
+    let metrics = Arc::new(OperatorMetrics::new());
+    let listener = tokio::net::TcpListener::bind(args.admin)
+        .await
+        .with_context(|| format!("binding the admin address {}", args.admin))?;
+    let (stop, stopped) = watch::channel(false);
+    let admin = tokio::spawn(admin::serve_admin(listener, metrics.clone(), {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    }));
+    info!(
+        admin = %args.admin,
+        operator_namespace = %args.namespace,
+        watch_namespace = args.watch_namespace.as_deref().unwrap_or("<all>"),
+        image = %settings.image,
+        issuer = %settings.issuer,
+        "chaperone-operator starting"
+    );
+
+    let context = Arc::new(Context::new(client, settings, metrics));
+    let shutdown = async move {
+        shutdown_signal().await;
+        info!("shutting down: letting running reconciles finish");
+        let _ = stop.send(true);
+    };
+    gateway_controller::run(context, args.watch_namespace, shutdown).await;
+    let _ = admin.await;
+    info!("chaperone-operator stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
 }
