@@ -13,6 +13,7 @@
 //! - [`gateway_controller`]: the controller that fetches, applies, writes status and tears down.
 //! - [`service_account_issuer`]: discovers the cluster's token issuer.
 //! - [`admin`] and [`metrics`]: `/healthz` and Prometheus `/metrics`.
+//! - [`tls`]: the process's TLS crypto provider.
 
 pub mod admin;
 pub mod config_compiler;
@@ -24,6 +25,7 @@ pub mod gateway_objects;
 pub mod metrics;
 pub mod service_account_issuer;
 pub mod settings;
+pub mod tls;
 
 pub use error::Error;
 pub use gateway_controller::{Context, reconcile, run};

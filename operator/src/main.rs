@@ -71,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
 
+    chaperone_operator::tls::install_crypto_provider();
     let client = kube::Client::try_default().await.context(
         "building the Kubernetes client (from $KUBECONFIG, ~/.kube/config or in-cluster)",
     )?;
