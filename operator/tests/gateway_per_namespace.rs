@@ -31,7 +31,7 @@ use k8s_openapi::{
         policy::v1::PodDisruptionBudget,
         rbac::v1::{ClusterRoleBinding, Role, RoleBinding},
     },
-    apimachinery::pkg::apis::meta::v1::Condition,
+    apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference},
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -298,10 +298,17 @@ async fn applying_the_examples_produces_the_labelled_gateway_objects_and_a_confi
     assert_eq!(status.endpoint.as_deref(), Some(format!("http://{cluster_ip}:8080").as_str()));
     assert_eq!(status.recording_public_keys.len(), 1);
     assert!(connection.finalizers().iter().any(|f| f == FINALIZER));
-    for owner in [deployment.metadata.owner_references.unwrap_or_default()] {
-        assert_eq!(owner.len(), 1);
-        assert_eq!(owner[0].uid, connection.uid().unwrap());
-    }
+    let owned_by_prod_aws = |kind: &str, owners: Option<Vec<OwnerReference>>| {
+        let owners = owners.unwrap_or_default();
+        assert_eq!(owners.len(), 1, "{kind} owners: {owners:?}");
+        assert_eq!(Some(&owners[0].uid), connection.uid().as_ref(), "{kind} owner");
+        assert_ne!(owners[0].controller, Some(true), "{kind}: no connection is the controller");
+    };
+    owned_by_prod_aws("Deployment", deployment.metadata.owner_references.clone());
+    owned_by_prod_aws("Service", service.metadata.owner_references.clone());
+    owned_by_prod_aws("Role", role.metadata.owner_references.clone());
+    owned_by_prod_aws("config Secret", config_secret.metadata.owner_references.clone());
+    owned_by_prod_aws("keys Secret", keys_secret.metadata.owner_references.clone());
     // No replica can be available without a kubelet: Ready says so instead of pretending.
     let ready = condition(&connection, "Ready").unwrap();
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "GatewayUnavailable"));
