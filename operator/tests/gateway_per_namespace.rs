@@ -8,11 +8,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chaperone_crds::AgentConnection;
-use chaperone_gateway::{config::GatewayConfig, identity::GatewayKeys};
+use chaperone_crds::{AgentConnection, ApprovalRule, FailureMode, RecordingPolicy};
+use chaperone_gateway::{
+    config::GatewayConfig,
+    identity::{GatewayKeys, KeysFile},
+};
 use chaperone_operator::{
     Context, GatewaySettings, OperatorMetrics,
     gateway_controller::{self, FINALIZER},
+    gateway_keys::ROTATE_SESSION_KEY_ANNOTATION,
     gateway_objects::{
         CONFIG_SECRET_KEY, CONFIG_SECRET_NAME, GATEWAY_NAME, KEYS_SECRET_KEY, KEYS_SECRET_NAME,
         gateway_label_selector, issuer_discovery_binding_name,
@@ -324,7 +328,8 @@ async fn applying_the_examples_produces_the_labelled_gateway_objects_and_a_confi
 }
 
 #[tokio::test]
-async fn changing_the_connections_policy_changes_the_config_secret() {
+async fn changing_the_connections_policy_its_approval_rule_or_its_recording_policy_changes_the_config_secret()
+ {
     let _logs = env().logs_on_failure();
     let client = admin_client().await;
     let ns = "operator-policy-change";
@@ -353,7 +358,76 @@ async fn changing_the_connections_policy_changes_the_config_secret() {
     })
     .await;
     assert_eq!(after.connection("prod-aws").unwrap().policy.deny, ["iam:*", "s3:PutBucketPolicy"]);
+
+    // ApprovalRules and RecordingPolicies are watched too.
+    Api::<ApprovalRule>::namespaced(client.clone(), ns)
+        .patch(
+            "bucket-deletion",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"holdSeconds": 30}})),
+        )
+        .await
+        .unwrap();
+    Api::<RecordingPolicy>::namespaced(client.clone(), ns)
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"onFailure": "FailOpen"}})),
+        )
+        .await
+        .unwrap();
+    eventually("the config Secret to carry the changed rule and policy", || async {
+        let config = config_of(&client, ns).await?;
+        let hold = config.approval_rules.get("bucket-deletion")?.hold_seconds;
+        let mode = config.recording_policies.get("default")?.on_failure;
+        (hold == 30 && mode == FailureMode::FailOpen).then_some(())
+    })
+    .await;
     operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_key_rotation_asked_for_on_the_keys_secret_keeps_the_previous_key() {
+    let _logs = env().logs_on_failure();
+    let client = admin_client().await;
+    let ns = "operator-key-rotation";
+    namespace_with_examples(&client, ns, true).await;
+    let operator = RunningOperator::start(&client, ns);
+    wait_for_condition(&client, ns, "CredentialsResolved", "True").await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    let keys_of = |secret: Secret| -> Option<KeysFile> {
+        serde_json::from_slice(&secret.data?.get(KEYS_SECRET_KEY)?.0).ok()
+    };
+    let before = keys_of(secrets.get(KEYS_SECRET_NAME).await.unwrap()).unwrap();
+    assert_eq!(before.session_keys.len(), 1);
+
+    secrets
+        .patch(
+            KEYS_SECRET_NAME,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {ROTATE_SESSION_KEY_ANNOTATION: "test-1"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let after = eventually("a rotated session key", || async {
+        keys_of(secrets.get(KEYS_SECRET_NAME).await.ok()?).filter(|k| k.session_keys.len() == 2)
+    })
+    .await;
+    assert_eq!(after.session_keys[1].id, before.session_keys[0].id, "the old key is now previous");
+    assert_eq!(after.session_keys[1].secret, before.session_keys[0].secret);
+    assert_ne!(after.session_keys[0].secret, before.session_keys[0].secret);
+    assert_eq!(after.recording_signing_key, before.recording_signing_key);
+    let keys_json = serde_json::to_vec(&after).unwrap();
+    GatewayKeys::parse(&keys_json).unwrap();
+
+    // Handled once: further reconciles keep the rotated keys.
+    let context = operator.stop().await;
+    let connection = connections(&client, ns).get("prod-aws").await.unwrap();
+    gateway_controller::reconcile(Arc::new(connection), context).await.unwrap();
+    let settled = keys_of(secrets.get(KEYS_SECRET_NAME).await.unwrap()).unwrap();
+    assert_eq!(serde_json::to_vec(&settled).unwrap(), keys_json);
 }
 
 #[tokio::test]
