@@ -103,13 +103,23 @@ pub fn compile(inputs: &NamespaceInputs<'_>) -> Result<Compilation, ConfigError>
         let policy_name = connection.spec.recording_policy_ref.name.clone();
         let policy = inputs.recording_policies.get(&policy_name);
         let recording_policy = match policy {
-            Some(_) => Check::pass(
-                "Found",
-                format!(
-                    "RecordingPolicy {}/{policy_name} is compiled into the gateway.",
-                    inputs.namespace
+            Some(policy) => match not_ready(policy) {
+                // Still compiled: the gateway itself refuses calls it cannot record (FailClosed).
+                Some(ready) => Check::fail(
+                    "RecordingPolicyNotReady",
+                    format!(
+                        "RecordingPolicy {}/{policy_name} is not ready ({}): {}",
+                        inputs.namespace, ready.reason, ready.message
+                    ),
                 ),
-            ),
+                None => Check::pass(
+                    "Found",
+                    format!(
+                        "RecordingPolicy {}/{policy_name} is compiled into the gateway.",
+                        inputs.namespace
+                    ),
+                ),
+            },
             None => Check::fail(
                 "RecordingPolicyNotFound",
                 format!(
@@ -190,6 +200,18 @@ pub fn compile(inputs: &NamespaceInputs<'_>) -> Result<Compilation, ConfigError>
     };
     config.validate()?;
     Ok(Compilation { config, outcomes })
+}
+
+/// The RecordingPolicy's own Ready condition when it is False for its current generation.
+fn not_ready(
+    policy: &RecordingPolicy,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    let status = policy.status.as_ref()?;
+    status.conditions.iter().find(|c| {
+        c.type_ == "Ready"
+            && c.status == "False"
+            && c.observed_generation.is_none_or(|g| Some(g) == policy.metadata.generation)
+    })
 }
 
 fn single_connection_config(
@@ -439,6 +461,40 @@ mod tests {
         assert!(check.message.contains("RecordingPolicy named nowhere"), "{}", check.message);
         assert_eq!(compilation.config.connections.len(), 1);
         assert_eq!(compilation.config.connections[0].name, "prod-aws");
+    }
+
+    #[test]
+    fn a_recording_policy_that_is_not_ready_is_compiled_but_reported_with_its_reason() {
+        let mut policy = recording_policy("default");
+        policy.status = Some(chaperone_crds::RecordingPolicyStatus {
+            observed_generation: None,
+            conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: "BucketUnreachable".into(),
+                message: "Bucket audit does not exist: create it.".into(),
+                observed_generation: None,
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    "2026-11-25T18:00:00Z".parse().unwrap(),
+                ),
+            }],
+        });
+        let policies = BTreeMap::from([("default".to_owned(), policy)]);
+        let compilation = compile(&NamespaceInputs {
+            namespace: "agents",
+            identity: identity(),
+            connections: &[connection("prod-aws", "aws-prod", "default")],
+            secrets: &aws_secret(),
+            recording_policies: &policies,
+            approval_rules: &BTreeMap::new(),
+        })
+        .unwrap();
+        let outcome = &compilation.outcomes["prod-aws"];
+        assert_eq!(outcome.recording_policy.reason, "RecordingPolicyNotReady");
+        assert!(outcome.recording_policy.message.contains("BucketUnreachable"));
+        assert!(outcome.recording_policy.message.contains("Bucket audit does not exist"));
+        assert!(outcome.compiled.passed);
+        assert!(compilation.config.connection("prod-aws").is_some());
     }
 
     #[test]
