@@ -44,8 +44,8 @@ pub struct StatusInputs<'a> {
     pub endpoint: Option<String>,
     /// The gateway's replicas.
     pub replicas: GatewayReplicas,
-    /// The Ed25519 public key (base64) verifying the gateway's recordings.
-    pub recording_public_key: Option<String>,
+    /// The Ed25519 public keys (base64) verifying the gateway's recordings, newest first.
+    pub recording_public_keys: Vec<String>,
     /// The status as it is, whose transition times are kept when a condition does not change.
     pub previous: Option<&'a AgentConnectionStatus>,
     /// The time of this reconcile.
@@ -125,7 +125,7 @@ pub fn connection_status(inputs: &StatusInputs<'_>) -> AgentConnectionStatus {
     AgentConnectionStatus {
         observed_generation: inputs.generation,
         endpoint: inputs.endpoint.clone(),
-        recording_public_keys: inputs.recording_public_key.iter().cloned().collect(),
+        recording_public_keys: inputs.recording_public_keys.clone(),
         conditions: vec![
             condition(READY, &ready),
             condition(CREDENTIALS_RESOLVED, &outcome.credentials),
@@ -193,7 +193,7 @@ mod tests {
             outcome,
             endpoint: Some("http://10.96.0.12:8080".into()),
             replicas: GatewayReplicas { desired: 2, available: 2 },
-            recording_public_key: Some("pk".into()),
+            recording_public_keys: vec!["pk".into()],
             previous,
             now: now.parse().unwrap(),
         }

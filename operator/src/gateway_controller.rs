@@ -243,7 +243,7 @@ async fn apply(
         outcome,
         endpoint: rendered.endpoint.clone(),
         replicas: rendered.replicas,
-        recording_public_key: Some(rendered.keys.recording_public_key.clone()),
+        recording_public_keys: rendered.keys.recording_public_keys.clone(),
         previous: connection.status.as_ref(),
         now: Timestamp::now(),
     });
@@ -267,7 +267,7 @@ async fn apply(
             context,
             &reference,
             EventType::Normal,
-            "SessionKeyRotated",
+            "KeysRotated",
             "RotateKeys",
             format!("Secret {namespace}/{}: {reason}.", gateway_objects::KEYS_SECRET_NAME),
         )

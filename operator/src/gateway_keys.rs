@@ -6,7 +6,8 @@
 //! than the rotation interval, or when a user asks by setting the annotation
 //! [`ROTATE_SESSION_KEY_ANNOTATION`] on the Secret to a new value; the previous session key stays
 //! listed so sessions minted under it keep working until they expire. The recording signing key is
-//! never rotated here (its public key verifies recordings for their whole retention).
+//! replaced only when asked ([`ROTATE_RECORDING_KEY_ANNOTATION`]); the public keys of replaced
+//! signing keys stay listed, since they verify recordings for their whole retention.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -23,6 +24,17 @@ pub const SESSION_KEY_CREATED_AT_ANNOTATION: &str = "chaperone.dev/session-key-c
 pub const ROTATE_SESSION_KEY_ANNOTATION: &str = "chaperone.dev/rotate-session-key";
 /// The last value of [`ROTATE_SESSION_KEY_ANNOTATION`] the operator acted on.
 pub const ROTATION_HANDLED_ANNOTATION: &str = "chaperone.dev/session-key-rotation-handled";
+/// Set by a user to any new value to replace the recording signing key (e.g. after a leak).
+pub const ROTATE_RECORDING_KEY_ANNOTATION: &str = "chaperone.dev/rotate-recording-key";
+/// The last value of [`ROTATE_RECORDING_KEY_ANNOTATION`] the operator acted on.
+pub const RECORDING_ROTATION_HANDLED_ANNOTATION: &str =
+    "chaperone.dev/recording-key-rotation-handled";
+/// Public keys (base64, comma-separated, newest first) of replaced recording signing keys: they
+/// still verify the recordings signed before the rotation.
+pub const RETIRED_RECORDING_PUBLIC_KEYS_ANNOTATION: &str =
+    "chaperone.dev/retired-recording-public-keys";
+/// Retired recording public keys kept.
+pub const MAX_RETIRED_RECORDING_KEYS: usize = 16;
 
 /// The keys Secret as it is now.
 #[derive(Clone, Debug, Default)]
@@ -61,8 +73,9 @@ pub struct KeysPlan {
     pub annotations: BTreeMap<String, String>,
     /// What changed.
     pub change: KeysChange,
-    /// Base64 of the Ed25519 public key that verifies this gateway's recordings.
-    pub recording_public_key: String,
+    /// Base64 Ed25519 public keys that verify this gateway's recordings: the current signing
+    /// key's first, then retired ones, newest first.
+    pub recording_public_keys: Vec<String>,
 }
 
 /// Why keys could not be planned.
@@ -93,12 +106,29 @@ pub fn plan_keys(
 ) -> Result<KeysPlan, KeysPlanError> {
     let empty = ExistingKeys::default();
     let existing = existing.unwrap_or(&empty);
-    let requested = existing.annotations.get(ROTATE_SESSION_KEY_ANNOTATION);
-    let handled = existing.annotations.get(ROTATION_HANDLED_ANNOTATION);
-    let mut annotations = BTreeMap::new();
-    if let Some(handled) = handled {
-        annotations.insert(ROTATION_HANDLED_ANNOTATION.to_owned(), handled.clone());
-    }
+    let session_request =
+        RotationRequest::read(existing, ROTATE_SESSION_KEY_ANNOTATION, ROTATION_HANDLED_ANNOTATION);
+    let recording_request = RotationRequest::read(
+        existing,
+        ROTATE_RECORDING_KEY_ANNOTATION,
+        RECORDING_ROTATION_HANDLED_ANNOTATION,
+    );
+    // The annotations the operator owns, carried over as they are unless changed below, so an
+    // unchanged Secret applies as a no-op.
+    let mut annotations: BTreeMap<String, String> = [
+        SESSION_KEY_CREATED_AT_ANNOTATION,
+        ROTATION_HANDLED_ANNOTATION,
+        RECORDING_ROTATION_HANDLED_ANNOTATION,
+        RETIRED_RECORDING_PUBLIC_KEYS_ANNOTATION,
+    ]
+    .into_iter()
+    .filter_map(|k| existing.annotations.get(k).map(|v| (k.to_owned(), v.clone())))
+    .collect();
+    let mut retired: Vec<String> = existing
+        .annotations
+        .get(RETIRED_RECORDING_PUBLIC_KEYS_ANNOTATION)
+        .map(|v| v.split(',').filter(|k| !k.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
 
     let parsed = existing.keys_json.as_deref().map(|json| {
         GatewayKeys::parse(json)
@@ -106,59 +136,118 @@ pub fn plan_keys(
             .and_then(|_| serde_json::from_slice::<KeysFile>(json).map_err(|e| e.to_string()))
     });
     let (file, change) = match parsed {
-        None => (fresh_keys(now, random)?, KeysChange::Generated),
-        Some(Err(problem)) => (fresh_keys(now, random)?, KeysChange::Regenerated { problem }),
-        Some(Ok(file)) => {
+        None | Some(Err(_)) => {
+            let file = fresh_keys(now, random)?;
+            annotations.insert(SESSION_KEY_CREATED_AT_ANNOTATION.to_owned(), now.to_string());
+            // Fresh keys answer any pending request.
+            session_request.mark_handled(&mut annotations);
+            recording_request.mark_handled(&mut annotations);
+            let change = match parsed {
+                Some(Err(problem)) => KeysChange::Regenerated { problem },
+                _ => KeysChange::Generated,
+            };
+            (file, change)
+        }
+        Some(Ok(mut file)) => {
             let created_at = existing
                 .annotations
                 .get(SESSION_KEY_CREATED_AT_ANNOTATION)
                 .and_then(|t| t.parse::<Timestamp>().ok());
-            let age = created_at.map(|t| now.duration_since(t));
-            let asked = requested.is_some() && requested != handled;
-            let too_old = match age {
-                Some(age) => age.as_secs() >= rotation_interval.as_secs() as i64,
-                // No creation time: start counting now rather than rotate blindly.
-                None => false,
-            };
-            if asked || too_old {
-                let reason = if asked {
-                    format!(
-                        "asked for with annotation {ROTATE_SESSION_KEY_ANNOTATION}={}",
-                        requested.map(String::as_str).unwrap_or_default()
-                    )
-                } else {
-                    format!("the key is older than {} hours", rotation_interval.as_secs() / 3600)
-                };
-                (rotate(file, now, random)?, KeysChange::Rotated { reason })
-            } else {
-                let keys_json = existing.keys_json.clone().unwrap_or_default();
-                // Keep the exact text so an unchanged Secret applies as a no-op; without a
-                // readable creation time, the key's age counts from now.
-                let created_text =
-                    match (created_at, existing.annotations.get(SESSION_KEY_CREATED_AT_ANNOTATION))
-                    {
-                        (Some(_), Some(text)) => text.clone(),
-                        _ => now.to_string(),
-                    };
-                annotations.insert(SESSION_KEY_CREATED_AT_ANNOTATION.to_owned(), created_text);
-                let recording_public_key = public_key_of(&file)?;
-                return Ok(KeysPlan {
-                    keys_json,
-                    annotations,
-                    change: KeysChange::Unchanged,
-                    recording_public_key,
-                });
+            if created_at.is_none() {
+                // No readable creation time: the key's age counts from now.
+                annotations.insert(SESSION_KEY_CREATED_AT_ANNOTATION.to_owned(), now.to_string());
             }
+            let too_old = created_at.is_some_and(|t| {
+                now.duration_since(t).as_secs() >= rotation_interval.as_secs() as i64
+            });
+            let mut reasons = Vec::new();
+            if session_request.pending() || too_old {
+                file = rotate(file, now, random)?;
+                annotations.insert(SESSION_KEY_CREATED_AT_ANNOTATION.to_owned(), now.to_string());
+                reasons.push(match session_request.pending() {
+                    true => {
+                        format!("session key rotated as asked ({})", session_request.describe())
+                    }
+                    false => format!(
+                        "session key rotated: it was older than {} hours",
+                        rotation_interval.as_secs() / 3600
+                    ),
+                });
+                session_request.mark_handled(&mut annotations);
+            }
+            if recording_request.pending() {
+                retired.insert(0, public_key_of(&file)?);
+                retired.truncate(MAX_RETIRED_RECORDING_KEYS);
+                file.recording_signing_key = random_b64(32, random)?;
+                annotations
+                    .insert(RETIRED_RECORDING_PUBLIC_KEYS_ANNOTATION.to_owned(), retired.join(","));
+                reasons.push(format!(
+                    "recording signing key rotated as asked ({}); the old public key stays listed",
+                    recording_request.describe()
+                ));
+                recording_request.mark_handled(&mut annotations);
+            }
+            let change = match reasons.is_empty() {
+                true => KeysChange::Unchanged,
+                false => KeysChange::Rotated { reason: reasons.join("; ") },
+            };
+            (file, change)
         }
     };
-    annotations.insert(SESSION_KEY_CREATED_AT_ANNOTATION.to_owned(), now.to_string());
-    if let Some(requested) = requested {
-        annotations.insert(ROTATION_HANDLED_ANNOTATION.to_owned(), requested.clone());
+    let keys_json = match (&change, &existing.keys_json) {
+        (KeysChange::Unchanged, Some(json)) => json.clone(),
+        _ => {
+            let json =
+                serde_json::to_vec(&file).map_err(|e| KeysPlanError::Invalid(e.to_string()))?;
+            GatewayKeys::parse(&json).map_err(|e| KeysPlanError::Invalid(e.to_string()))?;
+            json
+        }
+    };
+    let mut recording_public_keys = vec![public_key_of(&file)?];
+    recording_public_keys.extend(retired);
+    Ok(KeysPlan { keys_json, annotations, change, recording_public_keys })
+}
+
+/// A user's request for a rotation: the value of the request annotation and the last value the
+/// operator acted on.
+struct RotationRequest<'a> {
+    annotation: &'static str,
+    handled_annotation: &'static str,
+    requested: Option<&'a String>,
+    handled: Option<&'a String>,
+}
+
+impl<'a> RotationRequest<'a> {
+    fn read(
+        existing: &'a ExistingKeys,
+        annotation: &'static str,
+        handled_annotation: &'static str,
+    ) -> Self {
+        Self {
+            annotation,
+            handled_annotation,
+            requested: existing.annotations.get(annotation),
+            handled: existing.annotations.get(handled_annotation),
+        }
     }
-    let keys_json = serde_json::to_vec(&file).map_err(|e| KeysPlanError::Invalid(e.to_string()))?;
-    GatewayKeys::parse(&keys_json).map_err(|e| KeysPlanError::Invalid(e.to_string()))?;
-    let recording_public_key = public_key_of(&file)?;
-    Ok(KeysPlan { keys_json, annotations, change, recording_public_key })
+
+    fn pending(&self) -> bool {
+        self.requested.is_some() && self.requested != self.handled
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "annotation {}={}",
+            self.annotation,
+            self.requested.map(String::as_str).unwrap_or_default()
+        )
+    }
+
+    fn mark_handled(&self, annotations: &mut BTreeMap<String, String>) {
+        if let Some(requested) = self.requested {
+            annotations.insert(self.handled_annotation.to_owned(), requested.clone());
+        }
+    }
 }
 
 fn key_id(now: Timestamp) -> String {
@@ -245,7 +334,8 @@ mod tests {
         GatewayKeys::parse(&plan.keys_json).unwrap();
         assert_eq!(ids(&plan), ["s20261125T180000Z"]);
         assert_eq!(plan.annotations[SESSION_KEY_CREATED_AT_ANNOTATION], "2026-11-25T18:00:00Z");
-        assert_eq!(STANDARD.decode(&plan.recording_public_key).unwrap().len(), 32);
+        assert_eq!(plan.recording_public_keys.len(), 1);
+        assert_eq!(STANDARD.decode(&plan.recording_public_keys[0]).unwrap().len(), 32);
     }
 
     #[test]
@@ -261,7 +351,7 @@ mod tests {
         assert_eq!(again.change, KeysChange::Unchanged);
         assert_eq!(again.keys_json, first.keys_json);
         assert_eq!(again.annotations, first.annotations);
-        assert_eq!(again.recording_public_key, first.recording_public_key);
+        assert_eq!(again.recording_public_keys, first.recording_public_keys);
     }
 
     #[test]
@@ -276,7 +366,7 @@ mod tests {
         .unwrap();
         assert!(matches!(rotated.change, KeysChange::Rotated { .. }));
         assert_eq!(ids(&rotated), ["s20261202T180000Z", "s20261125T180000Z"]);
-        assert_eq!(rotated.recording_public_key, first.recording_public_key);
+        assert_eq!(rotated.recording_public_keys, first.recording_public_keys);
         let twice = plan_keys(
             Some(&existing_from(&rotated)),
             at("2026-12-09T18:00:00Z"),
@@ -320,5 +410,31 @@ mod tests {
             plan_keys(Some(&broken), at("2026-11-25T18:00:00Z"), WEEK, &mut counter()).unwrap();
         assert!(matches!(plan.change, KeysChange::Regenerated { .. }));
         GatewayKeys::parse(&plan.keys_json).unwrap();
+    }
+
+    #[test]
+    fn a_recording_key_rotation_asked_for_keeps_the_old_public_key_listed_and_the_session_key() {
+        let first = plan_keys(None, at("2026-11-25T18:00:00Z"), WEEK, &mut counter()).unwrap();
+        let mut asked = existing_from(&first);
+        asked.annotations.insert(ROTATE_RECORDING_KEY_ANNOTATION.into(), "leak-1".into());
+        let rotated =
+            plan_keys(Some(&asked), at("2026-11-26T18:00:00Z"), WEEK, &mut counter()).unwrap();
+        assert!(
+            matches!(rotated.change, KeysChange::Rotated { ref reason } if reason.contains("leak-1"))
+        );
+        assert_eq!(rotated.recording_public_keys.len(), 2);
+        assert_ne!(rotated.recording_public_keys[0], first.recording_public_keys[0]);
+        assert_eq!(rotated.recording_public_keys[1], first.recording_public_keys[0]);
+        assert_eq!(ids(&rotated), ids(&first), "the session key is not touched");
+        assert_eq!(
+            rotated.annotations[SESSION_KEY_CREATED_AT_ANNOTATION],
+            first.annotations[SESSION_KEY_CREATED_AT_ANNOTATION]
+        );
+        let mut after = existing_from(&rotated);
+        after.annotations.insert(ROTATE_RECORDING_KEY_ANNOTATION.into(), "leak-1".into());
+        let again =
+            plan_keys(Some(&after), at("2026-11-26T18:05:00Z"), WEEK, &mut counter()).unwrap();
+        assert_eq!(again.change, KeysChange::Unchanged);
+        assert_eq!(again.recording_public_keys, rotated.recording_public_keys);
     }
 }

@@ -16,7 +16,7 @@ use chaperone_gateway::{
 use chaperone_operator::{
     Context, GatewaySettings, OperatorMetrics,
     gateway_controller::{self, FINALIZER},
-    gateway_keys::ROTATE_SESSION_KEY_ANNOTATION,
+    gateway_keys::{ROTATE_RECORDING_KEY_ANNOTATION, ROTATE_SESSION_KEY_ANNOTATION},
     gateway_objects::{
         CONFIG_SECRET_KEY, CONFIG_SECRET_NAME, GATEWAY_NAME, KEYS_SECRET_KEY, KEYS_SECRET_NAME,
         gateway_label_selector, issuer_discovery_binding_name,
@@ -387,7 +387,8 @@ async fn changing_the_connections_policy_its_approval_rule_or_its_recording_poli
 }
 
 #[tokio::test]
-async fn a_session_key_rotation_asked_for_on_the_keys_secret_keeps_the_previous_key() {
+async fn rotations_asked_for_on_the_keys_secret_keep_the_previous_session_key_and_the_old_recording_public_key()
+ {
     let _logs = env().logs_on_failure();
     let client = admin_client().await;
     let ns = "operator-key-rotation";
@@ -419,8 +420,36 @@ async fn a_session_key_rotation_asked_for_on_the_keys_secret_keeps_the_previous_
     assert_eq!(after.session_keys[1].secret, before.session_keys[0].secret);
     assert_ne!(after.session_keys[0].secret, before.session_keys[0].secret);
     assert_eq!(after.recording_signing_key, before.recording_signing_key);
+    GatewayKeys::parse(&serde_json::to_vec(&after).unwrap()).unwrap();
+
+    // The recording signing key too, when asked: the old public key stays in the status.
+    let connections_api = connections(&client, ns);
+    let public_keys_before =
+        connections_api.get("prod-aws").await.unwrap().status.unwrap().recording_public_keys;
+    assert_eq!(public_keys_before.len(), 1);
+    secrets
+        .patch(
+            KEYS_SECRET_NAME,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {ROTATE_RECORDING_KEY_ANNOTATION: "test-2"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let public_keys = eventually("two recording public keys in the status", || async {
+        let status = connections_api.get("prod-aws").await.ok()?.status?;
+        (status.recording_public_keys.len() == 2).then_some(status.recording_public_keys)
+    })
+    .await;
+    assert_eq!(
+        public_keys[1], public_keys_before[0],
+        "the retired key is listed after the new one"
+    );
+    let after = keys_of(secrets.get(KEYS_SECRET_NAME).await.unwrap()).unwrap();
+    assert_ne!(after.recording_signing_key, before.recording_signing_key);
+    assert_eq!(after.session_keys.len(), 2, "the session keys are untouched");
     let keys_json = serde_json::to_vec(&after).unwrap();
-    GatewayKeys::parse(&keys_json).unwrap();
 
     // Handled once: further reconciles keep the rotated keys.
     let context = operator.stop().await;
