@@ -12,6 +12,7 @@
 //! Thin shell:
 //! - [`gateway_controller`]: the controller that fetches, applies, writes status and tears down.
 //! - [`service_account_issuer`]: discovers the cluster's token issuer.
+//! - [`leader_election`]: one replica reconciles at a time, through a Lease.
 //! - [`admin`] and [`metrics`]: `/healthz` and Prometheus `/metrics`.
 //! - [`tls`]: the process's TLS crypto provider.
 
@@ -22,6 +23,7 @@ pub mod error;
 pub mod gateway_controller;
 pub mod gateway_keys;
 pub mod gateway_objects;
+pub mod leader_election;
 pub mod metrics;
 pub mod service_account_issuer;
 pub mod settings;

@@ -6,11 +6,24 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use chaperone_operator::{
     Context, GatewaySettings, OperatorMetrics, admin, gateway_controller,
-    service_account_issuer::discover_issuer,
+    leader_election::LeaderLease, service_account_issuer::discover_issuer,
 };
 use clap::{Parser, ValueEnum};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
+
+/// How long a Lease holder that stopped renewing keeps it.
+const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// How often the leader renews, and followers retry.
+const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
+
+/// Why the controller stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Running,
+    Signalled,
+    LostLease,
+}
 
 /// Chaperone's Kubernetes operator.
 ///
@@ -48,6 +61,13 @@ struct Args {
     /// Hours a session MAC key signs before it is rotated (more than 12: the longest session).
     #[arg(long, default_value_t = 168)]
     session_key_rotation_hours: u64,
+    /// Reconcile only while holding the Lease `--leader-election-lease` in `--namespace`, so that
+    /// one replica reconciles at a time.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "chaperone-operator")]
+    leader_election_lease: String,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -94,13 +114,21 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.admin)
         .await
         .with_context(|| format!("binding the admin address {}", args.admin))?;
-    let (stop, stopped) = watch::channel(false);
+    let (stop, stopping) = watch::channel(Stop::Running);
     let admin = tokio::spawn(admin::serve_admin(listener, metrics.clone(), {
-        let mut stopped = stopped.clone();
+        let mut stopping = stopping.clone();
         async move {
-            let _ = stopped.wait_for(|s| *s).await;
+            let _ = stopping.wait_for(|s| *s != Stop::Running).await;
         }
     }));
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            info!("shutting down: letting running reconciles finish");
+            let _ = stop.send(Stop::Signalled);
+        }
+    });
     info!(
         admin = %args.admin,
         operator_namespace = %args.namespace,
@@ -110,16 +138,94 @@ async fn main() -> anyhow::Result<()> {
         "chaperone-operator starting"
     );
 
+    let lease = args.leader_election.then(|| {
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("chaperone-operator-{}", std::process::id()));
+        LeaderLease::new(
+            client.clone(),
+            &args.namespace,
+            &args.leader_election_lease,
+            &identity,
+            LEASE_DURATION,
+        )
+    });
+    if let Some(lease) = &lease {
+        info!(lease = %args.leader_election_lease, identity = lease.identity(), "waiting to lead");
+        if !wait_to_lead(lease, stopping.clone()).await {
+            let _ = admin.await;
+            return Ok(());
+        }
+        info!(identity = lease.identity(), "leading");
+        tokio::spawn(keep_leading(lease.clone(), stop.clone(), stopping.clone()));
+    }
+
     let context = Arc::new(Context::new(client, settings, metrics));
-    let shutdown = async move {
-        shutdown_signal().await;
-        info!("shutting down: letting running reconciles finish");
-        let _ = stop.send(true);
+    let controller_stop = {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|s| *s != Stop::Running).await;
+        }
     };
-    gateway_controller::run(context, args.watch_namespace, shutdown).await;
+    gateway_controller::run(context, args.watch_namespace, controller_stop).await;
+    let _ = stop.send(Stop::Signalled);
     let _ = admin.await;
+    if *stopping.borrow() == Stop::LostLease {
+        anyhow::bail!(
+            "lost the leader-election Lease; exiting so that a fresh start contends again"
+        );
+    }
+    if let Some(lease) = &lease
+        && let Err(error) = lease.release().await
+    {
+        warn!(%error, "could not release the leader-election Lease; it expires by itself");
+    }
     info!("chaperone-operator stopped");
     Ok(())
+}
+
+/// Retries the Lease until this replica holds it (true) or the process is asked to stop (false).
+async fn wait_to_lead(lease: &LeaderLease, mut stopping: watch::Receiver<Stop>) -> bool {
+    loop {
+        match lease.try_acquire_or_renew().await {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(error) => warn!(%error, "contending for the leader-election Lease failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LEASE_RENEW_EVERY) => {}
+            _ = stopping.wait_for(|s| *s != Stop::Running) => return false,
+        }
+    }
+}
+
+/// Renews the Lease; when it could not be renewed for a whole lease duration, stops the
+/// controller, since another replica may have taken over.
+async fn keep_leading(
+    lease: LeaderLease,
+    stop: watch::Sender<Stop>,
+    mut stopping: watch::Receiver<Stop>,
+) {
+    let mut renewed = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(LEASE_RENEW_EVERY) => {}
+            _ = stopping.wait_for(|s| *s != Stop::Running) => return,
+        }
+        match lease.try_acquire_or_renew().await {
+            Ok(true) => renewed = std::time::Instant::now(),
+            Ok(false) => {
+                warn!("another replica holds the leader-election Lease");
+                let _ = stop.send(Stop::LostLease);
+                return;
+            }
+            Err(error) => warn!(%error, "renewing the leader-election Lease failed"),
+        }
+        if renewed.elapsed() >= LEASE_DURATION {
+            warn!("the leader-election Lease was not renewed in time");
+            let _ = stop.send(Stop::LostLease);
+            return;
+        }
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.
