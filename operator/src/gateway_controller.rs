@@ -221,6 +221,23 @@ pub fn error_policy(
     };
     let delay = Duration::from_secs(1u64 << attempts.min(9).saturating_sub(1)).min(RESYNC);
     warn!(connection = %key, %error, attempts, retry_in_seconds = delay.as_secs(), "reconcile failed");
+    // error_policy is synchronous: the event goes out from a task.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let recorder = context.recorder.clone();
+        let reference = connection.object_ref(&());
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "ReconcileFailed".into(),
+            note: Some(format!("{error} (attempt {attempts}; retrying in {} s)", delay.as_secs())),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        runtime.spawn(async move {
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                warn!(%error, "could not publish an event");
+            }
+        });
+    }
     Action::requeue(delay)
 }
 
