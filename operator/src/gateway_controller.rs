@@ -67,6 +67,9 @@ pub struct Context {
     metrics: Arc<OperatorMetrics>,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
+    /// One lock per namespace: reconciles of a namespace's connections render the same objects,
+    /// so they take turns (a teardown must not interleave with another connection's render).
+    namespace_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -81,7 +84,23 @@ impl Context {
         let reporter =
             Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, settings, metrics, recorder, failures: Mutex::new(HashMap::new()) }
+        Self {
+            client,
+            settings,
+            metrics,
+            recorder,
+            failures: Mutex::new(HashMap::new()),
+            namespace_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn namespace_lock(&self, namespace: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.namespace_locks.lock() {
+            Ok(mut locks) => locks.entry(namespace.to_owned()).or_default().clone(),
+            // A poisoned map only means another reconcile panicked; a fresh lock still
+            // serializes the ones to come.
+            Err(_) => Arc::default(),
+        }
     }
 }
 
@@ -186,7 +205,9 @@ pub async fn reconcile(
         .ok_or(Error::MissingField { kind: "AgentConnection", field: "metadata.namespace" })?;
     let key = format!("{namespace}/{}", connection.name_any());
     let api: Api<AgentConnection> = Api::namespaced(context.client.clone(), &namespace);
+    let lock = context.namespace_lock(&namespace);
     let result = finalizer(&api, FINALIZER, connection, |event| async {
+        let _turn = lock.lock().await;
         match event {
             FinalizerEvent::Apply(connection) => apply(&connection, &namespace, &context).await,
             FinalizerEvent::Cleanup(connection) => cleanup(&connection, &namespace, &context).await,
@@ -248,9 +269,14 @@ async fn apply(
 ) -> Result<Action, Error> {
     let name = connection.name_any();
     let live = live_connections(context, namespace, None).await?;
+    if !live.iter().any(|c| c.name_any() == name) {
+        // A stale copy of a connection that is gone or going: rendering without it could
+        // recreate a gateway its teardown just removed.
+        return Ok(Action::await_change());
+    }
     let rendered = render_gateway(context, namespace, &live).await?;
     let Some(outcome) = rendered.compilation.outcomes.get(&name) else {
-        // Listed before this connection was visible: render again shortly.
+        // Compiled from the list that contains it: cannot happen; render again shortly.
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
     let status = connection_status::connection_status(&StatusInputs {
