@@ -151,7 +151,9 @@ pub async fn run(
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(connection = %object, "reconciled"),
-                Err(error) => warn!(%error, "reconcile failed"),
+                // Already logged and counted by error_policy.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                Err(error) => warn!(%error, "the controller could not schedule a reconcile"),
             }
         })
         .await;
