@@ -1,6 +1,38 @@
-//! The Chaperone operator: reconciles AgentConnection, RecordingPolicy and ApprovalRule objects into
+//! The Chaperone operator: reconciles AgentConnections, RecordingPolicies and ApprovalRules into
 //! one gateway per namespace (Deployment, Service, RBAC, config and key Secrets,
-//! PodDisruptionBudget), manages the recording bucket's lifecycle rules, and serves the pod and
-//! ApprovalRequest admission webhooks.
+//! PodDisruptionBudget). See `docs/operator.md`.
 //!
-//! Controllers and webhooks are added here as they land.
+//! Pure core:
+//! - [`config_compiler`]: a namespace's connections, policies, rules and Secrets into the
+//!   gateway's configuration file, with a per-connection outcome.
+//! - [`gateway_keys`]: the keys Secret's content (generate once, keep, rotate).
+//! - [`gateway_objects`]: the gateway's Kubernetes objects as apply manifests.
+//! - [`connection_status`]: an AgentConnection's status and conditions.
+//!
+//! Thin shell:
+//! - [`gateway_controller`]: the controller that fetches, applies, writes status and tears down.
+//! - [`service_account_issuer`]: discovers the cluster's token issuer.
+//! - [`leader_election`]: one replica reconciles at a time, through a Lease.
+//! - [`admin`] and [`metrics`]: `/healthz` and Prometheus `/metrics`.
+//! - [`tls`]: the process's TLS crypto provider.
+
+pub mod admin;
+pub mod config_compiler;
+pub mod connection_status;
+pub mod error;
+pub mod gateway_controller;
+pub mod gateway_keys;
+pub mod gateway_objects;
+pub mod leader_election;
+pub mod metrics;
+pub mod service_account_issuer;
+pub mod settings;
+pub mod tls;
+
+pub use error::Error;
+pub use gateway_controller::{Context, reconcile, run};
+pub use metrics::OperatorMetrics;
+pub use settings::GatewaySettings;
+
+/// The field manager of everything the operator applies, and its name in events and labels.
+pub const FIELD_MANAGER: &str = "chaperone-operator";

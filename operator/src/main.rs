@@ -1,25 +1,47 @@
-//! `chaperone-operator`: parses flags and hands over to the library.
+//! `chaperone-operator`: parses flags, sets up logging, the Kubernetes client and the admin port,
+//! and hands over to the controller until SIGTERM.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use clap::Parser;
+use anyhow::Context as _;
+use chaperone_operator::{
+    Context, GatewaySettings, OperatorMetrics, admin, gateway_controller,
+    leader_election::LeaderLease, service_account_issuer::discover_issuer,
+};
+use clap::{Parser, ValueEnum};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// How long a Lease holder that stopped renewing keeps it.
+const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// How often the leader renews, and followers retry.
+const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
+
+/// Why the controller stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Running,
+    Signalled,
+    LostLease,
+}
 
 /// Chaperone's Kubernetes operator.
 ///
-/// Reconciles AgentConnections, RecordingPolicies and ApprovalRules into per-namespace gateways and
-/// serves the admission webhooks that inject agents' pods and stamp approval decisions.
+/// Reconciles AgentConnections (with the RecordingPolicies, ApprovalRules and Secrets they use)
+/// into one gateway per namespace. The Kubernetes client is configured as usual: $KUBECONFIG,
+/// ~/.kube/config, or the pod's in-cluster service account.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
-    /// Address of the admission webhooks (TLS).
-    #[arg(long, default_value = "0.0.0.0:9443")]
-    webhook_listen: SocketAddr,
-    /// Address of /healthz, /readyz and /metrics.
+    /// Address of /healthz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     admin: SocketAddr,
-    /// Namespace the operator runs in (its webhook certificate Secret and Lease live there).
+    /// Namespace the operator runs in.
     #[arg(long, env = "POD_NAMESPACE", default_value = "chaperone-system")]
     namespace: String,
+    /// Reconcile only this namespace's AgentConnections (default: every namespace).
+    #[arg(long, env = "CHAPERONE_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
     /// Container image of the gateway Deployments the operator creates.
     #[arg(
         long,
@@ -27,12 +49,203 @@ struct Args {
         default_value = "ghcr.io/chaperone-dev/chaperone-gateway:latest"
     )]
     gateway_image: String,
+    /// Replicas of each gateway Deployment.
+    #[arg(long, env = "CHAPERONE_GATEWAY_REPLICAS", default_value_t = 2)]
+    gateway_replicas: i32,
+    /// The cluster's service-account token issuer; discovered from the API server when unset.
+    #[arg(long, env = "CHAPERONE_SERVICE_ACCOUNT_ISSUER")]
+    service_account_issuer: Option<String>,
+    /// The JWKS URL gateways fetch the issuer's keys from, as seen from a gateway pod.
+    #[arg(long, default_value = "https://kubernetes.default.svc/openid/v1/jwks")]
+    gateway_jwks_uri: String,
+    /// Hours a session MAC key signs before it is rotated (more than 12: the longest session).
+    #[arg(long, default_value_t = 168)]
+    session_key_rotation_hours: u64,
+    /// Reconcile only while holding the Lease `--leader-election-lease` in `--namespace`, so that
+    /// one replica reconciles at a time.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "chaperone-operator")]
+    leader_election_lease: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// One JSON object per line (containers).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::bail!(
-        "the operator's controllers are not built yet; nothing was reconciled (namespace {})",
-        args.namespace
-    )
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match args.log_format {
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+
+    chaperone_operator::tls::install_crypto_provider();
+    let client = kube::Client::try_default().await.context(
+        "building the Kubernetes client (from $KUBECONFIG, ~/.kube/config or in-cluster)",
+    )?;
+    let issuer = match args.service_account_issuer {
+        Some(issuer) => issuer,
+        None => discover_issuer(&client).await?,
+    };
+    let settings = GatewaySettings {
+        image: args.gateway_image,
+        replicas: args.gateway_replicas,
+        issuer,
+        jwks_uri: args.gateway_jwks_uri,
+        session_key_rotation: Duration::from_secs(
+            args.session_key_rotation_hours.saturating_mul(3600),
+        ),
+    };
+    settings.check().map_err(anyhow::Error::msg)?;
+
+    let metrics = Arc::new(OperatorMetrics::new());
+    let listener = tokio::net::TcpListener::bind(args.admin)
+        .await
+        .with_context(|| format!("binding the admin address {}", args.admin))?;
+    let (stop, stopping) = watch::channel(Stop::Running);
+    let admin = tokio::spawn(admin::serve_admin(listener, metrics.clone(), {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|s| *s != Stop::Running).await;
+        }
+    }));
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            info!("shutting down: letting running reconciles finish");
+            let _ = stop.send(Stop::Signalled);
+        }
+    });
+    info!(
+        admin = %args.admin,
+        operator_namespace = %args.namespace,
+        watch_namespace = args.watch_namespace.as_deref().unwrap_or("<all>"),
+        image = %settings.image,
+        issuer = %settings.issuer,
+        "chaperone-operator starting"
+    );
+
+    let lease = args.leader_election.then(|| {
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("chaperone-operator-{}", std::process::id()));
+        LeaderLease::new(
+            client.clone(),
+            &args.namespace,
+            &args.leader_election_lease,
+            &identity,
+            LEASE_DURATION,
+        )
+    });
+    if let Some(lease) = &lease {
+        info!(lease = %args.leader_election_lease, identity = lease.identity(), "waiting to lead");
+        if !wait_to_lead(lease, stopping.clone()).await {
+            let _ = admin.await;
+            return Ok(());
+        }
+        info!(identity = lease.identity(), "leading");
+        tokio::spawn(keep_leading(lease.clone(), stop.clone(), stopping.clone()));
+    }
+
+    let context = Arc::new(Context::new(client, settings, metrics));
+    let controller_stop = {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|s| *s != Stop::Running).await;
+        }
+    };
+    gateway_controller::run(context, args.watch_namespace, controller_stop).await;
+    let _ = stop.send(Stop::Signalled);
+    let _ = admin.await;
+    if *stopping.borrow() == Stop::LostLease {
+        anyhow::bail!(
+            "lost the leader-election Lease; exiting so that a fresh start contends again"
+        );
+    }
+    if let Some(lease) = &lease
+        && let Err(error) = lease.release().await
+    {
+        warn!(%error, "could not release the leader-election Lease; it expires by itself");
+    }
+    info!("chaperone-operator stopped");
+    Ok(())
+}
+
+/// Retries the Lease until this replica holds it (true) or the process is asked to stop (false).
+async fn wait_to_lead(lease: &LeaderLease, mut stopping: watch::Receiver<Stop>) -> bool {
+    loop {
+        match lease.try_acquire_or_renew().await {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(error) => warn!(%error, "contending for the leader-election Lease failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LEASE_RENEW_EVERY) => {}
+            _ = stopping.wait_for(|s| *s != Stop::Running) => return false,
+        }
+    }
+}
+
+/// Renews the Lease; when it could not be renewed for a whole lease duration, stops the
+/// controller, since another replica may have taken over.
+async fn keep_leading(
+    lease: LeaderLease,
+    stop: watch::Sender<Stop>,
+    mut stopping: watch::Receiver<Stop>,
+) {
+    let mut renewed = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(LEASE_RENEW_EVERY) => {}
+            _ = stopping.wait_for(|s| *s != Stop::Running) => return,
+        }
+        match lease.try_acquire_or_renew().await {
+            Ok(true) => renewed = std::time::Instant::now(),
+            Ok(false) => {
+                warn!("another replica holds the leader-election Lease");
+                let _ = stop.send(Stop::LostLease);
+                return;
+            }
+            Err(error) => warn!(%error, "renewing the leader-election Lease failed"),
+        }
+        if renewed.elapsed() >= LEASE_DURATION {
+            warn!("the leader-election Lease was not renewed in time");
+            let _ = stop.send(Stop::LostLease);
+            return;
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
 }

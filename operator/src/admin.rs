@@ -1,0 +1,54 @@
+//! The admin port: `/healthz` and `/metrics`.
+
+use std::{convert::Infallible, sync::Arc};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header::CONTENT_TYPE};
+use http_body_util::Full;
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::metrics::OperatorMetrics;
+
+fn respond(metrics: &OperatorMetrics, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match request.uri().path() {
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/metrics" => (
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.encode(),
+        ),
+        _ => (StatusCode::NOT_FOUND, "text/plain", "try /healthz or /metrics\n".to_owned()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    response
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown` completes.
+pub async fn serve_admin(
+    listener: TcpListener,
+    metrics: Arc<OperatorMetrics>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => return,
+        };
+        let Ok((stream, _peer)) = accepted else { continue };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let response = respond(&metrics, &request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,81 @@
+//! What can go wrong while reconciling, with the object and value involved.
+
+use chaperone_gateway::config::ConfigError;
+
+use crate::gateway_keys::KeysPlanError;
+
+/// A reconcile failure. The controller retries with backoff and counts it by [`Error::kind`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the API server failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What the operator was doing, e.g. `applying Deployment chaperone-gateway in agents`.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The object lacks a field the API server always sets (name, namespace).
+    #[error("{kind} without {field}: the API server always sets it")]
+    MissingField {
+        /// The object's kind.
+        kind: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
+    /// The namespace's configuration did not validate as the gateway's.
+    #[error("the gateway configuration of namespace {namespace} does not validate: {source}")]
+    Config {
+        /// The namespace.
+        namespace: String,
+        /// The gateway's validation error, naming the field.
+        #[source]
+        source: ConfigError,
+    },
+    /// The configuration could not be written as YAML.
+    #[error("writing the gateway configuration of namespace {namespace} as YAML: {source}")]
+    Yaml {
+        /// The namespace.
+        namespace: String,
+        /// The serializer's error.
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// Gateway keys could not be generated.
+    #[error("gateway keys of namespace {namespace}: {source}")]
+    Keys {
+        /// The namespace.
+        namespace: String,
+        /// What went wrong.
+        #[source]
+        source: KeysPlanError,
+    },
+    /// Adding or removing the finalizer, or a step inside it, failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube",
+            Error::MissingField { .. } => "missing_field",
+            Error::Config { .. } => "config",
+            Error::Yaml { .. } => "yaml",
+            Error::Keys { .. } => "keys",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),
+                _ => "finalizer",
+            },
+        }
+    }
+
+    /// Wraps a client error with what the operator was doing.
+    pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let action = action.into();
+        move |source| Error::Kube { action, source }
+    }
+}

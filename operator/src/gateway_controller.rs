@@ -1,0 +1,716 @@
+//! The AgentConnection controller: for each namespace with AgentConnections, one gateway.
+//!
+//! Every reconcile of an AgentConnection renders its whole namespace's gateway (the objects are
+//! shared by the namespace's connections), then writes that connection's status. The plan is pure
+//! ([`crate::config_compiler`], [`crate::gateway_keys`], [`crate::gateway_objects`],
+//! [`crate::connection_status`]); this module fetches inputs, applies the plan with server-side
+//! apply under [`crate::FIELD_MANAGER`], publishes events and tears the gateway down through a
+//! finalizer when the namespace's last connection goes.
+//!
+//! Watched besides AgentConnections: Secrets (a connection's credentials and the gateway's own
+//! two), RecordingPolicies, ApprovalRules and the gateway Deployments, so that a change to any of
+//! them re-renders the namespace's config Secret.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chaperone_crds::{AgentConnection, ApprovalRule, RecordingPolicy};
+use chaperone_gateway::config::IdentitySource;
+use futures::StreamExt;
+use k8s_openapi::{
+    api::{apps::v1::Deployment, core::v1::Secret},
+    apimachinery::pkg::apis::meta::v1::OwnerReference,
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{
+        DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+        ValidationDirective,
+    },
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        finalizer::{Event as FinalizerEvent, finalizer},
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+use tracing::{info, warn};
+
+use crate::{
+    FIELD_MANAGER,
+    config_compiler::{self, Compilation, NamespaceInputs, SecretData},
+    connection_status::{self, GatewayReplicas, StatusInputs},
+    error::Error,
+    gateway_keys::{self, ExistingKeys, KeysChange, KeysPlan},
+    gateway_objects::{self, Manifest},
+    metrics::OperatorMetrics,
+    settings::{AGENT_TOKEN_AUDIENCE, GatewaySettings},
+};
+
+/// The controller's name in metrics and events.
+pub const CONTROLLER: &str = "agentconnection";
+/// The finalizer that tears a namespace's gateway down when its last connection goes.
+pub const FINALIZER: &str = "chaperone.dev/gateway-teardown";
+/// How often a converged connection is reconciled anyway (drift repair, key rotation).
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// What every reconcile shares.
+pub struct Context {
+    client: Client,
+    settings: GatewaySettings,
+    metrics: Arc<OperatorMetrics>,
+    recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+    /// One lock per namespace: reconciles of a namespace's connections render the same objects,
+    /// so they take turns (a teardown must not interleave with another connection's render).
+    namespace_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context reconciling with `client`.
+    pub fn new(client: Client, settings: GatewaySettings, metrics: Arc<OperatorMetrics>) -> Self {
+        let reporter =
+            Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self {
+            client,
+            settings,
+            metrics,
+            recorder,
+            failures: Mutex::new(HashMap::new()),
+            namespace_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn namespace_lock(&self, namespace: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.namespace_locks.lock() {
+            Ok(mut locks) => locks.entry(namespace.to_owned()).or_default().clone(),
+            // A poisoned map only means another reconcile panicked; a fresh lock still
+            // serializes the ones to come.
+            Err(_) => Arc::default(),
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` completes, then lets running reconciles finish.
+///
+/// `namespace` limits it to one namespace (`None`: all namespaces).
+pub async fn run(
+    context: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = context.client.clone();
+    let ns = namespace.as_deref();
+    let connections = scoped::<AgentConnection>(&client, ns);
+    let secrets = scoped::<Secret>(&client, ns);
+    let policies = scoped::<RecordingPolicy>(&client, ns);
+    let rules = scoped::<ApprovalRule>(&client, ns);
+    let deployments = scoped::<Deployment>(&client, ns);
+    let controller = Controller::new(connections, watcher::Config::default());
+    let store = controller.store();
+    let gateway_selector = gateway_objects::gateway_label_selector();
+    controller
+        .watches(secrets, watcher::Config::default(), {
+            let store = store.clone();
+            move |secret: Secret| connections_using_secret(&store, &secret)
+        })
+        .watches(policies, watcher::Config::default(), {
+            let store = store.clone();
+            move |policy: RecordingPolicy| {
+                let name = policy.name_any();
+                connections_in(&store, policy.namespace().as_deref(), |c| {
+                    c.spec.recording_policy_ref.name == name
+                })
+            }
+        })
+        .watches(rules, watcher::Config::default(), {
+            let store = store.clone();
+            move |rule: ApprovalRule| connections_in(&store, rule.namespace().as_deref(), |_| true)
+        })
+        .watches(deployments, watcher::Config::default().labels(&gateway_selector), {
+            let store = store.clone();
+            move |deployment: Deployment| {
+                connections_in(&store, deployment.namespace().as_deref(), |_| true)
+            }
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(connection = %object, "reconciled"),
+                // Already logged and counted by error_policy.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                Err(error) => warn!(%error, "the controller could not schedule a reconcile"),
+            }
+        })
+        .await;
+}
+
+/// An API over one namespace, or all of them.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn connections_in(
+    store: &Store<AgentConnection>,
+    namespace: Option<&str>,
+    wanted: impl Fn(&AgentConnection) -> bool,
+) -> Vec<ObjectRef<AgentConnection>> {
+    store
+        .state()
+        .iter()
+        .filter(|c| c.namespace().as_deref() == namespace && wanted(c))
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+fn connections_using_secret(
+    store: &Store<AgentConnection>,
+    secret: &Secret,
+) -> Vec<ObjectRef<AgentConnection>> {
+    let name = secret.name_any();
+    let own =
+        name == gateway_objects::CONFIG_SECRET_NAME || name == gateway_objects::KEYS_SECRET_NAME;
+    connections_in(store, secret.namespace().as_deref(), |c| {
+        own || c.spec.aws.credentials.secret_ref.as_ref().is_some_and(|r| r.name == name)
+    })
+}
+
+/// Reconciles one AgentConnection: renders its namespace's gateway and writes its status, or,
+/// when it is being deleted, tears the gateway down if it was the namespace's last connection.
+pub async fn reconcile(
+    connection: Arc<AgentConnection>,
+    context: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = connection
+        .namespace()
+        .ok_or(Error::MissingField { kind: "AgentConnection", field: "metadata.namespace" })?;
+    let key = format!("{namespace}/{}", connection.name_any());
+    let api: Api<AgentConnection> = Api::namespaced(context.client.clone(), &namespace);
+    let lock = context.namespace_lock(&namespace);
+    let result = finalizer(&api, FINALIZER, connection, |event| async {
+        let _turn = lock.lock().await;
+        match event {
+            FinalizerEvent::Apply(connection) => apply(&connection, &namespace, &context).await,
+            FinalizerEvent::Cleanup(connection) => cleanup(&connection, &namespace, &context).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    context.metrics.reconciled(CONTROLLER, started.elapsed().as_secs_f64());
+    if result.is_ok()
+        && let Ok(mut failures) = context.failures.lock()
+    {
+        failures.remove(&key);
+    }
+    result
+}
+
+/// Counts the failure and retries with exponential backoff (1 s doubling, at most 5 minutes).
+pub fn error_policy(
+    connection: Arc<AgentConnection>,
+    error: &Error,
+    context: Arc<Context>,
+) -> Action {
+    context.metrics.failed(CONTROLLER, error.kind());
+    let key = format!("{}/{}", connection.namespace().unwrap_or_default(), connection.name_any());
+    let attempts = match context.failures.lock() {
+        Ok(mut failures) => {
+            let attempts = failures.entry(key.clone()).or_insert(0);
+            *attempts = attempts.saturating_add(1);
+            *attempts
+        }
+        Err(_) => 1,
+    };
+    let delay = Duration::from_secs(1u64 << attempts.min(9).saturating_sub(1)).min(RESYNC);
+    warn!(connection = %key, %error, attempts, retry_in_seconds = delay.as_secs(), "reconcile failed");
+    // error_policy is synchronous: the event goes out from a task.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let recorder = context.recorder.clone();
+        let reference = connection.object_ref(&());
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "ReconcileFailed".into(),
+            note: Some(format!("{error} (attempt {attempts}; retrying in {} s)", delay.as_secs())),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        runtime.spawn(async move {
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                warn!(%error, "could not publish an event");
+            }
+        });
+    }
+    Action::requeue(delay)
+}
+
+async fn apply(
+    connection: &AgentConnection,
+    namespace: &str,
+    context: &Context,
+) -> Result<Action, Error> {
+    let name = connection.name_any();
+    let live = live_connections(context, namespace, None).await?;
+    if !live.iter().any(|c| c.name_any() == name) {
+        // A stale copy of a connection that is gone or going: rendering without it could
+        // recreate a gateway its teardown just removed.
+        return Ok(Action::await_change());
+    }
+    let rendered = render_gateway(context, namespace, &live).await?;
+    let Some(outcome) = rendered.compilation.outcomes.get(&name) else {
+        // Compiled from the list that contains it: cannot happen; render again shortly.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+    let status = connection_status::connection_status(&StatusInputs {
+        name: &name,
+        namespace,
+        generation: connection.metadata.generation,
+        outcome,
+        endpoint: rendered.endpoint.clone(),
+        replicas: rendered.replicas,
+        recording_public_keys: rendered.keys.recording_public_keys.clone(),
+        previous: connection.status.as_ref(),
+        now: Timestamp::now(),
+    });
+
+    let reference = connection.object_ref(&());
+    if !rendered.changed.is_empty() {
+        publish(
+            context,
+            &reference,
+            EventType::Normal,
+            "GatewayApplied",
+            "Apply",
+            format!("Applied in namespace {namespace}: {}.", rendered.changed.join(", ")),
+        )
+        .await;
+    }
+    if let KeysChange::Rotated { reason } | KeysChange::Regenerated { problem: reason } =
+        &rendered.keys.change
+    {
+        publish(
+            context,
+            &reference,
+            EventType::Normal,
+            "KeysRotated",
+            "RotateKeys",
+            format!("Secret {namespace}/{}: {reason}.", gateway_objects::KEYS_SECRET_NAME),
+        )
+        .await;
+    }
+    if connection.status.as_ref() != Some(&status) {
+        for condition in &status.conditions {
+            let before = connection_status::find(connection.status.as_ref(), &condition.type_);
+            let changed =
+                before.is_none_or(|b| b.status != condition.status || b.reason != condition.reason);
+            if changed {
+                let type_ =
+                    if condition.status == "True" { EventType::Normal } else { EventType::Warning };
+                publish(
+                    context,
+                    &reference,
+                    type_,
+                    &condition.reason,
+                    "Reconcile",
+                    format!("{} is {}: {}", condition.type_, condition.status, condition.message),
+                )
+                .await;
+            }
+        }
+        let api: Api<AgentConnection> = Api::namespaced(context.client.clone(), namespace);
+        let patch = serde_json::json!({
+            "apiVersion": AgentConnection::api_version(&()),
+            "kind": AgentConnection::kind(&()),
+            "status": status,
+        });
+        api.patch_status(&name, &apply_params(), &Patch::Apply(patch)).await.map_err(
+            Error::kube(format!("writing the status of AgentConnection {namespace}/{name}")),
+        )?;
+        info!(connection = %name, namespace, "status written");
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn cleanup(
+    connection: &AgentConnection,
+    namespace: &str,
+    context: &Context,
+) -> Result<Action, Error> {
+    let name = connection.name_any();
+    let others = live_connections(context, namespace, Some(&name)).await?;
+    let reference = connection.object_ref(&());
+    if others.is_empty() {
+        let removed = delete_gateway(context, namespace).await?;
+        info!(connection = %name, namespace, removed = removed.len(), "gateway torn down");
+        publish(
+            context,
+            &reference,
+            EventType::Normal,
+            "GatewayRemoved",
+            "Teardown",
+            format!(
+                "{name} was the last AgentConnection of namespace {namespace}; deleted {}.",
+                if removed.is_empty() {
+                    "nothing (no gateway objects existed)".into()
+                } else {
+                    removed.join(", ")
+                }
+            ),
+        )
+        .await;
+    } else {
+        render_gateway(context, namespace, &others).await?;
+        publish(
+            context,
+            &reference,
+            EventType::Normal,
+            "ConnectionRemoved",
+            "Teardown",
+            format!("Removed {name} from the gateway configuration of namespace {namespace}."),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}
+
+/// The namespace's AgentConnections that are not being deleted (and are not `except`).
+async fn live_connections(
+    context: &Context,
+    namespace: &str,
+    except: Option<&str>,
+) -> Result<Vec<AgentConnection>, Error> {
+    let api: Api<AgentConnection> = Api::namespaced(context.client.clone(), namespace);
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube(format!("listing AgentConnections in {namespace}")))?;
+    let mut live: Vec<AgentConnection> = list
+        .items
+        .into_iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .filter(|c| except.is_none_or(|e| c.name_any() != e))
+        .collect();
+    live.sort_by_key(|c| c.name_any());
+    Ok(live)
+}
+
+/// The result of rendering a namespace's gateway.
+struct RenderedGateway {
+    compilation: Compilation,
+    keys: KeysPlan,
+    endpoint: Option<String>,
+    replicas: GatewayReplicas,
+    /// Objects created or changed, as `Kind name`.
+    changed: Vec<String>,
+}
+
+async fn render_gateway(
+    context: &Context,
+    namespace: &str,
+    live: &[AgentConnection],
+) -> Result<RenderedGateway, Error> {
+    let client = &context.client;
+    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut secrets = SecretData::new();
+    for name in config_compiler::referenced_secrets(live) {
+        let secret = secrets_api
+            .get_opt(&name)
+            .await
+            .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))?;
+        if let Some(secret) = secret {
+            let data = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            secrets.insert(name, data);
+        }
+    }
+    let policies: BTreeMap<String, RecordingPolicy> =
+        Api::<RecordingPolicy>::namespaced(client.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .map_err(Error::kube(format!("listing RecordingPolicies in {namespace}")))?
+            .items
+            .into_iter()
+            .map(|p| (p.name_any(), p))
+            .collect();
+    // The recorders' own Secrets, named by the RecordingPolicies.
+    for name in policies
+        .values()
+        .filter_map(|p| p.spec.s3.credentials.as_ref().map(|c| c.secret_ref.name.clone()))
+    {
+        if secrets.contains_key(&name) {
+            continue;
+        }
+        let secret = secrets_api
+            .get_opt(&name)
+            .await
+            .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))?;
+        if let Some(secret) = secret {
+            let data = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            secrets.insert(name, data);
+        }
+    }
+    let rules = Api::<ApprovalRule>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube(format!("listing ApprovalRules in {namespace}")))?
+        .items
+        .into_iter()
+        .map(|r| (r.name_any(), r.spec))
+        .collect();
+    let compilation = config_compiler::compile(&NamespaceInputs {
+        namespace,
+        identity: identity_source(&context.settings),
+        connections: live,
+        secrets: &secrets,
+        recording_policies: &policies,
+        approval_rules: &rules,
+    })
+    .map_err(|source| Error::Config { namespace: namespace.to_owned(), source })?;
+    let yaml = compilation
+        .to_yaml()
+        .map_err(|source| Error::Yaml { namespace: namespace.to_owned(), source })?;
+
+    let owners = owner_references(live);
+    let mut changed = Vec::new();
+    let config_secret = gateway_objects::secret(
+        namespace,
+        gateway_objects::CONFIG_SECRET_NAME,
+        &owners,
+        &BTreeMap::from([(gateway_objects::CONFIG_SECRET_KEY.to_owned(), yaml.into_bytes())]),
+        &BTreeMap::new(),
+    );
+    let keys = apply_keys(context, namespace, &owners, &mut changed).await?;
+    apply_manifest(context, &config_secret, &mut changed).await?;
+
+    let mut endpoint = None;
+    let mut replicas = GatewayReplicas::default();
+    for manifest in gateway_objects::gateway_manifests(namespace, &context.settings, &owners) {
+        let applied = apply_manifest(context, &manifest, &mut changed).await?;
+        match manifest.resource.kind.as_str() {
+            "Service" => {
+                endpoint = applied.data["spec"]["clusterIP"]
+                    .as_str()
+                    .filter(|ip| !ip.is_empty() && *ip != "None")
+                    .map(service_endpoint);
+            }
+            "Deployment" => {
+                let number = |v: &serde_json::Value| v.as_i64().and_then(|n| i32::try_from(n).ok());
+                replicas = GatewayReplicas {
+                    desired: number(&applied.data["spec"]["replicas"]).unwrap_or_default(),
+                    available: number(&applied.data["status"]["availableReplicas"])
+                        .unwrap_or_default(),
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(RenderedGateway { compilation, keys, endpoint, replicas, changed })
+}
+
+fn service_endpoint(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("http://[{ip}]:{}", gateway_objects::AGENTS_PORT)
+    } else {
+        format!("http://{ip}:{}", gateway_objects::AGENTS_PORT)
+    }
+}
+
+/// How gateways of this operator verify agents' tokens.
+pub fn identity_source(settings: &GatewaySettings) -> IdentitySource {
+    IdentitySource {
+        issuer: settings.issuer.clone(),
+        jwks_uri: Some(settings.jwks_uri.clone()),
+        ca_file: Some(gateway_objects::jwks_ca_file()),
+        token_file: Some(gateway_objects::jwks_token_file()),
+        audience: AGENT_TOKEN_AUDIENCE.to_owned(),
+        leeway_seconds: 30,
+        token_review: false,
+    }
+}
+
+/// Owner references to every live connection of the namespace, by name; none is the controller.
+pub fn owner_references(live: &[AgentConnection]) -> Vec<OwnerReference> {
+    let mut owners: Vec<OwnerReference> = live
+        .iter()
+        .filter_map(|c| {
+            Some(OwnerReference {
+                api_version: AgentConnection::api_version(&()).into_owned(),
+                kind: AgentConnection::kind(&()).into_owned(),
+                name: c.metadata.name.clone()?,
+                uid: c.metadata.uid.clone()?,
+                controller: None,
+                block_owner_deletion: None,
+            })
+        })
+        .collect();
+    owners.sort_by(|a, b| a.name.cmp(&b.name));
+    owners
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams {
+        field_validation: Some(ValidationDirective::Strict),
+        ..PatchParams::apply(FIELD_MANAGER).force()
+    }
+}
+
+fn dynamic_api(
+    context: &Context,
+    manifest_resource: &kube::api::ApiResource,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
+    match namespace {
+        Some(ns) => Api::namespaced_with(context.client.clone(), ns, manifest_resource),
+        None => Api::all_with(context.client.clone(), manifest_resource),
+    }
+}
+
+/// Server-side applies `manifest`, noting it in `changed` when it was created or changed.
+async fn apply_manifest(
+    context: &Context,
+    manifest: &Manifest,
+    changed: &mut Vec<String>,
+) -> Result<DynamicObject, Error> {
+    let api = dynamic_api(context, &manifest.resource, manifest.namespace.as_deref());
+    let where_ = manifest.namespace.as_deref().map(|ns| format!(" in {ns}")).unwrap_or_default();
+    let before = api
+        .get_metadata_opt(&manifest.name)
+        .await
+        .map_err(Error::kube(format!("reading {}{where_}", manifest.describe())))?;
+    let applied = api
+        .patch(&manifest.name, &apply_params(), &Patch::Apply(&manifest.body))
+        .await
+        .map_err(Error::kube(format!("applying {}{where_}", manifest.describe())))?;
+    let before_version = before.and_then(|b| b.metadata.resource_version);
+    if before_version.is_none() || before_version != applied.metadata.resource_version {
+        changed.push(manifest.describe());
+    }
+    Ok(applied)
+}
+
+/// Creates the keys Secret once, rotates its session key when due (with a resourceVersion
+/// precondition, so concurrent reconciles cannot each rotate), and keeps labels and owners up.
+async fn apply_keys(
+    context: &Context,
+    namespace: &str,
+    owners: &[OwnerReference],
+    changed: &mut Vec<String>,
+) -> Result<KeysPlan, Error> {
+    let api: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
+    let name = gateway_objects::KEYS_SECRET_NAME;
+    let existing = api
+        .get_opt(name)
+        .await
+        .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))?;
+    let existing_keys = existing.as_ref().map(|s| ExistingKeys {
+        keys_json: s
+            .data
+            .as_ref()
+            .and_then(|d| d.get(gateway_objects::KEYS_SECRET_KEY))
+            .map(|v| v.0.clone()),
+        annotations: s.metadata.annotations.clone().unwrap_or_default(),
+    });
+    let plan = gateway_keys::plan_keys(
+        existing_keys.as_ref(),
+        Timestamp::now(),
+        context.settings.session_key_rotation,
+        &mut gateway_keys::system_random,
+    )
+    .map_err(|source| Error::Keys { namespace: namespace.to_owned(), source })?;
+    let mut manifest = gateway_objects::secret(
+        namespace,
+        name,
+        owners,
+        &BTreeMap::from([(gateway_objects::KEYS_SECRET_KEY.to_owned(), plan.keys_json.clone())]),
+        &plan.annotations,
+    );
+    match existing {
+        None => {
+            // Create, never overwrite: a concurrent reconcile that created first wins, and this
+            // one fails with a conflict and retries with its keys.
+            let secret: Secret =
+                serde_json::from_value(manifest.body.clone()).map_err(|e| Error::Keys {
+                    namespace: namespace.to_owned(),
+                    source: gateway_keys::KeysPlanError::Invalid(e.to_string()),
+                })?;
+            let params =
+                PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+            api.create(&params, &secret)
+                .await
+                .map_err(Error::kube(format!("creating Secret {namespace}/{name}")))?;
+            changed.push(format!("Secret {name} (keys generated)"));
+            // Take ownership of the fields under server-side apply too.
+            apply_manifest(context, &manifest, &mut Vec::new()).await?;
+        }
+        Some(existing) => {
+            if plan.change != KeysChange::Unchanged
+                && let Some(object) = manifest.body["metadata"].as_object_mut()
+            {
+                object.insert(
+                    "resourceVersion".into(),
+                    serde_json::json!(existing.metadata.resource_version),
+                );
+            }
+            apply_manifest(context, &manifest, changed).await?;
+        }
+    }
+    Ok(plan)
+}
+
+/// Deletes every gateway object of the namespace; returns those that existed.
+async fn delete_gateway(context: &Context, namespace: &str) -> Result<Vec<String>, Error> {
+    let mut removed = Vec::new();
+    for (resource, name, object_namespace) in gateway_objects::gateway_object_names(namespace) {
+        let api = dynamic_api(context, &resource, object_namespace.as_deref());
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => removed.push(format!("{} {name}", resource.kind)),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Kube {
+                    action: format!("deleting {} {name} of namespace {namespace}", resource.kind),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(removed)
+}
+
+async fn publish(
+    context: &Context,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = context.recorder.publish(&event, reference).await {
+        warn!(%error, reason, "could not publish an event");
+    }
+}

@@ -1,0 +1,50 @@
+//! What the operator's flags decide about every gateway it runs.
+
+use std::time::Duration;
+
+/// The audience agents' projected tokens carry (never `sts.amazonaws.com`).
+pub const AGENT_TOKEN_AUDIENCE: &str = "chaperone.dev";
+
+/// How gateways are deployed and how their identity and keys are set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewaySettings {
+    /// Container image of the gateway.
+    pub image: String,
+    /// Replicas of each namespace's gateway Deployment.
+    pub replicas: i32,
+    /// The cluster's service-account token issuer (`iss` of agents' tokens).
+    pub issuer: String,
+    /// The JWKS URL the gateway fetches the issuer's keys from, as seen from a gateway pod.
+    pub jwks_uri: String,
+    /// How long a session MAC key signs before it is rotated (the previous key is still accepted,
+    /// so this must exceed the longest session).
+    pub session_key_rotation: Duration,
+}
+
+/// The longest session an AgentConnection may grant (`spec.session.maxDurationSeconds` ≤ 43200).
+pub const LONGEST_SESSION: Duration = Duration::from_secs(43_200);
+
+impl GatewaySettings {
+    /// Refuses settings a gateway cannot work with, naming the flag to change.
+    pub fn check(&self) -> Result<(), String> {
+        if self.image.trim().is_empty() {
+            return Err("--gateway-image is empty: name the gateway's container image".into());
+        }
+        if self.replicas < 1 {
+            return Err(format!("--gateway-replicas is {}: at least 1 is needed", self.replicas));
+        }
+        if self.session_key_rotation <= LONGEST_SESSION {
+            return Err(format!(
+                "--session-key-rotation-hours gives {} s, which does not exceed the longest session \
+                 ({} s): sessions minted under a key would outlive the previous-key window; choose \
+                 more than 12 hours",
+                self.session_key_rotation.as_secs(),
+                LONGEST_SESSION.as_secs()
+            ));
+        }
+        if !(self.jwks_uri.starts_with("https://") || self.jwks_uri.starts_with("http://")) {
+            return Err(format!("--gateway-jwks-uri {:?} is not an http(s) URL", self.jwks_uri));
+        }
+        Ok(())
+    }
+}
