@@ -72,23 +72,28 @@ async fn both_sdks_see_the_expected_access_denied_as_the_sessions_outcome() {
     let _logs = env.logs_on_failure();
     // The auditor may read S3 but not create buckets.
     let vars = static_keys_env(env.moto.endpoint(), &env.moto.auditor_user);
-    let denied = StepResult {
+    // The denial, with whatever message moto gave (`Access Denied`).
+    let denied = |message: Option<String>| StepResult {
         step: "create-bucket".into(),
         ok: true,
         denied: true,
         code: Some("AccessDenied".into()),
-        message: None,
+        message,
     };
 
     let node =
         node_s3_session(&env.provisioned.node, &vars, "sdk-js-auditor", Some(S3Step::CreateBucket))
             .await
             .unwrap();
-    assert_eq!(node, vec![denied.clone()]);
+    assert_eq!(node.len(), 1);
+    assert!(node[0].message.as_deref().is_some_and(|m| !m.is_empty()), "{node:?}");
+    assert_eq!(node, vec![denied(node[0].message.clone())]);
     let rust = rust_s3_session_expecting_denied(&vars, "sdk-rust-auditor", S3Step::CreateBucket)
         .await
         .unwrap();
-    assert_eq!(rust, vec![denied]);
+    assert_eq!(rust.len(), 1);
+    assert!(rust[0].message.as_deref().is_some_and(|m| !m.is_empty()), "{rust:?}");
+    assert_eq!(rust, vec![denied(rust[0].message.clone())]);
 
     // Without the expectation the same denial fails the session, with its code.
     let node = node_s3_session(&env.provisioned.node, &vars, "sdk-js-auditor", None).await.unwrap();
