@@ -4,3 +4,5 @@
 //! ApprovalRequest admission webhooks.
 //!
 //! Controllers and webhooks are added here as they land.
+
+pub mod webhooks;
