@@ -348,7 +348,9 @@ pub fn parse_admission_review(
 ) -> Result<AdmissionRequest<ApprovalRequest>, AdmissionResponse> {
     let review: kube::core::admission::AdmissionReview<ApprovalRequest> =
         serde_json::from_slice(body).map_err(|e| {
-            AdmissionResponse::invalid(format!("the body is not an ApprovalRequest AdmissionReview: {e}"))
+            AdmissionResponse::invalid(format!(
+                "the body is not an ApprovalRequest AdmissionReview: {e}"
+            ))
         })?;
     review.try_into().map_err(|_| {
         AdmissionResponse::invalid("the AdmissionReview carries no request".to_owned())

@@ -112,13 +112,12 @@ impl WebhookState {
         if request.method() != Method::POST {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "webhooks take POST");
         }
-        let body = match http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-        {
-            Ok(body) => body.to_bytes(),
-            Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")),
-        };
+        let body =
+            match http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await
+            {
+                Ok(body) => body.to_bytes(),
+                Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")),
+            };
         let response = match approval::parse_admission_review(&body) {
             Ok(admission) => {
                 let response = review_approval_request(

@@ -94,8 +94,8 @@ mod tests {
 
     #[test]
     fn a_loopback_certificate_builds_a_server_config() {
-        let certificates = WebhookCertificates::generate(&["127.0.0.1".to_owned()])
-            .map_err(|e| e.to_string());
+        let certificates =
+            WebhookCertificates::generate(&["127.0.0.1".to_owned()]).map_err(|e| e.to_string());
         let Ok(certificates) = certificates else {
             panic!("generating: {certificates:?}");
         };
