@@ -319,7 +319,7 @@ fn judge(
 
 /// Whether the rule's reviewers name `reviewer`, by user name or by group membership.
 fn is_reviewer(reviewers: &Reviewers, reviewer: &Reviewer) -> bool {
-    reviewers.users.iter().any(|u| *u == reviewer.name)
+    reviewers.users.contains(&reviewer.name)
         || reviewers.groups.iter().any(|g| reviewer.groups.contains(g))
 }
 
@@ -342,22 +342,181 @@ fn service_account_user(namespace: &str, name: &str) -> String {
     format!("system:serviceaccount:{namespace}:{name}")
 }
 
-/// Decodes an AdmissionReview body, answering a malformed one with an `invalid` response.
+/// An HTTP body that is not an ApprovalRequest AdmissionReview.
+#[derive(Debug, thiserror::Error)]
+#[error("the body is not an ApprovalRequest AdmissionReview: {0}")]
+pub struct InvalidAdmissionReview(String);
+
+/// Decodes an AdmissionReview body; answer an error with [`AdmissionResponse::invalid`].
 pub fn parse_admission_review(
     body: &[u8],
-) -> Result<AdmissionRequest<ApprovalRequest>, AdmissionResponse> {
+) -> Result<AdmissionRequest<ApprovalRequest>, InvalidAdmissionReview> {
     let review: kube::core::admission::AdmissionReview<ApprovalRequest> =
-        serde_json::from_slice(body).map_err(|e| {
-            AdmissionResponse::invalid(format!(
-                "the body is not an ApprovalRequest AdmissionReview: {e}"
-            ))
-        })?;
-    review.try_into().map_err(|_| {
-        AdmissionResponse::invalid("the AdmissionReview carries no request".to_owned())
-    })
+        serde_json::from_slice(body).map_err(|e| InvalidAdmissionReview(e.to_string()))?;
+    review.try_into().map_err(|_| InvalidAdmissionReview("it carries no request".to_owned()))
 }
 
 /// The JSON body answering an AdmissionReview.
 pub fn admission_review_body(response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&response.into_review())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// Rules held in memory, by name.
+    struct Rules(BTreeMap<String, ApprovalRule>);
+
+    impl RuleLookup for Rules {
+        async fn approval_rule(
+            &self,
+            _namespace: &str,
+            name: &str,
+        ) -> Result<Option<ApprovalRule>, RuleLookupError> {
+            Ok(self.0.get(name).cloned())
+        }
+    }
+
+    fn rules(groups: &[&str], users: &[&str]) -> Rules {
+        let rule: ApprovalRule = serde_json::from_value(json!({
+            "apiVersion": "chaperone.dev/v1alpha1",
+            "kind": "ApprovalRule",
+            "metadata": {"name": "bucket-deletion", "namespace": "agents"},
+            "spec": {
+                "match": {"actions": ["s3:DeleteBucket"]},
+                "reviewers": {"groups": groups, "users": users, "required": 1}
+            }
+        }))
+        .unwrap_or_else(|e| panic!("rule: {e}"));
+        Rules(BTreeMap::from([("bucket-deletion".to_owned(), rule)]))
+    }
+
+    fn approval_request(reviews: Value) -> Value {
+        json!({
+            "apiVersion": "chaperone.dev/v1alpha1",
+            "kind": "ApprovalRequest",
+            "metadata": {"name": "delete-scratch", "namespace": "agents"},
+            "spec": {
+                "connection": "prod-aws",
+                "rule": "bucket-deletion",
+                "sessionId": "019abc12",
+                "agent": {"serviceAccount": "pr-bot"},
+                "actions": ["s3:DeleteBucket"],
+                "fingerprint": "0".repeat(64),
+                "requiredApprovals": 2,
+                "expiresAt": "2026-11-25T18:45:00Z",
+                "reviews": reviews
+            }
+        })
+    }
+
+    fn update(
+        user: &str,
+        groups: &[&str],
+        old: Value,
+        new: Value,
+    ) -> AdmissionRequest<ApprovalRequest> {
+        let review = json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "7d0c",
+                "kind": {"group": "chaperone.dev", "version": "v1alpha1", "kind": "ApprovalRequest"},
+                "resource": {"group": "chaperone.dev", "version": "v1alpha1", "resource": "approvalrequests"},
+                "name": "delete-scratch",
+                "namespace": "agents",
+                "operation": "UPDATE",
+                "userInfo": {"username": user, "groups": groups},
+                "object": approval_request(new),
+                "oldObject": approval_request(old),
+                "dryRun": false
+            }
+        });
+        parse_admission_review(review.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    async fn answer(
+        request: &AdmissionRequest<ApprovalRequest>,
+        rules: &Rules,
+    ) -> AdmissionResponse {
+        review_approval_request(request, &ApprovalWebhookSettings::default(), rules, now()).await
+    }
+
+    #[tokio::test]
+    async fn an_appended_review_is_replaced_by_one_stamped_with_the_authenticated_identity() {
+        let earlier =
+            json!([{"decision": "Approve", "user": "erin", "groups": ["sre"], "time": "t"}]);
+        let appended = json!([
+            {"decision": "Approve", "user": "erin", "groups": ["sre"], "time": "t"},
+            {"decision": "Approve", "reason": "ok", "user": "mallory", "groups": ["system:masters"]}
+        ]);
+        let request = update("alice", &["sre", "system:authenticated"], earlier, appended);
+
+        let response = answer(&request, &rules(&["sre"], &[])).await;
+
+        assert!(response.allowed, "{}", response.result.message);
+        let patch: Value = serde_json::from_slice(response.patch.as_deref().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("patch: {e}"));
+        assert_eq!(
+            patch,
+            json!([{"op": "replace", "path": "/spec/reviews/1", "value": {
+                "decision": "Approve", "reason": "ok", "user": "alice",
+                "groups": ["sre", "system:authenticated"], "time": "2026-11-18T11:06:40Z"
+            }}])
+        );
+    }
+
+    #[tokio::test]
+    async fn changing_an_earlier_review_is_refused_as_append_only() {
+        let earlier =
+            json!([{"decision": "Approve", "user": "erin", "groups": ["sre"], "time": "t"}]);
+        let rewritten = json!([{"decision": "Deny", "reason": "x", "user": "erin", "groups": ["sre"], "time": "t"}]);
+        let request = update("alice", &["sre"], earlier, rewritten);
+
+        let response = answer(&request, &rules(&["sre"], &[])).await;
+
+        assert!(!response.allowed);
+        assert!(response.result.message.contains("append-only"), "{}", response.result.message);
+    }
+
+    #[tokio::test]
+    async fn a_review_naming_a_missing_rule_is_refused_with_the_rules_name() {
+        let request = update("alice", &["sre"], json!([]), json!([{"decision": "Approve"}]));
+
+        let response = answer(&request, &Rules(BTreeMap::new())).await;
+
+        assert!(!response.allowed);
+        assert_eq!(response.result.code, 409);
+        assert!(
+            response
+                .result
+                .message
+                .contains("ApprovalRule \"bucket-deletion\", which does not exist"),
+            "{}",
+            response.result.message
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_that_leaves_reviews_alone_is_allowed_without_a_patch_and_without_a_reviewer()
+    {
+        let reviews =
+            json!([{"decision": "Approve", "user": "erin", "groups": ["sre"], "time": "t"}]);
+        let request =
+            update("system:serviceaccount:agents:chaperone-gateway", &[], reviews.clone(), reviews);
+
+        let response = answer(&request, &Rules(BTreeMap::new())).await;
+
+        assert!(response.allowed, "{}", response.result.message);
+        assert!(response.patch.is_none());
+    }
 }

@@ -21,6 +21,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
+use kube::core::admission::AdmissionResponse;
 use kube::{Api, Client};
 use rustls::ServerConfig;
 use time::OffsetDateTime;
@@ -138,7 +139,7 @@ impl WebhookState {
                 );
                 response
             }
-            Err(invalid) => invalid,
+            Err(invalid) => AdmissionResponse::invalid(invalid),
         };
         match approval::admission_review_body(response) {
             Ok(json) => Response::builder()
