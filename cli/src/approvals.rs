@@ -29,11 +29,11 @@ pub enum ApprovalsError {
     )]
     NotFound { name: String, namespace: String },
     #[error(
-        "your kubeconfig's user may not {verb} approvalrequests in namespace {namespace:?} \
-         ({message}); ask a cluster admin for a Role granting get, list and update on \
+        "your kubeconfig's user may not {verb} approvalrequests {scope} ({message}); ask a \
+         cluster admin for a Role (a ClusterRole for -A) granting get, list and update on \
          approvalrequests.chaperone.dev"
     )]
-    Forbidden { verb: &'static str, namespace: String, message: String },
+    Forbidden { verb: &'static str, scope: String, message: String },
     #[error("the API server refused your decision on ApprovalRequest {name:?}: {message}")]
     Refused { name: String, message: String },
     #[error(
@@ -46,6 +46,8 @@ pub enum ApprovalsError {
          ({DECIDE_ATTEMPTS} attempts); run the command again"
     )]
     KeptChanging { name: String },
+    #[error("listing ApprovalRequests {scope} failed: {reason}")]
+    List { scope: String, reason: String },
     #[error("{what} ApprovalRequest {name:?} in namespace {namespace:?} failed: {reason}")]
     Request { what: &'static str, name: String, namespace: String, reason: String },
 }
@@ -59,11 +61,19 @@ pub async fn list(args: ApprovalsListArgs) -> anyhow::Result<ExitCode> {
     } else {
         Api::namespaced(cluster.client().clone(), &namespace)
     };
-    let shown = if args.all_namespaces { "any namespace".to_owned() } else { namespace.clone() };
-    let requests = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| classify(e, "list", "listing", &format!("({shown})"), &shown))?;
+    let scope = if args.all_namespaces {
+        "in any namespace".to_owned()
+    } else {
+        format!("in namespace {namespace:?}")
+    };
+    let requests = api.list(&ListParams::default()).await.map_err(|e| match e {
+        kube::Error::Api(status) if status.code == 403 => ApprovalsError::Forbidden {
+            verb: "list",
+            scope: scope.clone(),
+            message: status.message,
+        },
+        other => ApprovalsError::List { scope: scope.clone(), reason: other.to_string() },
+    })?;
     let mut requests = requests.items;
     requests.sort_by(|a, b| {
         (a.namespace(), a.creation_timestamp().map(|t| t.0), a.name_any()).cmp(&(
@@ -73,7 +83,7 @@ pub async fn list(args: ApprovalsListArgs) -> anyhow::Result<ExitCode> {
         ))
     });
     if requests.is_empty() {
-        eprintln!("No ApprovalRequests in {shown}.");
+        eprintln!("No ApprovalRequests {scope}.");
         return Ok(ExitCode::SUCCESS);
     }
     print!("{}", inbox(&requests, args.all_namespaces, OffsetDateTime::now_utc()));
@@ -150,7 +160,7 @@ fn classify(
     namespace: &str,
 ) -> ApprovalsError {
     match error {
-        kube::Error::Api(status) if status.code == 404 && verb != "list" => {
+        kube::Error::Api(status) if status.code == 404 => {
             ApprovalsError::NotFound { name: name.to_owned(), namespace: namespace.to_owned() }
         }
         // A refusal by an admission webhook carries the webhook's own explanation.
@@ -159,7 +169,7 @@ fn classify(
         }
         kube::Error::Api(status) if status.code == 403 => ApprovalsError::Forbidden {
             verb,
-            namespace: namespace.to_owned(),
+            scope: format!("in namespace {namespace:?}"),
             message: status.message,
         },
         kube::Error::Api(status) if status.code == 422 || status.code == 400 => {

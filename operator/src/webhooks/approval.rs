@@ -208,7 +208,7 @@ async fn review_update<L: RuleLookup>(
             )));
         }
     };
-    let time = now.format(&Rfc3339).map_err(|e| {
+    let time = now.replace_nanosecond(0).unwrap_or(now).format(&Rfc3339).map_err(|e| {
         Refusal::unavailable(format!("the webhook cannot format the current time: {e}; retry"))
     })?;
     let mut decided: Vec<Review> = old_reviews.clone();
