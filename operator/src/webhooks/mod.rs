@@ -44,11 +44,9 @@ pub const FIELD_MANAGER: &str = "chaperone-operator";
 /// KiB; the API server caps objects at 3 MiB).
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
-/// What went wrong serving or registering the webhooks.
+/// What went wrong registering the webhooks.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("accepting a webhook connection failed: {0}")]
-    Accept(#[source] std::io::Error),
     #[error("applying MutatingWebhookConfiguration {name:?} failed: {source}")]
     Register { name: String, source: kube::Error },
 }
@@ -62,20 +60,29 @@ pub enum WebhookEndpoint {
     Service { namespace: String, name: String, port: i32 },
 }
 
-/// Serves the webhooks on `listener` with `tls` until the returned future is dropped.
+/// Serves the webhooks on `listener` with `tls`; it never returns: drop (or abort) the future to
+/// stop serving.
 ///
-/// Each connection runs on its own task; a failed handshake or a broken connection is logged and
-/// does not stop the server.
+/// Each connection runs on its own task; a failed accept or handshake, or a broken connection, is
+/// logged and does not stop the server.
 pub async fn serve_webhooks(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     client: Client,
     settings: ApprovalWebhookSettings,
-) -> Result<(), WebhookError> {
+) {
     let acceptor = TlsAcceptor::from(tls);
     let state = Arc::new(WebhookState { rules: ApiRuleLookup::new(client), settings });
     loop {
-        let (stream, peer) = listener.accept().await.map_err(WebhookError::Accept)?;
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment rather than spin.
+                tracing::warn!(error = %e, "accepting a webhook connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let acceptor = acceptor.clone();
         let state = state.clone();
         tokio::spawn(async move {

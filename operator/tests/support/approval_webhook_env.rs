@@ -65,9 +65,7 @@ fn start_webhook(env: &'static LocalEnv) -> Result<(), String> {
                     let settings = ApprovalWebhookSettings {
                         gateway_service_account: GATEWAY_SERVICE_ACCOUNT.to_owned(),
                     };
-                    if let Err(e) = serve_webhooks(listener, tls, client, settings).await {
-                        eprintln!("the ApprovalRequest webhook stopped: {e}");
-                    }
+                    serve_webhooks(listener, tls, client, settings).await;
                 }
                 Err(e) => {
                     let _ = ready.send(Err(format!("{e:#}")));
