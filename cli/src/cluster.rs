@@ -55,6 +55,11 @@ impl Cluster {
         Ok(Self { client, default_namespace })
     }
 
+    /// The client, for commands that read or write other objects.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The kubeconfig context's namespace (`default` when it names none).
     pub fn default_namespace(&self) -> &str {
         &self.default_namespace

@@ -156,22 +156,55 @@ pub struct VerifyArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ApprovalsCommand {
-    /// List approval requests.
-    List,
-    /// Approve a held call.
-    Approve {
-        /// ApprovalRequest name.
-        name: String,
-        /// Why you approve.
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Deny a held call.
-    Deny {
-        /// ApprovalRequest name.
-        name: String,
-        /// Why you deny (shown to the agent).
-        #[arg(long)]
-        reason: String,
-    },
+    /// List approval requests: your inbox of held calls.
+    List(ApprovalsListArgs),
+    /// Approve a held call (your identity is stamped by the API server, not taken from here).
+    Approve(ApproveArgs),
+    /// Deny a held call; the reason is shown to the agent.
+    Deny(DenyArgs),
+}
+
+/// Which cluster and namespace approval commands talk to, as kubectl does.
+#[derive(Args, Debug, Clone)]
+pub struct KubeFlags {
+    /// Namespace of the ApprovalRequests (default: the kubeconfig context's namespace).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Path to the kubeconfig (default: KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current context).
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ApprovalsListArgs {
+    #[command(flatten)]
+    pub kube: KubeFlags,
+    /// List ApprovalRequests of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ApproveArgs {
+    /// ApprovalRequest name.
+    pub name: String,
+    #[command(flatten)]
+    pub kube: KubeFlags,
+    /// Why you approve (recorded with your decision).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DenyArgs {
+    /// ApprovalRequest name.
+    pub name: String,
+    #[command(flatten)]
+    pub kube: KubeFlags,
+    /// Why you deny (shown to the agent).
+    #[arg(long)]
+    pub reason: String,
 }

@@ -1,6 +1,7 @@
 //! `kubectl-chaperone`: the auditors' and reviewers' command line, run as `kubectl chaperone ...`.
 
 mod action_glob;
+mod approvals;
 mod cluster;
 mod commands;
 mod flags;
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::flags::{Cli, Command, SessionsCommand};
+use crate::flags::{ApprovalsCommand, Cli, Command, SessionsCommand};
 
 /// Exit status when the command could not do its work (as opposed to `verify` finding problems,
 /// which exits 1).
@@ -40,11 +41,9 @@ fn main() -> ExitCode {
             Command::Sessions(SessionsCommand::List(args)) => commands::list::run(*args).await,
             Command::Sessions(SessionsCommand::Show(args)) => commands::show::run(*args).await,
             Command::Sessions(SessionsCommand::Verify(args)) => commands::verify::run(*args).await,
-            Command::Approvals(command) => {
-                anyhow::bail!(
-                    "`approvals {command:?}` is not built yet; nothing was read or changed"
-                )
-            }
+            Command::Approvals(ApprovalsCommand::List(args)) => approvals::list(args).await,
+            Command::Approvals(ApprovalsCommand::Approve(args)) => approvals::approve(args).await,
+            Command::Approvals(ApprovalsCommand::Deny(args)) => approvals::deny(args).await,
         }
     });
     match outcome {

@@ -15,6 +15,8 @@
 //! - [`leader_election`]: one replica reconciles at a time, through a Lease.
 //! - [`admin`] and [`metrics`]: `/healthz` and Prometheus `/metrics`.
 //! - [`tls`]: the process's TLS crypto provider.
+//! - [`webhooks`]: the ApprovalRequest admission webhook (stamps reviewers, refuses
+//!   non-reviewers) and its TLS serving certificates.
 
 pub mod admin;
 pub mod config_compiler;
@@ -28,6 +30,7 @@ pub mod metrics;
 pub mod service_account_issuer;
 pub mod settings;
 pub mod tls;
+pub mod webhooks;
 
 pub use error::Error;
 pub use gateway_controller::{Context, reconcile, run};

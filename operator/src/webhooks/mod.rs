@@ -1,0 +1,237 @@
+//! Admission webhooks served by every operator replica over TLS: the ApprovalRequest webhook
+//! ([`approval`]) that stamps reviewers' identities into decisions, the serving certificate
+//! ([`tls`]), and the MutatingWebhookConfiguration that points the API server at them.
+
+pub mod approval;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
+    WebhookClientConfig,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Patch, PatchParams};
+use kube::core::admission::AdmissionResponse;
+use kube::{Api, Client};
+use rustls::ServerConfig;
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+pub use approval::{
+    APPROVAL_REQUESTS_PATH, ApiRuleLookup, ApprovalWebhookSettings, RuleLookup, RuleLookupError,
+    review_approval_request,
+};
+pub use tls::{WebhookCertificates, WebhookTlsError};
+
+/// The name of the ApprovalRequest webhook inside its configuration.
+pub const APPROVAL_WEBHOOK_NAME: &str = "approvalrequests.chaperone.dev";
+
+/// The field manager the operator applies its webhook configurations with.
+pub const FIELD_MANAGER: &str = "chaperone-operator";
+
+/// A request body larger than this is refused (an AdmissionReview of an ApprovalRequest is a few
+/// KiB; the API server caps objects at 3 MiB).
+const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// What went wrong registering the webhooks.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("applying MutatingWebhookConfiguration {name:?} failed: {source}")]
+    Register { name: String, source: kube::Error },
+}
+
+/// Where the API server sends AdmissionReviews.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebhookEndpoint {
+    /// A URL reachable from the API server, without the path: `https://127.0.0.1:9443`.
+    Url(String),
+    /// The operator's Service (port 443 or as given) in the cluster.
+    Service { namespace: String, name: String, port: i32 },
+}
+
+/// Serves the webhooks on `listener` with `tls`; it never returns: drop (or abort) the future to
+/// stop serving.
+///
+/// Each connection runs on its own task; a failed accept or handshake, or a broken connection, is
+/// logged and does not stop the server.
+pub async fn serve_webhooks(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    client: Client,
+    settings: ApprovalWebhookSettings,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let state = Arc::new(WebhookState { rules: ApiRuleLookup::new(client), settings });
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment rather than spin.
+                tracing::warn!(error = %e, "accepting a webhook connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(stream).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "webhook TLS handshake failed");
+                    return;
+                }
+            };
+            let service = service_fn(move |request| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(state.answer(request).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "webhook connection ended with an error");
+            }
+        });
+    }
+}
+
+struct WebhookState {
+    rules: ApiRuleLookup,
+    settings: ApprovalWebhookSettings,
+}
+
+impl WebhookState {
+    async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if request.uri().path() != APPROVAL_REQUESTS_PATH {
+            return plain(StatusCode::NOT_FOUND, "no webhook at this path");
+        }
+        if request.method() != Method::POST {
+            return plain(StatusCode::METHOD_NOT_ALLOWED, "webhooks take POST");
+        }
+        let body =
+            match http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await
+            {
+                Ok(body) => body.to_bytes(),
+                Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")),
+            };
+        let response = match approval::parse_admission_review(&body) {
+            Ok(admission) => {
+                let response = review_approval_request(
+                    &admission,
+                    &self.settings,
+                    &self.rules,
+                    OffsetDateTime::now_utc(),
+                )
+                .await;
+                tracing::info!(
+                    name = %admission.name,
+                    namespace = admission.namespace.as_deref().unwrap_or_default(),
+                    operation = ?admission.operation,
+                    user = admission.user_info.username.as_deref().unwrap_or_default(),
+                    allowed = response.allowed,
+                    message = %response.result.message,
+                    "ApprovalRequest admission"
+                );
+                response
+            }
+            Err(invalid) => AdmissionResponse::invalid(invalid),
+        };
+        match approval::admission_review_body(response) {
+            Ok(json) => Response::builder()
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(json)))
+                .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response")),
+            Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("encoding: {e}")),
+        }
+    }
+}
+
+fn plain(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(message.to_owned())));
+    *response.status_mut() = status;
+    response
+}
+
+/// The MutatingWebhookConfiguration `name` sending every ApprovalRequest CREATE and UPDATE (in any
+/// namespace) to `endpoint`, trusted through `ca_pem`.
+///
+/// It matches every namespace on purpose: an ApprovalRequest anywhere is only trustworthy if its
+/// reviews were stamped. `failurePolicy: Fail`, so no review is stored unstamped while the webhook
+/// is down.
+pub fn approval_webhook_configuration(
+    name: &str,
+    endpoint: &WebhookEndpoint,
+    ca_pem: &str,
+) -> MutatingWebhookConfiguration {
+    let client_config = match endpoint {
+        WebhookEndpoint::Url(base) => WebhookClientConfig {
+            url: Some(format!("{}{APPROVAL_REQUESTS_PATH}", base.trim_end_matches('/'))),
+            ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
+            service: None,
+        },
+        WebhookEndpoint::Service { namespace, name, port } => WebhookClientConfig {
+            url: None,
+            ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
+            service: Some(ServiceReference {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                path: Some(APPROVAL_REQUESTS_PATH.to_owned()),
+                port: Some(*port),
+            }),
+        },
+    };
+    MutatingWebhookConfiguration {
+        metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
+        webhooks: Some(vec![MutatingWebhook {
+            name: APPROVAL_WEBHOOK_NAME.to_owned(),
+            admission_review_versions: vec!["v1".to_owned()],
+            client_config,
+            failure_policy: Some("Fail".to_owned()),
+            match_policy: Some("Equivalent".to_owned()),
+            side_effects: "None".to_owned(),
+            timeout_seconds: Some(10),
+            reinvocation_policy: Some("Never".to_owned()),
+            rules: Some(vec![RuleWithOperations {
+                api_groups: Some(vec![chaperone_crds::GROUP.to_owned()]),
+                api_versions: Some(vec![chaperone_crds::VERSION.to_owned()]),
+                operations: Some(vec!["CREATE".to_owned(), "UPDATE".to_owned()]),
+                resources: Some(vec!["approvalrequests".to_owned()]),
+                scope: Some("Namespaced".to_owned()),
+            }]),
+            ..Default::default()
+        }]),
+    }
+}
+
+/// Creates or updates (server-side apply) the ApprovalRequest webhook configuration `name`.
+pub async fn register_approval_webhook(
+    client: &Client,
+    name: &str,
+    endpoint: &WebhookEndpoint,
+    ca_pem: &str,
+) -> Result<MutatingWebhookConfiguration, WebhookError> {
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let mut configuration = approval_webhook_configuration(name, endpoint, ca_pem);
+    configuration.metadata.managed_fields = None;
+    let patch = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": configuration.metadata,
+        "webhooks": configuration.webhooks,
+    });
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(|source| WebhookError::Register { name: name.to_owned(), source })
+}
