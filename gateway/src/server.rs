@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
 use crate::{
+    approval::{ApprovalGate, ApprovalRules, BodyDigest, HoldOutcome},
     aws_error::{AwsError, ErrorShape},
     body::{CapturingBody, DechunkingBody, buffer_body},
     classify::{AwsRequest, Classification, Classifier, Protocol, ResourceContext},
@@ -68,6 +69,8 @@ pub struct GatewayRuntime {
     pub policies: HashMap<String, CompiledPolicy>,
     /// AssumeRoleWithWebIdentity and session opening.
     pub exchange: WebIdentityExchange,
+    /// ApprovalRules and their ApprovalRequests; `None` when the namespace has no rules.
+    pub approvals: Option<ApprovalGate>,
 }
 
 /// The gateway: shared by every connection task.
@@ -372,6 +375,31 @@ impl Gateway {
                     .into(),
             },
         };
+        // 4b. Approval rules: an allowed call that one matches waits here for reviewers.
+        let decision = match (decision, &runtime.approvals) {
+            (PolicyDecision::Allow, Some(gate)) => {
+                let approval = ApprovalCheck {
+                    session: &session,
+                    call_id: &call_id,
+                    actions: &actions,
+                    resources: &aws_call.resources,
+                    method: parts.method.as_str(),
+                    path: &path,
+                    query: &query,
+                    content_type: parts
+                        .headers
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok()),
+                    body: inbound.body_digest(),
+                    body_preview: match &inbound {
+                        Inbound::Buffered { payload, .. } => Some(&payload[..]),
+                        Inbound::Streamed { .. } => None,
+                    },
+                };
+                self.hold_for_approval(gate, approval).await
+            }
+            (decision, _) => decision,
+        };
         if let PolicyDecision::Deny { object, rule, message } = decision {
             self.metrics.calls_total.get_or_create(&labels("denied")).inc();
             let message = format!("{message} (Chaperone gateway; request {request_id})");
@@ -531,6 +559,75 @@ impl Gateway {
         ))
     }
 
+    /// Holds a call an ApprovalRule matches until reviewers decide, and records the `approval`
+    /// event (before the request event). A refusal comes back as a denial naming the
+    /// ApprovalRequest; calls no rule matches are allowed untouched.
+    async fn hold_for_approval(
+        &self,
+        gate: &ApprovalGate,
+        check: ApprovalCheck<'_>,
+    ) -> PolicyDecision {
+        let session = check.session;
+        let Some(rule) = gate.rules().matching(&session.connection, check.actions, check.resources)
+        else {
+            return PolicyDecision::Allow;
+        };
+        let fingerprint = crate::approval::CallFingerprint::of(&crate::approval::CallIdentity {
+            connection: &session.connection,
+            namespace: &session.namespace,
+            service_account: &session.service_account,
+            actions: check.actions,
+            resources: check.resources,
+            parameters: crate::approval::CallParameters {
+                method: check.method,
+                raw_path: check.path,
+                raw_query: check.query,
+                body: check.body,
+            },
+        });
+        let held = crate::approval::HeldCall {
+            rule,
+            session,
+            actions: check.actions,
+            resources: check.resources,
+            fingerprint,
+            parameters_preview: crate::approval::parameters_preview(
+                check.method,
+                check.path,
+                check.query,
+                check.content_type,
+                check.body_preview,
+            ),
+        };
+        let object = format!("ApprovalRule/{}/{}", session.namespace, rule.name);
+        let result = match gate.hold(&held).await {
+            Ok(result) => result,
+            Err(error) => {
+                tracing::error!(session = %session.session_id, connection = %session.connection, action = ?check.actions, %error, "approval store failed; refusing the held call");
+                return PolicyDecision::Deny {
+                    object,
+                    rule: "approval".into(),
+                    message: error.to_string(),
+                };
+            }
+        };
+        let event = EventBody::Approval(result.event(check.call_id));
+        if let Err(failure) = self.recorder.append(session, event).await {
+            tracing::warn!(session = %session.session_id, %failure, "could not record an approval");
+        }
+        match result.refusal_message() {
+            None => PolicyDecision::Allow,
+            Some(message) => PolicyDecision::Deny {
+                object: result.object(),
+                rule: match result.outcome {
+                    HoldOutcome::Denied { .. } => format!("{object}: denied by a reviewer"),
+                    _ => format!("{object}: no decision within holdSeconds"),
+                },
+                message,
+            },
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn record_response(
         &self,
@@ -592,6 +689,33 @@ impl Inbound {
                 size.unwrap_or(0),
                 Hash256::from_bytes(declared_sha256.unwrap_or([0; 32])),
             ),
+        }
+    }
+}
+
+/// What [`Gateway::hold_for_approval`] needs of a call.
+struct ApprovalCheck<'a> {
+    session: &'a SessionContext,
+    call_id: &'a str,
+    actions: &'a [String],
+    resources: &'a [String],
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    content_type: Option<&'a str>,
+    body: BodyDigest,
+    body_preview: Option<&'a [u8]>,
+}
+
+impl Inbound {
+    /// The body as an approval fingerprint sees it.
+    fn body_digest(&self) -> BodyDigest {
+        match self {
+            Inbound::Buffered { hash, .. } => BodyDigest::Sha256(*hash),
+            Inbound::Streamed { declared_sha256: Some(hash), .. } => {
+                BodyDigest::DeclaredSha256(*hash)
+            }
+            Inbound::Streamed { size, .. } => BodyDigest::DeclaredSize(*size),
         }
     }
 }
@@ -941,7 +1065,15 @@ impl GatewayRuntime {
             })
             .collect::<Result<HashMap<_, _>, _>>()?;
         let exchange =
-            WebIdentityExchange::from_config(config.identity_config(), session_keys, kube)?;
-        Ok(Self { config, policies, exchange })
+            WebIdentityExchange::from_config(config.identity_config(), session_keys, kube.clone())?;
+        let rules = ApprovalRules::compile(&config.approval_rules)?;
+        let approvals = match (rules.is_empty(), kube) {
+            (true, _) => None,
+            (false, Some(client)) => Some(ApprovalGate::new(client, &config.namespace, rules)),
+            (false, None) => anyhow::bail!(
+                "the configuration has approvalRules, which need the Kubernetes API for ApprovalRequests: run in a cluster or pass --kubeconfig"
+            ),
+        };
+        Ok(Self { config, policies, exchange, approvals })
     }
 }
