@@ -173,7 +173,7 @@ impl HoldResult {
                 expires = self.expires_at,
             )),
             HoldOutcome::TimedOut => Some(format!(
-                "ApprovalRule {rule} holds this call for a reviewer and none decided within the hold ({waited} s). Ask a reviewer to run `kubectl chaperone approvals approve {name} -n {namespace}`, then retry the same call: once approved, it goes through once within {valid} s (until {expires})",
+                "ApprovalRule {rule} holds this call for a reviewer and none decided within the hold ({waited} s). Ask a reviewer to run `kubectl chaperone approvals approve {name} -n {namespace}`, then retry the same call: once approved, it goes through once until {expires} (approvalValidSeconds {valid} s from the request)",
                 rule = self.rule,
                 waited = self.waited.as_secs(),
                 valid = self.approval_valid_seconds,

@@ -45,19 +45,17 @@ fn body_preview(content_type: &str, body: &[u8]) -> String {
         return format!("(body of {} bytes not shown)", body.len());
     }
     let content_type = content_type.to_ascii_lowercase();
-    if content_type.contains("json") || body.first() == Some(&b'{') {
-        if let Ok(mut value) = serde_json::from_slice::<Value>(body) {
-            redact_secrets(&mut value);
-            return value.to_string();
-        }
+    let json = content_type.contains("json") || body.first() == Some(&b'{');
+    if json && let Ok(mut value) = serde_json::from_slice::<Value>(body) {
+        redact_secrets(&mut value);
+        return value.to_string();
     }
-    if content_type.contains("xml") || body.first() == Some(&b'<') {
-        if let Ok(text) = std::str::from_utf8(body) {
-            let lower = text.to_ascii_lowercase();
-            if !SECRET_KEYS.iter().any(|k| lower.contains(k)) {
-                return text.to_owned();
-            }
-        }
+    let xml = content_type.contains("xml") || body.first() == Some(&b'<');
+    if xml
+        && let Ok(text) = std::str::from_utf8(body)
+        && !SECRET_KEYS.iter().any(|k| text.to_ascii_lowercase().contains(k))
+    {
+        return text.to_owned();
     }
     format!("(body of {} bytes not shown)", body.len())
 }
