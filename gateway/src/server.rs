@@ -376,7 +376,7 @@ impl Gateway {
             },
         };
         // 4b. Approval rules: an allowed call that one matches waits here for reviewers.
-        let decision = match (decision, &runtime.approvals) {
+        let (decision, approval_us) = match (decision, &runtime.approvals) {
             (PolicyDecision::Allow, Some(gate)) => {
                 let approval = ApprovalCheck {
                     session: &session,
@@ -398,7 +398,7 @@ impl Gateway {
                 };
                 self.hold_for_approval(gate, approval).await
             }
-            (decision, _) => decision,
+            (decision, _) => (decision, None),
         };
         if let PolicyDecision::Deny { object, rule, message } = decision {
             self.metrics.calls_total.get_or_create(&labels("denied")).inc();
@@ -414,7 +414,7 @@ impl Gateway {
                 body: request_body,
                 aws: aws_call,
                 decision: Decision { effect: Effect::Deny, object: Some(object), rule: Some(rule) },
-                timings: Timings { decide_us: Some(decide_us), ..Default::default() },
+                timings: Timings { decide_us: Some(decide_us), approval_us, ..Default::default() },
                 status: error.status.as_u16(),
                 error_code: error.code.clone(),
                 message,
@@ -440,7 +440,7 @@ impl Gateway {
                 object: Some(format!("AgentConnection/{}/{}", session.namespace, connection.name)),
                 rule: Some("policy.allow".into()),
             },
-            timings: Timings { decide_us: Some(decide_us), ..Default::default() },
+            timings: Timings { decide_us: Some(decide_us), approval_us, ..Default::default() },
             redacted: Vec::new(),
         });
         if let Err(failure) = self.recorder.append(&session, request_event).await {
@@ -561,17 +561,19 @@ impl Gateway {
 
     /// Holds a call an ApprovalRule matches until reviewers decide, and records the `approval`
     /// event (before the request event). A refusal comes back as a denial naming the
-    /// ApprovalRequest; calls no rule matches are allowed untouched.
+    /// ApprovalRequest; calls no rule matches are allowed untouched. Also returns how long the
+    /// call was held, in microseconds.
     async fn hold_for_approval(
         &self,
         gate: &ApprovalGate,
         check: ApprovalCheck<'_>,
-    ) -> PolicyDecision {
+    ) -> (PolicyDecision, Option<u64>) {
         let session = check.session;
         let Some(rule) = gate.rules().matching(&session.connection, check.actions, check.resources)
         else {
-            return PolicyDecision::Allow;
+            return (PolicyDecision::Allow, None);
         };
+        let held_since = Instant::now();
         let fingerprint = crate::approval::CallFingerprint::of(&crate::approval::CallIdentity {
             connection: &session.connection,
             namespace: &session.namespace,
@@ -604,18 +606,20 @@ impl Gateway {
             Ok(result) => result,
             Err(error) => {
                 tracing::error!(session = %session.session_id, connection = %session.connection, action = ?check.actions, %error, "approval store failed; refusing the held call");
-                return PolicyDecision::Deny {
+                let decision = PolicyDecision::Deny {
                     object,
                     rule: "approval".into(),
                     message: error.to_string(),
                 };
+                return (decision, Some(held_since.elapsed().as_micros() as u64));
             }
         };
         let event = EventBody::Approval(result.event(check.call_id));
         if let Err(failure) = self.recorder.append(session, event).await {
             tracing::warn!(session = %session.session_id, %failure, "could not record an approval");
         }
-        match result.refusal_message() {
+        let approval_us = Some(held_since.elapsed().as_micros() as u64);
+        let decision = match result.refusal_message() {
             None => PolicyDecision::Allow,
             Some(message) => PolicyDecision::Deny {
                 object: result.object(),
@@ -625,7 +629,8 @@ impl Gateway {
                 },
                 message,
             },
-        }
+        };
+        (decision, approval_us)
     }
 
     #[allow(clippy::too_many_arguments)]

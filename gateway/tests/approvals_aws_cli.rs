@@ -129,19 +129,28 @@ impl ApprovalSetup {
         let _: ApprovalRequest = self.admin.request(request).await.unwrap();
     }
 
-    async fn approval_events(&mut self) -> Vec<chaperone_recording::Approval> {
+    /// Stops the gateway and returns its verified recording's events.
+    async fn recorded_events(&mut self) -> Vec<chaperone_recording::Event> {
         self.gateway.stop();
         let objects = common::recorded_objects(self.env, &self.gateway).await;
         let report = common::verify(&self.gateway, &objects);
         assert!(report.is_valid(), "verification problems: {:#?}", report.problems);
         common::events(&objects)
-            .into_iter()
-            .filter_map(|e| match e.body {
-                EventBody::Approval(a) => Some(a),
-                _ => None,
-            })
-            .collect()
     }
+
+    async fn approval_events(&mut self) -> Vec<chaperone_recording::Approval> {
+        approvals(&self.recorded_events().await)
+    }
+}
+
+fn approvals(events: &[chaperone_recording::Event]) -> Vec<chaperone_recording::Approval> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Approval(a) => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn phase(request: &ApprovalRequest) -> ApprovalPhase {
@@ -193,9 +202,25 @@ async fn delete_bucket_waits_for_approval_and_proceeds_once_approved() {
         request.spec.parameters_preview
     );
 
-    let approvals = setup.approval_events().await;
+    let events = setup.recorded_events().await;
+    let approvals = approvals(&events);
     assert_eq!(approvals.len(), 1, "{approvals:?}");
     let approval = &approvals[0];
+    let position =
+        |wanted: &dyn Fn(&EventBody) -> bool| events.iter().position(|e| wanted(&e.body));
+    let approval_at = position(&|b| matches!(b, EventBody::Approval(_))).unwrap();
+    let request_at = position(&|b| {
+        matches!(b, EventBody::Request(r) if r.call == approval.call && r.aws.actions == ["s3:DeleteBucket"])
+    })
+    .expect("the released call's request event, linked by call id");
+    assert!(approval_at < request_at, "the approval is recorded before the request");
+    let EventBody::Request(request_event) = &events[request_at].body else { unreachable!() };
+    assert!(
+        request_event.timings.approval_us.is_some_and(|us| us >= 500_000),
+        "{:?}",
+        request_event.timings
+    );
+    assert!(approval.waited_ms >= 500, "{}", approval.waited_ms);
     assert_eq!(approval.outcome, ApprovalDecision::Approved);
     assert_eq!(approval.approval_request, name);
     assert_eq!(approval.rule, "bucket-deletes");
@@ -317,4 +342,47 @@ async fn an_approval_of_a_different_call_does_not_release_this_one() {
     assert!(setup.bucket_exists("bucket-two"));
     let approved = setup.requests().get(&first).await.unwrap();
     assert_ne!(phase(&approved), ApprovalPhase::Consumed, "the other call's approval is untouched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_gateway_replicas_cannot_both_use_one_approval() {
+    let setup = ApprovalSetup::start("approve-replicas", 3).await;
+    let _logs = setup.env.logs_on_failure();
+    let env = setup.env;
+    // A second replica of the same namespace's gateway: its own process and session keys, the
+    // same ApprovalRequests.
+    let mut spec = setup.gateway.spec.clone();
+    spec.recording_bucket = "approve-replicas-audit-b".into();
+    let replica = GatewayProcess::start(env, common::binary(), spec).await.unwrap();
+    let replica_agent = replica.agent_env(env, "pr-bot").await.unwrap();
+    setup.must(&["s3api", "create-bucket", "--bucket", "contested"]);
+    let delete = ["s3api", "delete-bucket", "--bucket", "contested"];
+    let (ok, _, _) = setup.aws(&delete);
+    assert!(!ok);
+    let name = setup.wait_for_request("contested").await;
+    setup.review(&name, "Approve", "alice", "").await;
+
+    let run_on = |agent: Vec<(String, String)>| {
+        std::thread::spawn(move || {
+            let args: Vec<&str> = CLI_FLAGS.iter().chain(&delete).copied().collect();
+            aws_cli(env, &agent, &args)
+        })
+    };
+    let (first, second) = (run_on(setup.agent.clone()), run_on(replica_agent));
+    let (first, second) =
+        tokio::task::spawn_blocking(move || (first.join().unwrap(), second.join().unwrap()))
+            .await
+            .unwrap();
+    let admitted = [&first, &second].iter().filter(|(ok, _, _)| *ok).count();
+    assert_eq!(
+        admitted,
+        1,
+        "exactly one replica used the approval:\n{first:?}\n{second:?}\n--- a ---\n{}\n--- b ---\n{}",
+        setup.gateway.log(),
+        replica.log()
+    );
+    let refused = if first.0 { &second } else { &first };
+    assert!(refused.2.contains("AccessDenied"), "{refused:?}");
+    assert!(!setup.bucket_exists("contested"));
+    assert_eq!(phase(&setup.requests().get(&name).await.unwrap()), ApprovalPhase::Consumed);
 }
