@@ -296,6 +296,34 @@ mod tests {
         assert_ne!(CallFingerprint::of(&a), CallFingerprint::of(&b));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn query_order_and_signing_parameters_never_change_the_fingerprint(
+            pairs in proptest::collection::vec(("[a-z][a-z0-9-]{0,8}", "[A-Za-z0-9%._-]{0,12}"), 0..6),
+            rotate in 0usize..6,
+            signature in "[0-9a-f]{8,64}",
+            token in "[A-Za-z0-9%]{1,40}",
+        ) {
+            let actions = strings(&["s3:DeleteObjects"]);
+            let encode = |pairs: &[(String, String)]| {
+                pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+            };
+            let query = encode(&pairs);
+            let mut shuffled = pairs.clone();
+            if !shuffled.is_empty() {
+                let by = rotate % shuffled.len();
+                shuffled.rotate_left(by);
+            }
+            shuffled.push(("X-Amz-Signature".into(), signature));
+            shuffled.push(("X-Amz-Security-Token".into(), token));
+            let signed = encode(&shuffled);
+            proptest::prop_assert_eq!(
+                CallFingerprint::of(&delete_bucket(&actions, &[], "/b", &query)),
+                CallFingerprint::of(&delete_bucket(&actions, &[], "/b", &signed))
+            );
+        }
+    }
+
     #[test]
     fn fingerprints_are_lowercase_hex_and_labels_fit() {
         let actions = strings(&["s3:DeleteBucket"]);

@@ -550,3 +550,66 @@ fn phase(request: &ApprovalRequest) -> ApprovalPhase {
 fn name_of(request: &ApprovalRequest) -> String {
     request.metadata.name.clone().unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(outcome: HoldOutcome) -> HoldResult {
+        HoldResult {
+            approval_request: "bucket-deletes-1a2b3c4d5e".into(),
+            namespace: "team-a".into(),
+            rule: "bucket-deletes".into(),
+            approval_valid_seconds: 900,
+            expires_at: "2026-11-25T10:15:00Z".into(),
+            fingerprint: "f".repeat(64),
+            outcome,
+            waited: Duration::from_millis(3_200),
+        }
+    }
+
+    fn alice() -> Reviewer {
+        Reviewer { user: "alice".into(), groups: vec!["sre".into()] }
+    }
+
+    #[test]
+    fn a_timed_out_call_is_told_which_request_to_approve_and_to_retry() {
+        let timed_out = result(HoldOutcome::TimedOut);
+        assert!(!timed_out.admits());
+        let message = timed_out.refusal_message().unwrap();
+        assert!(
+            message.contains(
+                "kubectl chaperone approvals approve bucket-deletes-1a2b3c4d5e -n team-a"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("retry the same call") && message.contains("900 s"), "{message}");
+        let event = timed_out.event("c-1");
+        assert_eq!(event.outcome, ApprovalDecision::TimedOut);
+        assert!(event.approvers.is_empty());
+        assert_eq!(event.waited_ms, 3_200);
+    }
+
+    #[test]
+    fn a_denial_names_the_reviewer_and_reason_and_an_approval_lists_the_approvers() {
+        let denied = result(HoldOutcome::Denied {
+            reviewer: alice(),
+            reason: "holds the audit trail".into(),
+        });
+        let message = denied.refusal_message().unwrap();
+        assert!(message.contains("denied by alice: holds the audit trail"), "{message}");
+        assert_eq!(denied.event("c-2").reason.as_deref(), Some("holds the audit trail"));
+        assert_eq!(denied.object(), "ApprovalRequest/team-a/bucket-deletes-1a2b3c4d5e");
+
+        let approved = result(HoldOutcome::Approved { approvers: vec![alice()] });
+        assert!(approved.admits() && approved.refusal_message().is_none());
+        let event = approved.event("c-3");
+        assert_eq!(event.outcome, ApprovalDecision::Approved);
+        assert_eq!(
+            event.approvers,
+            [Approver { username: "alice".into(), groups: vec!["sre".into()] }]
+        );
+        assert_eq!(event.call, "c-3");
+        assert_eq!(event.fingerprint, "f".repeat(64));
+    }
+}
