@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
 use crate::{
-    approval::{ApprovalGate, ApprovalRules, BodyDigest, HoldOutcome},
+    approval::{ApprovalGate, ApprovalRules, BodyDigest, CallUnderReview},
     aws_error::{AwsError, ErrorShape},
     body::{CapturingBody, DechunkingBody, buffer_body},
     classify::{AwsRequest, Classification, Classifier, Protocol, ResourceContext},
@@ -378,14 +378,13 @@ impl Gateway {
         // 4b. Approval rules: an allowed call that one matches waits here for reviewers.
         let (decision, approval_us) = match (decision, &runtime.approvals) {
             (PolicyDecision::Allow, Some(gate)) => {
-                let approval = ApprovalCheck {
+                let call = CallUnderReview {
                     session: &session,
-                    call_id: &call_id,
                     actions: &actions,
                     resources: &aws_call.resources,
                     method: parts.method.as_str(),
-                    path: &path,
-                    query: &query,
+                    raw_path: &path,
+                    raw_query: &query,
                     content_type: parts
                         .headers
                         .get(header::CONTENT_TYPE)
@@ -396,7 +395,7 @@ impl Gateway {
                         Inbound::Streamed { .. } => None,
                     },
                 };
-                self.hold_for_approval(gate, approval).await
+                self.hold_for_approval(gate, call, &call_id).await
             }
             (decision, _) => (decision, None),
         };
@@ -559,78 +558,33 @@ impl Gateway {
         ))
     }
 
-    /// Holds a call an ApprovalRule matches until reviewers decide, and records the `approval`
-    /// event (before the request event). A refusal comes back as a denial naming the
-    /// ApprovalRequest; calls no rule matches are allowed untouched. Also returns how long the
-    /// call was held, in microseconds.
+    /// Holds a call an ApprovalRule matches until reviewers decide and records its `approval`
+    /// event (before the request event). Returns the decision and how long the call was held.
     async fn hold_for_approval(
         &self,
         gate: &ApprovalGate,
-        check: ApprovalCheck<'_>,
+        call: CallUnderReview<'_>,
+        call_id: &str,
     ) -> (PolicyDecision, Option<u64>) {
-        let session = check.session;
-        let Some(rule) = gate.rules().matching(&session.connection, check.actions, check.resources)
-        else {
+        let held_since = Instant::now();
+        let Some(held) = gate.review(&call).await else {
             return (PolicyDecision::Allow, None);
         };
-        let held_since = Instant::now();
-        let fingerprint = crate::approval::CallFingerprint::of(&crate::approval::CallIdentity {
-            connection: &session.connection,
-            namespace: &session.namespace,
-            service_account: &session.service_account,
-            actions: check.actions,
-            resources: check.resources,
-            parameters: crate::approval::CallParameters {
-                method: check.method,
-                raw_path: check.path,
-                raw_query: check.query,
-                body: check.body,
-            },
-        });
-        let held = crate::approval::HeldCall {
-            rule,
-            session,
-            actions: check.actions,
-            resources: check.resources,
-            fingerprint,
-            parameters_preview: crate::approval::parameters_preview(
-                check.method,
-                check.path,
-                check.query,
-                check.content_type,
-                check.body_preview,
-            ),
-        };
-        let object = format!("ApprovalRule/{}/{}", session.namespace, rule.name);
-        let result = match gate.hold(&held).await {
-            Ok(result) => result,
+        let session = call.session;
+        let decision = match held {
+            Ok(result) => {
+                let event = EventBody::Approval(result.event(call_id));
+                if let Err(failure) = self.recorder.append(session, event).await {
+                    tracing::warn!(session = %session.session_id, %failure, "could not record an approval");
+                }
+                result.decision()
+            }
             Err(error) => {
-                tracing::error!(session = %session.session_id, connection = %session.connection, action = ?check.actions, %error, "approval store failed; refusing the held call");
-                let decision = PolicyDecision::Deny {
-                    object,
-                    rule: "approval".into(),
-                    message: error.to_string(),
-                };
-                return (decision, Some(held_since.elapsed().as_micros() as u64));
+                tracing::error!(session = %session.session_id, connection = %session.connection, action = ?call.actions, %error, "approval store failed; refusing the held call");
+                error.decision(&session.namespace)
             }
         };
-        let event = EventBody::Approval(result.event(check.call_id));
-        if let Err(failure) = self.recorder.append(session, event).await {
-            tracing::warn!(session = %session.session_id, %failure, "could not record an approval");
-        }
-        let approval_us = Some(held_since.elapsed().as_micros() as u64);
-        let decision = match result.refusal_message() {
-            None => PolicyDecision::Allow,
-            Some(message) => PolicyDecision::Deny {
-                object: result.object(),
-                rule: match result.outcome {
-                    HoldOutcome::Denied { .. } => format!("{object}: denied by a reviewer"),
-                    _ => format!("{object}: no decision within holdSeconds"),
-                },
-                message,
-            },
-        };
-        (decision, approval_us)
+        (decision, Some(held_since.elapsed().as_micros() as u64))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -696,20 +650,6 @@ impl Inbound {
             ),
         }
     }
-}
-
-/// What [`Gateway::hold_for_approval`] needs of a call.
-struct ApprovalCheck<'a> {
-    session: &'a SessionContext,
-    call_id: &'a str,
-    actions: &'a [String],
-    resources: &'a [String],
-    method: &'a str,
-    path: &'a str,
-    query: &'a str,
-    content_type: Option<&'a str>,
-    body: BodyDigest,
-    body_preview: Option<&'a [u8]>,
 }
 
 impl Inbound {

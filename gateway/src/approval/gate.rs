@@ -18,11 +18,12 @@ use kube::{
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{
-    fingerprint::CallFingerprint,
+    fingerprint::{BodyDigest, CallFingerprint, CallIdentity, CallParameters},
+    preview::parameters_preview,
     reviews::{Reviewer, Verdict, is_expired, verdict},
     rules::{ApprovalRules, CompiledApprovalRule},
 };
-use crate::identity::SessionContext;
+use crate::{identity::SessionContext, policy::PolicyDecision};
 
 /// Label holding the first 63 characters of an ApprovalRequest's fingerprint.
 pub const FINGERPRINT_LABEL: &str = "chaperone.dev/fingerprint";
@@ -65,6 +66,43 @@ pub enum ApprovalError {
         /// The last suffix tried.
         last: usize,
     },
+}
+
+impl ApprovalError {
+    /// The data path's decision: the held call is refused (fail closed).
+    pub fn decision(&self, namespace: &str) -> PolicyDecision {
+        let rule = match self {
+            ApprovalError::Api { rule, .. } | ApprovalError::NoFreeName { rule, .. } => rule,
+        };
+        PolicyDecision::Deny {
+            object: format!("ApprovalRule/{namespace}/{rule}"),
+            rule: "approval store".into(),
+            message: self.to_string(),
+        }
+    }
+}
+
+/// An allowed call, as the data path hands it to the gate.
+#[derive(Clone, Copy, Debug)]
+pub struct CallUnderReview<'a> {
+    /// The agent's session.
+    pub session: &'a SessionContext,
+    /// IAM actions.
+    pub actions: &'a [String],
+    /// Resource ARNs.
+    pub resources: &'a [String],
+    /// HTTP method.
+    pub method: &'a str,
+    /// The path as on the wire.
+    pub raw_path: &'a str,
+    /// The query as on the wire.
+    pub raw_query: &'a str,
+    /// The request's Content-Type.
+    pub content_type: Option<&'a str>,
+    /// The body, as the fingerprint sees it.
+    pub body: BodyDigest,
+    /// The body when it was read whole, for the preview.
+    pub body_preview: Option<&'a [u8]>,
 }
 
 /// A call an approval rule holds.
@@ -160,6 +198,19 @@ impl HoldResult {
         format!("ApprovalRequest/{}/{}", self.namespace, self.approval_request)
     }
 
+    /// The data path's decision: allow, or a denial naming the ApprovalRequest.
+    pub fn decision(&self) -> PolicyDecision {
+        let Some(message) = self.refusal_message() else {
+            return PolicyDecision::Allow;
+        };
+        let rule = format!("ApprovalRule/{}/{}", self.namespace, self.rule);
+        let rule = match self.outcome {
+            HoldOutcome::Denied { .. } => format!("{rule}: denied by a reviewer"),
+            _ => format!("{rule}: no decision within holdSeconds"),
+        };
+        PolicyDecision::Deny { object: self.object(), rule, message }
+    }
+
     /// What the agent is told when the call is refused; `None` when it is admitted.
     pub fn refusal_message(&self) -> Option<String> {
         let (name, namespace) = (&self.approval_request, &self.namespace);
@@ -207,6 +258,43 @@ impl ApprovalGate {
     /// The compiled rules.
     pub fn rules(&self) -> &ApprovalRules {
         &self.rules
+    }
+
+    /// Holds `call` when a rule matches it (see [`ApprovalGate::hold`]); `None` when no rule does.
+    pub async fn review(
+        &self,
+        call: &CallUnderReview<'_>,
+    ) -> Option<Result<HoldResult, ApprovalError>> {
+        let session = call.session;
+        let rule = self.rules.matching(&session.connection, call.actions, call.resources)?;
+        let fingerprint = CallFingerprint::of(&CallIdentity {
+            connection: &session.connection,
+            namespace: &session.namespace,
+            service_account: &session.service_account,
+            actions: call.actions,
+            resources: call.resources,
+            parameters: CallParameters {
+                method: call.method,
+                raw_path: call.raw_path,
+                raw_query: call.raw_query,
+                body: call.body,
+            },
+        });
+        let held = HeldCall {
+            rule,
+            session,
+            actions: call.actions,
+            resources: call.resources,
+            fingerprint,
+            parameters_preview: parameters_preview(
+                call.method,
+                call.raw_path,
+                call.raw_query,
+                call.content_type,
+                call.body_preview,
+            ),
+        };
+        Some(self.hold(&held).await)
     }
 
     /// Holds `call` until it is approved, denied or `holdSeconds` pass. An approved, unexpired,
@@ -599,10 +687,13 @@ mod tests {
         let message = denied.refusal_message().unwrap();
         assert!(message.contains("denied by alice: holds the audit trail"), "{message}");
         assert_eq!(denied.event("c-2").reason.as_deref(), Some("holds the audit trail"));
-        assert_eq!(denied.object(), "ApprovalRequest/team-a/bucket-deletes-1a2b3c4d5e");
+        assert!(matches!(denied.decision(), PolicyDecision::Deny { object, rule, .. }
+                if object == "ApprovalRequest/team-a/bucket-deletes-1a2b3c4d5e"
+                    && rule == "ApprovalRule/team-a/bucket-deletes: denied by a reviewer"));
 
         let approved = result(HoldOutcome::Approved { approvers: vec![alice()] });
         assert!(approved.admits() && approved.refusal_message().is_none());
+        assert_eq!(approved.decision(), PolicyDecision::Allow);
         let event = approved.event("c-3");
         assert_eq!(event.outcome, ApprovalDecision::Approved);
         assert_eq!(
