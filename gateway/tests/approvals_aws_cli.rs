@@ -40,8 +40,8 @@ impl ApprovalSetup {
                 "approvalValidSeconds": 600,
             }
         });
-        spec.extra_args =
-            vec![format!("--kubeconfig={}", env.control_plane.admin_kubeconfig().display())];
+        let kubeconfig = gateway_kubeconfig(env, &admin, namespace).await;
+        spec.extra_args = vec![format!("--kubeconfig={}", kubeconfig.display())];
         let gateway = GatewayProcess::start(env, common::binary(), spec).await.unwrap();
         // The CLI as shipped: its default retry mode does not retry AccessDenied, so a refusal
         // surfaces after one hold.
@@ -151,6 +151,58 @@ fn approvals(events: &[chaperone_recording::Event]) -> Vec<chaperone_recording::
             _ => None,
         })
         .collect()
+}
+
+/// A kubeconfig for the gateway with only the Role docs/approvals.md asks for, so a missing
+/// permission fails these tests.
+async fn gateway_kubeconfig(env: &LocalEnv, admin: &Client, namespace: &str) -> std::path::PathBuf {
+    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+    use kube::api::{ObjectMeta, Patch, PatchParams};
+
+    let user = format!("chaperone-gateway-{namespace}");
+    let rule = |resource: &str, verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec!["chaperone.dev".into()]),
+        resources: Some(vec![resource.into()]),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    };
+    let meta = ObjectMeta {
+        name: Some("chaperone-gateway-approvals".into()),
+        namespace: Some(namespace.into()),
+        ..Default::default()
+    };
+    let role = Role {
+        metadata: meta.clone(),
+        rules: Some(vec![
+            rule("approvalrequests", &["get", "list", "watch", "create"]),
+            rule("approvalrequests/status", &["update", "patch"]),
+        ]),
+    };
+    let binding = RoleBinding {
+        metadata: meta,
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: "chaperone-gateway-approvals".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: user.clone(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            ..Default::default()
+        }]),
+    };
+    chaperone_tests::objects::ensure_namespace(admin, namespace).await.unwrap();
+    let apply = PatchParams::apply("approvals-test").force();
+    Api::<Role>::namespaced(admin.clone(), namespace)
+        .patch("chaperone-gateway-approvals", &apply, &Patch::Apply(&role))
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), namespace)
+        .patch("chaperone-gateway-approvals", &apply, &Patch::Apply(&binding))
+        .await
+        .unwrap();
+    env.control_plane.write_kubeconfig_for(&user, &[]).unwrap()
 }
 
 fn phase(request: &ApprovalRequest) -> ApprovalPhase {
