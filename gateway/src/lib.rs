@@ -6,6 +6,7 @@
 //! re-sign and forward, stream the response back and record it.
 
 pub mod admin;
+pub mod approval;
 pub mod aws_error;
 pub mod body;
 pub mod classify;

@@ -63,6 +63,10 @@ struct Args {
     /// Seconds between checks of the config and keys files for changes.
     #[arg(long, default_value_t = 2)]
     reload_interval_seconds: u64,
+    /// Kubeconfig for the Kubernetes API (ApprovalRequests, TokenReview); the in-cluster
+    /// service account when unset.
+    #[arg(long, env = "CHAPERONE_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -97,12 +101,16 @@ fn init_tracing() {
     }
 }
 
-async fn load(config: &Path, keys: &Path) -> anyhow::Result<(GatewayRuntime, GatewayKeys)> {
+async fn load(
+    config: &Path,
+    keys: &Path,
+    kubeconfig: Option<&Path>,
+) -> anyhow::Result<(GatewayRuntime, GatewayKeys)> {
     let config = GatewayConfig::load(config)?;
     let keys = GatewayKeys::load(keys).with_context(|| format!("loading {}", keys.display()))?;
-    let kube = if config.identity.token_review {
-        Some(kube::Client::try_default().await.context(
-            "identity.tokenReview is on, which needs the in-cluster Kubernetes API; turn it off or run in a cluster",
+    let kube = if config.identity.token_review || !config.approval_rules.is_empty() {
+        Some(kube_client(kubeconfig).await.context(
+            "identity.tokenReview or approvalRules need the Kubernetes API: run in a cluster or pass --kubeconfig",
         )?)
     } else {
         None
@@ -110,12 +118,25 @@ async fn load(config: &Path, keys: &Path) -> anyhow::Result<(GatewayRuntime, Gat
     Ok((GatewayRuntime::build(config, keys.session.clone(), kube)?, keys))
 }
 
+/// A client from `--kubeconfig`, else the in-cluster (or default) configuration.
+async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    let Some(path) = kubeconfig else {
+        return Ok(kube::Client::try_default().await?);
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .with_context(|| format!("loading the kubeconfig {}", path.display()))?;
+    Ok(kube::Client::try_from(config)?)
+}
+
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let (runtime, keys) = load(&args.config, &args.keys).await?;
+    let (runtime, keys) = load(&args.config, &args.keys, args.kubeconfig.as_deref()).await?;
     let metrics = Arc::new(GatewayMetrics::new());
     let admin_state = Arc::new(AdminState {
         metrics: metrics.clone(),
@@ -155,6 +176,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let reload_gateway = gateway.clone();
     let reload_recorder = recorder.clone();
     let (config_path, keys_path) = (args.config.clone(), args.keys.clone());
+    let kubeconfig = args.kubeconfig.clone();
     let interval = Duration::from_secs(args.reload_interval_seconds.max(1));
     tokio::spawn(async move {
         let mut seen = (modified(&config_path), modified(&keys_path));
@@ -165,7 +187,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 continue;
             }
             seen = now;
-            match load(&config_path, &keys_path).await {
+            match load(&config_path, &keys_path, kubeconfig.as_deref()).await {
                 Ok((runtime, _keys)) => {
                     reload_recorder.update_targets(runtime.config.recording_targets());
                     reload_gateway.reload(runtime);

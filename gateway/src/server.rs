@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
 use crate::{
+    approval::{ApprovalGate, ApprovalRules, BodyDigest, CallUnderReview},
     aws_error::{AwsError, ErrorShape},
     body::{CapturingBody, DechunkingBody, buffer_body, split_prefix},
     classify::{AwsRequest, Classification, Classifier, Protocol, ResourceContext},
@@ -68,6 +69,8 @@ pub struct GatewayRuntime {
     pub policies: HashMap<String, CompiledPolicy>,
     /// AssumeRoleWithWebIdentity and session opening.
     pub exchange: WebIdentityExchange,
+    /// ApprovalRules and their ApprovalRequests; `None` when the namespace has no rules.
+    pub approvals: Option<ApprovalGate>,
 }
 
 /// The gateway: shared by every connection task.
@@ -395,6 +398,30 @@ impl Gateway {
                     .into(),
             },
         };
+        // 4b. Approval rules: an allowed call that one matches waits here for reviewers.
+        let (decision, approval_us) = match (decision, &runtime.approvals) {
+            (PolicyDecision::Allow, Some(gate)) => {
+                let call = CallUnderReview {
+                    session: &session,
+                    actions: &actions,
+                    resources: &aws_call.resources,
+                    method: parts.method.as_str(),
+                    raw_path: &path,
+                    raw_query: &query,
+                    content_type: parts
+                        .headers
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok()),
+                    body: inbound.body_digest(),
+                    body_preview: match &inbound {
+                        Inbound::Buffered { payload, .. } => Some(&payload[..]),
+                        Inbound::Streamed { .. } => None,
+                    },
+                };
+                self.hold_for_approval(gate, call, &call_id).await
+            }
+            (decision, _) => (decision, None),
+        };
         if let PolicyDecision::Deny { object, rule, message } = decision {
             self.metrics.calls_total.get_or_create(&labels("denied")).inc();
             let message = format!("{message} (Chaperone gateway; request {request_id})");
@@ -409,7 +436,7 @@ impl Gateway {
                 body: request_body,
                 aws: aws_call,
                 decision: Decision { effect: Effect::Deny, object: Some(object), rule: Some(rule) },
-                timings: Timings { decide_us: Some(decide_us), ..Default::default() },
+                timings: Timings { decide_us: Some(decide_us), approval_us, ..Default::default() },
                 status: error.status.as_u16(),
                 error_code: error.code.clone(),
                 message,
@@ -435,7 +462,7 @@ impl Gateway {
                 object: Some(format!("AgentConnection/{}/{}", session.namespace, connection.name)),
                 rule: Some("policy.allow".into()),
             },
-            timings: Timings { decide_us: Some(decide_us), ..Default::default() },
+            timings: Timings { decide_us: Some(decide_us), approval_us, ..Default::default() },
             redacted: Vec::new(),
         });
         if let Err(failure) = self.recorder.append(&session, request_event).await {
@@ -554,6 +581,35 @@ impl Gateway {
         ))
     }
 
+    /// Holds a call an ApprovalRule matches until reviewers decide and records its `approval`
+    /// event (before the request event). Returns the decision and how long the call was held.
+    async fn hold_for_approval(
+        &self,
+        gate: &ApprovalGate,
+        call: CallUnderReview<'_>,
+        call_id: &str,
+    ) -> (PolicyDecision, Option<u64>) {
+        let held_since = Instant::now();
+        let Some(held) = gate.review(&call).await else {
+            return (PolicyDecision::Allow, None);
+        };
+        let session = call.session;
+        let decision = match held {
+            Ok(result) => {
+                let event = EventBody::Approval(result.event(call_id));
+                if let Err(failure) = self.recorder.append(session, event).await {
+                    tracing::warn!(session = %session.session_id, %failure, "could not record an approval");
+                }
+                result.decision()
+            }
+            Err(error) => {
+                tracing::error!(session = %session.session_id, connection = %session.connection, action = ?call.actions, %error, "approval store failed; refusing the held call");
+                error.decision(&session.namespace)
+            }
+        };
+        (decision, Some(held_since.elapsed().as_micros() as u64))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn record_response(
         &self,
@@ -617,6 +673,19 @@ impl Inbound {
                 size.unwrap_or(0),
                 Hash256::from_bytes(declared_sha256.unwrap_or([0; 32])),
             ),
+        }
+    }
+}
+
+impl Inbound {
+    /// The body as an approval fingerprint sees it.
+    fn body_digest(&self) -> BodyDigest {
+        match self {
+            Inbound::Buffered { hash, .. } => BodyDigest::Sha256(*hash),
+            Inbound::Streamed { declared_sha256: Some(hash), .. } => {
+                BodyDigest::DeclaredSha256(*hash)
+            }
+            Inbound::Streamed { size, .. } => BodyDigest::DeclaredSize(*size),
         }
     }
 }
@@ -970,7 +1039,15 @@ impl GatewayRuntime {
             })
             .collect::<Result<HashMap<_, _>, _>>()?;
         let exchange =
-            WebIdentityExchange::from_config(config.identity_config(), session_keys, kube)?;
-        Ok(Self { config, policies, exchange })
+            WebIdentityExchange::from_config(config.identity_config(), session_keys, kube.clone())?;
+        let rules = ApprovalRules::compile(&config.approval_rules)?;
+        let approvals = match (rules.is_empty(), kube) {
+            (true, _) => None,
+            (false, Some(client)) => Some(ApprovalGate::new(client, &config.namespace, rules)),
+            (false, None) => anyhow::bail!(
+                "the configuration has approvalRules, which need the Kubernetes API for ApprovalRequests: run in a cluster or pass --kubeconfig"
+            ),
+        };
+        Ok(Self { config, policies, exchange, approvals })
     }
 }
