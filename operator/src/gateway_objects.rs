@@ -160,19 +160,20 @@ pub fn service_account(namespace: &str, owners: &[OwnerReference]) -> Manifest {
 pub fn role(namespace: &str, owners: &[OwnerReference]) -> Manifest {
     let rules = json!([
         // A call matching an ApprovalRule is held: the gateway creates the ApprovalRequest (or
-        // gets the existing one with the same fingerprint), watches it for the reviewers'
-        // decision, and updates it when a replica consumes an approval.
+        // lists the ones with the same fingerprint label), and watches it for the reviewers'
+        // decision.
         {
             "apiGroups": ["chaperone.dev"],
             "resources": ["approvalrequests"],
-            "verbs": ["create", "get", "watch", "update"],
+            "verbs": ["create", "get", "list", "watch"],
         },
-        // Consuming an approval sets status.consumedAt with a conditional update, so two replicas
-        // cannot both use one approval.
+        // Consuming an approval sets status.phase with a conditional update (resourceVersion), so
+        // two replicas cannot both use one approval; expiry and denial are written the same way.
+        // Reviews themselves are never the gateway's to write: no update on the object.
         {
             "apiGroups": ["chaperone.dev"],
             "resources": ["approvalrequests/status"],
-            "verbs": ["update"],
+            "verbs": ["update", "patch"],
         },
         // Its own configuration and keys, by name only, so a reload can read them from the API
         // without waiting for the kubelet's volume refresh. No other Secret: upstream credentials
@@ -475,8 +476,12 @@ mod tests {
         let role: Role = serde_json::from_value(role("agents", &[]).body).unwrap();
         let rules = role.rules.unwrap_or_default();
         for rule in &rules {
-            assert!(!rule.verbs.iter().any(|v| v == "*" || v == "list" || v == "delete"));
+            assert!(!rule.verbs.iter().any(|v| v == "*" || v == "delete"));
             if rule.resources.as_deref().unwrap_or_default().iter().any(|r| r == "secrets") {
+                assert!(
+                    !rule.verbs.iter().any(|v| v == "list"),
+                    "listing Secrets reveals them all"
+                );
                 assert_eq!(
                     rule.resource_names.as_deref(),
                     Some(&[CONFIG_SECRET_NAME.to_owned(), KEYS_SECRET_NAME.to_owned()][..])
@@ -487,7 +492,7 @@ mod tests {
             rules
                 .iter()
                 .any(|r| r.resources.as_deref().unwrap_or_default() == ["approvalrequests"]
-                    && r.verbs == ["create", "get", "watch", "update"])
+                    && r.verbs == ["create", "get", "list", "watch"])
         );
     }
 
