@@ -160,4 +160,55 @@ async fn the_aws_cli_completes_a_real_session_through_the_gateway_and_it_is_reco
             assert!(!line.contains(secret.as_str()), "a secret appears in the recording");
         }
     }
+
+    // An auditor reads it with kubectl-chaperone and their own read-only keys.
+    let cli =
+        chaperone_tests::paths::workspace_binary("kubectl-chaperone", "kubectl-chaperone").unwrap();
+    let auditor = &env.moto.auditor_user;
+    let chaperone = |args: &[&str]| {
+        let mut command = std::process::Command::new(&cli);
+        chaperone_tests::aws::scrub_aws_env(&mut command);
+        let output = command
+            .args(args)
+            .args([
+                "--bucket",
+                &gateway.spec.recording_bucket,
+                "--prefix",
+                "agents/",
+                "--region",
+                "us-east-1",
+                "--endpoint-url",
+                env.moto.endpoint(),
+            ])
+            .env("AWS_ACCESS_KEY_ID", &auditor.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &auditor.secret_access_key)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, listing, err) = chaperone(&["sessions", "list", "-o", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let sessions: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    let session = sessions
+        .as_array()
+        .and_then(|s| s.first())
+        .and_then(|s| s["session"].as_str())
+        .unwrap_or_else(|| panic!("{listing}"))
+        .to_owned();
+    let (code, timeline, err) = chaperone(&["sessions", "show", &session]);
+    assert_eq!(code, Some(0), "{err}");
+    for expected in
+        ["s3:CreateBucket", "s3:PutObject", "dynamodb:PutItem", "iam:ListUsers", "200", "403"]
+    {
+        assert!(timeline.contains(expected), "sessions show lacks {expected}:\n{timeline}");
+    }
+    let key = chaperone_recording::signing::encode_public_key(
+        &chaperone_recording::RecordingSigner::from_seed(&gateway.recording_seed).verifying_key(),
+    );
+    let (code, summary, err) = chaperone(&["sessions", "verify", &session, "--public-key", &key]);
+    assert_eq!(code, Some(0), "sessions verify: {summary}{err}");
 }

@@ -32,3 +32,19 @@ pub fn cache_dir() -> PathBuf {
 pub fn runs_dir() -> PathBuf {
     env_root().join("runs")
 }
+
+/// A binary of this workspace (`target/debug/<bin>`), built with cargo if it is not there yet.
+pub fn workspace_binary(package: &str, bin: &str) -> std::io::Result<PathBuf> {
+    let path = target_dir().join("debug").join(bin);
+    if !path.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--quiet", "--package", package, "--bin", bin])
+            .status()?;
+        if !status.success() {
+            return Err(std::io::Error::other(format!("cargo build of {bin} failed ({status})")));
+        }
+    }
+    Ok(path)
+}
