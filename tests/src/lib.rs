@@ -8,6 +8,7 @@
 //! (the JavaScript SDK and the Rust `aws-sdk-s3`) as an agent would.
 
 pub mod aws;
+pub mod chart;
 pub mod clients;
 pub mod control_plane;
 pub mod env;

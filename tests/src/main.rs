@@ -12,7 +12,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Build kube-apiserver and etcd and install the Python tools and npm packages, unless cached.
+    /// Build kube-apiserver, etcd, helm and kubeconform and install the Python tools and npm
+    /// packages, unless cached.
     Provision,
     /// Start the environment, print how to reach it, and run until interrupted.
     Up,
@@ -28,6 +29,10 @@ async fn main() -> anyhow::Result<()> {
             println!("etcd:           {}", provisioned.etcd.display());
             println!("python venv:    {}", provisioned.python.root.display());
             println!("node packages:  {}", provisioned.node.root.display());
+            let chart =
+                tokio::task::spawn_blocking(chaperone_tests::provision::ensure_chart_tools).await??;
+            println!("helm:           {}", chart.helm.display());
+            println!("kubeconform:    {}", chart.kubeconform.display());
         }
         Command::Up => {
             let env = chaperone_tests::LocalEnv::start().await?;

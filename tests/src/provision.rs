@@ -1,7 +1,8 @@
 //! Builds and installs what the environment needs, once, cached by version under the target dir.
 //!
-//! - `kube-apiserver` and `etcd` are built with `go build` from the wrapper modules in `tests/go/`;
-//!   the cache key is the pinned upstream version plus a hash of the wrapper's files.
+//! - `kube-apiserver` and `etcd` are built with `go build` from the wrapper modules in `tests/go/`,
+//!   and so are `helm` and `kubeconform` (commands named in their wrappers' `tool` directives); the
+//!   cache key is the pinned upstream version plus a hash of the wrapper's files.
 //! - moto's server, the AWS CLI and boto3 go into a virtualenv keyed by the hash of
 //!   `tests/python/requirements.txt`.
 //! - The AWS SDK for JavaScript v3 is installed with `npm ci` into a folder keyed by the hash of
@@ -38,6 +39,9 @@ pub struct GoProgram {
     pub upstream: &'static str,
     /// Whether to stamp the Kubernetes version into the binary (`k8s.io/component-base/version`).
     pub kubernetes_version_stamp: bool,
+    /// The package `go build` builds: `.` for a wrapper with its own `main.go`, or the import path
+    /// of a command the wrapper's go.mod names in a `tool` directive.
+    pub package: &'static str,
 }
 
 /// kube-apiserver from `k8s.io/kubernetes`.
@@ -46,6 +50,7 @@ pub const KUBE_APISERVER: GoProgram = GoProgram {
     module: "kube-apiserver",
     upstream: "k8s.io/kubernetes",
     kubernetes_version_stamp: true,
+    package: ".",
 };
 
 /// etcd from `go.etcd.io/etcd/server/v3`.
@@ -54,6 +59,25 @@ pub const ETCD: GoProgram = GoProgram {
     module: "etcd",
     upstream: "go.etcd.io/etcd/server/v3",
     kubernetes_version_stamp: false,
+    package: ".",
+};
+
+/// helm, for rendering and linting the chart.
+pub const HELM: GoProgram = GoProgram {
+    name: "helm",
+    module: "helm",
+    upstream: "helm.sh/helm/v3",
+    kubernetes_version_stamp: false,
+    package: "helm.sh/helm/v3/cmd/helm",
+};
+
+/// kubeconform, for validating the rendered chart against the API server's schemas.
+pub const KUBECONFORM: GoProgram = GoProgram {
+    name: "kubeconform",
+    module: "kubeconform",
+    upstream: "github.com/yannh/kubeconform",
+    kubernetes_version_stamp: false,
+    package: "github.com/yannh/kubeconform/cmd/kubeconform",
 };
 
 /// The version of `upstream` that a wrapper module's go.mod requires.
@@ -136,11 +160,11 @@ pub fn ensure_go_program(program: GoProgram) -> anyhow::Result<PathBuf> {
     let version = required_version(&go_mod, program.upstream).with_context(|| {
         format!("{}/go.mod does not require {}", module_dir.display(), program.upstream)
     })?;
-    let key = hash_files(&[
-        module_dir.join("go.mod"),
-        module_dir.join("go.sum"),
-        module_dir.join("main.go"),
-    ])?;
+    let mut inputs = vec![module_dir.join("go.mod"), module_dir.join("go.sum")];
+    if program.package == "." {
+        inputs.push(module_dir.join("main.go"));
+    }
+    let key = hash_files(&inputs)?;
     let bin_dir = paths::cache_dir().join("bin");
     let binary = bin_dir.join(format!("{}-{version}-{key}", program.name));
     if binary.exists() {
@@ -170,13 +194,16 @@ pub fn ensure_go_program(program: GoProgram) -> anyhow::Result<PathBuf> {
              -X k8s.io/component-base/version.gitTreeState=clean"
         ));
     }
+    if program.name == "helm" {
+        ldflags.push_str(&format!(" -X helm.sh/helm/v3/internal/version.version={version}"));
+    }
     fs::create_dir_all(&bin_dir)?;
     let partial = bin_dir.join(format!(".{}-{version}-{key}.partial", program.name));
     let output = Command::new(go)
         .current_dir(&module_dir)
         .args(["build", "-trimpath", "-ldflags", &ldflags, "-o"])
         .arg(&partial)
-        .arg(".")
+        .arg(program.package)
         .output()
         .with_context(|| format!("running go build in {}", module_dir.display()))?;
     if !output.status.success() {
@@ -401,6 +428,53 @@ pub struct Provisioned {
     pub python: PythonEnv,
     /// The AWS SDK for JavaScript.
     pub node: NodeEnv,
+}
+
+/// The tools that render, lint and validate the Helm chart.
+#[derive(Debug, Clone)]
+pub struct ChartTools {
+    /// The helm binary.
+    pub helm: PathBuf,
+    /// The kubeconform binary.
+    pub kubeconform: PathBuf,
+    /// helm's cache/config/data home (kept out of the user's own).
+    pub home: PathBuf,
+    /// The Prometheus Operator's ServiceMonitor CRD, from its Go module, so that the chart's
+    /// optional ServiceMonitor is validated against the real schema.
+    pub service_monitor_crd: PathBuf,
+}
+
+/// The Prometheus Operator release whose ServiceMonitor CRD the chart is validated against.
+pub const PROMETHEUS_OPERATOR: &str = "github.com/prometheus-operator/prometheus-operator@v0.85.0";
+
+/// Builds helm and kubeconform and fetches the ServiceMonitor CRD, unless cached.
+pub fn ensure_chart_tools() -> anyhow::Result<ChartTools> {
+    let helm = ensure_go_program(HELM)?;
+    let kubeconform = ensure_go_program(KUBECONFORM)?;
+    let home = paths::cache_dir().join("helm-home");
+    fs::create_dir_all(&home)?;
+    let go = which("go").context("the Go toolchain is needed to fetch the ServiceMonitor CRD")?;
+    let output = Command::new(go)
+        .args(["mod", "download", "-json", PROMETHEUS_OPERATOR])
+        .current_dir(paths::workspace_root().join("tests/go/kubeconform"))
+        .output()
+        .with_context(|| format!("running go mod download {PROMETHEUS_OPERATOR}"))?;
+    if !output.status.success() {
+        bail!(
+            "go mod download {PROMETHEUS_OPERATOR} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let info: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .context("reading go mod download's JSON")?;
+    let dir = info["Dir"].as_str().context("go mod download printed no Dir")?;
+    let service_monitor_crd = Path::new(dir)
+        .join("example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml");
+    if !service_monitor_crd.exists() {
+        bail!("{} is missing from {PROMETHEUS_OPERATOR}", service_monitor_crd.display());
+    }
+    Ok(ChartTools { helm, kubeconform, home, service_monitor_crd })
 }
 
 /// Provisions everything (builds run one after the other: the machine has few cores).
