@@ -11,6 +11,7 @@ pub mod aws;
 pub mod chart;
 pub mod clients;
 pub mod control_plane;
+pub mod demo;
 pub mod env;
 pub mod gateway;
 pub mod objects;

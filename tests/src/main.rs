@@ -17,6 +17,14 @@ enum Command {
     Provision,
     /// Start the environment, print how to reach it, and run until interrupted.
     Up,
+    /// The whole story: operator, examples, gateway, an agent's AWS CLI session with an approved
+    /// delete-bucket, and the recording shown and verified (`cargo xtask demo` runs this).
+    Demo {
+        /// Leave everything running, write target/demo/agent.env and target/demo/kubeconfig,
+        /// print `demo ready` and wait for Ctrl-C.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 #[tokio::main]
@@ -33,6 +41,9 @@ async fn main() -> anyhow::Result<()> {
                 tokio::task::spawn_blocking(chaperone_tests::provision::ensure_chart_tools).await??;
             println!("helm:           {}", chart.helm.display());
             println!("kubeconform:    {}", chart.kubeconform.display());
+        }
+        Command::Demo { keep } => {
+            chaperone_tests::demo::run(chaperone_tests::demo::DemoOptions { keep }).await?;
         }
         Command::Up => {
             let env = chaperone_tests::LocalEnv::start().await?;

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client,
@@ -87,4 +87,31 @@ pub fn remove(object: &mut Value, pointer: &str) {
     if let Some(map) = object.pointer_mut(parent).and_then(Value::as_object_mut) {
         map.remove(last);
     }
+}
+
+/// Server-side applies `object` (in the namespace its metadata names, for namespaced kinds) under
+/// `field_manager`, forced, with strict field validation.
+pub async fn apply(client: &Client, object: &Value, field_manager: &str) -> anyhow::Result<()> {
+    let dynamic: DynamicObject = serde_json::from_value(object.clone())?;
+    let types = dynamic.types.clone().context("object without apiVersion/kind")?;
+    let gvk = GroupVersionKind::try_from(&types)?;
+    let name = dynamic.metadata.name.clone().context("object without a name")?;
+    let (resource, capabilities) = discovery::pinned_kind(client, &gvk)
+        .await
+        .with_context(|| format!("discovering {}", types.kind))?;
+    let api: Api<DynamicObject> = match (&capabilities.scope, &dynamic.metadata.namespace) {
+        (discovery::Scope::Namespaced, Some(namespace)) => {
+            Api::namespaced_with(client.clone(), namespace, &resource)
+        }
+        (discovery::Scope::Namespaced, None) => {
+            bail!("{} {name} is namespaced but names no namespace", types.kind)
+        }
+        (discovery::Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
+    };
+    let mut params = kube::api::PatchParams::apply(field_manager).force();
+    params.field_validation = Some(kube::api::ValidationDirective::Strict);
+    api.patch(&name, &params, &kube::api::Patch::Apply(object))
+        .await
+        .with_context(|| format!("applying {} {name}", types.kind))?;
+    Ok(())
 }

@@ -30,8 +30,13 @@ enum Task {
     },
     /// Write the CustomResourceDefinitions into charts/chaperone/crds/.
     Crdgen,
-    /// Run the whole story on a local control plane (not built yet).
-    Demo,
+    /// Run the whole story on a local control plane: operator, gateway, an agent's AWS CLI
+    /// session with an approved delete-bucket, the recording shown and verified.
+    Demo {
+        /// Leave everything running; write target/demo/agent.env and target/demo/kubeconfig.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Measure the gateway against direct calls and peers (not built yet).
     Bench,
 }
@@ -50,10 +55,7 @@ fn run(task: Task) -> anyhow::Result<()> {
     match task {
         Task::Test { cargo_test_args } => test(&cargo_test_args),
         Task::Crdgen => crdgen(),
-        Task::Demo => bail!(
-            "`cargo xtask demo` is not built yet: it needs the gateway, operator and recorder. \
-             `cargo xtask test` runs what exists today."
-        ),
+        Task::Demo { keep } => demo(keep),
         Task::Bench => bail!(
             "`cargo xtask bench` is not built yet: it needs the gateway's data path to measure."
         ),
@@ -83,6 +85,31 @@ fn step(name: &str, command: &mut Command) -> anyhow::Result<()> {
         bail!("{name} failed ({status})");
     }
     Ok(())
+}
+
+fn demo(keep: bool) -> anyhow::Result<()> {
+    step(
+        "build the operator, gateway, kubectl-chaperone and the local environment",
+        cargo().args([
+            "build",
+            "--quiet",
+            "--package",
+            "chaperone-operator",
+            "--package",
+            "chaperone-gateway",
+            "--package",
+            "kubectl-chaperone",
+            "--package",
+            "chaperone-tests",
+            "--bins",
+        ]),
+    )?;
+    let mut command = cargo();
+    command.args(["run", "--quiet", "--package", "chaperone-tests", "--bin", "chaperone-env", "--", "demo"]);
+    if keep {
+        command.arg("--keep");
+    }
+    step("demo", &mut command)
 }
 
 fn test(cargo_test_args: &[String]) -> anyhow::Result<()> {
