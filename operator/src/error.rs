@@ -51,6 +51,14 @@ pub enum Error {
         #[source]
         source: KeysPlanError,
     },
+    /// A call to a RecordingPolicy's bucket failed where no condition can carry it (cleanup).
+    #[error("RecordingPolicy {policy}: {message}")]
+    S3 {
+        /// The policy, `namespace/name`.
+        policy: String,
+        /// What failed, with the SDK's message.
+        message: String,
+    },
     /// Adding or removing the finalizer, or a step inside it, failed.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -65,6 +73,7 @@ impl Error {
             Error::Config { .. } => "config",
             Error::Yaml { .. } => "yaml",
             Error::Keys { .. } => "keys",
+            Error::S3 { .. } => "s3",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),

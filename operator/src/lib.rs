@@ -8,9 +8,12 @@
 //! - [`gateway_keys`]: the keys Secret's content (generate once, keep, rotate).
 //! - [`gateway_objects`]: the gateway's Kubernetes objects as apply manifests.
 //! - [`connection_status`]: an AgentConnection's status and conditions.
+//! - [`lifecycle_rules`]: a RecordingPolicy's bucket lifecycle rule, merged with foreign rules.
+//! - [`recording_policy_status`]: a RecordingPolicy's status and conditions.
 //!
 //! Thin shell:
 //! - [`gateway_controller`]: the controller that fetches, applies, writes status and tears down.
+//! - [`recording_policy_controller`]: checks and configures each RecordingPolicy's bucket.
 //! - [`service_account_issuer`]: discovers the cluster's token issuer.
 //! - [`leader_election`]: one replica reconciles at a time, through a Lease.
 //! - [`admin`] and [`metrics`]: `/healthz` and Prometheus `/metrics`.
@@ -26,7 +29,10 @@ pub mod gateway_controller;
 pub mod gateway_keys;
 pub mod gateway_objects;
 pub mod leader_election;
+pub mod lifecycle_rules;
 pub mod metrics;
+pub mod recording_policy_controller;
+pub mod recording_policy_status;
 pub mod service_account_issuer;
 pub mod settings;
 pub mod tls;

@@ -6,7 +6,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use chaperone_operator::{
     Context, GatewaySettings, OperatorMetrics, admin, gateway_controller,
-    leader_election::LeaderLease, service_account_issuer::discover_issuer,
+    leader_election::LeaderLease, recording_policy_controller,
+    service_account_issuer::discover_issuer,
 };
 use clap::{Parser, ValueEnum};
 use tokio::sync::watch;
@@ -159,14 +160,24 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(keep_leading(lease.clone(), stop.clone(), stopping.clone()));
     }
 
+    let policies =
+        Arc::new(recording_policy_controller::Context::new(client.clone(), metrics.clone()));
     let context = Arc::new(Context::new(client, settings, metrics));
-    let controller_stop = {
-        let mut stopping = stopping.clone();
-        async move {
-            let _ = stopping.wait_for(|s| *s != Stop::Running).await;
-        }
+    let controller_stop = |mut stopping: watch::Receiver<Stop>| async move {
+        let _ = stopping.wait_for(|s| *s != Stop::Running).await;
     };
-    gateway_controller::run(context, args.watch_namespace, controller_stop).await;
+    tokio::join!(
+        gateway_controller::run(
+            context,
+            args.watch_namespace.clone(),
+            controller_stop(stopping.clone())
+        ),
+        recording_policy_controller::run(
+            policies,
+            args.watch_namespace,
+            controller_stop(stopping.clone())
+        ),
+    );
     let _ = stop.send(Stop::Signalled);
     let _ = admin.await;
     if *stopping.borrow() == Stop::LostLease {

@@ -441,3 +441,88 @@ pub fn aws_cli(
         Err(error) => (false, String::new(), error.to_string()),
     }
 }
+
+/// Points the cluster-only parts of an operator-written `gateway.yaml` at this machine, as a
+/// kubelet and the cluster's DNS would: the projected CA and token files become the gateway
+/// folder's copies, and the JWKS URL the API server's own.
+fn localize_operator_config(env: &LocalEnv, dir: &Path, yaml: &str) -> anyhow::Result<Value> {
+    let mut config: Value =
+        serde_yaml::from_str(yaml).context("parsing the config Secret's gateway.yaml")?;
+    let identity = config
+        .get_mut("identity")
+        .and_then(Value::as_object_mut)
+        .context("gateway.yaml without identity")?;
+    identity.insert("caFile".into(), json!(dir.join("ca.crt")));
+    identity.insert("tokenFile".into(), json!(dir.join("gateway-token")));
+    identity.insert("jwksUri".into(), json!(format!("{}/openid/v1/jwks", env.control_plane.url())));
+    Ok(config)
+}
+
+impl GatewayProcess {
+    /// Starts `binary` from what the operator wrote: the config Secret's `gateway.yaml` and the
+    /// keys Secret's `keys.json` of `namespace`, as a kubelet would mount them (see
+    /// [`GatewayProcess::refresh_from_operator_config`] for the Secret's later versions).
+    /// `connection` is the AgentConnection agents use.
+    pub async fn start_from_operator_config(
+        env: &LocalEnv,
+        binary: &Path,
+        namespace: &str,
+        connection: &str,
+        config_yaml: &str,
+        keys_json: &[u8],
+    ) -> anyhow::Result<Self> {
+        let client = env.control_plane.client().await?;
+        let dir = env.dir().join(format!("gateway-{namespace}-{}", free_port()?));
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("gateway-token"), gateway_token(&client, namespace).await?)?;
+        fs::write(dir.join("ca.crt"), env.control_plane.ca_pem())?;
+        let config = localize_operator_config(env, &dir, config_yaml)?;
+        let config_path = dir.join("gateway.yaml");
+        fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+        fs::write(dir.join("keys.json"), keys_json)?;
+        let keys: Value = serde_json::from_slice(keys_json).context("parsing keys.json")?;
+        let seed = B64
+            .decode(keys["recordingSigningKey"].as_str().unwrap_or_default())
+            .context("keys.json recordingSigningKey is not base64")?;
+        let recording_seed: [u8; 32] =
+            seed.try_into().map_err(|_| anyhow::anyhow!("recordingSigningKey is not 32 bytes"))?;
+        let mut spec = GatewaySpec::new(namespace);
+        spec.connection = connection.to_owned();
+        let port = free_port()?;
+        let admin_port = free_port()?;
+        let args: Vec<String> = vec![
+            format!("--config={}", config_path.display()),
+            format!("--keys={}", dir.join("keys.json").display()),
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--admin=127.0.0.1:{admin_port}"),
+            format!("--spool-dir={}", dir.join("spool").display()),
+            "--replica=gw-0".into(),
+            "--reload-interval-seconds=1".into(),
+        ];
+        let mut gateway = Self {
+            process: Self::spawn(binary, &args, &dir)?,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            dir,
+            config_path,
+            config,
+            recording_seed,
+            spec,
+            binary: binary.to_owned(),
+            args,
+        };
+        gateway.wait_listening(port)?;
+        Ok(gateway)
+    }
+
+    /// Replaces the config file with a new version of the operator's `gateway.yaml` (localized
+    /// as at start), as the kubelet does when the config Secret changes; the gateway reloads it.
+    pub fn refresh_from_operator_config(
+        &mut self,
+        env: &LocalEnv,
+        config_yaml: &str,
+    ) -> anyhow::Result<()> {
+        let config = localize_operator_config(env, &self.dir, config_yaml)?;
+        self.rewrite_config(|current| *current = config)
+    }
+}
