@@ -462,7 +462,8 @@ impl GatewayProcess {
     /// Starts `binary` from what the operator wrote: the config Secret's `gateway.yaml` and the
     /// keys Secret's `keys.json` of `namespace`, as a kubelet would mount them (see
     /// [`GatewayProcess::refresh_from_operator_config`] for the Secret's later versions).
-    /// `connection` is the AgentConnection agents use.
+    /// `connection` is the AgentConnection agents use; `extra_args` are added to the gateway's
+    /// command line (e.g. `--kubeconfig` for approvals).
     pub async fn start_from_operator_config(
         env: &LocalEnv,
         binary: &Path,
@@ -470,6 +471,7 @@ impl GatewayProcess {
         connection: &str,
         config_yaml: &str,
         keys_json: &[u8],
+        extra_args: &[String],
     ) -> anyhow::Result<Self> {
         let client = env.control_plane.client().await?;
         let dir = env.dir().join(format!("gateway-{namespace}-{}", free_port()?));
@@ -498,7 +500,10 @@ impl GatewayProcess {
             format!("--spool-dir={}", dir.join("spool").display()),
             "--replica=gw-0".into(),
             "--reload-interval-seconds=1".into(),
-        ];
+        ]
+        .into_iter()
+        .chain(extra_args.iter().cloned())
+        .collect();
         let mut gateway = Self {
             process: Self::spawn(binary, &args, &dir)?,
             endpoint: format!("http://127.0.0.1:{port}"),
