@@ -8,9 +8,13 @@
 //! - [`gateway_keys`]: the keys Secret's content (generate once, keep, rotate).
 //! - [`gateway_objects`]: the gateway's Kubernetes objects as apply manifests.
 //! - [`connection_status`]: an AgentConnection's status and conditions.
+//! - [`approval_lifecycle`]: an ApprovalRequest's phase, notification, retries and cleanup.
+//! - [`approval_notifier`]: the JSON and Slack notifications of a pending ApprovalRequest (and
+//!   the thin sender posting them).
 //!
 //! Thin shell:
 //! - [`gateway_controller`]: the controller that fetches, applies, writes status and tears down.
+//! - [`approval_controller`]: notifies, phases, expires and deletes ApprovalRequests.
 //! - [`service_account_issuer`]: discovers the cluster's token issuer.
 //! - [`leader_election`]: one replica reconciles at a time, through a Lease.
 //! - [`admin`] and [`metrics`]: `/healthz` and Prometheus `/metrics`.
@@ -19,6 +23,9 @@
 //!   non-reviewers) and its TLS serving certificates.
 
 pub mod admin;
+pub mod approval_controller;
+pub mod approval_lifecycle;
+pub mod approval_notifier;
 pub mod config_compiler;
 pub mod connection_status;
 pub mod error;

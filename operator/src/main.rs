@@ -5,8 +5,9 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use chaperone_operator::{
-    Context, GatewaySettings, OperatorMetrics, admin, gateway_controller,
-    leader_election::LeaderLease, service_account_issuer::discover_issuer,
+    Context, GatewaySettings, OperatorMetrics, admin, approval_controller,
+    approval_lifecycle::LifecycleSettings, gateway_controller, leader_election::LeaderLease,
+    service_account_issuer::discover_issuer,
 };
 use clap::{Parser, ValueEnum};
 use tokio::sync::watch;
@@ -68,6 +69,10 @@ struct Args {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "chaperone-operator")]
     leader_election_lease: String,
+    /// Seconds a decided, consumed or expired ApprovalRequest is kept after its expiry before
+    /// it is deleted.
+    #[arg(long, default_value_t = 86_400)]
+    approval_retention_seconds: u64,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -159,6 +164,26 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(keep_leading(lease.clone(), stop.clone(), stopping.clone()));
     }
 
+    let approval_settings = LifecycleSettings {
+        retention: Duration::from_secs(args.approval_retention_seconds),
+        ..LifecycleSettings::default()
+    };
+    let approvals = approval_controller::ApprovalContext::new(
+        client.clone(),
+        approval_settings,
+        metrics.clone(),
+    )
+    .context("setting up ApprovalRequest notifications")?;
+    let approvals = tokio::spawn(approval_controller::run(
+        Arc::new(approvals),
+        args.watch_namespace.clone(),
+        {
+            let mut stopping = stopping.clone();
+            async move {
+                let _ = stopping.wait_for(|s| *s != Stop::Running).await;
+            }
+        },
+    ));
     let context = Arc::new(Context::new(client, settings, metrics));
     let controller_stop = {
         let mut stopping = stopping.clone();
@@ -168,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
     };
     gateway_controller::run(context, args.watch_namespace, controller_stop).await;
     let _ = stop.send(Stop::Signalled);
+    let _ = approvals.await;
     let _ = admin.await;
     if *stopping.borrow() == Stop::LostLease {
         anyhow::bail!(
