@@ -19,8 +19,10 @@
 //! - [`leader_election`]: one replica reconciles at a time, through a Lease.
 //! - [`admin`] and [`metrics`]: `/healthz` and Prometheus `/metrics`.
 //! - [`tls`]: the process's TLS crypto provider.
-//! - [`webhooks`]: the ApprovalRequest admission webhook (stamps reviewers, refuses
-//!   non-reviewers) and its TLS serving certificates.
+//! - [`webhooks`]: the admission webhooks every replica serves: ApprovalRequests (stamps
+//!   reviewers, refuses non-reviewers); their TLS certificates (CA and serving certificate
+//!   shared by replicas through a Secret, rotated), and their registration
+//!   ([`webhooks::run::run_webhooks`]).
 
 pub mod admin;
 pub mod approval_controller;
