@@ -20,12 +20,14 @@ use crate::common::Conditions;
     status = "ApprovalRequestStatus",
     shortname = "apreq",
     category = "chaperone",
-    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.actions[0]"}"#,
     printcolumn = r#"{"name":"Resource","type":"string","jsonPath":".spec.resources[0]"}"#,
     printcolumn = r#"{"name":"Agent","type":"string","jsonPath":".spec.agent.serviceAccount"}"#,
-    printcolumn = r#"{"name":"Connection","type":"string","jsonPath":".spec.connection"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".spec.expiresAt"}"#,
+    printcolumn = r#"{"name":"Connection","type":"string","priority":1,"jsonPath":".spec.connection"}"#,
+    printcolumn = r#"{"name":"Notified","type":"string","priority":1,"jsonPath":".status.notifications[0].state"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -153,7 +155,49 @@ pub struct ApprovalRequestStatus {
     /// When an approved request admitted its call (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumed_at: Option<String>,
-    /// Delivery of notifications, and other conditions.
+    /// Delivery of the rule's notification of this request, one entry per target, written by the
+    /// operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub notifications: Vec<NotificationDelivery>,
+    /// Standard conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Conditions,
+}
+
+/// How the notification of one ApprovalRequest to one target went.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationDelivery {
+    /// The target, without its URL (webhook URLs are credentials), e.g.
+    /// `webhook Secret/slack-approvals key url (slack)`.
+    #[schemars(length(max = 512))]
+    pub target: String,
+    /// Retrying, Delivered, or Failed once the attempts ran out.
+    pub state: NotificationState,
+    /// Attempts made so far.
+    #[serde(default)]
+    pub attempts: i32,
+    /// When the last attempt was made (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    /// When the receiver accepted it (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<String>,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub last_error: Option<String>,
+}
+
+/// Where the delivery of a notification stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum NotificationState {
+    /// Not delivered yet; another attempt follows after a backoff.
+    #[default]
+    Retrying,
+    /// The receiver answered with a 2xx status.
+    Delivered,
+    /// Every attempt failed; no more are made.
+    Failed,
 }

@@ -10,18 +10,27 @@
 //! - [`connection_status`]: an AgentConnection's status and conditions.
 //! - [`lifecycle_rules`]: a RecordingPolicy's bucket lifecycle rule, merged with foreign rules.
 //! - [`recording_policy_status`]: a RecordingPolicy's status and conditions.
+//! - [`approval_lifecycle`]: an ApprovalRequest's phase, notification, retries and cleanup.
+//! - [`approval_notifier`]: the JSON and Slack notifications of a pending ApprovalRequest (and
+//!   the thin sender posting them).
 //!
 //! Thin shell:
 //! - [`gateway_controller`]: the controller that fetches, applies, writes status and tears down.
 //! - [`recording_policy_controller`]: checks and configures each RecordingPolicy's bucket.
+//! - [`approval_controller`]: notifies, phases, expires and deletes ApprovalRequests.
 //! - [`service_account_issuer`]: discovers the cluster's token issuer.
 //! - [`leader_election`]: one replica reconciles at a time, through a Lease.
 //! - [`admin`] and [`metrics`]: `/healthz` and Prometheus `/metrics`.
 //! - [`tls`]: the process's TLS crypto provider.
-//! - [`webhooks`]: the ApprovalRequest admission webhook (stamps reviewers, refuses
-//!   non-reviewers) and its TLS serving certificates.
+//! - [`webhooks`]: the admission webhooks every replica serves: ApprovalRequests (stamps
+//!   reviewers, refuses non-reviewers); their TLS certificates (CA and serving certificate
+//!   shared by replicas through a Secret, rotated), and their registration
+//!   ([`webhooks::run::run_webhooks`]).
 
 pub mod admin;
+pub mod approval_controller;
+pub mod approval_lifecycle;
+pub mod approval_notifier;
 pub mod config_compiler;
 pub mod connection_status;
 pub mod error;

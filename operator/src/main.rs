@@ -5,9 +5,17 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use chaperone_operator::{
-    Context, GatewaySettings, OperatorMetrics, admin, gateway_controller,
-    leader_election::LeaderLease, recording_policy_controller,
+    Context, GatewaySettings, OperatorMetrics, admin, approval_controller,
+    approval_lifecycle::LifecycleSettings,
+    gateway_controller,
+    leader_election::LeaderLease,
+    recording_policy_controller,
     service_account_issuer::discover_issuer,
+    webhooks::{
+        WebhookEndpoint, WebhookSettings,
+        run::{WebhookOptions, run_webhooks},
+        tls::CertificateLifetimes,
+    },
 };
 use clap::{Parser, ValueEnum};
 use tokio::sync::watch;
@@ -69,9 +77,42 @@ struct Args {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "chaperone-operator")]
     leader_election_lease: String,
+    /// Seconds a decided, consumed or expired ApprovalRequest is kept after its expiry before
+    /// it is deleted.
+    #[arg(long, default_value_t = 86_400)]
+    approval_retention_seconds: u64,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
+    /// Serve and register the admission webhooks (every replica serves them, leader or not).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    webhooks: bool,
+    /// Address the admission webhooks listen on (TLS).
+    #[arg(long, default_value = "0.0.0.0:9443")]
+    webhook_listen: SocketAddr,
+    /// The URL the API server calls the webhooks at, `https://<host>:<port>` without a path
+    /// (e.g. `https://127.0.0.1:9443` when the API server reaches the operator over loopback).
+    /// Without it, the webhooks are registered through `--webhook-service`.
+    #[arg(long, conflicts_with = "webhook_service")]
+    webhook_url: Option<String>,
+    /// The operator's Service the API server calls the webhooks through:
+    /// `<namespace>/<name>[:<port>]` or `<name>[:<port>]` (in `--namespace`), port 443 by default.
+    #[arg(long, default_value = "chaperone-operator")]
+    webhook_service: String,
+    /// Name of the MutatingWebhookConfiguration the operator applies (and keeps the caBundle of).
+    #[arg(long, default_value = "chaperone")]
+    webhook_config_name: String,
+    /// Secret in `--namespace` holding the webhook CA and serving certificate shared by replicas.
+    #[arg(long, default_value = chaperone_operator::webhooks::certificate_store::WEBHOOK_TLS_SECRET)]
+    webhook_tls_secret: String,
+    /// Hours a webhook serving certificate is valid; it is reissued by the same CA when less than
+    /// a third remains.
+    #[arg(long, default_value_t = 2160)]
+    webhook_cert_validity_hours: u64,
+    /// Seconds between re-reads of the webhook TLS Secret (renewal) and re-applies of the webhook
+    /// configuration.
+    #[arg(long, default_value_t = 300)]
+    webhook_refresh_seconds: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -91,6 +132,12 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
+
+    let webhook_endpoint = match &args.webhook_url {
+        Some(url) => WebhookEndpoint::url(url),
+        None => WebhookEndpoint::service(&args.webhook_service, &args.namespace),
+    }
+    .map_err(anyhow::Error::msg)?;
 
     chaperone_operator::tls::install_crypto_provider();
     let client = kube::Client::try_default().await.context(
@@ -130,8 +177,32 @@ async fn main() -> anyhow::Result<()> {
             let _ = stop.send(Stop::Signalled);
         }
     });
+    let webhooks = if args.webhooks {
+        let listener = tokio::net::TcpListener::bind(args.webhook_listen)
+            .await
+            .with_context(|| format!("binding the webhook address {}", args.webhook_listen))?;
+        let options = WebhookOptions {
+            endpoint: webhook_endpoint,
+            configuration_name: args.webhook_config_name.clone(),
+            namespace: args.namespace.clone(),
+            tls_secret: args.webhook_tls_secret.clone(),
+            lifetimes: CertificateLifetimes {
+                serving: Duration::from_secs(args.webhook_cert_validity_hours.saturating_mul(3600)),
+                ..CertificateLifetimes::default()
+            },
+            refresh_every: Duration::from_secs(args.webhook_refresh_seconds.max(1)),
+            settings: WebhookSettings::default(),
+        };
+        let mut stopping = stopping.clone();
+        Some(tokio::spawn(run_webhooks(client.clone(), listener, options, async move {
+            let _ = stopping.wait_for(|s| *s != Stop::Running).await;
+        })))
+    } else {
+        None
+    };
     info!(
         admin = %args.admin,
+        webhooks = %args.webhook_listen,
         operator_namespace = %args.namespace,
         watch_namespace = args.watch_namespace.as_deref().unwrap_or("<all>"),
         image = %settings.image,
@@ -154,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
         info!(lease = %args.leader_election_lease, identity = lease.identity(), "waiting to lead");
         if !wait_to_lead(lease, stopping.clone()).await {
             let _ = admin.await;
+            stop_webhooks(webhooks).await;
             return Ok(());
         }
         info!(identity = lease.identity(), "leading");
@@ -162,6 +234,26 @@ async fn main() -> anyhow::Result<()> {
 
     let policies =
         Arc::new(recording_policy_controller::Context::new(client.clone(), metrics.clone()));
+    let approval_settings = LifecycleSettings {
+        retention: Duration::from_secs(args.approval_retention_seconds),
+        ..LifecycleSettings::default()
+    };
+    let approvals = approval_controller::ApprovalContext::new(
+        client.clone(),
+        approval_settings,
+        metrics.clone(),
+    )
+    .context("setting up ApprovalRequest notifications")?;
+    let approvals = tokio::spawn(approval_controller::run(
+        Arc::new(approvals),
+        args.watch_namespace.clone(),
+        {
+            let mut stopping = stopping.clone();
+            async move {
+                let _ = stopping.wait_for(|s| *s != Stop::Running).await;
+            }
+        },
+    ));
     let context = Arc::new(Context::new(client, settings, metrics));
     let controller_stop = |mut stopping: watch::Receiver<Stop>| async move {
         let _ = stopping.wait_for(|s| *s != Stop::Running).await;
@@ -179,7 +271,9 @@ async fn main() -> anyhow::Result<()> {
         ),
     );
     let _ = stop.send(Stop::Signalled);
+    let _ = approvals.await;
     let _ = admin.await;
+    stop_webhooks(webhooks).await;
     if *stopping.borrow() == Stop::LostLease {
         anyhow::bail!(
             "lost the leader-election Lease; exiting so that a fresh start contends again"
@@ -192,6 +286,20 @@ async fn main() -> anyhow::Result<()> {
     }
     info!("chaperone-operator stopped");
     Ok(())
+}
+
+/// Waits for the webhooks (already told to stop) to finish their in-flight requests.
+async fn stop_webhooks(
+    webhooks: Option<
+        tokio::task::JoinHandle<Result<(), chaperone_operator::webhooks::run::RunWebhooksError>>,
+    >,
+) {
+    let Some(webhooks) = webhooks else { return };
+    match webhooks.await {
+        Ok(Ok(())) => info!("webhooks stopped"),
+        Ok(Err(error)) => warn!(%error, "the webhooks had stopped with an error"),
+        Err(error) => warn!(%error, "the webhook task failed"),
+    }
 }
 
 /// Retries the Lease until this replica holds it (true) or the process is asked to stop (false).

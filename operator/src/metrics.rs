@@ -23,12 +23,22 @@ pub struct FailureLabels {
     pub error: String,
 }
 
+/// Labels of a notification attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// The payload format, `json` or `slack`.
+    pub format: String,
+    /// `delivered` or `failed`.
+    pub outcome: String,
+}
+
 /// The operator's metrics and their registry.
 pub struct OperatorMetrics {
     registry: Registry,
     reconciliations: Family<ControllerLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
     durations: Family<ControllerLabels, Histogram>,
+    notifications: Family<NotificationLabels, Counter>,
 }
 
 impl std::fmt::Debug for OperatorMetrics {
@@ -63,7 +73,13 @@ impl OperatorMetrics {
             "How long reconciliations took, in seconds",
             durations.clone(),
         );
-        Self { registry, reconciliations, failures, durations }
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "approval_notifications",
+            "Attempts at notifying an ApprovalRequest's webhook, by format and outcome",
+            notifications.clone(),
+        );
+        Self { registry, reconciliations, failures, durations, notifications }
     }
 
     /// Counts a reconciliation of `controller` and its duration.
@@ -77,6 +93,12 @@ impl OperatorMetrics {
     pub fn failed(&self, controller: &str, error: &str) {
         let labels = FailureLabels { controller: controller.to_owned(), error: error.to_owned() };
         self.failures.get_or_create(&labels).inc();
+    }
+
+    /// Counts one attempt at notifying a webhook.
+    pub fn notified(&self, format: &str, outcome: &str) {
+        let labels = NotificationLabels { format: format.to_owned(), outcome: outcome.to_owned() };
+        self.notifications.get_or_create(&labels).inc();
     }
 
     /// The OpenMetrics text exposition.

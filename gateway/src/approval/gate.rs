@@ -554,12 +554,11 @@ impl ApprovalGate {
                 return Ok(None);
             };
             let mut consumed = current.clone();
-            let conditions =
-                current.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+            // Everything else in the status (the operator's notification deliveries) is kept.
             consumed.status = Some(ApprovalRequestStatus {
                 phase: ApprovalPhase::Consumed,
                 consumed_at: now.format(&Rfc3339).ok(),
-                conditions,
+                ..current.status.clone().unwrap_or_default()
             });
             // `consumed` carries the resourceVersion it was read at: the API server refuses the
             // update with 409 when anything changed since.

@@ -3,10 +3,14 @@
 //! ([`tls`]), and the MutatingWebhookConfiguration that points the API server at them.
 
 pub mod approval;
+pub mod certificate_store;
+pub mod run;
 pub mod tls;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -14,6 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
@@ -60,8 +65,83 @@ pub enum WebhookEndpoint {
     Service { namespace: String, name: String, port: i32 },
 }
 
+impl WebhookEndpoint {
+    /// `https://host:port` (no path), as given to `--webhook-url`.
+    pub fn url(url: &str) -> Result<Self, String> {
+        let uri: http::Uri =
+            url.parse().map_err(|e| format!("--webhook-url {url:?} is not a URL: {e}"))?;
+        if uri.scheme_str() != Some("https") || uri.host().is_none() {
+            return Err(format!(
+                "--webhook-url {url:?} must be https://<host>[:<port>] (the API server only calls webhooks over TLS)"
+            ));
+        }
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(format!(
+                "--webhook-url {url:?} must not have a path: each webhook appends its own"
+            ));
+        }
+        Ok(Self::Url(url.trim_end_matches('/').to_owned()))
+    }
+
+    /// `namespace/name[:port]` or `name[:port]` (in `default_namespace`), port 443 by default,
+    /// as given to `--webhook-service`.
+    pub fn service(spec: &str, default_namespace: &str) -> Result<Self, String> {
+        let (reference, port) = match spec.rsplit_once(':') {
+            Some((reference, port)) => {
+                let port =
+                    port.parse::<i32>().ok().filter(|p| (1..=65535).contains(p)).ok_or_else(
+                        || format!("--webhook-service {spec:?}: {port:?} is not a port (1-65535)"),
+                    )?;
+                (reference, port)
+            }
+            None => (spec, 443),
+        };
+        let (namespace, name) = reference.split_once('/').unwrap_or((default_namespace, reference));
+        if namespace.is_empty() || name.is_empty() || name.contains('/') {
+            return Err(format!(
+                "--webhook-service {spec:?} must be <namespace>/<name>[:<port>] or <name>[:<port>]"
+            ));
+        }
+        Ok(Self::Service { namespace: namespace.to_owned(), name: name.to_owned(), port })
+    }
+
+    /// The names the serving certificate must hold for the API server to verify it: the URL's
+    /// host, or the Service's DNS names.
+    pub fn serving_names(&self) -> Vec<String> {
+        match self {
+            Self::Url(url) => {
+                let host = url
+                    .parse::<http::Uri>()
+                    .ok()
+                    .and_then(|uri| uri.host().map(str::to_owned))
+                    .unwrap_or_default();
+                vec![host.trim_start_matches('[').trim_end_matches(']').to_owned()]
+            }
+            Self::Service { namespace, name, .. } => vec![
+                format!("{name}.{namespace}.svc"),
+                format!("{name}.{namespace}.svc.cluster.local"),
+                format!("{name}.{namespace}"),
+                name.clone(),
+            ],
+        }
+    }
+}
+
+/// The settings of every webhook the listener serves.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookSettings {
+    /// The ApprovalRequest webhook's.
+    pub approval: ApprovalWebhookSettings,
+}
+
+impl From<ApprovalWebhookSettings> for WebhookSettings {
+    fn from(approval: ApprovalWebhookSettings) -> Self {
+        Self { approval }
+    }
+}
+
 /// Serves the webhooks on `listener` with `tls`; it never returns: drop (or abort) the future to
-/// stop serving.
+/// stop serving, or use [`serve_webhooks_until`] for a graceful stop.
 ///
 /// Each connection runs on its own task; a failed accept or handshake, or a broken connection, is
 /// logged and does not stop the server.
@@ -71,20 +151,44 @@ pub async fn serve_webhooks(
     client: Client,
     settings: ApprovalWebhookSettings,
 ) {
+    serve_webhooks_until(listener, tls, client, settings, std::future::pending()).await;
+}
+
+/// How long in-flight AdmissionReviews get to finish after shutdown is asked for (the API server
+/// gives a webhook at most 30 s).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves the webhooks on `listener` until `shutdown` completes; then stops accepting, lets
+/// in-flight requests finish (at most [`SHUTDOWN_GRACE`]) and returns.
+pub async fn serve_webhooks_until(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    client: Client,
+    settings: impl Into<WebhookSettings>,
+    shutdown: impl Future<Output = ()>,
+) {
     let acceptor = TlsAcceptor::from(tls);
-    let state = Arc::new(WebhookState { rules: ApiRuleLookup::new(client), settings });
+    let settings: WebhookSettings = settings.into();
+    let state =
+        Arc::new(WebhookState { rules: ApiRuleLookup::new(client), settings: settings.approval });
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: wait a moment rather than spin.
-                tracing::warn!(error = %e, "accepting a webhook connection failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accepting a webhook connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
         };
         let acceptor = acceptor.clone();
         let state = state.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let stream = match acceptor.accept(stream).await {
                 Ok(stream) => stream,
@@ -97,13 +201,21 @@ pub async fn serve_webhooks(
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(state.answer(request).await) }
             });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(%peer, error = %e, "webhook connection ended with an error");
             }
         });
+    }
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(
+        open_connections = open,
+        "webhooks: stopped accepting, finishing in-flight requests"
+    );
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("webhooks: in-flight requests did not finish within the grace period");
     }
 }
 

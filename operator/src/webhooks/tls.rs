@@ -1,15 +1,43 @@
 //! The webhooks' serving certificate: a CA made in-process with rcgen, a serving certificate it
 //! signs, and the rustls configuration that serves it. The CA certificate is the `caBundle` the
 //! API server trusts in the webhook configuration.
+//!
+//! Pure core: generating, reissuing, deciding when to renew ([`WebhookCertificates::renewal`]) and
+//! converting to and from the Secret's data. The Secret itself is read and written by
+//! [`super::certificate_store`].
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
 use rustls::ServerConfig;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Secret data key of the CA certificate (PEM).
+pub const CA_CERT_KEY: &str = "ca.crt";
+/// Secret data key of the CA's private key (PKCS#8 PEM).
+pub const CA_KEY_KEY: &str = "ca.key";
+/// Secret data key of the serving certificate (PEM).
+pub const CERT_KEY: &str = "tls.crt";
+/// Secret data key of the serving certificate's private key (PKCS#8 PEM).
+pub const KEY_KEY: &str = "tls.key";
+/// Annotation: when the CA expires (RFC 3339).
+pub const CA_NOT_AFTER_ANNOTATION: &str = "chaperone.dev/ca-not-after";
+/// Annotation: when the serving certificate expires (RFC 3339).
+pub const CERT_NOT_AFTER_ANNOTATION: &str = "chaperone.dev/cert-not-after";
+/// Annotation: the names the serving certificate is valid for, comma-separated.
+pub const CERT_NAMES_ANNOTATION: &str = "chaperone.dev/cert-names";
+
+const CA_COMMON_NAME: &str = "chaperone-webhook-ca";
 
 /// Why the serving certificate or its TLS configuration could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -18,36 +46,125 @@ pub enum WebhookTlsError {
     Generate { what: &'static str, source: rcgen::Error },
     #[error("the webhook's TLS configuration was refused by rustls: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("the webhook TLS Secret is unusable: {0}")]
+    Stored(String),
+}
+
+/// How long the CA and the serving certificates live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CertificateLifetimes {
+    /// The CA's validity (default ten years): the caBundle changes only when the CA is replaced.
+    pub ca: Duration,
+    /// A serving certificate's validity (default 90 days); it is reissued, by the same CA, once
+    /// less than a third of it remains.
+    pub serving: Duration,
+}
+
+impl Default for CertificateLifetimes {
+    fn default() -> Self {
+        Self {
+            ca: Duration::from_secs(10 * 365 * 24 * 3600),
+            serving: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+/// What a stored set of certificates needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// Valid for long enough, for the right names.
+    Keep,
+    /// A new serving certificate from the same CA (the caBundle does not change).
+    Serving,
+    /// A new CA and serving certificate (the caBundle changes and is re-applied).
+    All,
 }
 
 /// A CA and the serving certificate it signed, for the names the API server dials.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct WebhookCertificates {
     ca_pem: String,
-    cert_der: CertificateDer<'static>,
+    ca_key_pem: String,
     cert_pem: String,
-    key_der: Vec<u8>,
+    key_pem: String,
+    ca_not_after: OffsetDateTime,
+    cert_not_after: OffsetDateTime,
+    names: Vec<String>,
 }
 
 impl std::fmt::Debug for WebhookCertificates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookCertificates").finish_non_exhaustive()
+        f.debug_struct("WebhookCertificates")
+            .field("names", &self.names)
+            .field("ca_not_after", &self.ca_not_after)
+            .field("cert_not_after", &self.cert_not_after)
+            .finish_non_exhaustive()
     }
+}
+
+fn fail(what: &'static str) -> impl Fn(rcgen::Error) -> WebhookTlsError {
+    move |source| WebhookTlsError::Generate { what, source }
+}
+
+fn ca_params(not_before: OffsetDateTime, not_after: OffsetDateTime) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, CA_COMMON_NAME);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params
+}
+
+fn after(now: OffsetDateTime, validity: Duration) -> OffsetDateTime {
+    now.checked_add(time::Duration::try_from(validity).unwrap_or(time::Duration::DAY))
+        .unwrap_or(now + time::Duration::DAY)
 }
 
 impl WebhookCertificates {
     /// A fresh CA (ECDSA P-256) and a serving certificate for `names`: DNS names (e.g.
-    /// `chaperone-webhooks.chaperone-system.svc`) or IP addresses (e.g. `127.0.0.1`).
+    /// `chaperone-webhooks.chaperone-system.svc`) or IP addresses (e.g. `127.0.0.1`), with the
+    /// default lifetimes.
     pub fn generate(names: &[String]) -> Result<Self, WebhookTlsError> {
-        let fail = |what| move |source| WebhookTlsError::Generate { what, source };
-        let ca_key = KeyPair::generate().map_err(fail("CA key"))?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(fail("CA"))?;
-        ca_params.distinguished_name.push(DnType::CommonName, "chaperone-webhook-ca");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca_params.self_signed(&ca_key).map_err(fail("CA certificate"))?;
-        let issuer = Issuer::new(ca_params, ca_key);
+        Self::generate_at(names, OffsetDateTime::now_utc(), CertificateLifetimes::default())
+    }
 
+    /// A fresh CA and serving certificate valid from `now` (minus a minute of clock skew).
+    pub fn generate_at(
+        names: &[String],
+        now: OffsetDateTime,
+        lifetimes: CertificateLifetimes,
+    ) -> Result<Self, WebhookTlsError> {
+        let ca_key = KeyPair::generate().map_err(fail("CA key"))?;
+        let not_before = now - time::Duration::MINUTE;
+        let ca_not_after = after(now, lifetimes.ca);
+        let ca_cert = ca_params(not_before, ca_not_after)
+            .self_signed(&ca_key)
+            .map_err(fail("CA certificate"))?;
+        let unsigned = Self {
+            ca_pem: ca_cert.pem(),
+            ca_key_pem: ca_key.serialize_pem(),
+            cert_pem: String::new(),
+            key_pem: String::new(),
+            ca_not_after,
+            cert_not_after: now,
+            names: Vec::new(),
+        };
+        unsigned.reissue_serving(names, now, lifetimes.serving)
+    }
+
+    /// A new serving certificate for `names`, signed by this CA (which stays), valid from `now`
+    /// for `validity` but never past the CA.
+    pub fn reissue_serving(
+        &self,
+        names: &[String],
+        now: OffsetDateTime,
+        validity: Duration,
+    ) -> Result<Self, WebhookTlsError> {
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem).map_err(fail("CA key (stored)"))?;
+        // The issuer is the stored CA: same name, same key (so the same key identifier).
+        let issuer =
+            Issuer::new(ca_params(now - time::Duration::MINUTE, self.ca_not_after), ca_key);
         let key = KeyPair::generate().map_err(fail("serving key"))?;
         // Strings that parse as IP addresses become IP subject alternative names.
         let mut params = CertificateParams::new(names.to_vec()).map_err(fail("serving names"))?;
@@ -55,13 +172,54 @@ impl WebhookCertificates {
         params.distinguished_name.push(DnType::CommonName, common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = now - time::Duration::MINUTE;
+        params.not_after = after(now, validity).min(self.ca_not_after);
         let cert = params.signed_by(&key, &issuer).map_err(fail("serving certificate"))?;
         Ok(Self {
-            ca_pem: ca_cert.pem(),
+            ca_pem: self.ca_pem.clone(),
+            ca_key_pem: self.ca_key_pem.clone(),
             cert_pem: cert.pem(),
-            cert_der: cert.der().clone(),
-            key_der: key.serialize_der(),
+            key_pem: key.serialize_pem(),
+            ca_not_after: self.ca_not_after,
+            cert_not_after: params.not_after,
+            names: names.to_vec(),
         })
+    }
+
+    /// What these certificates need at `now` to serve `names`: a CA with less than one serving
+    /// lifetime left is replaced (so a serving certificate never outlives its CA by design); a
+    /// serving certificate with less than a third of its lifetime left, or for other names, is
+    /// reissued.
+    pub fn renewal(
+        &self,
+        names: &[String],
+        now: OffsetDateTime,
+        lifetimes: CertificateLifetimes,
+    ) -> Renewal {
+        let serving = time::Duration::try_from(lifetimes.serving).unwrap_or(time::Duration::DAY);
+        if self.ca_not_after - now < serving {
+            return Renewal::All;
+        }
+        let wanted: BTreeSet<&String> = names.iter().collect();
+        let have: BTreeSet<&String> = self.names.iter().collect();
+        if wanted != have || self.cert_not_after - now < serving / 3 {
+            return Renewal::Serving;
+        }
+        Renewal::Keep
+    }
+
+    /// The certificates after the renewal they need at `now` (themselves when none is needed).
+    pub fn renewed(
+        &self,
+        names: &[String],
+        now: OffsetDateTime,
+        lifetimes: CertificateLifetimes,
+    ) -> Result<Option<Self>, WebhookTlsError> {
+        match self.renewal(names, now, lifetimes) {
+            Renewal::Keep => Ok(None),
+            Renewal::Serving => self.reissue_serving(names, now, lifetimes.serving).map(Some),
+            Renewal::All => Self::generate_at(names, now, lifetimes).map(Some),
+        }
     }
 
     /// The CA certificate (PEM): the webhook configuration's `caBundle`.
@@ -74,17 +232,144 @@ impl WebhookCertificates {
         &self.cert_pem
     }
 
+    /// When the serving certificate expires.
+    pub fn cert_not_after(&self) -> OffsetDateTime {
+        self.cert_not_after
+    }
+
+    /// When the CA expires.
+    pub fn ca_not_after(&self) -> OffsetDateTime {
+        self.ca_not_after
+    }
+
+    /// The names the serving certificate is valid for.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The Secret's `data` (PEM bytes) and annotations holding these certificates.
+    pub fn to_secret(&self) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
+        let data = [
+            (CA_CERT_KEY, &self.ca_pem),
+            (CA_KEY_KEY, &self.ca_key_pem),
+            (CERT_KEY, &self.cert_pem),
+            (KEY_KEY, &self.key_pem),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
+        .collect();
+        let format = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+        let annotations = [
+            (CA_NOT_AFTER_ANNOTATION, format(self.ca_not_after)),
+            (CERT_NOT_AFTER_ANNOTATION, format(self.cert_not_after)),
+            (CERT_NAMES_ANNOTATION, self.names.join(",")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        (data, annotations)
+    }
+
+    /// Reads certificates written by [`Self::to_secret`]; anything missing or unparsable is an
+    /// error (the caller then generates new ones).
+    pub fn from_secret(
+        data: &BTreeMap<String, Vec<u8>>,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Self, WebhookTlsError> {
+        let text = |key: &str| -> Result<String, WebhookTlsError> {
+            let bytes =
+                data.get(key).ok_or_else(|| WebhookTlsError::Stored(format!("no key {key}")))?;
+            String::from_utf8(bytes.clone())
+                .map_err(|_| WebhookTlsError::Stored(format!("key {key} is not UTF-8 PEM")))
+        };
+        let time = |key: &str| -> Result<OffsetDateTime, WebhookTlsError> {
+            let value = annotations
+                .get(key)
+                .ok_or_else(|| WebhookTlsError::Stored(format!("no annotation {key}")))?;
+            OffsetDateTime::parse(value, &Rfc3339)
+                .map_err(|e| WebhookTlsError::Stored(format!("annotation {key}: {e}")))
+        };
+        let certificates = Self {
+            ca_pem: text(CA_CERT_KEY)?,
+            ca_key_pem: text(CA_KEY_KEY)?,
+            cert_pem: text(CERT_KEY)?,
+            key_pem: text(KEY_KEY)?,
+            ca_not_after: time(CA_NOT_AFTER_ANNOTATION)?,
+            cert_not_after: time(CERT_NOT_AFTER_ANNOTATION)?,
+            names: annotations
+                .get(CERT_NAMES_ANNOTATION)
+                .map(|names| {
+                    names.split(',').filter(|n| !n.is_empty()).map(str::to_owned).collect()
+                })
+                .unwrap_or_default(),
+        };
+        // Fail now rather than at the first handshake.
+        certificates.certified_key()?;
+        KeyPair::from_pem(&certificates.ca_key_pem).map_err(fail("CA key (stored)"))?;
+        Ok(certificates)
+    }
+
+    /// The serving certificate and key as rustls serves them (ring signing).
+    pub fn certified_key(&self) -> Result<Arc<CertifiedKey>, WebhookTlsError> {
+        let cert = CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .map_err(|e| WebhookTlsError::Stored(format!("{CERT_KEY}: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .map_err(|e| WebhookTlsError::Stored(format!("{KEY_KEY}: {e}")))?;
+        let provider = rustls::crypto::ring::default_provider();
+        Ok(Arc::new(CertifiedKey::from_der(vec![cert], key, &provider)?))
+    }
+
     /// A rustls server configuration serving the certificate over HTTP/1.1, with ring as its
     /// crypto provider (whatever the process default is).
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, WebhookTlsError> {
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()));
+        Ok(ServingCertificate::new(self)?.server_config())
+    }
+}
+
+/// The certificate every new TLS handshake gets, replaceable while serving (rotation).
+#[derive(Debug)]
+pub struct ServingCertificate {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServingCertificate {
+    pub fn new(certificates: &WebhookCertificates) -> Result<Arc<Self>, WebhookTlsError> {
+        Ok(Arc::new(Self { current: RwLock::new(certificates.certified_key()?) }))
+    }
+
+    /// Serves `certificates` from the next handshake on; connections already open keep theirs.
+    pub fn replace(&self, certificates: &WebhookCertificates) -> Result<(), WebhookTlsError> {
+        let key = certificates.certified_key()?;
+        match self.current.write() {
+            Ok(mut current) => *current = key,
+            Err(poisoned) => *poisoned.into_inner() = key,
+        }
+        Ok(())
+    }
+
+    /// A rustls server configuration (HTTP/1.1, ring) resolving to the current certificate.
+    pub fn server_config(self: Arc<Self>) -> Arc<ServerConfig> {
         let mut config =
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()?
-                .with_no_client_auth()
-                .with_single_cert(vec![self.cert_der.clone()], key)?;
+                .with_safe_default_protocol_versions()
+                .map(|builder| builder.with_no_client_auth().with_cert_resolver(self.clone()))
+                // ring supports the default protocol versions; keep a working fallback anyway.
+                .unwrap_or_else(|_| {
+                    ServerConfig::builder_with_protocol_versions(rustls::DEFAULT_VERSIONS)
+                        .with_no_client_auth()
+                        .with_cert_resolver(self)
+                });
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+        Arc::new(config)
+    }
+}
+
+impl ResolvesServerCert for ServingCertificate {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        match self.current.read() {
+            Ok(current) => Some(current.clone()),
+            Err(poisoned) => Some(poisoned.into_inner().clone()),
+        }
     }
 }
 
@@ -92,14 +377,74 @@ impl WebhookCertificates {
 mod tests {
     use super::*;
 
+    fn loopback() -> Vec<String> {
+        vec!["127.0.0.1".to_owned()]
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    fn generated() -> WebhookCertificates {
+        WebhookCertificates::generate_at(&loopback(), now(), CertificateLifetimes::default())
+            .unwrap_or_else(|e| panic!("generating: {e}"))
+    }
+
     #[test]
     fn a_loopback_certificate_builds_a_server_config() {
-        let certificates =
-            WebhookCertificates::generate(&["127.0.0.1".to_owned()]).map_err(|e| e.to_string());
-        let Ok(certificates) = certificates else {
-            panic!("generating: {certificates:?}");
-        };
+        let certificates = generated();
         assert!(certificates.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(certificates.server_config().is_ok());
+    }
+
+    #[test]
+    fn certificates_read_back_from_the_secret_are_the_same() {
+        let certificates = generated();
+        let (data, annotations) = certificates.to_secret();
+        let read = WebhookCertificates::from_secret(&data, &annotations)
+            .unwrap_or_else(|e| panic!("reading: {e}"));
+        assert_eq!(read, certificates);
+    }
+
+    #[test]
+    fn a_secret_missing_the_ca_key_is_unusable_and_says_which_key() {
+        let (mut data, annotations) = generated().to_secret();
+        data.remove(CA_KEY_KEY);
+        let error = WebhookCertificates::from_secret(&data, &annotations).err();
+        assert!(error.is_some_and(|e| e.to_string().contains("ca.key")));
+    }
+
+    #[test]
+    fn fresh_certificates_are_kept_and_a_serving_certificate_near_expiry_is_reissued_by_the_same_ca()
+     {
+        let lifetimes = CertificateLifetimes::default();
+        let certificates = generated();
+        assert_eq!(certificates.renewal(&loopback(), now(), lifetimes), Renewal::Keep);
+        let later = now() + time::Duration::days(61);
+        assert_eq!(certificates.renewal(&loopback(), later, lifetimes), Renewal::Serving);
+        let renewed = certificates
+            .renewed(&loopback(), later, lifetimes)
+            .unwrap_or_else(|e| panic!("renewing: {e}"))
+            .unwrap_or_else(|| panic!("a renewal"));
+        assert_eq!(renewed.ca_pem(), certificates.ca_pem(), "the caBundle does not change");
+        assert_ne!(renewed.cert_pem(), certificates.cert_pem());
+        assert_eq!(renewed.cert_not_after(), later + time::Duration::days(90));
+        assert_eq!(renewed.renewal(&loopback(), later, lifetimes), Renewal::Keep);
+        assert!(renewed.server_config().is_ok());
+    }
+
+    #[test]
+    fn other_names_reissue_the_serving_certificate_and_an_expiring_ca_replaces_everything() {
+        let lifetimes = CertificateLifetimes::default();
+        let certificates = generated();
+        let service = vec!["chaperone-operator.chaperone-system.svc".to_owned()];
+        assert_eq!(certificates.renewal(&service, now(), lifetimes), Renewal::Serving);
+        let near_ca_end = certificates.ca_not_after() - time::Duration::days(30);
+        assert_eq!(certificates.renewal(&loopback(), near_ca_end, lifetimes), Renewal::All);
+        let renewed = certificates
+            .renewed(&loopback(), near_ca_end, lifetimes)
+            .unwrap_or_else(|e| panic!("renewing: {e}"))
+            .unwrap_or_else(|| panic!("a renewal"));
+        assert_ne!(renewed.ca_pem(), certificates.ca_pem());
     }
 }

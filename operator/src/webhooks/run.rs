@@ -1,0 +1,157 @@
+//! The webhooks as the operator binary runs them on every replica: the shared certificates from
+//! the Secret, the webhook configuration applied with their CA, the listener serving them, and a
+//! refresh loop that picks up renewed certificates (its own or another replica's) and re-applies
+//! the configuration, until shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use kube::Client;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::certificate_store::{CertificateStoreError, ensure_certificates};
+use super::tls::{CertificateLifetimes, ServingCertificate, WebhookTlsError};
+use super::{WebhookEndpoint, WebhookSettings, register_approval_webhook};
+
+/// Everything the webhooks of one replica need.
+#[derive(Clone, Debug)]
+pub struct WebhookOptions {
+    /// Where the API server sends AdmissionReviews.
+    pub endpoint: WebhookEndpoint,
+    /// The MutatingWebhookConfiguration's name.
+    pub configuration_name: String,
+    /// The operator's namespace, where the TLS Secret lives.
+    pub namespace: String,
+    /// The TLS Secret's name.
+    pub tls_secret: String,
+    /// Lifetimes of the CA and of serving certificates.
+    pub lifetimes: CertificateLifetimes,
+    /// How often the Secret is re-read (renewal) and the configuration re-applied.
+    pub refresh_every: Duration,
+    /// The webhooks' settings.
+    pub settings: WebhookSettings,
+}
+
+/// What stops the webhooks from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum RunWebhooksError {
+    #[error(transparent)]
+    Tls(#[from] WebhookTlsError),
+}
+
+/// Runs the webhooks until `shutdown` completes, then stops accepting and lets in-flight requests
+/// finish. Failures to reach the API server (certificates, registration) are retried with
+/// backoff; only a certificate rustls refuses ends it early.
+pub async fn run_webhooks<F>(
+    client: Client,
+    listener: TcpListener,
+    options: WebhookOptions,
+    shutdown: F,
+) -> Result<(), RunWebhooksError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+
+    let names = options.endpoint.serving_names();
+    let mut delay = Duration::from_secs(1);
+    let mut current = loop {
+        match fetch(&client, &options, &names).await {
+            Ok(certificates) => break certificates,
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?delay, "webhook certificates not ready");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = until_stopped(stopped.clone()) => return Ok(()),
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    let serving = ServingCertificate::new(&current)?;
+    let tls = serving.clone().server_config();
+    tracing::info!(
+        endpoint = ?options.endpoint,
+        configuration = %options.configuration_name,
+        not_after = %current.cert_not_after(),
+        "serving admission webhooks"
+    );
+
+    let refresher = {
+        let client = client.clone();
+        let options = options.clone();
+        let stopped = stopped.clone();
+        async move {
+            loop {
+                let registered = match register_approval_webhook(
+                    &client,
+                    &options.configuration_name,
+                    &options.endpoint,
+                    current.ca_pem(),
+                )
+                .await
+                {
+                    Ok(_) => true,
+                    Err(error) => {
+                        tracing::warn!(%error, "registering the webhooks failed; retrying");
+                        false
+                    }
+                };
+                let wait = if registered { options.refresh_every } else { Duration::from_secs(5) };
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = until_stopped(stopped.clone()) => return,
+                }
+                match fetch(&client, &options, &names).await {
+                    Ok(certificates) if certificates != current => {
+                        match serving.replace(&certificates) {
+                            Ok(()) => {
+                                tracing::info!(
+                                    not_after = %certificates.cert_not_after(),
+                                    ca_changed = certificates.ca_pem() != current.ca_pem(),
+                                    "serving the renewed webhook certificate"
+                                );
+                                current = certificates;
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "the renewed webhook certificate is unusable");
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "re-reading the webhook certificates failed")
+                    }
+                }
+            }
+        }
+    };
+    let refresher = tokio::spawn(refresher);
+    super::serve_webhooks_until(
+        listener,
+        tls,
+        client,
+        options.settings.clone(),
+        until_stopped(stopped),
+    )
+    .await;
+    refresher.abort();
+    Ok(())
+}
+
+async fn fetch(
+    client: &Client,
+    options: &WebhookOptions,
+    names: &[String],
+) -> Result<super::WebhookCertificates, CertificateStoreError> {
+    ensure_certificates(client, &options.namespace, &options.tls_secret, names, options.lifetimes)
+        .await
+}
