@@ -81,9 +81,11 @@ pub struct ConnectionConfig {
     pub service_accounts: Vec<String>,
     /// Default AWS region.
     pub region: String,
-    /// Credentials the gateway signs upstream calls with.
-    pub upstream: UpstreamCredentials,
-    /// Per-service endpoint overrides, keyed by signing name (`s3`, `dynamodb`, ...).
+    /// Credentials the gateway signs upstream calls with: static keys or a web identity, and
+    /// optionally a role assumed with them.
+    pub upstream: UpstreamConfig,
+    /// Per-service endpoint overrides, keyed by signing name (`s3`, `dynamodb`, ...). `sts` is
+    /// also where the gateway's own AssumeRole and AssumeRoleWithWebIdentity calls go.
     #[serde(default)]
     pub endpoints: BTreeMap<String, String>,
     /// Allow/deny policy over IAM actions.
@@ -100,7 +102,176 @@ fn default_max_session_seconds() -> i64 {
     3600
 }
 
-/// Upstream credentials, resolved by the operator.
+/// Where a connection's upstream credentials come from: static keys (`accessKeyId`,
+/// `secretAccessKey`, optional `sessionToken`) or `webIdentity`, exactly one; then optionally
+/// `assumeRole`, assumed with them per agent before signing.
+#[derive(Serialize, Deserialize, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Static access key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// Static secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<String>,
+    /// Session token of temporary static keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<String>,
+    /// The gateway's own projected token, exchanged at STS (IRSA-style).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_identity: Option<WebIdentityConfig>,
+    /// A role assumed with the base credentials, one role session per agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assume_role: Option<AssumeRoleConfig>,
+}
+
+impl UpstreamConfig {
+    /// Static keys only.
+    pub fn from_keys(keys: UpstreamCredentials) -> Self {
+        Self {
+            access_key_id: Some(keys.access_key_id),
+            secret_access_key: Some(keys.secret_access_key),
+            session_token: keys.session_token,
+            ..Self::default()
+        }
+    }
+
+    /// The static keys, when this connection has them.
+    pub fn static_keys(&self) -> Option<UpstreamCredentials> {
+        Some(UpstreamCredentials {
+            access_key_id: self.access_key_id.clone()?,
+            secret_access_key: self.secret_access_key.clone()?,
+            session_token: self.session_token.clone(),
+        })
+    }
+
+    /// What is wrong with the combination of fields, naming the field (relative to `upstream`).
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        let keys = self.access_key_id.is_some() || self.secret_access_key.is_some();
+        match (keys, &self.web_identity) {
+            (true, Some(_)) => {
+                return Some((
+                    "webIdentity",
+                    "set either static keys (accessKeyId, secretAccessKey) or webIdentity, not both"
+                        .into(),
+                ));
+            }
+            (false, None) => {
+                return Some((
+                    "accessKeyId",
+                    "no credentials: set accessKeyId and secretAccessKey, or webIdentity".into(),
+                ));
+            }
+            (true, None) if self.static_keys().is_none() => {
+                let missing =
+                    if self.access_key_id.is_none() { "accessKeyId" } else { "secretAccessKey" };
+                return Some((
+                    missing,
+                    "static keys need both accessKeyId and secretAccessKey".into(),
+                ));
+            }
+            (false, Some(_)) if self.session_token.is_some() => {
+                return Some(("sessionToken", "only goes with static keys".into()));
+            }
+            _ => {}
+        }
+        if let Some(web) = &self.web_identity {
+            if !is_role_arn(&web.role_arn) {
+                return Some((
+                    "webIdentity.roleArn",
+                    format!(
+                        "{:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+                        web.role_arn
+                    ),
+                ));
+            }
+            if web.token_file.is_empty() {
+                return Some((
+                    "webIdentity.tokenFile",
+                    "must name the projected token's file".into(),
+                ));
+            }
+            if let Some(url) = &web.sts_endpoint
+                && !is_http_url(url)
+            {
+                return Some((
+                    "webIdentity.stsEndpoint",
+                    format!("{url:?} is not an absolute http(s) URL"),
+                ));
+            }
+        }
+        if let Some(role) = &self.assume_role {
+            if !is_role_arn(&role.role_arn) {
+                return Some((
+                    "assumeRole.roleArn",
+                    format!(
+                        "{:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+                        role.role_arn
+                    ),
+                ));
+            }
+            if role.external_id.as_ref().is_some_and(|id| !(2..=1224).contains(&id.len())) {
+                return Some(("assumeRole.externalId", "must be 2 to 1224 characters".into()));
+            }
+        }
+        None
+    }
+}
+
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .field("web_identity", &self.web_identity)
+            .field("assume_role", &self.assume_role)
+            .finish()
+    }
+}
+
+/// The gateway's own web identity: a projected service-account token file exchanged for the
+/// role's temporary credentials with `sts:AssumeRoleWithWebIdentity`, refreshed before expiry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebIdentityConfig {
+    /// The role the token is exchanged for.
+    pub role_arn: String,
+    /// The token's file, re-read at every exchange (the kubelet rotates it).
+    pub token_file: String,
+    /// STS endpoint for the exchange; else the connection's `endpoints.sts`, else regional STS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts_endpoint: Option<String>,
+}
+
+/// A role the gateway assumes with the base credentials; the role session name is derived from
+/// the agent's identity, so CloudTrail names the agent.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AssumeRoleConfig {
+    /// The role to assume.
+    pub role_arn: String,
+    /// External id the role's trust policy asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+}
+
+fn is_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5].strip_prefix("role/").is_some_and(|name| !name.is_empty())
+}
+
+fn is_http_url(url: &str) -> bool {
+    (url.starts_with("http://") || url.starts_with("https://")) && url.parse::<http::Uri>().is_ok()
+}
+
+/// Static upstream keys, resolved by the operator.
 #[derive(Serialize, Deserialize, Clone, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpstreamCredentials {
@@ -206,10 +377,11 @@ impl GatewayConfig {
                     ),
                 );
             }
+            if let Some((field, problem)) = connection.upstream.problem() {
+                return invalid(at(&format!("upstream.{field}")), problem);
+            }
             for (service, url) in &connection.endpoints {
-                if !(url.starts_with("http://") || url.starts_with("https://"))
-                    || url.parse::<http::Uri>().is_err()
-                {
+                if !is_http_url(url) {
                     return invalid(
                         at(&format!("endpoints.{service}")),
                         format!("{url:?} is not an absolute http(s) URL"),
@@ -339,6 +511,61 @@ recordingPolicies:
         let debug = format!("{config:?}");
         assert!(!debug.contains("secret\""), "{debug}");
         assert!(debug.contains("<redacted>"));
+    }
+
+    #[test]
+    fn a_web_identity_with_an_assumed_role_parses() {
+        let text = EXAMPLE.replace(
+            "upstream: {accessKeyId: AKIAEXAMPLE, secretAccessKey: secret}",
+            "upstream:\n    webIdentity: {roleArn: \"arn:aws:iam::123456789012:role/gw\", tokenFile: /var/run/secrets/eks.amazonaws.com/serviceaccount/token}\n    assumeRole: {roleArn: \"arn:aws:iam::123456789012:role/agents\", externalId: ext-1}",
+        );
+        let config = GatewayConfig::parse(&text).unwrap();
+        let upstream = &config.connection("prod-aws").unwrap().upstream;
+        assert!(upstream.static_keys().is_none());
+        assert_eq!(
+            upstream.web_identity.as_ref().unwrap().role_arn,
+            "arn:aws:iam::123456789012:role/gw"
+        );
+        assert_eq!(upstream.assume_role.as_ref().unwrap().external_id.as_deref(), Some("ext-1"));
+    }
+
+    #[test]
+    fn static_keys_and_a_web_identity_together_are_refused() {
+        let text = EXAMPLE.replace(
+            "secretAccessKey: secret}",
+            "secretAccessKey: secret, webIdentity: {roleArn: \"arn:aws:iam::123456789012:role/gw\", tokenFile: /t}}",
+        );
+        let error = GatewayConfig::parse(&text).unwrap_err().to_string();
+        assert!(error.contains("connections[0].upstream.webIdentity"), "{error}");
+        assert!(error.contains("not both"), "{error}");
+    }
+
+    #[test]
+    fn an_upstream_without_credentials_or_with_half_a_key_is_refused() {
+        let none = EXAMPLE.replace("{accessKeyId: AKIAEXAMPLE, secretAccessKey: secret}", "{}");
+        let error = GatewayConfig::parse(&none).unwrap_err().to_string();
+        assert!(error.contains("connections[0].upstream.accessKeyId"), "{error}");
+        let half = EXAMPLE.replace(", secretAccessKey: secret}", "}");
+        let error = GatewayConfig::parse(&half).unwrap_err().to_string();
+        assert!(error.contains("connections[0].upstream.secretAccessKey"), "{error}");
+    }
+
+    #[test]
+    fn an_assumed_role_that_is_not_a_role_arn_is_refused() {
+        let text = EXAMPLE.replace(
+            "secretAccessKey: secret}",
+            "secretAccessKey: secret, assumeRole: {roleArn: \"arn:aws:iam::123456789012:user/x\"}}",
+        );
+        let error = GatewayConfig::parse(&text).unwrap_err().to_string();
+        assert!(error.contains("connections[0].upstream.assumeRole.roleArn"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_upstream_field_is_refused() {
+        let text =
+            EXAMPLE.replace("secretAccessKey: secret}", "secretAccessKey: secret, roleArn: x}");
+        let error = GatewayConfig::parse(&text).unwrap_err().to_string();
+        assert!(error.contains("roleArn"), "{error}");
     }
 
     #[test]

@@ -346,8 +346,17 @@ impl UpstreamForwarder {
         credentials: &UpstreamCredentials,
     ) -> Result<Response<Incoming>, ForwardError> {
         let outbound = Self::sign(endpoint, request, credentials, SystemTime::now())?;
+        self.send_signed(endpoint, outbound).await
+    }
+
+    /// Sends a request that is already signed (or needs no signature) to `endpoint`.
+    pub async fn send_signed(
+        &self,
+        endpoint: &str,
+        request: Request<OutboundBody>,
+    ) -> Result<Response<Incoming>, ForwardError> {
         self.client
-            .request(outbound)
+            .request(request)
             .await
             .map_err(|source| ForwardError::Upstream { endpoint: endpoint.to_owned(), source })
     }

@@ -19,3 +19,4 @@ pub mod record;
 pub mod recorder;
 pub mod server;
 pub mod sigv4;
+pub mod upstream;

@@ -165,6 +165,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     hosts.push(args.listen.to_string());
     hosts.push(args.listen.ip().to_string());
     let gateway = Arc::new(Gateway::new(runtime, hosts, metrics, recorder.clone()));
+    gateway.prime_upstream_credentials();
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding the agents' address {}", args.listen))?;

@@ -33,6 +33,15 @@ pub struct CodeLabels {
     pub code: String,
 }
 
+/// Labels of the gateway's own STS calls for upstream credentials.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExchangeLabels {
+    /// `web_identity` or `assume_role`.
+    pub kind: String,
+    /// `ok` or `error`.
+    pub outcome: String,
+}
+
 /// Every metric the gateway exports.
 pub struct GatewayMetrics {
     registry: Registry,
@@ -46,6 +55,8 @@ pub struct GatewayMetrics {
     pub authentication_failures_total: Family<CodeLabels, Counter>,
     /// Credentials issued by AssumeRoleWithWebIdentity.
     pub sessions_issued_total: Counter,
+    /// The gateway's own STS calls for upstream credentials, by kind and outcome.
+    pub upstream_credential_exchanges_total: Family<ExchangeLabels, Counter>,
 }
 
 impl Default for GatewayMetrics {
@@ -90,8 +101,15 @@ impl GatewayMetrics {
             "Session credentials minted by AssumeRoleWithWebIdentity",
             sessions_issued_total.clone(),
         );
+        let upstream_credential_exchanges_total = Family::<ExchangeLabels, Counter>::default();
+        registry.register(
+            "upstream_credential_exchanges",
+            "The gateway's own STS calls for upstream credentials (web identity, assumed roles)",
+            upstream_credential_exchanges_total.clone(),
+        );
         Self {
             registry,
+            upstream_credential_exchanges_total,
             calls_total,
             call_duration_seconds,
             upstream_errors_total,

@@ -45,6 +45,7 @@ use crate::{
         CredentialRejection, PayloadMode, RequestParts, SessionSecret, SigV4Error, SigV4Verifier,
         Verification, VerifiedRequest,
     },
+    upstream::UpstreamCredentialsProvider,
 };
 
 /// The body type of every response the gateway sends.
@@ -78,6 +79,7 @@ pub struct Gateway {
     runtime: RwLock<Arc<GatewayRuntime>>,
     classifier: Classifier,
     forwarder: UpstreamForwarder,
+    credentials: Arc<UpstreamCredentialsProvider>,
     metrics: Arc<GatewayMetrics>,
     recorder: Arc<dyn EventRecorder>,
 }
@@ -96,10 +98,14 @@ impl Gateway {
         metrics: Arc<GatewayMetrics>,
         recorder: Arc<dyn EventRecorder>,
     ) -> Self {
+        let forwarder = UpstreamForwarder::new();
+        let credentials =
+            Arc::new(UpstreamCredentialsProvider::new(forwarder.clone(), metrics.clone()));
         Self {
             runtime: RwLock::new(Arc::new(runtime)),
             classifier: Classifier::new(gateway_hosts),
-            forwarder: UpstreamForwarder::new(),
+            forwarder,
+            credentials,
             metrics,
             recorder,
         }
@@ -110,6 +116,22 @@ impl Gateway {
         if let Ok(mut current) = self.runtime.write() {
             *current = Arc::new(runtime);
         }
+        self.prime_upstream_credentials();
+    }
+
+    /// Fetches the connections' web identity credentials in the background, so the first call
+    /// does not wait for STS (failures are logged, counted, and retried by calls).
+    pub fn prime_upstream_credentials(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let runtime = self.runtime();
+        let credentials = self.credentials.clone();
+        handle.spawn(async move {
+            for connection in &runtime.config.connections {
+                credentials.prime(&runtime.config.namespace, connection).await;
+            }
+        });
     }
 
     fn runtime(&self) -> Arc<GatewayRuntime> {
@@ -509,7 +531,42 @@ impl Gateway {
         let outbound =
             build_outbound(&parts, &verified, inbound, &classification, &path, &query, &region);
         let endpoint = UpstreamForwarder::endpoint_for(&connection.endpoints, &outbound);
-        let upstream = match self.forwarder.send(&endpoint, outbound, &connection.upstream).await {
+        let upstream_credentials = match self
+            .credentials
+            .credentials(&runtime.config.namespace, connection, &session.service_account)
+            .await
+        {
+            Ok(credentials) => credentials,
+            Err(failure) => {
+                self.metrics
+                    .upstream_errors_total
+                    .get_or_create(&ServiceLabels { service: service.clone() })
+                    .inc();
+                tracing::warn!(session = %session.session_id, connection = %connection.name, %failure, "no upstream credentials for the call");
+                self.record_response(
+                    session,
+                    call_id,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &HeaderMap::new(),
+                    RecordedBody::empty(),
+                    Some(failure.to_string()),
+                    started,
+                );
+                return Err(Refusal {
+                    error: AwsError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "ServiceUnavailable",
+                        format!(
+                            "the gateway could not get upstream credentials for AgentConnection {}/{}: {failure}; check the role's trust policy and the gateway's credentials, then retry (request {request_id})",
+                            runtime.config.namespace, connection.name
+                        ),
+                        request_id,
+                    ),
+                    shape,
+                });
+            }
+        };
+        let upstream = match self.forwarder.send(&endpoint, outbound, &upstream_credentials).await {
             Ok(response) => response,
             Err(error) => {
                 self.metrics

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use chaperone_crds::{AgentConnection, ApprovalRuleSpec, RecordingPolicy};
 use chaperone_gateway::config::{
-    CONFIG_VERSION, ConfigError, ConnectionConfig, GatewayConfig, IdentitySource,
-    UpstreamCredentials,
+    AssumeRoleConfig, CONFIG_VERSION, ConfigError, ConnectionConfig, GatewayConfig, IdentitySource,
+    UpstreamConfig, UpstreamCredentials, WebIdentityConfig,
 };
 use kube::ResourceExt;
 
@@ -84,6 +84,15 @@ impl Compilation {
     /// The configuration as the YAML written under `gateway.yaml`.
     pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
         serde_yaml::to_string(&self.config)
+    }
+
+    /// The role of the first compiled connection (by name) whose upstream is a web identity:
+    /// what the gateway's ServiceAccount is annotated with for the EKS pod identity webhook.
+    pub fn web_identity_role_arn(&self) -> Option<&str> {
+        self.config
+            .connections
+            .iter()
+            .find_map(|c| c.upstream.web_identity.as_ref().map(|w| w.role_arn.as_str()))
     }
 }
 
@@ -171,20 +180,9 @@ pub fn compile(inputs: &NamespaceInputs<'_>) -> Result<Compilation, ConfigError>
             ),
         };
         let credentials = match credentials {
-            Ok(_) => Check::pass(
+            Ok(upstream) => Check::pass(
                 "Resolved",
-                format!(
-                    "Upstream credentials are read from Secret {}/{}.",
-                    inputs.namespace,
-                    connection
-                        .spec
-                        .aws
-                        .credentials
-                        .secret_ref
-                        .as_ref()
-                        .map(|r| r.name.as_str())
-                        .unwrap_or_default()
-                ),
+                credentials_summary(inputs.namespace, connection, &upstream),
             ),
             Err(check) => check,
         };
@@ -261,40 +259,85 @@ pub fn recorder_credentials(
         .collect()
 }
 
-/// The connection's upstream keys from its Secret, or the check that says what to create.
+/// What the gateway signs a resolved connection's calls with, as the CredentialsResolved message.
+fn credentials_summary(
+    namespace: &str,
+    connection: &AgentConnection,
+    upstream: &UpstreamConfig,
+) -> String {
+    let base = match (&connection.spec.aws.credentials.secret_ref, &upstream.web_identity) {
+        (_, Some(web)) => format!(
+            "The gateway exchanges its own projected token (audience {}, {}) for role {} at STS.",
+            crate::gateway_objects::AWS_TOKEN_AUDIENCE,
+            web.token_file,
+            web.role_arn
+        ),
+        (Some(reference), None) => {
+            format!("Upstream credentials are read from Secret {namespace}/{}.", reference.name)
+        }
+        (None, None) => String::new(),
+    };
+    match &upstream.assume_role {
+        Some(role) => format!(
+            "{base} With them it assumes role {} once per agent (role session name \
+             <namespace>.<service account>).",
+            role.role_arn
+        ),
+        None => base,
+    }
+}
+
+/// The connection's upstream credentials: keys from its Secret, or its web identity role, and
+/// the role to assume; or the check that says what to create.
 fn resolve_credentials(
     namespace: &str,
     connection: &AgentConnection,
     secrets: &SecretData,
-) -> Result<UpstreamCredentials, Check> {
+) -> Result<UpstreamConfig, Check> {
     let aws = &connection.spec.aws;
-    if aws.assume_role.is_some() {
-        return Err(Check::fail(
-            "AssumeRoleUnsupported",
-            "spec.aws.assumeRole is not supported by this gateway version, and serving the \
-             connection without the role would sign with broader credentials than asked: remove \
-             spec.aws.assumeRole (put the role's keys in the credentials Secret instead) or \
-             upgrade Chaperone."
-                .into(),
-        ));
-    }
-    let Some(reference) = &aws.credentials.secret_ref else {
-        return Err(if aws.credentials.web_identity.is_some() {
-            Check::fail(
-                "WebIdentityUnsupported",
-                "spec.aws.credentials.webIdentity is not supported by this gateway version: use \
-                 spec.aws.credentials.secretRef with static keys, or upgrade Chaperone."
+    let assume_role = aws.assume_role.as_ref().map(|role| AssumeRoleConfig {
+        role_arn: role.role_arn.clone(),
+        external_id: role.external_id.clone(),
+    });
+    let mut upstream = match (&aws.credentials.secret_ref, &aws.credentials.web_identity) {
+        (Some(_), Some(_)) => {
+            return Err(Check::fail(
+                "AmbiguousCredentialsSource",
+                "spec.aws.credentials sets both secretRef and webIdentity: keep exactly one."
                     .into(),
-            )
-        } else {
-            Check::fail(
+            ));
+        }
+        (None, Some(web)) => UpstreamConfig {
+            web_identity: Some(WebIdentityConfig {
+                role_arn: web.role_arn.clone(),
+                token_file: crate::gateway_objects::aws_web_identity_token_file(),
+                sts_endpoint: None,
+            }),
+            ..UpstreamConfig::default()
+        },
+        (Some(reference), None) => {
+            UpstreamConfig::from_keys(secret_keys(namespace, reference, secrets)?)
+        }
+        (None, None) => {
+            return Err(Check::fail(
                 "NoCredentialsSource",
                 "spec.aws.credentials names no source: set secretRef to a Secret with the \
-                 gateway's AWS keys."
+                 gateway's AWS keys, or webIdentity to the IAM role the gateway's own token is \
+                 exchanged for."
                     .into(),
-            )
-        });
+            ));
+        }
     };
+    upstream.assume_role = assume_role;
+    Ok(upstream)
+}
+
+/// Static keys from the Secret `reference` names.
+fn secret_keys(
+    namespace: &str,
+    reference: &chaperone_crds::AwsSecretReference,
+    secrets: &SecretData,
+) -> Result<UpstreamCredentials, Check> {
     let name = &reference.name;
     let create_hint = format!(
         "kubectl -n {namespace} create secret generic {name} --from-literal={}=... --from-literal={}=...",
@@ -456,8 +499,9 @@ mod tests {
             &["default", "unused"],
         );
         let c = compilation.config.connection("prod-aws").unwrap();
-        assert_eq!(c.upstream.access_key_id, "AKIAEXAMPLE");
-        assert_eq!(c.upstream.secret_access_key, "secret", "trailing newline trimmed");
+        let keys = c.upstream.static_keys().unwrap();
+        assert_eq!(keys.access_key_id, "AKIAEXAMPLE");
+        assert_eq!(keys.secret_access_key, "secret", "trailing newline trimmed");
         assert_eq!(c.recording_policy, "default");
         assert_eq!(compilation.config.recording_policies.keys().collect::<Vec<_>>(), ["default"]);
         let outcome = &compilation.outcomes["prod-aws"];
@@ -555,15 +599,114 @@ mod tests {
         assert!(compilation.config.connection("prod-aws").is_some());
     }
 
+    fn web_identity_connection(name: &str, role: &str) -> AgentConnection {
+        let mut c = connection(name, "unused", "default");
+        c.spec.aws.credentials.secret_ref = None;
+        c.spec.aws.credentials.web_identity =
+            Some(chaperone_crds::WebIdentity { role_arn: role.into() });
+        c
+    }
+
     #[test]
-    fn assume_role_is_refused_rather_than_silently_dropped() {
+    fn assume_role_is_compiled_on_top_of_the_secrets_keys() {
         let mut c = connection("prod-aws", "aws-prod", "default");
         c.spec.aws.assume_role = Some(chaperone_crds::AssumeRole {
-            role_arn: "arn:aws:iam::123456789012:role/x".into(),
-            external_id: None,
+            role_arn: "arn:aws:iam::123456789012:role/agents".into(),
+            external_id: Some("ext-1".into()),
         });
         let compilation = compile_with(&[c], &aws_secret(), &["default"]);
-        assert_eq!(compilation.outcomes["prod-aws"].credentials.reason, "AssumeRoleUnsupported");
+        let upstream = &compilation.config.connection("prod-aws").unwrap().upstream;
+        assert_eq!(upstream.static_keys().unwrap().access_key_id, "AKIAEXAMPLE");
+        assert_eq!(
+            upstream.assume_role,
+            Some(AssumeRoleConfig {
+                role_arn: "arn:aws:iam::123456789012:role/agents".into(),
+                external_id: Some("ext-1".into()),
+            })
+        );
+        let check = &compilation.outcomes["prod-aws"].credentials;
+        assert!(check.passed);
+        assert!(
+            check.message.contains("assumes role arn:aws:iam::123456789012:role/agents"),
+            "{}",
+            check.message
+        );
+        let yaml = compilation.to_yaml().unwrap();
+        assert_eq!(GatewayConfig::parse(&yaml).unwrap(), compilation.config);
+        assert_eq!(compilation.web_identity_role_arn(), None);
+    }
+
+    #[test]
+    fn a_web_identity_is_compiled_with_the_mounted_token_and_no_secret() {
+        let role = "arn:aws:iam::123456789012:role/chaperone-gateway";
+        let compilation = compile_with(
+            &[web_identity_connection("prod-aws", role)],
+            &BTreeMap::new(),
+            &["default"],
+        );
+        let upstream = &compilation.config.connection("prod-aws").unwrap().upstream;
+        assert!(upstream.static_keys().is_none());
+        assert_eq!(
+            upstream.web_identity,
+            Some(WebIdentityConfig {
+                role_arn: role.into(),
+                token_file: "/var/run/secrets/chaperone.dev/aws/token".into(),
+                sts_endpoint: None,
+            })
+        );
+        let outcome = &compilation.outcomes["prod-aws"];
+        assert!(outcome.credentials.passed && outcome.compiled.passed);
+        assert!(
+            outcome.credentials.message.contains("sts.amazonaws.com"),
+            "{}",
+            outcome.credentials.message
+        );
+        assert_eq!(compilation.web_identity_role_arn(), Some(role));
+        let yaml = compilation.to_yaml().unwrap();
+        assert!(!yaml.contains("accessKeyId"), "{yaml}");
+        assert_eq!(GatewayConfig::parse(&yaml).unwrap(), compilation.config);
+    }
+
+    #[test]
+    fn a_web_identity_with_an_assumed_role_keeps_both() {
+        let mut c = web_identity_connection("prod-aws", "arn:aws:iam::123456789012:role/gw");
+        c.spec.aws.assume_role = Some(chaperone_crds::AssumeRole {
+            role_arn: "arn:aws:iam::210987654321:role/agents".into(),
+            external_id: None,
+        });
+        let compilation = compile_with(&[c], &BTreeMap::new(), &["default"]);
+        let upstream = &compilation.config.connection("prod-aws").unwrap().upstream;
+        assert!(upstream.web_identity.is_some());
+        assert_eq!(
+            upstream.assume_role.as_ref().unwrap().role_arn,
+            "arn:aws:iam::210987654321:role/agents"
+        );
+    }
+
+    #[test]
+    fn the_service_account_role_is_the_first_web_identity_connections() {
+        let compilation = compile_with(
+            &[
+                connection("static", "aws-prod", "default"),
+                web_identity_connection("b", "arn:aws:iam::123456789012:role/b"),
+                web_identity_connection("a", "arn:aws:iam::123456789012:role/a"),
+            ],
+            &aws_secret(),
+            &["default"],
+        );
+        assert_eq!(compilation.web_identity_role_arn(), Some("arn:aws:iam::123456789012:role/a"));
+    }
+
+    #[test]
+    fn both_credential_sources_at_once_are_refused_naming_the_fields() {
+        let mut c = connection("prod-aws", "aws-prod", "default");
+        c.spec.aws.credentials.web_identity = Some(chaperone_crds::WebIdentity {
+            role_arn: "arn:aws:iam::123456789012:role/x".into(),
+        });
+        let compilation = compile_with(&[c], &aws_secret(), &["default"]);
+        let check = &compilation.outcomes["prod-aws"].credentials;
+        assert_eq!(check.reason, "AmbiguousCredentialsSource");
+        assert!(check.message.contains("secretRef") && check.message.contains("webIdentity"));
         assert!(compilation.config.connections.is_empty());
     }
 

@@ -503,7 +503,13 @@ async fn render_gateway(
 
     let mut endpoint = None;
     let mut replicas = GatewayReplicas::default();
-    for manifest in gateway_objects::gateway_manifests(namespace, &context.settings, &owners) {
+    let web_identity_role = compilation.web_identity_role_arn().map(str::to_owned);
+    for manifest in gateway_objects::gateway_manifests(
+        namespace,
+        &context.settings,
+        &owners,
+        web_identity_role.as_deref(),
+    ) {
         let applied = apply_manifest(context, &manifest, &mut changed).await?;
         match manifest.resource.kind.as_str() {
             "Service" => {

@@ -48,6 +48,11 @@ const CONFIG_DIR: &str = "/etc/chaperone/config";
 const KEYS_DIR: &str = "/etc/chaperone/keys";
 const JWKS_CREDENTIALS_DIR: &str = "/var/run/secrets/chaperone.dev/jwks";
 const SPOOL_DIR: &str = "/var/lib/chaperone/spool";
+const AWS_TOKEN_DIR: &str = "/var/run/secrets/chaperone.dev/aws";
+/// Audience of the gateway's own AWS web identity token (what STS and IRSA expect).
+pub const AWS_TOKEN_AUDIENCE: &str = "sts.amazonaws.com";
+/// Annotation the EKS pod identity webhook reads on a ServiceAccount.
+pub const EKS_ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 /// The gateway's unprivileged user and group (distroless `nonroot`).
 const GATEWAY_UID: i64 = 65532;
 
@@ -59,6 +64,12 @@ pub fn jwks_ca_file() -> String {
 /// Path of the gateway's own projected token used to fetch the JWKS, inside a gateway pod.
 pub fn jwks_token_file() -> String {
     format!("{JWKS_CREDENTIALS_DIR}/token")
+}
+
+/// Path of the gateway's own projected token (audience `sts.amazonaws.com`) that the gateway
+/// exchanges at STS for connections with `spec.aws.credentials.webIdentity`.
+pub fn aws_web_identity_token_file() -> String {
+    format!("{AWS_TOKEN_DIR}/token")
 }
 
 /// Labels every gateway object carries; the first one also selects the gateway's pods.
@@ -129,31 +140,45 @@ fn metadata(name: &str, namespace: &str, owners: &[OwnerReference]) -> Value {
 
 /// Every gateway object of `namespace` except the two Secrets, in apply order (identity and RBAC
 /// before the workload that uses them).
+///
+/// `web_identity_role` is the role of the namespace's first connection with
+/// `spec.aws.credentials.webIdentity`: when set, the Deployment mounts the AWS token and the
+/// ServiceAccount carries the EKS role annotation.
 pub fn gateway_manifests(
     namespace: &str,
     settings: &GatewaySettings,
     owners: &[OwnerReference],
+    web_identity_role: Option<&str>,
 ) -> Vec<Manifest> {
     vec![
-        service_account(namespace, owners),
+        service_account(namespace, owners, web_identity_role),
         role(namespace, owners),
         role_binding(namespace, owners),
         issuer_discovery_binding(namespace),
         service(namespace, owners),
-        deployment(namespace, settings, owners),
+        deployment(namespace, settings, owners, web_identity_role.is_some()),
         pod_disruption_budget(namespace, owners),
     ]
 }
 
 /// The gateway's ServiceAccount. Its token is mounted: the gateway talks to the API server for
 /// ApprovalRequests and fetches the issuer's JWKS with it.
-pub fn service_account(namespace: &str, owners: &[OwnerReference]) -> Manifest {
-    Manifest::new::<ServiceAccount>(
-        GATEWAY_NAME,
-        Some(namespace),
-        metadata(GATEWAY_NAME, namespace, owners),
-        json!({}),
-    )
+///
+/// With a web identity role it is annotated `eks.amazonaws.com/role-arn`, so on EKS the pod
+/// identity webhook also gives the pod `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`: the
+/// recorder's ambient credentials (a RecordingPolicy without a secretRef) come from there. The
+/// gateway's upstream signing does not: it reads the role from its config and the token the
+/// Deployment mounts at [`aws_web_identity_token_file`].
+pub fn service_account(
+    namespace: &str,
+    owners: &[OwnerReference],
+    web_identity_role: Option<&str>,
+) -> Manifest {
+    let mut meta = metadata(GATEWAY_NAME, namespace, owners);
+    if let (Some(role), Some(meta)) = (web_identity_role, meta.as_object_mut()) {
+        meta.insert("annotations".into(), json!({ EKS_ROLE_ARN_ANNOTATION: role }));
+    }
+    Manifest::new::<ServiceAccount>(GATEWAY_NAME, Some(namespace), meta, json!({}))
 }
 
 /// The least the gateway needs in its namespace.
@@ -258,13 +283,15 @@ fn selector_labels() -> Value {
 /// The gateway Deployment: config and keys mounted read-only from their Secrets (whole
 /// directories, so updates reach the running pods and the gateway reloads them), the gateway's own
 /// projected token and the cluster CA for fetching the JWKS, an emptyDir spool, probes on the admin
-/// port, and a locked-down security context.
+/// port, and a locked-down security context. With `aws_web_identity`, also a projected token of
+/// audience `sts.amazonaws.com` at [`aws_web_identity_token_file`].
 pub fn deployment(
     namespace: &str,
     settings: &GatewaySettings,
     owners: &[OwnerReference],
+    aws_web_identity: bool,
 ) -> Manifest {
-    let container = json!({
+    let mut container = json!({
         "name": "gateway",
         "image": settings.image,
         "args": [
@@ -310,7 +337,7 @@ pub fn deployment(
             {"name": "spool", "mountPath": SPOOL_DIR},
         ],
     });
-    let volumes = json!([
+    let mut volumes = json!([
         {"name": "config", "secret": {"secretName": CONFIG_SECRET_NAME, "defaultMode": 0o440}},
         {"name": "keys", "secret": {"secretName": KEYS_SECRET_NAME, "defaultMode": 0o440}},
         {"name": "jwks-credentials", "projected": {"defaultMode": 0o440, "sources": [
@@ -321,6 +348,20 @@ pub fn deployment(
         ]}},
         {"name": "spool", "emptyDir": {"sizeLimit": "1Gi"}},
     ]);
+    if aws_web_identity {
+        if let Some(mounts) = container["volumeMounts"].as_array_mut() {
+            mounts.push(
+                json!({"name": "aws-web-identity", "mountPath": AWS_TOKEN_DIR, "readOnly": true}),
+            );
+        }
+        if let Some(volumes) = volumes.as_array_mut() {
+            // Exchanged at STS for the connection's webIdentity role; the kubelet rotates it and
+            // the gateway re-reads it at every exchange.
+            volumes.push(json!({"name": "aws-web-identity", "projected": {"defaultMode": 0o440, "sources": [
+                {"serviceAccountToken": {"path": "token", "audience": AWS_TOKEN_AUDIENCE, "expirationSeconds": 86400}},
+            ]}}));
+        }
+    }
     Manifest::new::<Deployment>(
         GATEWAY_NAME,
         Some(namespace),
@@ -439,7 +480,7 @@ mod tests {
 
     #[test]
     fn every_manifest_deserializes_as_its_kind_and_carries_the_labels() {
-        let manifests = gateway_manifests("agents", &settings(), &[owner()]);
+        let manifests = gateway_manifests("agents", &settings(), &[owner()], None);
         for m in &manifests {
             let labels = &m.body["metadata"]["labels"];
             assert_eq!(labels["app.kubernetes.io/name"], GATEWAY_NAME, "{}", m.describe());
@@ -460,7 +501,7 @@ mod tests {
 
     #[test]
     fn namespaced_objects_are_owned_by_the_connections_and_the_cluster_binding_by_none() {
-        for m in gateway_manifests("agents", &settings(), &[owner()]) {
+        for m in gateway_manifests("agents", &settings(), &[owner()], None) {
             let owners = &m.body["metadata"]["ownerReferences"];
             if m.namespace.is_some() {
                 assert_eq!(owners[0]["name"], "prod-aws", "{}", m.describe());
@@ -499,7 +540,7 @@ mod tests {
     #[test]
     fn the_deployment_is_locked_down_and_mounts_its_secrets_read_only() {
         let d: Deployment =
-            serde_json::from_value(deployment("agents", &settings(), &[]).body).unwrap();
+            serde_json::from_value(deployment("agents", &settings(), &[], false).body).unwrap();
         let spec = d.spec.unwrap();
         assert_eq!(spec.replicas, Some(2));
         let pod = spec.template.spec.unwrap();
@@ -519,6 +560,43 @@ mod tests {
         let volumes = pod.volumes.unwrap();
         let projected = volumes.iter().find(|v| v.name == "jwks-credentials").unwrap();
         assert!(projected.projected.is_some());
+    }
+
+    #[test]
+    fn a_web_identity_mounts_an_sts_token_and_annotates_the_service_account() {
+        let role = "arn:aws:iam::123456789012:role/chaperone-gateway";
+        let manifests = gateway_manifests("agents", &settings(), &[owner()], Some(role));
+        let typed = |kind: &str| manifests.iter().find(|m| m.resource.kind == kind).unwrap();
+        let account: ServiceAccount =
+            serde_json::from_value(typed("ServiceAccount").body.clone()).unwrap();
+        assert_eq!(account.metadata.annotations.unwrap()[EKS_ROLE_ARN_ANNOTATION], role);
+        let d: Deployment = serde_json::from_value(typed("Deployment").body.clone()).unwrap();
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        let mount = pod.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == "aws-web-identity")
+            .unwrap();
+        assert_eq!(format!("{}/token", mount.mount_path), aws_web_identity_token_file());
+        assert_eq!(mount.read_only, Some(true));
+        let volume =
+            pod.volumes.unwrap().into_iter().find(|v| v.name == "aws-web-identity").unwrap();
+        let token =
+            volume.projected.unwrap().sources.unwrap()[0].service_account_token.clone().unwrap();
+        assert_eq!(token.audience.as_deref(), Some("sts.amazonaws.com"));
+        assert_eq!(token.path, "token");
+    }
+
+    #[test]
+    fn without_a_web_identity_there_is_no_sts_token_and_no_role_annotation() {
+        let manifests = gateway_manifests("agents", &settings(), &[owner()], None);
+        for m in &manifests {
+            let text = m.body.to_string();
+            assert!(!text.contains("sts.amazonaws.com"), "{}", m.describe());
+            assert!(!text.contains(EKS_ROLE_ARN_ANNOTATION), "{}", m.describe());
+        }
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct GatewaySpec {
     pub approval_rules: Value,
     /// Extra command-line flags for the gateway (e.g. `--max-spool-mib=1`).
     pub extra_args: Vec<String>,
+    /// The connection's `upstream` block (static keys, `webIdentity`, `assumeRole`) as JSON;
+    /// `None` signs with the moto gateway user's static keys.
+    pub upstream: Option<Value>,
 }
 
 impl GatewaySpec {
@@ -76,6 +79,7 @@ impl GatewaySpec {
             on_failure: "FailClosed".into(),
             approval_rules: json!({}),
             extra_args: Vec::new(),
+            upstream: None,
         }
     }
 }
@@ -109,6 +113,17 @@ pub async fn agent_token(
     namespace: &str,
     service_account: &str,
 ) -> anyhow::Result<String> {
+    service_account_token(client, namespace, service_account, "chaperone.dev").await
+}
+
+/// Mints a one-hour token for `service_account` with `audience` (the SA is created if missing),
+/// e.g. `sts.amazonaws.com` for the gateway's own web identity.
+pub async fn service_account_token(
+    client: &Client,
+    namespace: &str,
+    service_account: &str,
+    audience: &str,
+) -> anyhow::Result<String> {
     ensure_namespace(client, namespace).await?;
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let account = ServiceAccount {
@@ -122,7 +137,7 @@ pub async fn agent_token(
     }
     let request = TokenRequest {
         spec: TokenRequestSpec {
-            audiences: vec!["chaperone.dev".into()],
+            audiences: vec![audience.into()],
             expiration_seconds: Some(3600),
             ..Default::default()
         },
@@ -227,8 +242,9 @@ impl GatewayProcess {
         create_bucket(env, &bucket)?;
 
         let user = &env.moto.gateway_user;
-        let upstream =
+        let static_keys =
             json!({"accessKeyId": user.access_key_id, "secretAccessKey": user.secret_access_key});
+        let upstream = spec.upstream.clone().unwrap_or_else(|| static_keys.clone());
         let endpoints: serde_json::Map<String, Value> = [
             "s3",
             "dynamodb",
@@ -271,7 +287,7 @@ impl GatewayProcess {
                     "onFailure": spec.on_failure,
                 }
             },
-            "recordingCredentials": {"default": upstream},
+            "recordingCredentials": {"default": static_keys},
             "approvalRules": spec.approval_rules,
         });
         let config_path = dir.join("gateway.yaml");
