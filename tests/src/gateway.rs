@@ -53,6 +53,11 @@ pub struct GatewaySpec {
     /// The connection's `upstream` block (static keys, `webIdentity`, `assumeRole`) as JSON;
     /// `None` signs with the moto gateway user's static keys.
     pub upstream: Option<Value>,
+    /// Where every service and the recording bucket are reached; moto when `None` (the
+    /// benchmarks point it at their own upstream).
+    pub upstream_endpoint: Option<String>,
+    /// The gateway's `RUST_LOG`.
+    pub log_filter: String,
 }
 
 impl GatewaySpec {
@@ -80,6 +85,8 @@ impl GatewaySpec {
             approval_rules: json!({}),
             extra_args: Vec::new(),
             upstream: None,
+            upstream_endpoint: None,
+            log_filter: "info,chaperone_gateway=debug".into(),
         }
     }
 }
@@ -242,6 +249,8 @@ impl GatewayProcess {
         create_bucket(env, &bucket)?;
 
         let user = &env.moto.gateway_user;
+        let upstream_endpoint =
+            spec.upstream_endpoint.clone().unwrap_or_else(|| env.moto.endpoint().to_owned());
         let static_keys =
             json!({"accessKeyId": user.access_key_id, "secretAccessKey": user.secret_access_key});
         let upstream = spec.upstream.clone().unwrap_or_else(|| static_keys.clone());
@@ -260,7 +269,7 @@ impl GatewayProcess {
             "ec2",
         ]
         .iter()
-        .map(|s| (s.to_string(), json!(env.moto.endpoint())))
+        .map(|s| (s.to_string(), json!(upstream_endpoint)))
         .collect();
         let config = json!({
             "version": 1,
@@ -281,7 +290,7 @@ impl GatewayProcess {
             }],
             "recordingPolicies": {
                 "default": {
-                    "s3": {"bucket": bucket, "prefix": "agents/", "region": REGION, "endpoint": env.moto.endpoint()},
+                    "s3": {"bucket": bucket, "prefix": "agents/", "region": REGION, "endpoint": upstream_endpoint},
                     "retention": {"days": 30},
                     "capture": {"maxBodyBytes": spec.max_body_bytes},
                     "onFailure": spec.on_failure,
@@ -314,7 +323,7 @@ impl GatewayProcess {
         ];
         let args: Vec<String> = args.into_iter().chain(spec.extra_args.iter().cloned()).collect();
         let mut gateway = Self {
-            process: Self::spawn(binary, &args, &dir)?,
+            process: Self::spawn(binary, &args, &dir, &spec.log_filter)?,
             endpoint: format!("http://127.0.0.1:{port}"),
             admin: format!("http://127.0.0.1:{admin_port}"),
             dir,
@@ -329,9 +338,14 @@ impl GatewayProcess {
         Ok(gateway)
     }
 
-    fn spawn(binary: &Path, args: &[String], dir: &Path) -> anyhow::Result<ManagedProcess> {
+    fn spawn(
+        binary: &Path,
+        args: &[String],
+        dir: &Path,
+        log_filter: &str,
+    ) -> anyhow::Result<ManagedProcess> {
         let mut command = Command::new(binary);
-        command.args(args).env("RUST_LOG", "info,chaperone_gateway=debug");
+        command.args(args).env("RUST_LOG", log_filter);
         crate::aws::scrub_aws_env(&mut command);
         ManagedProcess::start("chaperone-gateway", command, &dir.join("gateway.log"))
     }
@@ -360,7 +374,7 @@ impl GatewayProcess {
     /// Starts the gateway again with the same files and ports.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.process.kill();
-        self.process = Self::spawn(&self.binary, &self.args, &self.dir)?;
+        self.process = Self::spawn(&self.binary, &self.args, &self.dir, &self.spec.log_filter)?;
         let port: u16 =
             self.endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).context("port")?;
         self.wait_listening(port)

@@ -2,7 +2,9 @@
 //!
 //! - `test`: provisions the local environment, then fmt, clippy, unit and integration tests.
 //! - `crdgen`: writes the CRD YAML into `charts/chaperone/crds/`.
-//! - `demo`, `bench`: the whole story and the benchmarks (see their issues).
+//! - `bench`: builds `chaperone-gateway` and `chaperone-bench` in release mode and runs the
+//!   benchmarks (docs/benchmarks.md); `--quick` is a smoke run of seconds.
+//! - `demo`: the whole story (see its issue).
 
 use std::{
     path::{Path, PathBuf},
@@ -37,8 +39,15 @@ enum Task {
         #[arg(long)]
         keep: bool,
     },
-    /// Measure the gateway against direct calls and peers (not built yet).
-    Bench,
+    /// Measure the gateway against direct calls and peers; writes docs/benchmarks.md.
+    Bench {
+        /// A short smoke run (seconds); prints the tables but leaves docs/benchmarks.md alone.
+        #[arg(long)]
+        quick: bool,
+        /// Extra arguments for `chaperone-bench` (see `chaperone-bench --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        bench_args: Vec<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,10 +64,22 @@ fn run(task: Task) -> anyhow::Result<()> {
     match task {
         Task::Test { cargo_test_args } => test(&cargo_test_args),
         Task::Crdgen => crdgen(),
-        Task::Demo { keep } => demo(keep),
-        Task::Bench => bail!(
-            "`cargo xtask bench` is not built yet: it needs the gateway's data path to measure."
-        ),
+    /// Run the whole story on a local control plane: operator, gateway, an agent's AWS CLI
+    /// session with an approved delete-bucket, the recording shown and verified.
+    Demo {
+        /// Leave everything running; write target/demo/agent.env and target/demo/kubeconfig.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Measure the gateway against direct calls and peers; writes docs/benchmarks.md.
+    Bench {
+        /// A short smoke run (seconds); prints the tables but leaves docs/benchmarks.md alone.
+        #[arg(long)]
+        quick: bool,
+        /// Extra arguments for `chaperone-bench` (see `chaperone-bench --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        bench_args: Vec<String>,
+    },
     }
 }
 
@@ -190,6 +211,48 @@ fn cargo_test(command: &mut Command) -> anyhow::Result<TestTotals> {
         started.elapsed().as_secs_f64()
     );
     Ok(totals)
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR` when set, else `<workspace>/target`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() { dir } else { workspace_root().join(dir) }
+        }
+        _ => workspace_root().join("target"),
+    }
+}
+
+fn bench(quick: bool, bench_args: &[String]) -> anyhow::Result<()> {
+    step(
+        "cargo build --release (chaperone-gateway, chaperone-bench)",
+        cargo().args([
+            "build",
+            "--release",
+            "--package",
+            "chaperone-gateway",
+            "--bin",
+            "chaperone-gateway",
+            "--package",
+            "chaperone-bench",
+            "--bin",
+            "chaperone-bench",
+        ]),
+    )?;
+    let release = target_dir().join("release");
+    let mut command = Command::new(release.join("chaperone-bench"));
+    command
+        .current_dir(workspace_root())
+        .arg(format!("--gateway-binary={}", release.join("chaperone-gateway").display()))
+        .arg(format!("--peers-dir={}", target_dir().join("bench-peers").display()));
+    if quick {
+        command.arg("--quick");
+    } else {
+        command.arg(format!("--docs={}", workspace_root().join("docs/benchmarks.md").display()));
+    }
+    command.args(bench_args);
+    step("chaperone-bench", &mut command)
 }
 
 fn crdgen() -> anyhow::Result<()> {

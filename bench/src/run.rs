@@ -1,0 +1,640 @@
+//! One benchmark run: start the local environment, the upstream, the gateways and the peers;
+//! measure every scenario every way in one run; collect what the kernel says about each proxy.
+
+use std::{
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use aws_credential_types::Credentials;
+use bytes::Bytes;
+use chaperone_tests::{
+    LocalEnv,
+    gateway::{GatewayProcess, GatewaySpec},
+    ports::free_port,
+    process::ManagedProcess,
+};
+use http_body_util::{BodyExt, Full};
+
+use crate::{
+    load::{Budget, CellResult, HttpClient, UploadResult, client, run_cell, streamed_upload},
+    peers,
+    procstat::{self, RssSampler},
+    scenario::{Scenario, Target},
+    upstream::FastUpstream,
+};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Concurrency levels of the small-call scenarios.
+    pub concurrency: Vec<usize>,
+    /// How long each (scenario, concurrency, way) cell runs.
+    pub budget: Budget,
+    /// Size of the streamed upload.
+    pub upload_bytes: u64,
+    /// The `chaperone-gateway` executable (a release build for numbers).
+    pub gateway_binary: PathBuf,
+    /// The `chaperone-bench` executable (serves the recording-off way).
+    pub bench_binary: PathBuf,
+    /// Where peers are installed; `None` runs without peers.
+    pub peers_dir: Option<PathBuf>,
+    /// Requests of the callgrind profile of the gateway under 1 KiB GetObject; `None` skips it.
+    pub profile_requests: Option<u64>,
+    /// Wait after each scenario for the recorder's uploads before counting stored bytes.
+    pub settle: Duration,
+}
+
+/// The ways every scenario is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WayKind {
+    /// Straight to the upstream, signed with the upstream keys.
+    Direct,
+    /// The gateway's data path with recording discarded.
+    GatewayUnrecorded,
+    /// The real `chaperone-gateway` binary with write-ahead recording.
+    GatewayRecorded,
+    /// aws-sigv4-proxy re-signing with the upstream keys.
+    SigV4Proxy,
+    /// mitmproxy as a reverse proxy writing its flows to disk.
+    Mitmproxy,
+}
+
+impl WayKind {
+    /// The report's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            WayKind::Direct => "direct",
+            WayKind::GatewayUnrecorded => "gateway, recording off",
+            WayKind::GatewayRecorded => "gateway, recording on",
+            WayKind::SigV4Proxy => "aws-sigv4-proxy",
+            WayKind::Mitmproxy => "mitmproxy -w",
+        }
+    }
+}
+
+struct Way {
+    kind: WayKind,
+    s3: Target,
+    dynamodb: Target,
+    pid: Option<u32>,
+    _processes: Vec<ManagedProcess>,
+}
+
+impl Way {
+    fn target(&self, scenario: Scenario) -> &Target {
+        match scenario {
+            Scenario::DynamoDbPutItem => &self.dynamodb,
+            _ => &self.s3,
+        }
+    }
+}
+
+/// One measured (scenario, concurrency, way).
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub scenario: Scenario,
+    pub concurrency: usize,
+    pub way: WayKind,
+    pub result: CellResult,
+    /// CPU seconds the way's proxy process spent during the cell.
+    pub proxy_cpu_seconds: Option<f64>,
+}
+
+/// The streamed upload through one way.
+#[derive(Debug, Clone)]
+pub struct UploadRow {
+    pub way: WayKind,
+    pub result: UploadResult,
+    /// Largest sampled RSS of the proxy during the upload, KiB.
+    pub peak_rss_kib: Option<u64>,
+    pub proxy_cpu_seconds: Option<f64>,
+}
+
+/// Memory of one proxy process.
+#[derive(Debug, Clone)]
+pub struct MemoryRow {
+    pub way: WayKind,
+    /// RSS after start-up and one session, before any load, KiB.
+    pub idle_kib: Option<u64>,
+    /// Largest sampled RSS during the small-call scenarios, KiB.
+    pub load_kib: Option<u64>,
+    /// `VmHWM` at the end of the run, KiB.
+    pub hwm_kib: Option<u64>,
+}
+
+/// What one way stored for one scenario's traffic.
+#[derive(Debug, Clone)]
+pub struct StorageRow {
+    pub scenario: Scenario,
+    pub way: WayKind,
+    /// Request plus response bytes through the way in the scenario (warm-up included).
+    pub traffic_bytes: u64,
+    /// Bytes that reached durable storage: recording objects PUT to S3 (compressed), or the
+    /// flow file.
+    pub stored_bytes: u64,
+    /// Bytes the process wrote to local storage (the spool, fsynced), when known.
+    pub local_written_bytes: Option<u64>,
+}
+
+/// The callgrind profile of the gateway.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub requests: u64,
+    pub ok: u64,
+    /// `callgrind_annotate` self-cost top lines.
+    pub self_top: String,
+    /// `callgrind_annotate --inclusive=yes` top lines.
+    pub inclusive_top: String,
+    pub total_instructions: Option<u64>,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone)]
+pub struct Measurements {
+    pub options: Options,
+    pub ways: Vec<WayKind>,
+    pub cells: Vec<Cell>,
+    pub uploads: Vec<UploadRow>,
+    pub memory: Vec<MemoryRow>,
+    pub storage: Vec<StorageRow>,
+    /// (verified, refused) signatures at the upstream.
+    pub upstream_verification: (u64, u64),
+    pub upstream_last_failure: Option<String>,
+    /// Recorder objects the upstream received.
+    pub recording_objects: u64,
+    /// Peers that could not run, and why.
+    pub peer_problems: Vec<(String, String)>,
+    pub profile: Option<Result<Profile, String>>,
+    /// `/proc/loadavg` at the start and the end.
+    pub load_average: (String, String),
+    pub elapsed: Duration,
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn wait_listening(address: &str, process: &mut ManagedProcess, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while TcpStream::connect(address).is_err() {
+        process.ensure_running()?;
+        if started.elapsed() > limit {
+            bail!(
+                "{} did not listen on {address} within {} s; see {}",
+                process.name(),
+                limit.as_secs(),
+                process.log_path().display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn xml_value(xml: &str, tag: &str) -> Option<String> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(xml[start..end].to_owned())
+}
+
+/// AssumeRoleWithWebIdentity at the gateway, as an SDK sends it (unsigned form POST).
+async fn session_credentials(
+    client: &HttpClient,
+    gateway: &GatewayProcess,
+    token: &str,
+) -> anyhow::Result<Credentials> {
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("Action", "AssumeRoleWithWebIdentity")
+        .append_pair("Version", "2011-06-15")
+        .append_pair("RoleArn", &gateway.role_arn())
+        .append_pair("RoleSessionName", "chaperone-bench")
+        .append_pair("WebIdentityToken", token)
+        .finish();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("{}/", gateway.endpoint))
+        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+        .body(Full::new(Bytes::from(form)).map_err(|never| match never {}).boxed())?;
+    let response = client.request(request).await.context("calling the gateway's STS")?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    let xml = String::from_utf8_lossy(&body);
+    if !status.is_success() {
+        bail!("AssumeRoleWithWebIdentity at the gateway answered {status}: {xml}");
+    }
+    let field = |tag: &str| {
+        xml_value(&xml, tag).with_context(|| format!("the STS answer has no {tag}: {xml}"))
+    };
+    Ok(Credentials::new(
+        field("AccessKeyId")?,
+        field("SecretAccessKey")?,
+        Some(field("SessionToken")?),
+        None,
+        "chaperone-gateway",
+    ))
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Runs the whole benchmark.
+pub async fn run(options: Options) -> anyhow::Result<Measurements> {
+    let started = Instant::now();
+    let load_before = loadavg();
+    println!("==> starting the local environment (kube-apiserver, etcd, moto)");
+    let env = LocalEnv::start().await.context("starting the local environment")?;
+    let user = env.moto.gateway_user.clone();
+    let upstream = FastUpstream::start(&user.access_key_id, &user.secret_access_key).await?;
+    let upstream_keys =
+        Credentials::new(&user.access_key_id, &user.secret_access_key, None, None, "upstream");
+    let max_concurrency = options.concurrency.iter().copied().max().unwrap_or(1);
+    let http = client(max_concurrency * 2);
+
+    println!("==> starting the gateway ({})", options.gateway_binary.display());
+    let mut spec = GatewaySpec::new("bench");
+    spec.upstream_endpoint = Some(upstream.endpoint());
+    spec.log_filter = "warn".into();
+    let gateway = GatewayProcess::start(&env, &options.gateway_binary, spec).await?;
+    let agent_env = gateway.agent_env(&env, "pr-bot").await?;
+    let token_file = agent_env
+        .iter()
+        .find(|(k, _)| k == "AWS_WEB_IDENTITY_TOKEN_FILE")
+        .map(|(_, v)| v.clone())
+        .context("agent environment without a token file")?;
+    let token = std::fs::read_to_string(&token_file)?;
+    let session = session_credentials(&http, &gateway, token.trim()).await?;
+
+    // The recording-off way: the same config and keys, so the same session credentials work.
+    let unrecorded_port = free_port()?;
+    let unrecorded_address = format!("127.0.0.1:{unrecorded_port}");
+    let mut command = Command::new(&options.bench_binary);
+    command
+        .arg("serve-unrecorded-gateway")
+        .arg("--config")
+        .arg(&gateway.config_path)
+        .arg("--keys")
+        .arg(gateway.dir.join("keys.json"))
+        .arg("--listen")
+        .arg(&unrecorded_address)
+        .env("RUST_LOG", "warn");
+    let mut unrecorded = ManagedProcess::start(
+        "gateway-unrecorded",
+        command,
+        &gateway.dir.join("gateway-unrecorded.log"),
+    )?;
+    wait_listening(&unrecorded_address, &mut unrecorded, Duration::from_secs(30))?;
+
+    let upstream_host = upstream.address.to_string();
+    let mut ways = vec![
+        Way {
+            kind: WayKind::Direct,
+            s3: Target::new(&upstream.endpoint(), upstream_keys.clone()),
+            dynamodb: Target::new(&upstream.endpoint(), upstream_keys.clone()),
+            pid: None,
+            _processes: vec![],
+        },
+        Way {
+            kind: WayKind::GatewayUnrecorded,
+            s3: Target::new(&format!("http://{unrecorded_address}"), session.clone()),
+            dynamodb: Target::new(&format!("http://{unrecorded_address}"), session.clone()),
+            pid: Some(unrecorded.pid()),
+            _processes: vec![unrecorded],
+        },
+        Way {
+            kind: WayKind::GatewayRecorded,
+            s3: Target::new(&gateway.endpoint, session.clone()),
+            dynamodb: Target::new(&gateway.endpoint, session.clone()),
+            pid: Some(gateway.pid()),
+            _processes: vec![],
+        },
+    ];
+
+    let mut peer_problems = Vec::new();
+    let mut mitm_flows: Option<PathBuf> = None;
+    if let Some(dir) = &options.peers_dir {
+        println!("==> installing the peers into {}", dir.display());
+        let _ = std::fs::create_dir_all(dir);
+        match peers::install_sigv4_proxy(dir) {
+            Err(why) => peer_problems.push((WayKind::SigV4Proxy.name().to_owned(), why)),
+            Ok(binary) => {
+                match start_sigv4_proxies(&binary, &upstream_host, &user, &gateway.dir) {
+                    Ok(way) => ways.push(way),
+                    Err(e) => peer_problems
+                        .push((WayKind::SigV4Proxy.name().to_owned(), format!("{e:#}"))),
+                }
+            }
+        }
+        match peers::install_mitmproxy(dir) {
+            Err(why) => peer_problems.push((WayKind::Mitmproxy.name().to_owned(), why)),
+            Ok(mitmdump) => {
+                let port = free_port()?;
+                let flows = gateway.dir.join("mitmproxy.flows");
+                let command =
+                    peers::mitmdump_command(&mitmdump, &upstream.endpoint(), port, &flows);
+                let started = ManagedProcess::start(
+                    "mitmdump",
+                    command,
+                    &gateway.dir.join("mitmdump.log"),
+                )
+                .and_then(|mut process| {
+                    wait_listening(&format!("127.0.0.1:{port}"), &mut process, Duration::from_secs(60))
+                        .map(|()| process)
+                });
+                match started {
+                    Ok(process) => {
+                        let base = format!("http://127.0.0.1:{port}");
+                        let mut s3 = Target::new(&base, upstream_keys.clone());
+                        // Reverse mode rewrites Host to the upstream's, so sign for it.
+                        s3.host = upstream_host.clone();
+                        mitm_flows = Some(flows);
+                        ways.push(Way {
+                            kind: WayKind::Mitmproxy,
+                            dynamodb: s3.clone(),
+                            s3,
+                            pid: Some(process.pid()),
+                            _processes: vec![process],
+                        });
+                    }
+                    Err(e) => {
+                        peer_problems.push((WayKind::Mitmproxy.name().to_owned(), format!("{e:#}")))
+                    }
+                }
+            }
+        }
+    }
+
+    // Idle memory: after start-up and one session, before load.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle: Vec<(WayKind, Option<u64>)> =
+        ways.iter().map(|w| (w.kind, w.pid.and_then(procstat::rss_kib))).collect();
+    let samplers: Vec<(WayKind, Option<RssSampler>)> =
+        ways.iter().map(|w| (w.kind, w.pid.map(RssSampler::start))).collect();
+
+    let mut cells = Vec::new();
+    let mut storage = Vec::new();
+    for scenario in Scenario::ALL {
+        let recorded_before = upstream.counters.recording_bytes.load(Ordering::Relaxed);
+        let spool_before = procstat::storage_write_bytes(gateway.pid());
+        let flows_before = mitm_flows.as_deref().map(file_len);
+        let mut traffic: Vec<(WayKind, u64)> = ways.iter().map(|w| (w.kind, 0)).collect();
+        for &concurrency in &options.concurrency {
+            for (index, way) in ways.iter().enumerate() {
+                let cpu_before = way.pid.and_then(procstat::cpu_seconds);
+                let result =
+                    run_cell(&http, way.target(scenario), scenario, concurrency, options.budget)
+                        .await;
+                let cpu_after = way.pid.and_then(procstat::cpu_seconds);
+                let proxy_cpu_seconds = cpu_before.zip(cpu_after).map(|(a, b)| b - a);
+                println!(
+                    "    {:<20} c={:<3} {:<24} {:>8.0} calls/s  p50 {:>7.3} ms  p99 {:>7.3} ms  errors {}",
+                    scenario.name(),
+                    concurrency,
+                    way.kind.name(),
+                    result.throughput(),
+                    result.quantile_ms(0.5),
+                    result.quantile_ms(0.99),
+                    result.errors
+                );
+                if let Some(error) = &result.first_error {
+                    println!("        first error: {error}");
+                }
+                traffic[index].1 += result.sent_traffic_bytes;
+                cells.push(Cell {
+                    scenario,
+                    concurrency,
+                    way: way.kind,
+                    result,
+                    proxy_cpu_seconds,
+                });
+            }
+        }
+        tokio::time::sleep(options.settle).await;
+        for (kind, traffic_bytes) in traffic {
+            match kind {
+                WayKind::GatewayRecorded => storage.push(StorageRow {
+                    scenario,
+                    way: kind,
+                    traffic_bytes,
+                    stored_bytes: upstream.counters.recording_bytes.load(Ordering::Relaxed)
+                        - recorded_before,
+                    local_written_bytes: spool_before
+                        .zip(procstat::storage_write_bytes(gateway.pid()))
+                        .map(|(a, b)| b.saturating_sub(a)),
+                }),
+                WayKind::Mitmproxy => storage.push(StorageRow {
+                    scenario,
+                    way: kind,
+                    traffic_bytes,
+                    stored_bytes: mitm_flows
+                        .as_deref()
+                        .map(file_len)
+                        .zip(flows_before)
+                        .map(|(b, a)| b.saturating_sub(a))
+                        .unwrap_or(0),
+                    local_written_bytes: None,
+                }),
+                _ => {}
+            }
+        }
+    }
+    let mut memory = Vec::new();
+    for ((kind, idle_kib), (_, sampler)) in idle.into_iter().zip(samplers) {
+        let pid = ways.iter().find(|w| w.kind == kind).and_then(|w| w.pid);
+        memory.push(MemoryRow {
+            way: kind,
+            idle_kib,
+            load_kib: sampler.map(RssSampler::finish),
+            hwm_kib: pid.and_then(procstat::hwm_kib),
+        });
+    }
+
+    println!("==> streamed upload of {} MiB", options.upload_bytes / (1024 * 1024));
+    let mut uploads = Vec::new();
+    for way in ways.iter().filter(|w| {
+        matches!(w.kind, WayKind::Direct | WayKind::GatewayUnrecorded | WayKind::GatewayRecorded)
+    }) {
+        let sampler = way.pid.map(RssSampler::start);
+        let cpu_before = way.pid.and_then(procstat::cpu_seconds);
+        let key = format!("large/upload-{}.bin", way.kind.name().replace([' ', ','], "-"));
+        let result = streamed_upload(&http, &way.s3, &key, options.upload_bytes).await;
+        let cpu_after = way.pid.and_then(procstat::cpu_seconds);
+        let peak_rss_kib = sampler.map(RssSampler::finish);
+        println!(
+            "    {:<24} {:?} in {:.1} s ({:.0} MiB/s), peak RSS {}",
+            way.kind.name(),
+            result.outcome,
+            result.elapsed.as_secs_f64(),
+            result.bytes as f64 / 1048576.0 / result.elapsed.as_secs_f64().max(1e-9),
+            peak_rss_kib.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or("-".into())
+        );
+        uploads.push(UploadRow {
+            way: way.kind,
+            result,
+            peak_rss_kib,
+            proxy_cpu_seconds: cpu_before.zip(cpu_after).map(|(a, b)| b - a),
+        });
+    }
+    for row in &mut memory {
+        if let Some(pid) = ways.iter().find(|w| w.kind == row.way).and_then(|w| w.pid) {
+            row.hwm_kib = procstat::hwm_kib(pid);
+        }
+    }
+
+    let profile = match options.profile_requests {
+        None => None,
+        Some(requests) => {
+            println!("==> callgrind profile of the gateway under {requests} GetObject calls");
+            Some(
+                profile_gateway(&options, &gateway, &http, &session, requests)
+                    .await
+                    .map_err(|e| format!("{e:#}")),
+            )
+        }
+    };
+
+    let last_failure = upstream.last_failure.lock().ok().and_then(|l| l.clone());
+    Ok(Measurements {
+        options: options.clone(),
+        ways: ways.iter().map(|w| w.kind).collect(),
+        cells,
+        uploads,
+        memory,
+        storage,
+        upstream_verification: upstream.counters.verification(),
+        upstream_last_failure: last_failure,
+        recording_objects: upstream.counters.recording_objects.load(Ordering::Relaxed),
+        peer_problems,
+        profile,
+        load_average: (load_before, loadavg()),
+        elapsed: started.elapsed(),
+    })
+}
+
+fn start_sigv4_proxies(
+    binary: &Path,
+    upstream_host: &str,
+    user: &chaperone_tests::AwsUser,
+    dir: &Path,
+) -> anyhow::Result<Way> {
+    let mut processes = Vec::new();
+    let mut bases = Vec::new();
+    for service in ["s3", "dynamodb"] {
+        let port = free_port()?;
+        let command = peers::sigv4_proxy_command(
+            binary,
+            service,
+            upstream_host,
+            port,
+            &user.access_key_id,
+            &user.secret_access_key,
+        );
+        let mut process = ManagedProcess::start(
+            &format!("aws-sigv4-proxy-{service}"),
+            command,
+            &dir.join(format!("aws-sigv4-proxy-{service}.log")),
+        )?;
+        wait_listening(&format!("127.0.0.1:{port}"), &mut process, Duration::from_secs(30))?;
+        bases.push(format!("http://127.0.0.1:{port}"));
+        processes.push(process);
+    }
+    // The proxy replaces the client's signature with its own; the client signs with throwaway
+    // keys, as an SDK pointed at the proxy would.
+    let throwaway = Credentials::new("AKIDPROXYCLIENT", "throwaway", None, None, "proxy-client");
+    Ok(Way {
+        kind: WayKind::SigV4Proxy,
+        s3: Target::new(&bases[0], throwaway.clone()),
+        dynamodb: Target::new(&bases[1], throwaway),
+        pid: processes.first().map(ManagedProcess::pid),
+        _processes: processes,
+    })
+}
+
+/// Runs the real gateway binary under callgrind, drives `requests` 1 KiB GetObject calls through
+/// it at concurrency 8, stops it (callgrind writes its profile at exit) and annotates.
+async fn profile_gateway(
+    options: &Options,
+    gateway: &GatewayProcess,
+    http: &HttpClient,
+    session: &Credentials,
+    requests: u64,
+) -> anyhow::Result<Profile> {
+    let dir = gateway.dir.join("profile");
+    std::fs::create_dir_all(&dir)?;
+    let out = dir.join("callgrind.out");
+    let port = free_port()?;
+    let admin = free_port()?;
+    let mut command = Command::new("valgrind");
+    command
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(&options.gateway_binary)
+        .arg(format!("--config={}", gateway.config_path.display()))
+        .arg(format!("--keys={}", gateway.dir.join("keys.json").display()))
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--admin=127.0.0.1:{admin}"))
+        .arg(format!("--spool-dir={}", dir.join("spool").display()))
+        .arg("--replica=gw-profile")
+        .arg("--segment-max-age-seconds=1")
+        .env("RUST_LOG", "warn");
+    chaperone_tests::aws::scrub_aws_env(&mut command);
+    let mut process =
+        ManagedProcess::start("gateway-callgrind", command, &dir.join("gateway.log"))?;
+    let address = format!("127.0.0.1:{port}");
+    wait_listening(&address, &mut process, Duration::from_secs(120))?;
+    let target = Target::new(&format!("http://{address}"), session.clone());
+    let result =
+        run_cell(http, &target, Scenario::GetObject1KiB, 8, Budget::Requests(requests)).await;
+    process.terminate(Duration::from_secs(120));
+    if !out.exists() {
+        bail!("callgrind wrote no profile at {}; see {}", out.display(), process.log_path().display());
+    }
+    let annotate = |inclusive: bool| -> anyhow::Result<String> {
+        let output = Command::new("callgrind_annotate")
+            .arg(format!("--inclusive={}", if inclusive { "yes" } else { "no" }))
+            .arg(&out)
+            .output()
+            .context("running callgrind_annotate")?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let self_cost = annotate(false)?;
+    let inclusive = annotate(true)?;
+    let total_instructions = self_cost
+        .lines()
+        .find(|l| l.contains("PROGRAM TOTALS"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.replace(',', "").parse().ok());
+    Ok(Profile {
+        requests,
+        ok: result.ok,
+        self_top: top_functions(&self_cost, 25),
+        inclusive_top: top_functions(&inclusive, 25),
+        total_instructions,
+    })
+}
+
+/// The first `n` function lines after callgrind_annotate's header, names shortened.
+fn top_functions(annotated: &str, n: usize) -> String {
+    annotated
+        .lines()
+        .skip_while(|l| !l.contains("file:function"))
+        .skip(2)
+        .filter(|l| !l.trim().is_empty())
+        .take(n)
+        .map(shorten)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn shorten(line: &str) -> String {
+    let line = line.trim();
+    let cut: String = line.chars().take(160).collect();
+    cut
+}
