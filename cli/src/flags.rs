@@ -20,6 +20,13 @@ pub enum Command {
     /// Approval requests: list, approve, deny.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Re-issue a recorded session's calls, in order, against a sandbox endpoint and report per
+    /// call whether the answer was the same. Exits 0 when all were, 1 when any differed, 2 on
+    /// errors.
+    Replay(Box<ReplayArgs>),
+    /// Policies from recordings: suggest.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -207,4 +214,82 @@ pub struct DenyArgs {
     /// Why you deny (shown to the agent).
     #[arg(long)]
     pub reason: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Session id (a UUIDv7, as `sessions list` prints it).
+    pub session: String,
+    #[command(flatten)]
+    pub source: SourceFlags,
+    /// The session's AgentConnection, when the id is recorded under several.
+    #[arg(long)]
+    pub connection: Option<String>,
+    /// The sandbox to replay against, e.g. http://localhost:5000 (every service's calls go there,
+    /// paths as recorded).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: String,
+    /// Region to sign the replayed calls for. Default: the region the call's resource ARNs name,
+    /// else the sandbox profile's or environment's region, else us-east-1. (--region is the
+    /// recording bucket's region, as for `sessions` commands.)
+    #[arg(long, value_name = "REGION")]
+    pub sandbox_region: Option<String>,
+    /// AWS profile whose credentials sign the replayed calls (default: the usual AWS environment:
+    /// AWS_ACCESS_KEY_ID..., AWS_PROFILE, SSO, instance role).
+    #[arg(long, value_name = "NAME")]
+    pub sandbox_profile: Option<String>,
+    /// Replay only calls whose recorded IAM actions are not read-only (Get*, List*, Describe*,
+    /// Head*, Query, Scan... are read-only).
+    #[arg(long)]
+    pub only_mutating: bool,
+    /// Stop at the first call whose status or body differs.
+    #[arg(long)]
+    pub stop_on_diff: bool,
+    /// Replay without verifying the session first (not recommended: an altered recording would be
+    /// replayed as if it were what the agent did).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// A trusted Ed25519 public key to verify the session with, standard base64 (repeatable).
+    #[arg(long, value_name = "BASE64")]
+    pub public_key: Vec<String>,
+    /// A file of trusted public keys: one base64 key per line; blank lines and '#' comments ignored.
+    #[arg(long, value_name = "PATH")]
+    pub public_keys_file: Option<PathBuf>,
+    /// Also trust the keys the session's AgentConnection publishes in status.recordingPublicKeys.
+    #[arg(long)]
+    pub cluster_keys: bool,
+    /// How far behind now (or past the session's end) the newest digest may be: 15m, 1h...
+    #[arg(long, default_value = "15m")]
+    pub grace: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// The least IAM policy, or AgentConnection allow list, that would have admitted exactly what
+    /// the given sessions were allowed to do; denied and unapproved calls are listed apart.
+    Suggest(Box<PolicySuggestArgs>),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PolicyFormat {
+    /// An IAM policy document (JSON); denied and unapproved calls go to stderr.
+    Iam,
+    /// A merge patch setting an AgentConnection's spec.policy.allow (YAML); denied and unapproved
+    /// calls as comments.
+    Agentconnection,
+}
+
+#[derive(Args, Debug)]
+pub struct PolicySuggestArgs {
+    /// Session ids (UUIDv7, as `sessions list` prints them).
+    #[arg(required = true)]
+    pub sessions: Vec<String>,
+    #[command(flatten)]
+    pub source: SourceFlags,
+    /// The sessions' AgentConnection, when an id is recorded under several.
+    #[arg(long)]
+    pub connection: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "iam")]
+    pub format: PolicyFormat,
 }

@@ -5,7 +5,10 @@ mod approvals;
 mod cluster;
 mod commands;
 mod flags;
+mod policy_builder;
 mod recording_bucket;
+mod replay_diff;
+mod replay_plan;
 mod session_catalog;
 mod session_reader;
 mod session_summary;
@@ -17,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::flags::{ApprovalsCommand, Cli, Command, SessionsCommand};
+use crate::flags::{ApprovalsCommand, Cli, Command, PolicyCommand, SessionsCommand};
 
 /// Exit status when the command could not do its work (as opposed to `verify` finding problems,
 /// which exits 1).
@@ -44,6 +47,10 @@ fn main() -> ExitCode {
             Command::Approvals(ApprovalsCommand::List(args)) => approvals::list(args).await,
             Command::Approvals(ApprovalsCommand::Approve(args)) => approvals::approve(args).await,
             Command::Approvals(ApprovalsCommand::Deny(args)) => approvals::deny(args).await,
+            Command::Replay(args) => commands::replay::run(*args).await,
+            Command::Policy(PolicyCommand::Suggest(args)) => {
+                commands::policy_suggest::run(*args).await
+            }
         }
     });
     match outcome {

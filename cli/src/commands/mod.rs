@@ -2,6 +2,8 @@
 //! RecordingPolicy.
 
 pub mod list;
+pub mod policy_suggest;
+pub mod replay;
 pub mod show;
 pub mod verify;
 

@@ -1,6 +1,7 @@
 //! `sessions verify`: every object of a session through the recording crate's SessionVerifier,
 //! against keys the auditor trusts (never keys found in the bucket).
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -9,43 +10,21 @@ use chaperone_recording::{
 };
 
 use crate::commands::{RecordingSource, connect_cluster, open_source};
-use crate::flags::VerifyArgs;
+use crate::flags::{ClusterFlags, VerifyArgs};
 use crate::session_catalog::locate_session;
 use crate::session_reader::session_keys;
 use crate::session_summary::status_name;
 use crate::time_bound::parse_age;
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    if args.public_key.is_empty() && args.public_keys_file.is_none() && !args.cluster_keys {
-        bail!(
-            "no trusted public keys: pass --public-key BASE64, --public-keys-file PATH, or --cluster-keys \
-             (the AgentConnection's status.recordingPublicKeys); keys stored in the recording bucket are \
-             never trusted, since whoever can rewrite recordings could replace them too"
-        );
-    }
+    let trust = TrustSources {
+        public_keys: &args.public_key,
+        public_keys_file: args.public_keys_file.as_deref(),
+        cluster_keys: args.cluster_keys,
+    };
+    trust.ensure_any()?;
     let grace = parse_age(&args.grace)
         .with_context(|| format!("--grace {:?} is not an age like 15m or 1h", args.grace))?;
-    let mut keys = TrustedKeys::new();
-    let mut key_ids: Vec<KeyId> = Vec::new();
-    for (i, text) in args.public_key.iter().enumerate() {
-        key_ids.push(
-            keys.insert_encoded(text).with_context(|| format!("--public-key number {}", i + 1))?,
-        );
-    }
-    if let Some(path) = &args.public_keys_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading --public-keys-file {}", path.display()))?;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            key_ids.push(
-                keys.insert_encoded(line)
-                    .with_context(|| format!("{} line {}", path.display(), i + 1))?,
-            );
-        }
-    }
     let source = open_source(&args.source, false).await?;
     let bucket = &source.bucket;
     let location = locate_session(
@@ -55,19 +34,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         args.connection.as_deref(),
     )
     .await?;
-    if args.cluster_keys {
-        for text in cluster_keys(&source, &args, &location).await? {
-            key_ids.push(keys.insert_encoded(&text).with_context(|| {
-                format!(
-                    "AgentConnection {}/{} status.recordingPublicKeys",
-                    location.namespace(),
-                    location.connection()
-                )
-            })?);
-        }
-    }
-    key_ids.sort();
-    key_ids.dedup();
+    let (keys, key_ids) = trust.load(&source, &args.source.cluster, &location).await?;
     let keys_used: Vec<&str> = key_ids.iter().map(KeyId::as_str).collect();
     let object_keys = session_keys(bucket, &location).await?;
     let objects = bucket.get_all(&object_keys).await?;
@@ -112,15 +79,81 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(1))
 }
 
+/// Where the keys an auditor trusts come from: flags, a file, or the AgentConnection's status.
+pub struct TrustSources<'a> {
+    pub public_keys: &'a [String],
+    pub public_keys_file: Option<&'a Path>,
+    pub cluster_keys: bool,
+}
+
+impl TrustSources<'_> {
+    /// Refuses to go on without any trusted key.
+    pub fn ensure_any(&self) -> anyhow::Result<()> {
+        if self.public_keys.is_empty() && self.public_keys_file.is_none() && !self.cluster_keys {
+            bail!(
+                "no trusted public keys: pass --public-key BASE64, --public-keys-file PATH, or --cluster-keys \
+                 (the AgentConnection's status.recordingPublicKeys); keys stored in the recording bucket are \
+                 never trusted, since whoever can rewrite recordings could replace them too"
+            );
+        }
+        Ok(())
+    }
+
+    /// The trusted keys and their ids, sorted.
+    pub async fn load(
+        &self,
+        source: &RecordingSource,
+        cluster: &ClusterFlags,
+        location: &SessionLocation,
+    ) -> anyhow::Result<(TrustedKeys, Vec<KeyId>)> {
+        let mut keys = TrustedKeys::new();
+        let mut key_ids: Vec<KeyId> = Vec::new();
+        for (i, text) in self.public_keys.iter().enumerate() {
+            key_ids.push(
+                keys.insert_encoded(text)
+                    .with_context(|| format!("--public-key number {}", i + 1))?,
+            );
+        }
+        if let Some(path) = self.public_keys_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --public-keys-file {}", path.display()))?;
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                key_ids.push(
+                    keys.insert_encoded(line)
+                        .with_context(|| format!("{} line {}", path.display(), i + 1))?,
+                );
+            }
+        }
+        if self.cluster_keys {
+            for text in cluster_keys(source, cluster, location).await? {
+                key_ids.push(keys.insert_encoded(&text).with_context(|| {
+                    format!(
+                        "AgentConnection {}/{} status.recordingPublicKeys",
+                        location.namespace(),
+                        location.connection()
+                    )
+                })?);
+            }
+        }
+        key_ids.sort();
+        key_ids.dedup();
+        Ok((keys, key_ids))
+    }
+}
+
 /// The keys the session's AgentConnection publishes.
 async fn cluster_keys(
     source: &RecordingSource,
-    args: &VerifyArgs,
+    cluster_flags: &ClusterFlags,
     location: &SessionLocation,
 ) -> anyhow::Result<Vec<String>> {
     let cluster = match &source.cluster {
         Some(cluster) => cluster.clone(),
-        None => connect_cluster(&args.source.cluster).await?,
+        None => connect_cluster(cluster_flags).await?,
     };
     let keys = cluster
         .recording_public_keys(location.namespace(), location.connection())
