@@ -445,7 +445,7 @@ async fn service_account_kubeconfig(
         ..Default::default()
     };
     let token = eventually("the gateway's ServiceAccount", Duration::from_secs(30), || async {
-        Ok(match api.create_subresource::<TokenRequest>("token", service_account, &PostParams::default(), &request).await {
+        Ok(match api.create_subresource::<TokenRequest, TokenRequest>("token", service_account, &PostParams::default(), &request).await {
             Ok(answer) => answer.status.map(|s| s.token),
             Err(kube::Error::Api(e)) if e.code == 404 => None,
             Err(e) => return Err(e.into()),
@@ -542,7 +542,7 @@ async fn local_agent_env(
         ..Default::default()
     };
     let token = accounts
-        .create_subresource::<TokenRequest>("token", AGENT, &PostParams::default(), &request)
+        .create_subresource::<TokenRequest, TokenRequest>("token", AGENT, &PostParams::default(), &request)
         .await
         .context("minting the pod's projected token")?
         .status

@@ -535,7 +535,7 @@ impl GatewayProcess {
         .chain(extra_args.iter().cloned())
         .collect();
         let mut gateway = Self {
-            process: Self::spawn(binary, &args, &dir)?,
+            process: Self::spawn(binary, &args, &dir, "info,chaperone_gateway=debug")?,
             endpoint: format!("http://127.0.0.1:{port}"),
             admin: format!("http://127.0.0.1:{admin_port}"),
             dir,

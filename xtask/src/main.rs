@@ -64,22 +64,8 @@ fn run(task: Task) -> anyhow::Result<()> {
     match task {
         Task::Test { cargo_test_args } => test(&cargo_test_args),
         Task::Crdgen => crdgen(),
-    /// Run the whole story on a local control plane: operator, gateway, an agent's AWS CLI
-    /// session with an approved delete-bucket, the recording shown and verified.
-    Demo {
-        /// Leave everything running; write target/demo/agent.env and target/demo/kubeconfig.
-        #[arg(long)]
-        keep: bool,
-    },
-    /// Measure the gateway against direct calls and peers; writes docs/benchmarks.md.
-    Bench {
-        /// A short smoke run (seconds); prints the tables but leaves docs/benchmarks.md alone.
-        #[arg(long)]
-        quick: bool,
-        /// Extra arguments for `chaperone-bench` (see `chaperone-bench --help`).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        bench_args: Vec<String>,
-    },
+        Task::Demo { keep } => demo(keep),
+        Task::Bench { quick, bench_args } => bench(quick, &bench_args),
     }
 }
 
