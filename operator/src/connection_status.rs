@@ -11,6 +11,9 @@ use k8s_openapi::{
 
 use crate::config_compiler::{Check, ConnectionOutcome};
 
+/// Condition written by the pod webhook's security check (`crate::webhooks::pod`), which the
+/// controller keeps as it finds it.
+pub const AGENTS_ISOLATED: &str = "AgentsIsolated";
 /// Condition: the connection's upstream credentials were read from its Secret.
 pub const CREDENTIALS_RESOLVED: &str = "CredentialsResolved";
 /// Condition: the referenced RecordingPolicy exists.
@@ -126,12 +129,16 @@ pub fn connection_status(inputs: &StatusInputs<'_>) -> AgentConnectionStatus {
         observed_generation: inputs.generation,
         endpoint: inputs.endpoint.clone(),
         recording_public_keys: inputs.recording_public_keys.clone(),
-        conditions: vec![
+        conditions: [
             condition(READY, &ready),
             condition(CREDENTIALS_RESOLVED, &outcome.credentials),
             condition(RECORDING_POLICY_READY, &outcome.recording_policy),
             condition(GATEWAY_AVAILABLE, &available),
-        ],
+        ]
+        .into_iter()
+        // Written by the pod webhook's security check: kept as it is.
+        .chain(previous.iter().filter(|c| c.type_ == AGENTS_ISOLATED).cloned())
+        .collect(),
     }
 }
 

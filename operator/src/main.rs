@@ -12,7 +12,7 @@ use chaperone_operator::{
     recording_policy_controller,
     service_account_issuer::discover_issuer,
     webhooks::{
-        WebhookEndpoint, WebhookSettings,
+        PodWebhookSettings, WebhookEndpoint, WebhookSettings,
         run::{WebhookOptions, run_webhooks},
         tls::CertificateLifetimes,
     },
@@ -109,6 +109,10 @@ struct Args {
     /// a third remains.
     #[arg(long, default_value_t = 2160)]
     webhook_cert_validity_hours: u64,
+    /// `expirationSeconds` of the projected token (audience `chaperone.dev`) injected into agents'
+    /// pods; the kubelet refreshes it at 80% of its life. At least 600 (the API server's minimum).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(i64).range(600..=86400))]
+    agent_token_expiration_seconds: i64,
     /// Seconds between re-reads of the webhook TLS Secret (renewal) and re-applies of the webhook
     /// configuration.
     #[arg(long, default_value_t = 300)]
@@ -191,7 +195,12 @@ async fn main() -> anyhow::Result<()> {
                 ..CertificateLifetimes::default()
             },
             refresh_every: Duration::from_secs(args.webhook_refresh_seconds.max(1)),
-            settings: WebhookSettings::default(),
+            settings: WebhookSettings {
+                pods: PodWebhookSettings {
+                    token_expiration_seconds: args.agent_token_expiration_seconds,
+                },
+                ..WebhookSettings::default()
+            },
         };
         let mut stopping = stopping.clone();
         Some(tokio::spawn(run_webhooks(client.clone(), listener, options, async move {

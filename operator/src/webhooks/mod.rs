@@ -4,6 +4,7 @@
 
 pub mod approval;
 pub mod certificate_store;
+pub mod pod;
 pub mod run;
 pub mod tls;
 
@@ -24,9 +25,11 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
     WebhookClientConfig,
 };
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use kube::api::{Patch, PatchParams};
-use kube::core::admission::AdmissionResponse;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::{Api, Client};
 use rustls::ServerConfig;
 use time::OffsetDateTime;
@@ -37,6 +40,7 @@ pub use approval::{
     APPROVAL_REQUESTS_PATH, ApiRuleLookup, ApprovalWebhookSettings, RuleLookup, RuleLookupError,
     review_approval_request,
 };
+pub use pod::{POD_WEBHOOK_NAME, PODS_PATH, PodWebhook, PodWebhookSettings};
 pub use tls::{WebhookCertificates, WebhookTlsError};
 
 /// The name of the ApprovalRequest webhook inside its configuration.
@@ -132,11 +136,13 @@ impl WebhookEndpoint {
 pub struct WebhookSettings {
     /// The ApprovalRequest webhook's.
     pub approval: ApprovalWebhookSettings,
+    /// The pod webhook's.
+    pub pods: PodWebhookSettings,
 }
 
 impl From<ApprovalWebhookSettings> for WebhookSettings {
     fn from(approval: ApprovalWebhookSettings) -> Self {
-        Self { approval }
+        Self { approval, ..Self::default() }
     }
 }
 
@@ -169,8 +175,11 @@ pub async fn serve_webhooks_until(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let settings: WebhookSettings = settings.into();
-    let state =
-        Arc::new(WebhookState { rules: ApiRuleLookup::new(client), settings: settings.approval });
+    let state = Arc::new(WebhookState {
+        rules: ApiRuleLookup::new(client.clone()),
+        settings: settings.approval,
+        pods: PodWebhook::new(client, settings.pods),
+    });
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -222,11 +231,13 @@ pub async fn serve_webhooks_until(
 struct WebhookState {
     rules: ApiRuleLookup,
     settings: ApprovalWebhookSettings,
+    pods: PodWebhook,
 }
 
 impl WebhookState {
     async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        if request.uri().path() != APPROVAL_REQUESTS_PATH {
+        let path = request.uri().path().to_owned();
+        if path != APPROVAL_REQUESTS_PATH && path != PODS_PATH {
             return plain(StatusCode::NOT_FOUND, "no webhook at this path");
         }
         if request.method() != Method::POST {
@@ -238,7 +249,45 @@ impl WebhookState {
                 Ok(body) => body.to_bytes(),
                 Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")),
             };
-        let response = match approval::parse_admission_review(&body) {
+        let response = if path == PODS_PATH {
+            self.answer_pod(&body).await
+        } else {
+            self.answer_approval(&body).await
+        };
+        match approval::admission_review_body(response) {
+            Ok(json) => Response::builder()
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(json)))
+                .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response")),
+            Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("encoding: {e}")),
+        }
+    }
+
+    async fn answer_pod(&self, body: &[u8]) -> AdmissionResponse {
+        let review: AdmissionReview<Pod> = match serde_json::from_slice(body) {
+            Ok(review) => review,
+            Err(e) => return AdmissionResponse::invalid(format!("not a pod AdmissionReview: {e}")),
+        };
+        let admission: AdmissionRequest<Pod> = match review.try_into() {
+            Ok(admission) => admission,
+            Err(_) => return AdmissionResponse::invalid("the AdmissionReview carries no request"),
+        };
+        let response = self.pods.review(&admission).await;
+        tracing::info!(
+            name = %admission.name,
+            namespace = admission.namespace.as_deref().unwrap_or_default(),
+            operation = ?admission.operation,
+            dry_run = admission.dry_run,
+            allowed = response.allowed,
+            patched = response.patch.is_some(),
+            message = %response.result.message,
+            "pod admission"
+        );
+        response
+    }
+
+    async fn answer_approval(&self, body: &[u8]) -> AdmissionResponse {
+        match approval::parse_admission_review(body) {
             Ok(admission) => {
                 let response = review_approval_request(
                     &admission,
@@ -259,13 +308,6 @@ impl WebhookState {
                 response
             }
             Err(invalid) => AdmissionResponse::invalid(invalid),
-        };
-        match approval::admission_review_body(response) {
-            Ok(json) => Response::builder()
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(json)))
-                .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response")),
-            Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("encoding: {e}")),
         }
     }
 }
@@ -274,6 +316,27 @@ fn plain(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(message.to_owned())));
     *response.status_mut() = status;
     response
+}
+
+/// How the API server reaches the webhook at `path`.
+fn client_config(endpoint: &WebhookEndpoint, ca_pem: &str, path: &str) -> WebhookClientConfig {
+    match endpoint {
+        WebhookEndpoint::Url(base) => WebhookClientConfig {
+            url: Some(format!("{}{path}", base.trim_end_matches('/'))),
+            ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
+            service: None,
+        },
+        WebhookEndpoint::Service { namespace, name, port } => WebhookClientConfig {
+            url: None,
+            ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
+            service: Some(ServiceReference {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                path: Some(path.to_owned()),
+                port: Some(*port),
+            }),
+        },
+    }
 }
 
 /// The MutatingWebhookConfiguration `name` sending every ApprovalRequest CREATE and UPDATE (in any
@@ -287,23 +350,7 @@ pub fn approval_webhook_configuration(
     endpoint: &WebhookEndpoint,
     ca_pem: &str,
 ) -> MutatingWebhookConfiguration {
-    let client_config = match endpoint {
-        WebhookEndpoint::Url(base) => WebhookClientConfig {
-            url: Some(format!("{}{APPROVAL_REQUESTS_PATH}", base.trim_end_matches('/'))),
-            ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
-            service: None,
-        },
-        WebhookEndpoint::Service { namespace, name, port } => WebhookClientConfig {
-            url: None,
-            ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
-            service: Some(ServiceReference {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                path: Some(APPROVAL_REQUESTS_PATH.to_owned()),
-                port: Some(*port),
-            }),
-        },
-    };
+    let client_config = client_config(endpoint, ca_pem, APPROVAL_REQUESTS_PATH);
     MutatingWebhookConfiguration {
         metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
         webhooks: Some(vec![MutatingWebhook {
@@ -327,15 +374,67 @@ pub fn approval_webhook_configuration(
     }
 }
 
-/// Creates or updates (server-side apply) the ApprovalRequest webhook configuration `name`.
-pub async fn register_approval_webhook(
+/// The MutatingWebhookConfiguration `name` with every webhook the operator serves: the
+/// ApprovalRequest webhook (as [`approval_webhook_configuration`]) and the pod webhook, which
+/// receives pod CREATEs carrying the label `chaperone.dev/connection` (objectSelector), with
+/// `failurePolicy: Fail`, `sideEffects: NoneOnDryRun` (it writes the `AgentsIsolated` condition,
+/// never on dry runs) and `reinvocationPolicy: IfNeeded` (containers added by later webhooks are
+/// injected too; the mutation is idempotent).
+pub fn webhook_configuration(
+    name: &str,
+    endpoint: &WebhookEndpoint,
+    ca_pem: &str,
+) -> MutatingWebhookConfiguration {
+    let mut configuration = approval_webhook_configuration(name, endpoint, ca_pem);
+    let mut client_config = client_config(endpoint, ca_pem, PODS_PATH);
+    client_config.ca_bundle = Some(ByteString(ca_pem.as_bytes().to_vec()));
+    let pods = MutatingWebhook {
+        name: POD_WEBHOOK_NAME.to_owned(),
+        admission_review_versions: vec!["v1".to_owned()],
+        client_config,
+        failure_policy: Some("Fail".to_owned()),
+        match_policy: Some("Equivalent".to_owned()),
+        side_effects: "NoneOnDryRun".to_owned(),
+        timeout_seconds: Some(10),
+        reinvocation_policy: Some("IfNeeded".to_owned()),
+        object_selector: Some(LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: pod::CONNECTION_LABEL.to_owned(),
+                operator: "Exists".to_owned(),
+                values: None,
+            }]),
+            match_labels: None,
+        }),
+        rules: Some(vec![RuleWithOperations {
+            api_groups: Some(vec![String::new()]),
+            api_versions: Some(vec!["v1".to_owned()]),
+            operations: Some(vec!["CREATE".to_owned()]),
+            resources: Some(vec!["pods".to_owned()]),
+            scope: Some("Namespaced".to_owned()),
+        }]),
+        ..Default::default()
+    };
+    configuration.webhooks.get_or_insert_with(Vec::new).push(pods);
+    configuration
+}
+
+/// Creates or updates (server-side apply) the configuration `name` with every webhook
+/// ([`webhook_configuration`]).
+pub async fn register_webhooks(
     client: &Client,
     name: &str,
     endpoint: &WebhookEndpoint,
     ca_pem: &str,
 ) -> Result<MutatingWebhookConfiguration, WebhookError> {
+    apply_configuration(client, name, webhook_configuration(name, endpoint, ca_pem)).await
+}
+
+async fn apply_configuration(
+    client: &Client,
+    name: &str,
+    mut configuration: MutatingWebhookConfiguration,
+) -> Result<MutatingWebhookConfiguration, WebhookError> {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let mut configuration = approval_webhook_configuration(name, endpoint, ca_pem);
     configuration.metadata.managed_fields = None;
     let patch = serde_json::json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -346,4 +445,14 @@ pub async fn register_approval_webhook(
     api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(|source| WebhookError::Register { name: name.to_owned(), source })
+}
+
+/// Creates or updates (server-side apply) the ApprovalRequest webhook configuration `name`.
+pub async fn register_approval_webhook(
+    client: &Client,
+    name: &str,
+    endpoint: &WebhookEndpoint,
+    ca_pem: &str,
+) -> Result<MutatingWebhookConfiguration, WebhookError> {
+    apply_configuration(client, name, approval_webhook_configuration(name, endpoint, ca_pem)).await
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::certificate_store::{CertificateStoreError, ensure_certificates};
 use super::tls::{CertificateLifetimes, ServingCertificate, WebhookTlsError};
-use super::{WebhookEndpoint, WebhookSettings, register_approval_webhook};
+use super::{WebhookEndpoint, WebhookSettings, register_webhooks};
 
 /// Everything the webhooks of one replica need.
 #[derive(Clone, Debug)]
@@ -91,7 +91,7 @@ where
         let stopped = stopped.clone();
         async move {
             loop {
-                let registered = match register_approval_webhook(
+                let registered = match register_webhooks(
                     &client,
                     &options.configuration_name,
                     &options.endpoint,

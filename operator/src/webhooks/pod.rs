@@ -1,0 +1,821 @@
+//! The pod mutating webhook: a pod labelled `chaperone.dev/connection: <name>` gets, in every
+//! container not opted out, the environment that sends its AWS SDK or CLI through the namespace's
+//! gateway and a read-only projected service-account token (audience `chaperone.dev`).
+//!
+//! Pure core: [`Injection`] (what a connection injects) and [`mutate`] (the JSONPatch, or the
+//! refusal naming what to fix), [`isolation`] (the security check's verdict). Thin shell:
+//! [`PodWebhook`] reads the AgentConnection and the gateway Service, asks SubjectAccessReviews,
+//! writes the `AgentsIsolated` condition and answers the AdmissionReview.
+
+use std::collections::BTreeSet;
+
+use chaperone_crds::AgentConnection;
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, Pod, ProjectedVolumeSource, Service, ServiceAccountTokenProjection, Volume,
+    VolumeMount, VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch as KubePatch, PatchParams, PostParams};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource as _};
+use serde_json::json;
+
+use crate::config_compiler::Check;
+use crate::gateway_objects::{AGENTS_PORT, CONFIG_SECRET_NAME, GATEWAY_NAME};
+
+/// The label that asks for injection; its value names an AgentConnection of the pod's namespace.
+pub const CONNECTION_LABEL: &str = "chaperone.dev/connection";
+/// Annotation listing (comma-separated) the containers the webhook leaves alone.
+pub const INJECT_SKIP_ANNOTATION: &str = "chaperone.dev/inject-skip";
+/// The path the pod webhook is served at.
+pub const PODS_PATH: &str = "/pods";
+/// The name of the pod webhook inside the configuration.
+pub const POD_WEBHOOK_NAME: &str = "pods.chaperone.dev";
+/// The projected token volume's name.
+pub const TOKEN_VOLUME: &str = "chaperone-token";
+/// Where the token volume is mounted in every injected container.
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/chaperone.dev/serviceaccount";
+/// The token file's name inside the volume.
+pub const TOKEN_FILE_NAME: &str = "token";
+/// The token's audience: Chaperone's own, never `sts.amazonaws.com`.
+pub const TOKEN_AUDIENCE: &str = "chaperone.dev";
+/// Condition on the AgentConnection: no admitted service account can read its upstream
+/// credentials.
+pub const AGENTS_ISOLATED: &str = crate::connection_status::AGENTS_ISOLATED;
+/// The field manager of the `AgentsIsolated` condition (the controller owns the rest of status).
+pub const SECURITY_FIELD_MANAGER: &str = "chaperone-operator-security";
+
+/// The STS account id of the gateway's role ARNs.
+const ROLE_ACCOUNT: &str = "000000000000";
+
+/// Variables a pod may not bring: they would make the SDK use other credentials than the
+/// gateway's, or send calls around it.
+const CREDENTIAL_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_CREDENTIAL_PROCESS",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+];
+/// Prefixes of variables a pod may not bring (container credentials providers, per-service
+/// endpoints that would bypass the gateway).
+const CREDENTIAL_PREFIXES: &[&str] = &["AWS_CONTAINER_", "AWS_ENDPOINT_URL_"];
+
+/// Settings of the pod webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodWebhookSettings {
+    /// `expirationSeconds` of the projected token (the kubelet refreshes it at 80%).
+    pub token_expiration_seconds: i64,
+}
+
+impl Default for PodWebhookSettings {
+    fn default() -> Self {
+        Self { token_expiration_seconds: 3600 }
+    }
+}
+
+/// What a connection injects into a container.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Injection {
+    /// The variables, in order.
+    pub env: Vec<EnvVar>,
+    /// The token volume.
+    pub volume: Volume,
+    /// Its read-only mount.
+    pub mount: VolumeMount,
+}
+
+fn literal(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.to_owned(), value: Some(value.to_owned()), value_from: None }
+}
+
+/// The role ARN an agent of `connection` in `namespace` assumes at the gateway.
+pub fn role_arn(namespace: &str, connection: &str) -> String {
+    format!("arn:aws:iam::{ROLE_ACCOUNT}:role/chaperone/{namespace}/{connection}")
+}
+
+/// The RoleSessionName injected for `service_account` (STS allows 2 to 64 characters; a service
+/// account's name is always of STS's alphabet).
+pub fn session_name(service_account: &str) -> String {
+    let name: String = service_account.chars().take(64).collect();
+    if name.chars().count() < 2 { format!("agent-{name}") } else { name }
+}
+
+impl Injection {
+    /// The injection for a pod of `service_account` using AgentConnection `connection` of
+    /// `namespace`, whose gateway answers at `endpoint` in `region`.
+    pub fn new(
+        namespace: &str,
+        connection: &str,
+        region: &str,
+        endpoint: &str,
+        service_account: &str,
+        settings: &PodWebhookSettings,
+    ) -> Self {
+        let token_file = format!("{TOKEN_MOUNT_PATH}/{TOKEN_FILE_NAME}");
+        Self {
+            env: vec![
+                literal("AWS_ENDPOINT_URL", endpoint),
+                literal("AWS_REGION", region),
+                literal("AWS_DEFAULT_REGION", region),
+                literal("AWS_ROLE_ARN", &role_arn(namespace, connection)),
+                literal("AWS_ROLE_SESSION_NAME", &session_name(service_account)),
+                literal("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file),
+            ],
+            volume: Volume {
+                name: TOKEN_VOLUME.to_owned(),
+                projected: Some(ProjectedVolumeSource {
+                    sources: Some(vec![VolumeProjection {
+                        service_account_token: Some(ServiceAccountTokenProjection {
+                            audience: Some(TOKEN_AUDIENCE.to_owned()),
+                            expiration_seconds: Some(settings.token_expiration_seconds),
+                            path: TOKEN_FILE_NAME.to_owned(),
+                        }),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            mount: VolumeMount {
+                name: TOKEN_VOLUME.to_owned(),
+                mount_path: TOKEN_MOUNT_PATH.to_owned(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Why a labelled pod is refused, with what to fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PodRefusal {
+    #[error(
+        "container {container:?} sets {variable}: a pod labelled {CONNECTION_LABEL}={connection} gets short-lived credentials from the Chaperone gateway and may not bring its own AWS credentials or endpoints; remove {variable} from container {container:?} (or opt the container out with the annotation {INJECT_SKIP_ANNOTATION}: \"{container}\")"
+    )]
+    OwnCredentials { container: String, variable: String, connection: String },
+    #[error(
+        "container {container:?} sets {variable} to {found}, but AgentConnection {connection:?} injects {variable}={wanted:?}; remove {variable} from container {container:?} (the webhook sets it) or opt the container out with the annotation {INJECT_SKIP_ANNOTATION}: \"{container}\""
+    )]
+    ConflictingVariable {
+        container: String,
+        variable: String,
+        found: String,
+        wanted: String,
+        connection: String,
+    },
+    #[error(
+        "the pod has a volume named {TOKEN_VOLUME:?} that is not Chaperone's token volume (a projected service-account token with audience {TOKEN_AUDIENCE}); rename that volume"
+    )]
+    VolumeTaken,
+    #[error(
+        "container {container:?} mounts {what} where Chaperone mounts its token ({TOKEN_MOUNT_PATH}, volume {TOKEN_VOLUME:?}, read-only); remove that mount or opt the container out with the annotation {INJECT_SKIP_ANNOTATION}: \"{container}\""
+    )]
+    MountTaken { container: String, what: String },
+}
+
+/// Whether `name` is a variable a pod may not set itself.
+pub fn is_credential_variable(name: &str) -> bool {
+    CREDENTIAL_VARIABLES.contains(&name) || CREDENTIAL_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// The containers the pod opts out of injection, from [`INJECT_SKIP_ANNOTATION`].
+pub fn skipped_containers(pod: &Pod) -> BTreeSet<String> {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(INJECT_SKIP_ANNOTATION))
+        .map(|list| {
+            list.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect()
+        })
+        .unwrap_or_default()
+}
+
+fn describe(var: &EnvVar) -> String {
+    match (&var.value, &var.value_from) {
+        (_, Some(_)) => "a value taken from a reference".to_owned(),
+        (Some(value), None) => format!("{value:?}"),
+        (None, None) => "an empty value".to_owned(),
+    }
+}
+
+fn add(path: PointerBuf, value: serde_json::Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation { path, value })
+}
+
+fn is_token_volume(volume: &Volume, wanted: &Volume) -> bool {
+    // The API server defaults fields such as defaultMode: compare what Chaperone sets.
+    let sources = |v: &Volume| v.projected.as_ref().and_then(|p| p.sources.clone());
+    volume.name == wanted.name && sources(volume) == sources(wanted) && sources(volume).is_some()
+}
+
+/// The JSONPatch that injects `injection` into every container of `pod` not opted out, `connection`
+/// naming the AgentConnection in messages. Only what is missing is added, so an injected pod gives
+/// an empty patch. A container that brings its own credentials, or sets an injected variable to
+/// something else, is refused.
+pub fn mutate(pod: &Pod, injection: &Injection, connection: &str) -> Result<Patch, PodRefusal> {
+    let skipped = skipped_containers(pod);
+    let Some(spec) = &pod.spec else { return Ok(Patch(Vec::new())) };
+    let mut operations = Vec::new();
+    let mut any_injected = false;
+    let groups: [(&str, &[Container]); 2] = [
+        ("initContainers", spec.init_containers.as_deref().unwrap_or_default()),
+        ("containers", &spec.containers),
+    ];
+    for (field, containers) in groups {
+        for (index, container) in containers.iter().enumerate() {
+            if skipped.contains(&container.name) {
+                continue;
+            }
+            any_injected = true;
+            let env = container.env.as_deref().unwrap_or_default();
+            for var in env {
+                if let Some(wanted) = injection.env.iter().find(|w| w.name == var.name) {
+                    if var != wanted {
+                        return Err(if is_credential_variable(&var.name) {
+                            PodRefusal::OwnCredentials {
+                                container: container.name.clone(),
+                                variable: var.name.clone(),
+                                connection: connection.to_owned(),
+                            }
+                        } else {
+                            PodRefusal::ConflictingVariable {
+                                container: container.name.clone(),
+                                variable: var.name.clone(),
+                                found: describe(var),
+                                wanted: wanted.value.clone().unwrap_or_default(),
+                                connection: connection.to_owned(),
+                            }
+                        });
+                    }
+                } else if is_credential_variable(&var.name) {
+                    return Err(PodRefusal::OwnCredentials {
+                        container: container.name.clone(),
+                        variable: var.name.clone(),
+                        connection: connection.to_owned(),
+                    });
+                }
+            }
+            let index = index.to_string();
+            let missing: Vec<&EnvVar> =
+                injection.env.iter().filter(|w| !env.iter().any(|v| v.name == w.name)).collect();
+            if container.env.is_none() && !missing.is_empty() {
+                operations.push(add(
+                    PointerBuf::from_tokens(["spec", field, &index, "env"]),
+                    json!(missing),
+                ));
+            } else {
+                for var in missing {
+                    operations.push(add(
+                        PointerBuf::from_tokens(["spec", field, &index, "env", "-"]),
+                        json!(var),
+                    ));
+                }
+            }
+
+            let mounts = container.volume_mounts.as_deref().unwrap_or_default();
+            let wanted = &injection.mount;
+            let ours = mounts.iter().find(|m| m.name == wanted.name);
+            let at_path = mounts.iter().find(|m| m.mount_path == wanted.mount_path);
+            match (ours, at_path) {
+                (Some(mount), _)
+                    if mount.mount_path == wanted.mount_path
+                        && mount.read_only == Some(true)
+                        && mount.sub_path.as_deref().unwrap_or_default().is_empty() => {}
+                (Some(mount), _) => {
+                    return Err(PodRefusal::MountTaken {
+                        container: container.name.clone(),
+                        what: format!(
+                            "volume {:?} at {}{}",
+                            mount.name,
+                            mount.mount_path,
+                            if mount.read_only == Some(true) { "" } else { " writable" }
+                        ),
+                    });
+                }
+                (None, Some(other)) => {
+                    return Err(PodRefusal::MountTaken {
+                        container: container.name.clone(),
+                        what: format!("volume {:?}", other.name),
+                    });
+                }
+                (None, None) if container.volume_mounts.is_none() => operations.push(add(
+                    PointerBuf::from_tokens(["spec", field, &index, "volumeMounts"]),
+                    json!([wanted]),
+                )),
+                (None, None) => operations.push(add(
+                    PointerBuf::from_tokens(["spec", field, &index, "volumeMounts", "-"]),
+                    json!(wanted),
+                )),
+            }
+        }
+    }
+    if any_injected {
+        let volumes = spec.volumes.as_deref().unwrap_or_default();
+        match volumes.iter().find(|v| v.name == TOKEN_VOLUME) {
+            Some(volume) if is_token_volume(volume, &injection.volume) => {}
+            Some(_) => return Err(PodRefusal::VolumeTaken),
+            None if spec.volumes.is_none() => operations
+                .push(add(PointerBuf::from_tokens(["spec", "volumes"]), json!([injection.volume]))),
+            None => operations.push(add(
+                PointerBuf::from_tokens(["spec", "volumes", "-"]),
+                json!(injection.volume),
+            )),
+        }
+    }
+    Ok(Patch(operations))
+}
+
+/// One SubjectAccessReview's answer: whether `service_account` may `verb` the Secrets `what`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessFinding {
+    /// The service account's name.
+    pub service_account: String,
+    /// `get`, `list`.
+    pub verb: String,
+    /// `Secret agents/aws-upstream`, `Secrets in namespace agents`.
+    pub what: String,
+    /// The authorizer's reason (RBAC names the binding and role that allow it).
+    pub reason: String,
+}
+
+/// The `AgentsIsolated` verdict from the accesses found allowed (an empty list: isolated).
+pub fn isolation(namespace: &str, checked: &[String], allowed: &[AccessFinding]) -> Check {
+    if allowed.is_empty() {
+        return Check {
+            passed: true,
+            reason: "AgentsCannotReadCredentials".to_owned(),
+            message: format!(
+                "No admitted service account ({}) can get the Secrets holding upstream credentials or list Secrets in namespace {namespace}.",
+                checked.join(", ")
+            ),
+        };
+    }
+    let findings: Vec<String> = allowed
+        .iter()
+        .map(|f| {
+            let reason =
+                if f.reason.is_empty() { String::new() } else { format!(" ({})", f.reason) };
+            format!(
+                "ServiceAccount {namespace}/{} can {} {}{reason}",
+                f.service_account, f.verb, f.what
+            )
+        })
+        .collect();
+    Check {
+        passed: false,
+        reason: "AgentCanReadCredentials".to_owned(),
+        message: format!(
+            "{}. An agent that can read these Secrets can bypass the gateway: remove the RoleBinding or ClusterRoleBinding named above from the service account, or the rule granting `secrets` from its Role; set spec.security.refuseIfAgentCanReadCredentials to refuse such pods.",
+            findings.join("; ")
+        ),
+    }
+}
+
+/// The pod webhook's shell: API reads, SubjectAccessReviews, the condition and the answer.
+pub struct PodWebhook {
+    client: Client,
+    settings: PodWebhookSettings,
+    recorder: Recorder,
+}
+
+impl PodWebhook {
+    pub fn new(client: Client, settings: PodWebhookSettings) -> Self {
+        let reporter = Reporter {
+            controller: crate::FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self { client, settings, recorder }
+    }
+
+    /// Answers one pod AdmissionReview.
+    pub async fn review(&self, request: &AdmissionRequest<Pod>) -> AdmissionResponse {
+        let response = AdmissionResponse::from(request);
+        if request.operation != Operation::Create {
+            return response;
+        }
+        let Some(pod) = &request.object else { return response };
+        let Some(connection_name) =
+            pod.metadata.labels.as_ref().and_then(|l| l.get(CONNECTION_LABEL)).cloned()
+        else {
+            return response;
+        };
+        let namespace = request
+            .namespace
+            .clone()
+            .or_else(|| pod.metadata.namespace.clone())
+            .unwrap_or_default();
+        let connections: Api<AgentConnection> = Api::namespaced(self.client.clone(), &namespace);
+        let connection = match connections.get_opt(&connection_name).await {
+            Ok(Some(connection)) => connection,
+            Ok(None) => {
+                return response.deny(format!(
+                    "the pod is labelled {CONNECTION_LABEL}={connection_name}, but AgentConnection {connection_name:?} does not exist in namespace {namespace:?}: create it (kubectl -n {namespace} get agentconnections lists the existing ones) or fix the label"
+                ));
+            }
+            Err(e) => {
+                return response.deny(format!(
+                    "could not read AgentConnection {namespace}/{connection_name} to inject the pod: {e}; retry"
+                ));
+            }
+        };
+        let service_account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        let endpoint = match self.endpoint(&namespace, &connection).await {
+            Ok(endpoint) => endpoint,
+            Err(message) => return response.deny(message),
+        };
+        let injection = Injection::new(
+            &namespace,
+            &connection_name,
+            &connection.spec.aws.region,
+            &endpoint,
+            &service_account,
+            &self.settings,
+        );
+        let patch = match mutate(pod, &injection, &connection_name) {
+            Ok(patch) => patch,
+            Err(refusal) => return response.deny(refusal.to_string()),
+        };
+
+        let mut checked: Vec<String> = connection.spec.agents.service_accounts.clone();
+        if !checked.contains(&service_account) {
+            checked.push(service_account.clone());
+        }
+        match self.accesses(&namespace, &connection, &checked).await {
+            Ok(allowed) => {
+                let verdict = isolation(&namespace, &checked, &allowed);
+                if !request.dry_run {
+                    self.write_condition(&connection, &verdict).await;
+                }
+                let own: Vec<AccessFinding> =
+                    allowed.into_iter().filter(|f| f.service_account == service_account).collect();
+                if connection.spec.security.refuse_if_agent_can_read_credentials && !own.is_empty()
+                {
+                    return response.deny(format!(
+                        "AgentConnection {connection_name:?} refuses agents that can read its upstream credentials (spec.security.refuseIfAgentCanReadCredentials): {}",
+                        isolation(&namespace, &[service_account], &own).message
+                    ));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, namespace, connection = %connection_name, "the SubjectAccessReview check failed");
+                if connection.spec.security.refuse_if_agent_can_read_credentials {
+                    return response.deny(format!(
+                        "could not check whether ServiceAccount {namespace}/{service_account} can read AgentConnection {connection_name:?}'s credentials (spec.security.refuseIfAgentCanReadCredentials is set): {error}; retry"
+                    ));
+                }
+            }
+        }
+
+        if patch.0.is_empty() {
+            return response;
+        }
+        match response.clone().with_patch(patch) {
+            Ok(patched) => patched,
+            Err(e) => response.deny(format!("encoding the pod's patch failed: {e}")),
+        }
+    }
+
+    /// `http://<ClusterIP>:8080` of the namespace's gateway Service, else the connection's
+    /// `status.endpoint`.
+    async fn endpoint(
+        &self,
+        namespace: &str,
+        connection: &AgentConnection,
+    ) -> Result<String, String> {
+        let services: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        let service = services.get_opt(GATEWAY_NAME).await.map_err(|e| {
+            format!("could not read Service {namespace}/{GATEWAY_NAME} (the gateway's address): {e}; retry")
+        })?;
+        let cluster_ip = service
+            .and_then(|s| s.spec)
+            .and_then(|s| s.cluster_ip)
+            .filter(|ip| !ip.is_empty() && ip != "None");
+        if let Some(ip) = cluster_ip {
+            let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
+            return Ok(format!("http://{host}:{AGENTS_PORT}"));
+        }
+        if let Some(endpoint) = connection.status.as_ref().and_then(|s| s.endpoint.clone()) {
+            return Ok(endpoint);
+        }
+        let name = connection.metadata.name.clone().unwrap_or_default();
+        Err(format!(
+            "the gateway of namespace {namespace:?} has no address yet (Service {GATEWAY_NAME} has no cluster IP): wait until `kubectl -n {namespace} get agentconnection {name}` shows an endpoint (its Ready condition says what is missing), then create the pod again"
+        ))
+    }
+
+    /// The accesses to upstream credentials each of `service_accounts` is allowed.
+    async fn accesses(
+        &self,
+        namespace: &str,
+        connection: &AgentConnection,
+        service_accounts: &[String],
+    ) -> Result<Vec<AccessFinding>, kube::Error> {
+        let mut secrets = vec![CONFIG_SECRET_NAME.to_owned()];
+        if let Some(reference) = &connection.spec.aws.credentials.secret_ref {
+            secrets.insert(0, reference.name.clone());
+        }
+        let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
+        let mut allowed = Vec::new();
+        for account in service_accounts {
+            let mut checks: Vec<(String, Option<String>, String)> = secrets
+                .iter()
+                .map(|s| ("get".to_owned(), Some(s.clone()), format!("Secret {namespace}/{s}")))
+                .collect();
+            checks.push(("list".to_owned(), None, format!("Secrets in namespace {namespace}")));
+            for (verb, name, what) in checks {
+                let review = SubjectAccessReview {
+                    spec: SubjectAccessReviewSpec {
+                        user: Some(format!("system:serviceaccount:{namespace}:{account}")),
+                        groups: Some(vec![
+                            "system:serviceaccounts".to_owned(),
+                            format!("system:serviceaccounts:{namespace}"),
+                            "system:authenticated".to_owned(),
+                        ]),
+                        resource_attributes: Some(ResourceAttributes {
+                            namespace: Some(namespace.to_owned()),
+                            verb: Some(verb.clone()),
+                            resource: Some("secrets".to_owned()),
+                            name,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                let answer = api.create(&PostParams::default(), &review).await?;
+                if let Some(status) = answer.status
+                    && status.allowed
+                {
+                    allowed.push(AccessFinding {
+                        service_account: account.clone(),
+                        verb,
+                        what,
+                        reason: status.reason.unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        Ok(allowed)
+    }
+
+    /// Writes `AgentsIsolated` when it changed (server-side apply of the conditions under
+    /// [`SECURITY_FIELD_MANAGER`]; the controller keeps the condition in its own status writes),
+    /// with a Warning event when it turns False.
+    async fn write_condition(&self, connection: &AgentConnection, verdict: &Check) {
+        let previous = connection.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+        let current = previous.iter().find(|c| c.type_ == AGENTS_ISOLATED);
+        let status = if verdict.passed { "True" } else { "False" };
+        if current.is_some_and(|c| {
+            c.status == status && c.reason == verdict.reason && c.message == verdict.message
+        }) {
+            return;
+        }
+        let condition: Condition = crate::connection_status::condition(
+            AGENTS_ISOLATED,
+            verdict,
+            connection.metadata.generation,
+            Timestamp::now(),
+            &previous,
+        );
+        let mut conditions: Vec<Condition> =
+            previous.into_iter().filter(|c| c.type_ != AGENTS_ISOLATED).collect();
+        conditions.push(condition);
+        let (Some(namespace), Some(name)) =
+            (connection.metadata.namespace.clone(), connection.metadata.name.clone())
+        else {
+            return;
+        };
+        let api: Api<AgentConnection> = Api::namespaced(self.client.clone(), &namespace);
+        let patch = json!({
+            "apiVersion": "chaperone.dev/v1alpha1",
+            "kind": "AgentConnection",
+            "status": {"conditions": conditions},
+        });
+        if let Err(error) = api
+            .patch_status(
+                &name,
+                &PatchParams::apply(SECURITY_FIELD_MANAGER).force(),
+                &KubePatch::Apply(&patch),
+            )
+            .await
+        {
+            tracing::warn!(%error, namespace, connection = %name, "could not write the AgentsIsolated condition");
+            return;
+        }
+        let event = Event {
+            type_: if verdict.passed { EventType::Normal } else { EventType::Warning },
+            reason: verdict.reason.clone(),
+            note: Some(format!("{AGENTS_ISOLATED} is {status}: {}", verdict.message)),
+            action: "AdmitPod".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &connection.object_ref(&())).await {
+            tracing::warn!(%error, "could not publish an event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn injection() -> Injection {
+        Injection::new(
+            "agents",
+            "s3-readonly",
+            "us-east-1",
+            "http://10.0.0.12:8080",
+            "pr-bot",
+            &PodWebhookSettings::default(),
+        )
+    }
+
+    fn pod(value: Value) -> Pod {
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("pod: {e}"))
+    }
+
+    fn labelled(containers: Value) -> Pod {
+        pod(json!({
+            "metadata": {"name": "agent", "labels": {CONNECTION_LABEL: "s3-readonly"}},
+            "spec": {"serviceAccountName": "pr-bot", "containers": containers},
+        }))
+    }
+
+    fn apply(pod: &Pod, patch: &Patch) -> Pod {
+        let mut value = serde_json::to_value(pod).unwrap_or_default();
+        json_patch::patch(&mut value, patch).unwrap_or_else(|e| panic!("patch: {e}"));
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("patched pod: {e}"))
+    }
+
+    fn env_of(pod: &Pod, container: usize) -> Vec<(String, String)> {
+        pod.spec
+            .as_ref()
+            .map(|s| s.containers[container].env.clone().unwrap_or_default())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.name, v.value.unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn every_container_gets_the_gateway_env_and_the_read_only_token_and_a_second_pass_changes_nothing()
+     {
+        let original = labelled(json!([
+            {"name": "agent", "image": "agent", "env": [{"name": "LOG", "value": "debug"}]},
+            {"name": "helper", "image": "helper"},
+        ]));
+        let patch =
+            mutate(&original, &injection(), "s3-readonly").unwrap_or_else(|e| panic!("{e}"));
+        let injected = apply(&original, &patch);
+        for index in 0..2 {
+            let env = env_of(&injected, index);
+            assert!(env.contains(&("AWS_ENDPOINT_URL".into(), "http://10.0.0.12:8080".into())));
+            assert!(env.contains(&(
+                "AWS_ROLE_ARN".into(),
+                "arn:aws:iam::000000000000:role/chaperone/agents/s3-readonly".into()
+            )));
+            assert!(env.contains(&("AWS_REGION".into(), "us-east-1".into())));
+            assert!(env.contains(&("AWS_DEFAULT_REGION".into(), "us-east-1".into())));
+            assert!(env.contains(&("AWS_ROLE_SESSION_NAME".into(), "pr-bot".into())));
+            assert!(env.contains(&(
+                "AWS_WEB_IDENTITY_TOKEN_FILE".into(),
+                "/var/run/secrets/chaperone.dev/serviceaccount/token".into()
+            )));
+            let spec = injected.spec.as_ref().unwrap_or_else(|| panic!("spec"));
+            let mounts = spec.containers[index].volume_mounts.clone().unwrap_or_default();
+            assert_eq!(mounts, vec![injection().mount]);
+        }
+        assert_eq!(env_of(&injected, 0)[0], ("LOG".into(), "debug".into()));
+        let volumes = injected.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+        assert_eq!(volumes, vec![injection().volume]);
+
+        let again =
+            mutate(&injected, &injection(), "s3-readonly").unwrap_or_else(|e| panic!("{e}"));
+        assert!(again.0.is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn a_container_with_its_own_access_key_is_refused_naming_the_variable_and_the_container() {
+        let pod = labelled(json!([
+            {"name": "agent", "image": "agent", "env": [{"name": "AWS_ACCESS_KEY_ID", "value": "AKIA"}]},
+        ]));
+        let refusal = mutate(&pod, &injection(), "s3-readonly").err().map(|e| e.to_string());
+        let message = refusal.unwrap_or_default();
+        assert!(message.contains("container \"agent\" sets AWS_ACCESS_KEY_ID"), "{message}");
+        assert!(message.contains("remove AWS_ACCESS_KEY_ID"), "{message}");
+    }
+
+    #[test]
+    fn container_credential_providers_per_service_endpoints_and_other_role_arns_are_refused() {
+        for variable in [
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ROLE_ARN",
+            "AWS_PROFILE",
+        ] {
+            let pod = labelled(
+                json!([{"name": "agent", "image": "a", "env": [{"name": variable, "value": "x"}]}]),
+            );
+            let refusal = mutate(&pod, &injection(), "s3-readonly");
+            assert!(
+                matches!(refusal, Err(PodRefusal::OwnCredentials { variable: ref v, .. }) if v == variable),
+                "{variable}: {refusal:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_different_region_is_refused_rather_than_overridden() {
+        let pod = labelled(
+            json!([{"name": "agent", "image": "a", "env": [{"name": "AWS_REGION", "value": "eu-west-1"}]}]),
+        );
+        let message = mutate(&pod, &injection(), "s3-readonly")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("sets AWS_REGION to \"eu-west-1\""), "{message}");
+        assert!(message.contains("AWS_REGION=\"us-east-1\""), "{message}");
+    }
+
+    #[test]
+    fn an_opted_out_container_is_left_alone_even_with_its_own_keys() {
+        let mut pod = labelled(json!([
+            {"name": "agent", "image": "a"},
+            {"name": "sidecar", "image": "s", "env": [{"name": "AWS_ACCESS_KEY_ID", "value": "AKIA"}]},
+        ]));
+        pod.metadata.annotations =
+            Some([(INJECT_SKIP_ANNOTATION.to_owned(), " sidecar , other".to_owned())].into());
+        let patch = mutate(&pod, &injection(), "s3-readonly").unwrap_or_else(|e| panic!("{e}"));
+        let injected = apply(&pod, &patch);
+        assert_eq!(env_of(&injected, 1), vec![("AWS_ACCESS_KEY_ID".into(), "AKIA".into())]);
+        let spec = injected.spec.unwrap_or_default();
+        assert!(spec.containers[1].volume_mounts.is_none());
+        assert_eq!(env_of_len(&spec.containers[0]), 6);
+    }
+
+    fn env_of_len(container: &Container) -> usize {
+        container.env.as_ref().map(Vec::len).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_foreign_volume_named_like_the_token_volume_is_refused() {
+        let mut pod = labelled(json!([{"name": "agent", "image": "a"}]));
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.volumes = Some(vec![Volume {
+                name: TOKEN_VOLUME.to_owned(),
+                empty_dir: Some(Default::default()),
+                ..Default::default()
+            }]);
+        }
+        assert_eq!(mutate(&pod, &injection(), "s3-readonly"), Err(PodRefusal::VolumeTaken));
+    }
+
+    #[test]
+    fn isolation_names_the_service_account_the_access_and_the_binding_rbac_reports() {
+        let ok = isolation("agents", &["pr-bot".to_owned()], &[]);
+        assert!(ok.passed);
+        let finding = AccessFinding {
+            service_account: "pr-bot".to_owned(),
+            verb: "get".to_owned(),
+            what: "Secret agents/aws-upstream".to_owned(),
+            reason: "RBAC: allowed by RoleBinding \"read-secrets/agents\" of Role \"secret-reader\" to ServiceAccount \"pr-bot/agents\"".to_owned(),
+        };
+        let bad = isolation("agents", &["pr-bot".to_owned()], &[finding]);
+        assert!(!bad.passed);
+        assert_eq!(bad.reason, "AgentCanReadCredentials");
+        assert!(
+            bad.message.contains("ServiceAccount agents/pr-bot can get Secret agents/aws-upstream"),
+            "{}",
+            bad.message
+        );
+        assert!(bad.message.contains("RoleBinding \"read-secrets/agents\""), "{}", bad.message);
+    }
+
+    #[test]
+    fn session_names_fit_sts_limits() {
+        assert_eq!(session_name("a"), "agent-a");
+        assert_eq!(session_name(&"x".repeat(100)).len(), 64);
+    }
+}
