@@ -1,4 +1,4 @@
-//! The operator under the RBAC documented in docs/operator.md (not as a cluster admin): it builds
+//! The operator under the RBAC the Helm chart grants it (not as a cluster admin): it builds
 //! and tears down a gateway, and without one of those permissions it says what failed.
 
 use std::{
@@ -34,27 +34,13 @@ fn env() -> &'static LocalEnv {
     LocalEnv::shared()
 }
 
-/// The operator's ClusterRole as docs/operator.md lists it (leases aside), minus `without`.
+/// The operator's ClusterRole as the Helm chart renders it (its Role for leases aside), minus
+/// the rules on `without`: the chart is what users install, so it is what must suffice.
 fn operator_rules(without: Option<&str>) -> Value {
-    let rules = vec![
-        json!({"apiGroups": ["chaperone.dev"], "resources": ["agentconnections"], "verbs": ["get", "list", "watch", "patch"]}),
-        json!({"apiGroups": ["chaperone.dev"], "resources": ["agentconnections/status"], "verbs": ["patch"]}),
-        json!({"apiGroups": ["chaperone.dev"], "resources": ["recordingpolicies", "approvalrules"], "verbs": ["get", "list", "watch"]}),
-        // Held by the operator so that it may grant them in the gateway's Role.
-        json!({"apiGroups": ["chaperone.dev"], "resources": ["approvalrequests"], "verbs": ["create", "get", "list", "watch"]}),
-        json!({"apiGroups": ["chaperone.dev"], "resources": ["approvalrequests/status"], "verbs": ["update", "patch"]}),
-        json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]}),
-        json!({"apiGroups": [""], "resources": ["services", "serviceaccounts"], "verbs": ["get", "create", "patch", "delete"]}),
-        json!({"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]}),
-        json!({"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["get", "create", "patch", "delete"]}),
-        json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["get", "create", "patch", "delete"]}),
-        json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterrolebindings"], "verbs": ["get", "create", "patch", "delete"]}),
-        json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["system:service-account-issuer-discovery"]}),
-        json!({"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
-        // The webhooks: their configuration and caBundle, and the security check.
-        json!({"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"], "verbs": ["get", "create", "patch"]}),
-        json!({"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}),
-    ];
+    let tools = chaperone_tests::provision::ensure_chart_tools().expect("helm is provisioned");
+    let rendered =
+        chaperone_tests::chart::operator_cluster_role_rules(&tools).expect("the chart renders");
+    let rules = rendered.as_array().cloned().expect("the ClusterRole has rules");
     Value::Array(
         rules
             .into_iter()

@@ -45,7 +45,6 @@ const AGENT: &str = "pr-bot";
 const REVIEWER: &str = "alice";
 const REVIEWERS_GROUP: &str = "sre";
 const RECORDING_BUCKET: &str = "chaperone-audit";
-const RECORDING_PREFIX: &str = "agents/";
 const SCRATCH_BUCKET: &str = "scratch-builds";
 const FIELD_MANAGER: &str = "chaperone-demo";
 
