@@ -109,6 +109,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let binaries = Binaries::locate()?;
 
     progress.step("starting chaperone-operator; its webhooks are reached over loopback");
+    ensure_namespace(&admin, "chaperone-system").await?;
     let mut operator = start_operator(&env, &binaries.operator)?;
     let outcome = story(&env, &admin, &binaries, &mut progress).await;
     match outcome {
