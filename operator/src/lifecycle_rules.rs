@@ -206,8 +206,10 @@ impl OwnedRule {
         builder.build().expect("a lifecycle rule with a status builds")
     }
 
-    /// An SDK rule in this module's terms (fields the operator never writes are ignored, so a
-    /// rule someone widened by hand compares as changed only in what the operator manages).
+    /// An SDK rule in this module's terms (a legacy rule's top-level `Prefix`, deprecated but still
+    /// returned for rules written that way, counts as its filter's prefix;
+    /// fields the operator never writes are ignored).
+    #[allow(deprecated)]
     pub fn from_sdk(rule: &LifecycleRule) -> Self {
         let mut transitions: Vec<(i32, String)> = rule
             .transitions()
