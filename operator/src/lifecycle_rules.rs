@@ -107,7 +107,8 @@ pub fn owner_prefix(namespace: &str, name: &str) -> String {
     }
     let digest = Sha256::digest(format!("{namespace}/{name}").as_bytes());
     let hash: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    let keep = MAX_RULE_ID_LEN - "retention".len() - "chaperone:".len() - namespace.len() - 15;
+    let keep = (MAX_RULE_ID_LEN - "retention".len() - "chaperone:".len() - 15)
+        .saturating_sub(namespace.len());
     let short: String = name.chars().take(keep).collect();
     format!("chaperone:{namespace}/{short}~{hash}:")
 }
