@@ -107,7 +107,8 @@ pub fn owner_prefix(namespace: &str, name: &str) -> String {
     }
     let digest = Sha256::digest(format!("{namespace}/{name}").as_bytes());
     let hash: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    let keep = MAX_RULE_ID_LEN - "retention".len() - "chaperone:".len() - namespace.len() - 15;
+    let keep = (MAX_RULE_ID_LEN - "retention".len() - "chaperone:".len() - 15)
+        .saturating_sub(namespace.len());
     let short: String = name.chars().take(keep).collect();
     format!("chaperone:{namespace}/{short}~{hash}:")
 }
@@ -206,8 +207,10 @@ impl OwnedRule {
         builder.build().expect("a lifecycle rule with a status builds")
     }
 
-    /// An SDK rule in this module's terms (fields the operator never writes are ignored, so a
-    /// rule someone widened by hand compares as changed only in what the operator manages).
+    /// An SDK rule in this module's terms (a legacy rule's top-level `Prefix`, deprecated but still
+    /// returned for rules written that way, counts as its filter's prefix;
+    /// fields the operator never writes are ignored).
+    #[allow(deprecated)]
     pub fn from_sdk(rule: &LifecycleRule) -> Self {
         let mut transitions: Vec<(i32, String)> = rule
             .transitions()

@@ -22,10 +22,7 @@ use aws_sdk_s3::{
     },
     error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
     primitives::ByteStream,
-    types::{
-        BucketLifecycleConfiguration, BucketVersioningStatus, ChecksumAlgorithm, LifecycleRule,
-        ObjectLockEnabled,
-    },
+    types::{BucketLifecycleConfiguration, ChecksumAlgorithm, LifecycleRule, ObjectLockEnabled},
 };
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use chaperone_crds::{AgentConnection, RecordingPolicy, RecordingPolicySpec};
@@ -382,8 +379,8 @@ async fn check_bucket(bucket: &PolicyBucket) -> Check {
                     "The credentials in {credentials} cannot reach bucket {name} at {location} \
                      (HTTP {status}): fix the keys in the Secret, or grant them s3:ListBucket, \
                      s3:GetLifecycleConfiguration, s3:PutLifecycleConfiguration, \
-                     s3:GetBucketVersioning, s3:GetBucketObjectLockConfiguration and s3:PutObject \
-                     on the bucket."
+                     s3:GetBucketObjectLockConfiguration, s3:GetObject and s3:PutObject on the \
+                     bucket."
                 ),
             ),
             Some(status @ (301 | 400)) => check(
@@ -528,20 +525,6 @@ async fn check_object_lock(bucket: &PolicyBucket, spec: &RecordingPolicySpec) ->
     };
     let name = &bucket.bucket;
     let client = &bucket.client;
-    let versioning = match client.get_bucket_versioning().bucket(name).send().await {
-        Ok(output) => output.status() == Some(&BucketVersioningStatus::Enabled),
-        Err(error) => {
-            return check(
-                false,
-                "ObjectLockCheckFailed",
-                format!(
-                    "Reading the versioning of bucket {name} failed (the credentials need \
-                     s3:GetBucketVersioning): {}",
-                    sdk_text(&error)
-                ),
-            );
-        }
-    };
     let locked = match client.get_object_lock_configuration().bucket(name).send().await {
         Ok(output) => output
             .object_lock_configuration()
@@ -561,17 +544,8 @@ async fn check_object_lock(bucket: &PolicyBucket, spec: &RecordingPolicySpec) ->
         }
     };
     let mode = format!("{:?}", lock.mode);
-    match (versioning, locked) {
-        (true, true) => check(
-            true,
-            "Verified",
-            format!(
-                "Bucket {name} has versioning and Object Lock on; each recording object is locked \
-                 in {mode} mode for {} days.",
-                lock.days
-            ),
-        ),
-        (_, false) => check(
+    if !locked {
+        return check(
             false,
             "ObjectLockNotEnabled",
             format!(
@@ -582,17 +556,19 @@ async fn check_object_lock(bucket: &PolicyBucket, spec: &RecordingPolicySpec) ->
                  --object-lock-configuration ObjectLockEnabled=Enabled`), use a bucket created \
                  with --object-lock-enabled-for-bucket, or remove spec.objectLock."
             ),
-        ),
-        (false, true) => check(
-            false,
-            "VersioningNotEnabled",
-            format!(
-                "Bucket {name} has Object Lock but versioning is not enabled: enable it (`aws \
-                 s3api put-bucket-versioning --bucket {name} --versioning-configuration \
-                 Status=Enabled`)."
-            ),
-        ),
+        );
     }
+    // S3 turns versioning on with Object Lock and refuses to suspend it on such a bucket, so
+    // Object Lock enabled means versioning enabled.
+    check(
+        true,
+        "Verified",
+        format!(
+            "Bucket {name} has Object Lock (and so versioning) on; the gateway locks each \
+             recording object in {mode} mode for {} days.",
+            lock.days
+        ),
+    )
 }
 
 /// The key a recording public key is published under:

@@ -232,7 +232,7 @@ async fn the_buckets_lifecycle_follows_the_policy_and_a_rule_the_operator_does_n
     assert!(rules.contains(&foreign_rule()), "the foreign rule is kept as it was: {rules:?}");
     let owned = owned_rules(&rules, ns, "default");
     let wanted = wanted_rule(ns, "default", &policy);
-    assert_eq!(owned, [wanted.clone()], "moto holds exactly the policy's rule");
+    assert_eq!(owned, std::slice::from_ref(&wanted), "moto holds exactly the policy's rule");
     assert_eq!(wanted.expiration_days, 400);
     assert_eq!(wanted.transitions, [(30, "GLACIER_IR".to_owned())]);
     assert_eq!(wanted.prefix, format!("agents/v1/{ns}/"));
