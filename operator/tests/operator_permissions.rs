@@ -41,7 +41,7 @@ fn operator_rules(without: Option<&str>) -> Value {
         json!({"apiGroups": ["chaperone.dev"], "resources": ["agentconnections/status"], "verbs": ["patch"]}),
         json!({"apiGroups": ["chaperone.dev"], "resources": ["recordingpolicies", "approvalrules"], "verbs": ["get", "list", "watch"]}),
         // Held by the operator so that it may grant them in the gateway's Role.
-        json!({"apiGroups": ["chaperone.dev"], "resources": ["approvalrequests"], "verbs": ["create", "get", "list", "watch"]}),
+        json!({"apiGroups": ["chaperone.dev"], "resources": ["approvalrequests"], "verbs": ["create", "get", "list", "watch", "delete"]}),
         json!({"apiGroups": ["chaperone.dev"], "resources": ["approvalrequests/status"], "verbs": ["update", "patch"]}),
         json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]}),
         json!({"apiGroups": [""], "resources": ["services", "serviceaccounts"], "verbs": ["get", "create", "patch", "delete"]}),
