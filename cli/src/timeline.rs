@@ -52,12 +52,15 @@ pub fn calls(events: &[RecordedEvent]) -> Vec<CallLine> {
                 let i = line_for(&mut lines, &event.replica, &approval.call);
                 let who =
                     approval.approvers.iter().map(|a| a.username.as_str()).collect::<Vec<_>>();
+                let waited = waited(approval.waited_ms);
                 let mut text = match approval.outcome {
-                    ApprovalDecision::Approved => format!("approved by {}", who.join(",")),
-                    ApprovalDecision::Denied => format!("denied by {}", who.join(",")),
-                    ApprovalDecision::TimedOut => {
-                        format!("timed out after {}s", approval.waited_ms / 1000)
+                    ApprovalDecision::Approved => {
+                        format!("approved by {} after {waited}", who.join(","))
                     }
+                    ApprovalDecision::Denied => {
+                        format!("denied by {} after {waited}", who.join(","))
+                    }
+                    ApprovalDecision::TimedOut => format!("timed out after {waited}"),
                 };
                 if let Some(reason) = &approval.reason {
                     text.push_str(&format!(": {reason}"));
@@ -127,6 +130,11 @@ pub fn short_time(at: Timestamp) -> String {
         Some(head) => format!("{head}Z"),
         None => text,
     }
+}
+
+/// How long a call was held: `0.4s`, `12.0s`.
+fn waited(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1_000.0)
 }
 
 /// `850us`, `12.3ms`, `4.2s`.
@@ -279,7 +287,7 @@ mod tests {
         let lines = calls(&events);
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].status, "204");
-        assert_eq!(lines[0].approval.as_deref(), Some("approved by alice [ar-1]"));
+        assert_eq!(lines[0].approval.as_deref(), Some("approved by alice after 3.0s [ar-1]"));
         assert_eq!(lines[0].actions, vec!["s3:DeleteBucket".to_owned()]);
         assert_eq!(lines[1].status, "403 AccessDenied");
         assert_eq!(lines[1].decision, "deny (policy.deny[0]: iam:*, AgentConnection/team-a/prod)");
