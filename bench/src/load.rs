@@ -215,7 +215,10 @@ async fn worker(
             Ok((status, _, body)) => {
                 result.errors += 1;
                 result.first_error.get_or_insert_with(|| {
-                    format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(400)]))
+                    format!(
+                        "HTTP {status}: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(400)])
+                    )
                 });
             }
             Err(error) => {
@@ -249,7 +252,11 @@ pub async fn streamed_upload(
     let head = match upload_head(target, key, length) {
         Ok(head) => head,
         Err(error) => {
-            return UploadResult { outcome: Err(error.to_string()), elapsed: Duration::ZERO, bytes: 0 };
+            return UploadResult {
+                outcome: Err(error.to_string()),
+                elapsed: Duration::ZERO,
+                bytes: 0,
+            };
         }
     };
     let pattern = Bytes::from(crate::scenario::json_ish_bytes(CHUNK as usize, 11));

@@ -77,8 +77,7 @@ fn main() -> ExitCode {
 async fn run_args(args: Args) -> anyhow::Result<()> {
     if let Some(Task::ServeUnrecordedGateway { config, keys, listen }) = args.command {
         let _ = rustls_provider();
-        return chaperone_bench::unrecorded::serve_unrecorded_gateway(&config, &keys, listen)
-            .await;
+        return chaperone_bench::unrecorded::serve_unrecorded_gateway(&config, &keys, listen).await;
     }
     let concurrency = args
         .concurrency

@@ -22,7 +22,10 @@ fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
-            c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -30,7 +33,9 @@ fn machine() -> String {
         .unwrap_or_default();
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned()))
+        .and_then(|m| {
+            m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
         .and_then(|k| k.parse::<u64>().ok())
         .map(|k| format!("{:.0} GiB", k as f64 / 1048576.0))
         .unwrap_or_default();
@@ -47,7 +52,8 @@ fn commit() -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     let head = run(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let dirty =
+        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     if dirty { format!("{head} (with uncommitted changes)") } else { head }
 }
 
@@ -147,7 +153,11 @@ pub fn render(m: &Measurements) -> String {
         );
     }
 
-    let _ = writeln!(out, "\n### Streamed upload ({} MiB, UNSIGNED-PAYLOAD)\n", m.options.upload_bytes / (1024 * 1024));
+    let _ = writeln!(
+        out,
+        "\n### Streamed upload ({} MiB, UNSIGNED-PAYLOAD)\n",
+        m.options.upload_bytes / (1024 * 1024)
+    );
     let _ = writeln!(out, "| way | outcome | MiB/s | proxy peak RSS during upload | proxy CPU s |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|");
     for u in &m.uploads {
@@ -167,7 +177,8 @@ pub fn render(m: &Measurements) -> String {
     }
 
     let _ = writeln!(out, "\n### Memory of the proxy process\n");
-    let _ = writeln!(out, "| way | idle RSS | max RSS under small-call load | VmHWM at end of run |");
+    let _ =
+        writeln!(out, "| way | idle RSS | max RSS under small-call load | VmHWM at end of run |");
     let _ = writeln!(out, "|---|---:|---:|---:|");
     for row in m.memory.iter().filter(|r| r.way != WayKind::Direct) {
         let _ = writeln!(
@@ -211,7 +222,10 @@ pub fn render(m: &Measurements) -> String {
     }
 
     if let Some(profile) = &m.profile {
-        let _ = writeln!(out, "\n### Profile: callgrind, gateway (recording on) under 1 KiB GetObject\n");
+        let _ = writeln!(
+            out,
+            "\n### Profile: callgrind, gateway (recording on) under 1 KiB GetObject\n"
+        );
         match profile {
             Err(why) => {
                 let _ = writeln!(out, "Not profiled: {why}");
@@ -226,8 +240,16 @@ pub fn render(m: &Measurements) -> String {
                     p.total_instructions.map(|t| t.to_string()).unwrap_or_else(|| "?".into()),
                     per_call.map(|t| t.to_string()).unwrap_or_else(|| "?".into())
                 );
-                let _ = writeln!(out, "Top functions by self cost (instructions):\n\n```\n{}\n```\n", p.self_top);
-                let _ = writeln!(out, "Top functions by inclusive cost:\n\n```\n{}\n```", p.inclusive_top);
+                let _ = writeln!(
+                    out,
+                    "Top functions by self cost (instructions):\n\n```\n{}\n```\n",
+                    p.self_top
+                );
+                let _ = writeln!(
+                    out,
+                    "Top functions by inclusive cost:\n\n```\n{}\n```",
+                    p.inclusive_top
+                );
             }
         }
     }
@@ -263,9 +285,10 @@ pub fn targets(m: &Measurements) -> Vec<(String, String, String)> {
     }
     let top = highest(m);
     for scenario in Scenario::ALL {
-        let (Some(d), Some(g)) =
-            (find(m, scenario, top, WayKind::Direct), find(m, scenario, top, WayKind::GatewayRecorded))
-        else {
+        let (Some(d), Some(g)) = (
+            find(m, scenario, top, WayKind::Direct),
+            find(m, scenario, top, WayKind::GatewayRecorded),
+        ) else {
             continue;
         };
         let ratio = g.result.throughput() / d.result.throughput().max(1e-9);
@@ -281,11 +304,21 @@ pub fn targets(m: &Measurements) -> Vec<(String, String, String)> {
         rows.push((
             format!(
                 "{} upload under 64 MiB RSS{}",
-                if gib { "1 GiB".to_owned() } else { format!("{} MiB", m.options.upload_bytes >> 20) },
+                if gib {
+                    "1 GiB".to_owned()
+                } else {
+                    format!("{} MiB", m.options.upload_bytes >> 20)
+                },
                 if gib { "" } else { " (quick run: not the 1 GiB)" }
             ),
-            format!("{peak:.1} MiB peak, {}", if u.result.outcome.is_ok() { "completed" } else { "FAILED" }),
-            verdict(peak < 64.0 && u.result.outcome.is_ok(), format!("{:+.1} MiB against 64", peak - 64.0)),
+            format!(
+                "{peak:.1} MiB peak, {}",
+                if u.result.outcome.is_ok() { "completed" } else { "FAILED" }
+            ),
+            verdict(
+                peak < 64.0 && u.result.outcome.is_ok(),
+                format!("{:+.1} MiB against 64", peak - 64.0),
+            ),
         ));
     }
     if let Some(row) = m.memory.iter().find(|r| r.way == WayKind::GatewayRecorded) {
@@ -344,7 +377,11 @@ pub fn targets(m: &Measurements) -> Vec<(String, String, String)> {
             format!("ahead in {ahead} of {total} cells"),
             verdict(
                 ahead == total && total > 0,
-                if details.is_empty() { "every cell".into() } else { format!("behind in {}", details.join(", ")) },
+                if details.is_empty() {
+                    "every cell".into()
+                } else {
+                    format!("behind in {}", details.join(", "))
+                },
             ),
         ));
     }

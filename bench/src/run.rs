@@ -181,7 +181,11 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-fn wait_listening(address: &str, process: &mut ManagedProcess, limit: Duration) -> anyhow::Result<()> {
+fn wait_listening(
+    address: &str,
+    process: &mut ManagedProcess,
+    limit: Duration,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     while TcpStream::connect(address).is_err() {
         process.ensure_running()?;
@@ -324,13 +328,12 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
         let _ = std::fs::create_dir_all(dir);
         match peers::install_sigv4_proxy(dir) {
             Err(why) => peer_problems.push((WayKind::SigV4Proxy.name().to_owned(), why)),
-            Ok(binary) => {
-                match start_sigv4_proxies(&binary, &upstream_host, &user, &gateway.dir) {
-                    Ok(way) => ways.push(way),
-                    Err(e) => peer_problems
-                        .push((WayKind::SigV4Proxy.name().to_owned(), format!("{e:#}"))),
+            Ok(binary) => match start_sigv4_proxies(&binary, &upstream_host, &user, &gateway.dir) {
+                Ok(way) => ways.push(way),
+                Err(e) => {
+                    peer_problems.push((WayKind::SigV4Proxy.name().to_owned(), format!("{e:#}")))
                 }
-            }
+            },
         }
         match peers::install_mitmproxy(dir) {
             Err(why) => peer_problems.push((WayKind::Mitmproxy.name().to_owned(), why)),
@@ -339,15 +342,16 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
                 let flows = gateway.dir.join("mitmproxy.flows");
                 let command =
                     peers::mitmdump_command(&mitmdump, &upstream.endpoint(), port, &flows);
-                let started = ManagedProcess::start(
-                    "mitmdump",
-                    command,
-                    &gateway.dir.join("mitmdump.log"),
-                )
-                .and_then(|mut process| {
-                    wait_listening(&format!("127.0.0.1:{port}"), &mut process, Duration::from_secs(60))
-                        .map(|()| process)
-                });
+                let started =
+                    ManagedProcess::start("mitmdump", command, &gateway.dir.join("mitmdump.log"))
+                        .and_then(|mut process| {
+                            wait_listening(
+                                &format!("127.0.0.1:{port}"),
+                                &mut process,
+                                Duration::from_secs(60),
+                            )
+                            .map(|()| process)
+                        });
                 match started {
                     Ok(process) => {
                         let base = format!("http://127.0.0.1:{port}");
@@ -594,7 +598,11 @@ async fn profile_gateway(
         run_cell(http, &target, Scenario::GetObject1KiB, 8, Budget::Requests(requests)).await;
     process.terminate(Duration::from_secs(120));
     if !out.exists() {
-        bail!("callgrind wrote no profile at {}; see {}", out.display(), process.log_path().display());
+        bail!(
+            "callgrind wrote no profile at {}; see {}",
+            out.display(),
+            process.log_path().display()
+        );
     }
     let annotate = |inclusive: bool| -> anyhow::Result<String> {
         let output = Command::new("callgrind_annotate")

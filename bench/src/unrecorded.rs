@@ -44,8 +44,7 @@ pub async fn serve_unrecorded_gateway(
         Arc::new(GatewayMetrics::new()),
         Arc::new(DiscardingRecorder),
     ));
-    let listener =
-        TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     gateway.serve(listener).await;
     Ok(())
 }

@@ -135,16 +135,18 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Byte
     let shape = shape(&parts.headers);
     let raw_path = parts.uri.path().to_owned();
     let raw_query = parts.uri.query().unwrap_or("").to_owned();
-    let verifier = SigV4Verifier::new(|access_key_id: &str, _token: Option<&str>, _now: time::OffsetDateTime| {
-        if access_key_id == state.keys.access_key_id {
-            Ok(SessionSecret {
-                secret_access_key: state.keys.secret_access_key.clone(),
-                session: (),
-            })
-        } else {
-            Err(CredentialRejection::UnknownAccessKey)
-        }
-    });
+    let verifier = SigV4Verifier::new(
+        |access_key_id: &str, _token: Option<&str>, _now: time::OffsetDateTime| {
+            if access_key_id == state.keys.access_key_id {
+                Ok(SessionSecret {
+                    secret_access_key: state.keys.secret_access_key.clone(),
+                    session: (),
+                })
+            } else {
+                Err(CredentialRejection::UnknownAccessKey)
+            }
+        },
+    );
     let now = time::OffsetDateTime::now_utc();
     let request_parts = RequestParts {
         method: parts.method.as_str(),
@@ -168,12 +170,10 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Byte
                 Err(error) => return refuse(state, &shape, error.to_string()),
             }
         }
-        Ok(Verification::Verified(verified)) => {
-            match read_checked_body(&verified, body).await {
-                Ok(body) => (verified, body),
-                Err(message) => return refuse(state, &shape, message),
-            }
-        }
+        Ok(Verification::Verified(verified)) => match read_checked_body(&verified, body).await {
+            Ok(body) => (verified, body),
+            Err(message) => return refuse(state, &shape, message),
+        },
     };
     state.counters.verified.fetch_add(1, Ordering::Relaxed);
     match shape {
@@ -243,12 +243,7 @@ fn refuse(state: &State, shape: &Shape, message: String) -> Response<Full<Bytes>
     }
 }
 
-fn s3(
-    state: &State,
-    method: &Method,
-    raw_path: &str,
-    length: u64,
-) -> Response<Full<Bytes>> {
+fn s3(state: &State, method: &Method, raw_path: &str, length: u64) -> Response<Full<Bytes>> {
     let mut segments = raw_path.trim_start_matches('/').splitn(2, '/');
     let bucket = segments.next().unwrap_or_default();
     let key = segments.next().unwrap_or_default();

@@ -42,8 +42,9 @@ async fn the_upstream_refuses_a_request_signed_with_another_secret() {
 
 #[test]
 fn quick_mode_completes_every_call_every_way_with_verified_signatures() {
-    let gateway = chaperone_tests::paths::workspace_binary("chaperone-gateway", "chaperone-gateway")
-        .expect("the chaperone-gateway binary builds");
+    let gateway =
+        chaperone_tests::paths::workspace_binary("chaperone-gateway", "chaperone-gateway")
+            .expect("the chaperone-gateway binary builds");
     let options = Options {
         concurrency: vec![1, 8],
         budget: Budget::Requests(50),
