@@ -297,6 +297,15 @@ pub fn unified_diff(old: &str, new: &str, context: usize) -> String {
 mod tests {
     use super::*;
 
+    /// Whether `diff` has a line of `kind` (`-`, `+`, ` `) whose text is `text`.
+    fn has_line(diff: &str, kind: char, text: &str) -> bool {
+        diff.lines().any(|l| {
+            l.strip_prefix("  ")
+                .and_then(|l| l.strip_prefix(kind))
+                .is_some_and(|l| l.trim() == text)
+        })
+    }
+
     fn view<'a>(status: u16, content_type: &'a str, body: &'a str) -> ResponseView<'a> {
         ResponseView { status, content_type: Some(content_type), body: body.as_bytes() }
     }
@@ -326,8 +335,8 @@ mod tests {
         ) else {
             panic!("the keys differ");
         };
-        assert!(diff.contains("- a.txt") && diff.contains("+ b.txt"), "{diff}");
-        assert!(diff.contains("  <Key>"), "context is kept: {diff}");
+        assert!(has_line(&diff, '-', "a.txt") && has_line(&diff, '+', "b.txt"), "{diff}");
+        assert!(has_line(&diff, ' ', "<Key>"), "context is kept: {diff}");
     }
 
     #[test]
@@ -355,7 +364,10 @@ mod tests {
         ) else {
             panic!("the items differ");
         };
-        assert!(diff.contains(r#"- "S": "green""#) && diff.contains(r#"+ "S": "red""#), "{diff}");
+        assert!(
+            has_line(&diff, '-', r#""S": "green""#) && has_line(&diff, '+', r#""S": "red""#),
+            "{diff}"
+        );
     }
 
     #[test]

@@ -230,8 +230,9 @@ fn plan_request(
             Ok(bytes) => (bytes, Ok(())),
             Err(why) => (Vec::new(), Err(why)),
         };
+    let path = path_style(request);
     let path_and_query = if request.query.is_empty() {
-        request.path.clone()
+        path
     } else {
         let query: Vec<String> = request
             .query
@@ -242,7 +243,7 @@ fn plan_request(
                 },
             )
             .collect();
-        format!("{}?{}", request.path, query.join("&"))
+        format!("{path}?{}", query.join("&"))
     };
     Ok(ReplayRequest {
         method: request.method.clone(),
@@ -262,6 +263,34 @@ fn plan_request(
         recorded_body,
         recorded_body_comparable,
     })
+}
+
+/// The path, path-style: an S3 call the agent addressed virtual-host style (`<bucket>.<host>`) gets
+/// its bucket (from the call's resource ARN) in front of the path, since the sandbox's host is not
+/// the gateway's.
+fn path_style(request: &Request) -> String {
+    if request.aws.service != "s3" {
+        return request.path.clone();
+    }
+    let host = request
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .map(|(_, value)| value.as_str())
+        .unwrap_or_default();
+    let bucket = request
+        .aws
+        .resources
+        .iter()
+        .filter_map(|arn| arn.strip_prefix("arn:aws:s3:::"))
+        .map(|rest| rest.split('/').next().unwrap_or(rest))
+        .find(|bucket| !bucket.is_empty());
+    match bucket {
+        Some(bucket) if host.starts_with(&format!("{bucket}.")) => {
+            format!("/{bucket}{}", request.path)
+        }
+        _ => request.path.clone(),
+    }
 }
 
 /// The whole body, or why the recording does not hold it.
@@ -495,6 +524,20 @@ mod tests {
         assert!(!is_read_only(&["s3:Unknown".into()]));
         assert!(!is_read_only(&["s3:GetObject".into(), "s3:PutObject".into()]));
         assert!(!is_read_only(&[]));
+    }
+
+    #[test]
+    fn a_virtual_host_style_s3_call_is_replayed_path_style() {
+        let mut call = request("c1", "s3:GetObject", "GET", "/notes/a.txt", Body::empty());
+        call.headers[0].1 = "data.gateway.team-a.svc:8080".into();
+        call.aws.resources = vec!["arn:aws:s3:::data/notes/a.txt".into()];
+        let events = vec![
+            event(1, EventBody::Request(call)),
+            event(2, EventBody::Response(response("c1", 200, "x"))),
+        ];
+        let steps = plan(&events, false);
+        let Action::Replay(replay) = &steps[0].action else { panic!("{steps:?}") };
+        assert_eq!(replay.path_and_query, "/data/notes/a.txt");
     }
 
     #[test]

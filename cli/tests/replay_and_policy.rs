@@ -240,6 +240,7 @@ async fn a_recorded_session_replays_the_same_on_a_sandbox_prepared_alike_and_dif
 
     // A sandbox prepared the same way answers every replayed call as the recording says.
     let run = replay(&prepared, &[]);
+    println!("{}{}", run.stdout, run.stderr);
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("verified intact"), "{}", run.stdout);
     for (action, path) in [
@@ -262,6 +263,7 @@ async fn a_recorded_session_replays_the_same_on_a_sandbox_prepared_alike_and_dif
     // Without the prepared bucket, the read of it differs (and the rest still matches); the
     // exit status says something differed.
     let run = replay(&missing_bucket, &["--stop-on-diff"]);
+    println!("{}{}", run.stdout, run.stderr);
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
     let differs = line_for(&run.stdout, "s3:GetObject", "/replay-fixtures/seed.txt");
     assert!(differs.contains("status differs: recorded 200, replayed 404"), "{differs}");
@@ -334,6 +336,7 @@ async fn policy_suggest_admits_a_rerun_of_the_session_and_denies_an_action_it_ne
 
     // The IAM policy: exactly the session's actions, with the resources it touched.
     let run = suggest("iam");
+    println!("{}{}", run.stdout, run.stderr);
     let policy: serde_json::Value =
         serde_json::from_str(&run.stdout).expect("the IAM policy is JSON");
     assert_eq!(policy["Version"], "2012-10-17");
@@ -355,6 +358,7 @@ async fn policy_suggest_admits_a_rerun_of_the_session_and_denies_an_action_it_ne
 
     // The AgentConnection allow list: the same actions.
     let run = suggest("agentconnection");
+    println!("{}{}", run.stdout, run.stderr);
     let patch: serde_yaml::Value =
         serde_yaml::from_str(&run.stdout).expect("the allow list is YAML");
     let allow: Vec<String> = patch["spec"]["policy"]["allow"]
