@@ -63,7 +63,7 @@ fn now() -> String {
         .unwrap_or_default()
 }
 
-fn find<'a>(m: &'a Measurements, s: Scenario, c: usize, w: WayKind) -> Option<&'a Cell> {
+fn find(m: &Measurements, s: Scenario, c: usize, w: WayKind) -> Option<&Cell> {
     m.cells.iter().find(|x| x.scenario == s && x.concurrency == c && x.way == w)
 }
 

@@ -152,11 +152,14 @@ fn probe_json() -> Value {
     })
 }
 
+/// Notifications received so far: (path, body).
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// Notifications a local receiver got: (path, body).
 #[derive(Clone, Default)]
 struct Receiver {
     address: Option<SocketAddr>,
-    received: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    received: Received,
 }
 
 impl Receiver {
@@ -165,7 +168,7 @@ impl Receiver {
         use http_body_util::BodyExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let received: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+        let received: Received = Arc::default();
         let store = received.clone();
         tokio::spawn(async move {
             loop {

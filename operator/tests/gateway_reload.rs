@@ -199,7 +199,13 @@ async fn a_policy_change_reaches_the_running_gateway_within_seconds_and_an_in_fl
             .await;
     let binary = workspace_binary("chaperone-gateway", "chaperone-gateway").unwrap();
     let mut gateway = GatewayProcess::start_from_operator_config(
-        env, &binary, NAMESPACE, "prod-aws", &yaml, &keys, &[],
+        env,
+        &binary,
+        NAMESPACE,
+        "prod-aws",
+        &yaml,
+        &keys,
+        &[],
     )
     .await
     .unwrap();

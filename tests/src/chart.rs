@@ -30,8 +30,8 @@ pub fn chart_dir() -> PathBuf {
 /// version of k8s.io/kubernetes its wrapper module requires.
 pub fn kubernetes_version() -> anyhow::Result<String> {
     let go_mod = paths::workspace_root().join("tests/go/kube-apiserver/go.mod");
-    let text = fs::read_to_string(&go_mod)
-        .with_context(|| format!("reading {}", go_mod.display()))?;
+    let text =
+        fs::read_to_string(&go_mod).with_context(|| format!("reading {}", go_mod.display()))?;
     crate::provision::required_version(&text, "k8s.io/kubernetes")
         .with_context(|| format!("{} does not require k8s.io/kubernetes", go_mod.display()))
 }
@@ -111,7 +111,10 @@ pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a Valu
 
 /// The schema-location template under `dir` that [`write_kubeconform_schemas`] fills.
 pub fn schema_location(dir: &Path) -> String {
-    format!("{}/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}-{{{{ .ResourceAPIVersion }}}}.json", dir.display())
+    format!(
+        "{}/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}-{{{{ .ResourceAPIVersion }}}}.json",
+        dir.display()
+    )
 }
 
 /// Fetches the API server's `/openapi/v2` document.
@@ -157,7 +160,11 @@ pub fn write_kubeconform_schemas(openapi: &Value, dir: &Path) -> anyhow::Result<
     Ok(written)
 }
 
-fn standalone(schema: &Value, definitions: &Map<String, Value>, stack: &mut BTreeSet<String>) -> Value {
+fn standalone(
+    schema: &Value,
+    definitions: &Map<String, Value>,
+    stack: &mut BTreeSet<String>,
+) -> Value {
     match schema {
         Value::Object(object) => {
             if let Some(reference) = object.get("$ref").and_then(Value::as_str) {
@@ -203,7 +210,8 @@ fn standalone(schema: &Value, definitions: &Map<String, Value>, stack: &mut BTre
                 out.insert(key.clone(), value);
             }
             let has_properties = out.get("properties").is_some_and(|p| p.as_object().is_some());
-            let open = object.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+            let open =
+                object.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
             if has_properties && !open && !out.contains_key("additionalProperties") {
                 out.insert("additionalProperties".into(), Value::Bool(false));
             }
@@ -231,7 +239,11 @@ pub struct Validation {
 
 /// Validates `rendered` with `kubeconform -strict` against the schemas in `schemas`; a kind with
 /// no schema is an error, not a skip.
-pub fn kubeconform(tools: &ChartTools, schemas: &Path, rendered: &str) -> anyhow::Result<Validation> {
+pub fn kubeconform(
+    tools: &ChartTools,
+    schemas: &Path,
+    rendered: &str,
+) -> anyhow::Result<Validation> {
     let file = schemas.join("rendered.yaml");
     fs::write(&file, rendered)?;
     let output = Command::new(&tools.kubeconform)
@@ -329,7 +341,10 @@ mod tests {
             serde_json::from_slice(&fs::read(dir.join("v1/thing-v1.json")).unwrap()).unwrap();
         assert_eq!(schema["additionalProperties"], false);
         assert_eq!(schema["properties"]["child"]["additionalProperties"], false);
-        assert_eq!(schema["properties"]["child"]["properties"]["name"]["type"], json!(["string", "null"]));
+        assert_eq!(
+            schema["properties"]["child"]["properties"]["name"]["type"],
+            json!(["string", "null"])
+        );
         assert_eq!(schema["properties"]["port"]["oneOf"][1]["type"], "integer");
         assert_eq!(schema["properties"]["self"], json!({}));
         assert!(schema.get("x-kubernetes-group-version-kind").is_none());

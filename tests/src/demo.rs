@@ -150,7 +150,8 @@ async fn story(
     wait_for_webhook_configuration(admin).await?;
     progress.show("MutatingWebhookConfiguration chaperone registered (pods, approvalrequests)");
 
-    progress.step("applying examples/ (RecordingPolicy, ApprovalRule, AgentConnection) and Secrets");
+    progress
+        .step("applying examples/ (RecordingPolicy, ApprovalRule, AgentConnection) and Secrets");
     create_bucket(env, RECORDING_BUCKET)?;
     ensure_namespace(admin, NAMESPACE).await?;
     let keys = &env.moto.gateway_user;
@@ -214,9 +215,14 @@ async fn story(
         &[format!("--kubeconfig={}", gateway_kubeconfig.display())],
     )
     .await?;
-    progress.show(format!("gateway listening at {} (log {})", gateway.endpoint, gateway.log_path().display()));
+    progress.show(format!(
+        "gateway listening at {} (log {})",
+        gateway.endpoint,
+        gateway.log_path().display()
+    ));
 
-    progress.step("creating the agent's pod through the API; the webhook injects the gateway's env");
+    progress
+        .step("creating the agent's pod through the API; the webhook injects the gateway's env");
     let pod = create_agent_pod(admin).await?;
     let injected = injected_env(&pod)?;
     for (key, value) in &injected {
@@ -233,7 +239,12 @@ async fn story(
     aws(env, &agent_env, progress, &["sts", "get-caller-identity", "--output", "text"])?;
     aws(env, &agent_env, progress, &["s3", "mb", &format!("s3://{SCRATCH_BUCKET}")])?;
     aws(env, &agent_env, progress, &["s3", "cp", &report_path, &object])?;
-    aws(env, &agent_env, progress, &["s3", "ls", &format!("s3://{SCRATCH_BUCKET}"), "--recursive"])?;
+    aws(
+        env,
+        &agent_env,
+        progress,
+        &["s3", "ls", &format!("s3://{SCRATCH_BUCKET}"), "--recursive"],
+    )?;
     let read_back = aws(env, &agent_env, progress, &["s3", "cp", &object, "-"])?;
     if read_back != report {
         bail!("the object read back through the gateway differs: {read_back:?}");
@@ -250,7 +261,14 @@ async fn story(
     let held = {
         let env_vars = agent_env.clone();
         let mut command = env.moto.aws_cli_command();
-        command.args(["--cli-read-timeout", "180", "s3api", "delete-bucket", "--bucket", SCRATCH_BUCKET]);
+        command.args([
+            "--cli-read-timeout",
+            "180",
+            "s3api",
+            "delete-bucket",
+            "--bucket",
+            SCRATCH_BUCKET,
+        ]);
         command.envs(env_vars);
         std::thread::spawn(move || command.output())
     };
@@ -258,16 +276,26 @@ async fn story(
     let name = request.metadata.name.clone().unwrap_or_default();
     progress.show(format!("ApprovalRequest {name} is pending; the CLI is waiting"));
     let reviewer = env.control_plane.write_kubeconfig_for(REVIEWER, &[REVIEWERS_GROUP])?;
-    let inbox = kubectl_chaperone(&binaries.cli, &reviewer, &[], &["approvals", "list", "-n", NAMESPACE])?;
+    let inbox =
+        kubectl_chaperone(&binaries.cli, &reviewer, &[], &["approvals", "list", "-n", NAMESPACE])?;
     progress.show(format!("$ kubectl chaperone approvals list -n {NAMESPACE}   (as {REVIEWER}, group {REVIEWERS_GROUP})"));
     progress.show(&inbox);
     let approved = kubectl_chaperone(
         &binaries.cli,
         &reviewer,
         &[],
-        &["approvals", "approve", &name, "-n", NAMESPACE, "--reason", "scratch bucket of build 4711"],
+        &[
+            "approvals",
+            "approve",
+            &name,
+            "-n",
+            NAMESPACE,
+            "--reason",
+            "scratch bucket of build 4711",
+        ],
     )?;
-    progress.show(format!("$ kubectl chaperone approvals approve {name} -n {NAMESPACE} --reason ..."));
+    progress
+        .show(format!("$ kubectl chaperone approvals approve {name} -n {NAMESPACE} --reason ..."));
     progress.show(&approved);
     let output = held
         .join()
@@ -276,7 +304,11 @@ async fn story(
     if !output.status.success() {
         bail!("delete-bucket failed after approval: {}", String::from_utf8_lossy(&output.stderr));
     }
-    let (_, buckets, _) = aws_cli_output(env, &agent_env, &["s3api", "list-buckets", "--query", "Buckets[].Name", "--output", "text"]);
+    let (_, buckets, _) = aws_cli_output(
+        env,
+        &agent_env,
+        &["s3api", "list-buckets", "--query", "Buckets[].Name", "--output", "text"],
+    );
     if buckets.split_whitespace().any(|b| b == SCRATCH_BUCKET) {
         bail!("bucket {SCRATCH_BUCKET} still exists after the approved delete");
     }
@@ -293,7 +325,8 @@ async fn story(
         ("AWS_SECRET_ACCESS_KEY", auditor.secret_access_key.as_str()),
         ("AWS_REGION", "us-east-1"),
     ];
-    let where_from = ["--recording-policy", "default", "-n", NAMESPACE, "--endpoint-url", env.moto.endpoint()];
+    let where_from =
+        ["--recording-policy", "default", "-n", NAMESPACE, "--endpoint-url", env.moto.endpoint()];
     let mut list_args = vec!["sessions", "list"];
     list_args.extend(where_from);
     let listing = kubectl_chaperone(&binaries.cli, &admin_kubeconfig, &auditor_env, &list_args)?;
@@ -313,7 +346,14 @@ async fn story(
     let timeline = kubectl_chaperone(&binaries.cli, &admin_kubeconfig, &auditor_env, &show_args)?;
     progress.show(format!("$ kubectl chaperone sessions show {session}"));
     progress.show(&timeline);
-    for expected in ["s3:CreateBucket", "s3:PutObject", "s3:GetObject", "iam:ListUsers", "s3:DeleteBucket", REVIEWER] {
+    for expected in [
+        "s3:CreateBucket",
+        "s3:PutObject",
+        "s3:GetObject",
+        "iam:ListUsers",
+        "s3:DeleteBucket",
+        REVIEWER,
+    ] {
         if !timeline.contains(expected) {
             bail!("the recording's timeline lacks {expected}");
         }
@@ -340,7 +380,10 @@ async fn keep_running(env: &LocalEnv, running: &Running) -> anyhow::Result<()> {
     println!("\nagent env:  {}", dir.join("agent.env").display());
     println!("kubeconfig: {}", dir.join("kubeconfig").display());
     println!("try:        set -a; . {}; set +a; aws s3 ls", dir.join("agent.env").display());
-    println!("            KUBECONFIG={} kubectl get agentconnections,approvalrequests -A", dir.join("kubeconfig").display());
+    println!(
+        "            KUBECONFIG={} kubectl get agentconnections,approvalrequests -A",
+        dir.join("kubeconfig").display()
+    );
     println!("demo ready");
     tokio::signal::ctrl_c().await?;
     Ok(())
@@ -420,15 +463,19 @@ async fn wait_for_gateway_secrets(admin: &Client) -> anyhow::Result<(String, Vec
 
 async fn wait_for_condition(admin: &Client, type_: &str) -> anyhow::Result<AgentConnection> {
     let api: Api<AgentConnection> = Api::namespaced(admin.clone(), NAMESPACE);
-    eventually(&format!("AgentConnection {CONNECTION} {type_}=True"), Duration::from_secs(60), || async {
-        let connection = api.get(CONNECTION).await?;
-        let ready = connection
-            .status
-            .iter()
-            .flat_map(|s| s.conditions.iter())
-            .any(|c| c.type_ == type_ && c.status == "True");
-        Ok(ready.then_some(connection))
-    })
+    eventually(
+        &format!("AgentConnection {CONNECTION} {type_}=True"),
+        Duration::from_secs(60),
+        || async {
+            let connection = api.get(CONNECTION).await?;
+            let ready = connection
+                .status
+                .iter()
+                .flat_map(|s| s.conditions.iter())
+                .any(|c| c.type_ == type_ && c.status == "True");
+            Ok(ready.then_some(connection))
+        },
+    )
     .await
 }
 
@@ -441,15 +488,29 @@ async fn service_account_kubeconfig(
 ) -> anyhow::Result<PathBuf> {
     let api: Api<ServiceAccount> = Api::namespaced(admin.clone(), NAMESPACE);
     let request = TokenRequest {
-        spec: TokenRequestSpec { audiences: vec![], expiration_seconds: Some(24 * 3600), ..Default::default() },
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(24 * 3600),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let token = eventually("the gateway's ServiceAccount", Duration::from_secs(30), || async {
-        Ok(match api.create_subresource::<TokenRequest, TokenRequest>("token", service_account, &PostParams::default(), &request).await {
-            Ok(answer) => answer.status.map(|s| s.token),
-            Err(kube::Error::Api(e)) if e.code == 404 => None,
-            Err(e) => return Err(e.into()),
-        })
+        Ok(
+            match api
+                .create_subresource::<TokenRequest, TokenRequest>(
+                    "token",
+                    service_account,
+                    &PostParams::default(),
+                    &request,
+                )
+                .await
+            {
+                Ok(answer) => answer.status.map(|s| s.token),
+                Err(kube::Error::Api(e)) if e.code == 404 => None,
+                Err(e) => return Err(e.into()),
+            },
+        )
     })
     .await?;
     let ca = env.dir().join("demo-ca.crt");
@@ -492,9 +553,9 @@ async fn create_agent_pod(admin: &Client) -> anyhow::Result<Pod> {
         },
     }))?;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), NAMESPACE);
-    pods.create(&PostParams::default(), &pod).await.context(
-        "creating the agent's pod (the pod webhook of the operator must admit it)",
-    )
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .context("creating the agent's pod (the pod webhook of the operator must admit it)")
 }
 
 /// The literal env the webhook put into the pod's container, and the token's mount path.
@@ -542,7 +603,12 @@ async fn local_agent_env(
         ..Default::default()
     };
     let token = accounts
-        .create_subresource::<TokenRequest, TokenRequest>("token", AGENT, &PostParams::default(), &request)
+        .create_subresource::<TokenRequest, TokenRequest>(
+            "token",
+            AGENT,
+            &PostParams::default(),
+            &request,
+        )
         .await
         .context("minting the pod's projected token")?
         .status
@@ -566,7 +632,11 @@ async fn local_agent_env(
     Ok(local)
 }
 
-fn aws_cli_output(env: &LocalEnv, agent_env: &[(String, String)], args: &[&str]) -> (bool, String, String) {
+fn aws_cli_output(
+    env: &LocalEnv,
+    agent_env: &[(String, String)],
+    args: &[&str],
+) -> (bool, String, String) {
     crate::gateway::aws_cli(env, agent_env, args)
 }
 
@@ -613,9 +683,12 @@ fn kubectl_chaperone(
 async fn wait_for_pending_request(admin: &Client) -> anyhow::Result<ApprovalRequest> {
     let api: Api<ApprovalRequest> = Api::namespaced(admin.clone(), NAMESPACE);
     eventually("the gateway's ApprovalRequest", Duration::from_secs(60), || async {
-        Ok(api.list(&ListParams::default()).await?.items.into_iter().find(|r| {
-            r.spec.actions.iter().any(|a| a == "s3:DeleteBucket")
-        }))
+        Ok(api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|r| r.spec.actions.iter().any(|a| a == "s3:DeleteBucket")))
     })
     .await
 }
@@ -623,7 +696,12 @@ async fn wait_for_pending_request(admin: &Client) -> anyhow::Result<ApprovalRequ
 fn newest_session_id(sessions: &Value) -> Option<String> {
     let list = sessions.as_array().or_else(|| sessions["sessions"].as_array())?;
     list.iter()
-        .filter_map(|s| Some((s["started"].as_str().or(s["startedAt"].as_str()).unwrap_or(""), s["id"].as_str()?)))
+        .filter_map(|s| {
+            Some((
+                s["started"].as_str().or(s["startedAt"].as_str()).unwrap_or(""),
+                s["id"].as_str()?,
+            ))
+        })
         .max()
         .map(|(_, id)| id.to_owned())
 }

@@ -37,8 +37,8 @@ async fn main() -> anyhow::Result<()> {
             println!("etcd:           {}", provisioned.etcd.display());
             println!("python venv:    {}", provisioned.python.root.display());
             println!("node packages:  {}", provisioned.node.root.display());
-            let chart =
-                tokio::task::spawn_blocking(chaperone_tests::provision::ensure_chart_tools).await??;
+            let chart = tokio::task::spawn_blocking(chaperone_tests::provision::ensure_chart_tools)
+                .await??;
             println!("helm:           {}", chart.helm.display());
             println!("kubeconform:    {}", chart.kubeconform.display());
         }

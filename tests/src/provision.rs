@@ -466,8 +466,8 @@ pub fn ensure_chart_tools() -> anyhow::Result<ChartTools> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let info: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .context("reading go mod download's JSON")?;
+    let info: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("reading go mod download's JSON")?;
     let dir = info["Dir"].as_str().context("go mod download printed no Dir")?;
     let service_monitor_crd = Path::new(dir)
         .join("example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml");

@@ -66,9 +66,11 @@ async fn cluster() -> Client {
         .expect("ServiceMonitor CRD applies");
     for _ in 0..300 {
         let crd = api.get(&name).await.unwrap();
-        if crd.status.and_then(|s| s.conditions).is_some_and(|cs| {
-            cs.iter().any(|c| c.type_ == "Established" && c.status == "True")
-        }) {
+        if crd
+            .status
+            .and_then(|s| s.conditions)
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+        {
             return client;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -103,7 +105,11 @@ async fn the_rendered_chart_validates_strictly_against_the_api_servers_own_schem
     for args in [&[][..], EVERYTHING] {
         let yaml = rendered(args);
         let validation = kubeconform(tools(), &schemas, &yaml).unwrap();
-        assert!(validation.valid, "kubeconform refused the chart ({args:?}):\n{}", validation.output);
+        assert!(
+            validation.valid,
+            "kubeconform refused the chart ({args:?}):\n{}",
+            validation.output
+        );
         assert!(!validation.output.contains("skipped"), "{}", validation.output);
         // Every kind of the chart was checked against a schema (none skipped for want of one).
         let kinds = objects(&yaml).unwrap().len();
@@ -150,7 +156,11 @@ fn values_outside_the_schema_are_refused_naming_the_key() {
         match render(tools(), "chaperone", "chaperone-system", args).unwrap() {
             Ok(_) => panic!("{args:?} was accepted"),
             Err(failure) => {
-                assert!(failure.stderr.contains("values don't meet the specifications of the schema"), "{}", failure.stderr);
+                assert!(
+                    failure.stderr.contains("values don't meet the specifications of the schema"),
+                    "{}",
+                    failure.stderr
+                );
                 assert!(failure.stderr.contains(named), "{args:?}: {}", failure.stderr);
             }
         }
@@ -160,7 +170,8 @@ fn values_outside_the_schema_are_refused_naming_the_key() {
 #[test]
 fn the_operator_runs_non_root_read_only_without_privilege_escalation_and_is_probed() {
     let objects = objects(&rendered(&[])).unwrap();
-    let deployment = find(&objects, "Deployment", "chaperone-operator").expect("operator Deployment");
+    let deployment =
+        find(&objects, "Deployment", "chaperone-operator").expect("operator Deployment");
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     let container = &pod["containers"][0];
@@ -171,9 +182,16 @@ fn the_operator_runs_non_root_read_only_without_privilege_escalation_and_is_prob
     assert!(container["readinessProbe"].is_object());
     assert!(container["resources"]["requests"].is_object());
     assert!(container["resources"]["limits"]["memory"].is_string());
-    let args: Vec<&str> = container["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(args.contains(&"--gateway-image=ghcr.io/chaperone-dev/chaperone-gateway:0.1.0"), "{args:?}");
-    assert!(args.contains(&"--webhook-service=chaperone-system/chaperone-operator:443"), "{args:?}");
+    let args: Vec<&str> =
+        container["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(
+        args.contains(&"--gateway-image=ghcr.io/chaperone-dev/chaperone-gateway:0.1.0"),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--webhook-service=chaperone-system/chaperone-operator:443"),
+        "{args:?}"
+    );
 }
 
 #[test]

@@ -112,7 +112,16 @@ fn demo(keep: bool) -> anyhow::Result<()> {
         ]),
     )?;
     let mut command = cargo();
-    command.args(["run", "--quiet", "--package", "chaperone-tests", "--bin", "chaperone-env", "--", "demo"]);
+    command.args([
+        "run",
+        "--quiet",
+        "--package",
+        "chaperone-tests",
+        "--bin",
+        "chaperone-env",
+        "--",
+        "demo",
+    ]);
     if keep {
         command.arg("--keep");
     }
