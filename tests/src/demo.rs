@@ -170,6 +170,21 @@ async fn story(
         .await?;
         progress.show(format!("Secret/{name} (upstream keys; only the gateway reads them)"));
     }
+    // The ApprovalRule announces requests to a Slack-compatible webhook: a local receiver here.
+    let notifications = NotificationReceiver::start().await?;
+    apply(
+        admin,
+        &json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "approvals-slack", "namespace": NAMESPACE},
+            "stringData": {"url": notifications.url},
+        }),
+    )
+    .await?;
+    progress.show(format!(
+        "Secret/approvals-slack (a local Slack-compatible receiver at {})",
+        notifications.url
+    ));
     // The examples as written, pointed at moto instead of AWS.
     let mut policy = example("recordingpolicy")?;
     set(&mut policy, "/spec/s3/endpoint", json!(env.moto.endpoint()));
@@ -275,6 +290,10 @@ async fn story(
     let request = wait_for_pending_request(admin).await?;
     let name = request.metadata.name.clone().unwrap_or_default();
     progress.show(format!("ApprovalRequest {name} is pending; the CLI is waiting"));
+    let notification = notifications.first(Duration::from_secs(30)).await?;
+    progress.show(format!(
+        "the operator notified the reviewers (Slack-compatible webhook): {notification}"
+    ));
     let reviewer = env.control_plane.write_kubeconfig_for(REVIEWER, &[REVIEWERS_GROUP])?;
     let inbox =
         kubectl_chaperone(&binaries.cli, &reviewer, &[], &["approvals", "list", "-n", NAMESPACE])?;
@@ -699,9 +718,77 @@ fn newest_session_id(sessions: &Value) -> Option<String> {
         .filter_map(|s| {
             Some((
                 s["started"].as_str().or(s["startedAt"].as_str()).unwrap_or(""),
-                s["id"].as_str()?,
+                s["session"].as_str().or(s["id"].as_str())?,
             ))
         })
         .max()
         .map(|(_, id)| id.to_owned())
+}
+
+/// A local HTTP receiver standing in for a Slack incoming webhook: it keeps each POST's `text`.
+struct NotificationReceiver {
+    url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl NotificationReceiver {
+    async fn start() -> anyhow::Result<Self> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/services/demo", listener.local_addr()?);
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = received.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 8192];
+                    // Read the head, then Content-Length bytes of body.
+                    loop {
+                        let Ok(n) = stream.read(&mut buffer).await else { return };
+                        if n == 0 {
+                            break;
+                        }
+                        request.extend_from_slice(&buffer[..n]);
+                        let text = String::from_utf8_lossy(&request).into_owned();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse::<usize>().ok())?
+                                })
+                                .unwrap_or(0);
+                            if request.len() >= end + 4 + length {
+                                let body = &request[end + 4..end + 4 + length];
+                                let text = serde_json::from_slice::<Value>(body)
+                                    .ok()
+                                    .and_then(|v| v["text"].as_str().map(str::to_owned))
+                                    .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+                                if let Ok(mut list) = store.lock() {
+                                    list.push(text);
+                                }
+                                break;
+                            }
+                        }
+                    }
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                });
+            }
+        });
+        Ok(Self { url, received })
+    }
+
+    async fn first(&self, timeout: Duration) -> anyhow::Result<String> {
+        eventually("the approval notification", timeout, || async {
+            Ok(self.received.lock().ok().and_then(|list| list.first().cloned()))
+        })
+        .await
+    }
 }
