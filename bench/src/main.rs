@@ -29,8 +29,9 @@ struct Args {
     #[arg(long)]
     upload_mib: Option<u64>,
     /// The `chaperone-gateway` executable (a release build for numbers).
+    /// Required to run the benchmark (not for `serve-unrecorded-gateway`).
     #[arg(long)]
-    gateway_binary: PathBuf,
+    gateway_binary: Option<PathBuf>,
     /// Where the peers are installed; without it, no peers are measured.
     #[arg(long)]
     peers_dir: Option<PathBuf>,
@@ -95,7 +96,10 @@ async fn run_args(args: Args) -> anyhow::Result<()> {
         concurrency,
         budget,
         upload_bytes: args.upload_mib.unwrap_or(if args.quick { 64 } else { 1024 }) * 1024 * 1024,
-        gateway_binary: args.gateway_binary.clone(),
+        gateway_binary: args.gateway_binary.clone().context(
+            "--gateway-binary is required: the chaperone-gateway executable to measure \
+             (cargo xtask bench passes the release build)",
+        )?,
         bench_binary: std::env::current_exe().context("locating chaperone-bench itself")?,
         peers_dir: args.peers_dir.clone(),
         profile_requests: match args.profile_requests {
