@@ -538,62 +538,42 @@ impl Gateway {
         {
             Ok(credentials) => credentials,
             Err(failure) => {
-                self.metrics
-                    .upstream_errors_total
-                    .get_or_create(&ServiceLabels { service: service.clone() })
-                    .inc();
                 tracing::warn!(session = %session.session_id, connection = %connection.name, %failure, "no upstream credentials for the call");
-                self.record_response(
+                let message = format!(
+                    "the gateway could not get upstream credentials for AgentConnection {}/{}: {failure}; check the role's trust policy and the gateway's credentials, then retry (request {request_id})",
+                    runtime.config.namespace, connection.name
+                );
+                return Err(self.upstream_failure(
                     session,
                     call_id,
+                    &service,
                     StatusCode::SERVICE_UNAVAILABLE,
-                    &HeaderMap::new(),
-                    RecordedBody::empty(),
-                    Some(failure.to_string()),
-                    started,
-                );
-                return Err(Refusal {
-                    error: AwsError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "ServiceUnavailable",
-                        format!(
-                            "the gateway could not get upstream credentials for AgentConnection {}/{}: {failure}; check the role's trust policy and the gateway's credentials, then retry (request {request_id})",
-                            runtime.config.namespace, connection.name
-                        ),
-                        request_id,
-                    ),
+                    failure.to_string(),
+                    message,
+                    request_id,
                     shape,
-                });
+                    started,
+                ));
             }
         };
         let upstream = match self.forwarder.send(&endpoint, outbound, &upstream_credentials).await {
             Ok(response) => response,
             Err(error) => {
-                self.metrics
-                    .upstream_errors_total
-                    .get_or_create(&ServiceLabels { service: service.clone() })
-                    .inc();
                 tracing::warn!(session = %session.session_id, %error, "upstream call failed");
-                self.record_response(
+                let message = format!(
+                    "the gateway could not reach {endpoint}: {error} (request {request_id})"
+                );
+                return Err(self.upstream_failure(
                     session,
                     call_id,
+                    &service,
                     StatusCode::BAD_GATEWAY,
-                    &HeaderMap::new(),
-                    RecordedBody::empty(),
-                    Some(error.to_string()),
-                    started,
-                );
-                return Err(Refusal {
-                    error: AwsError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "ServiceUnavailable",
-                        format!(
-                            "the gateway could not reach {endpoint}: {error} (request {request_id})"
-                        ),
-                        request_id,
-                    ),
+                    error.to_string(),
+                    message,
+                    request_id,
                     shape,
-                });
+                    started,
+                ));
             }
         };
         let first_byte_us = forward_started.elapsed().as_micros() as u64;
@@ -665,6 +645,46 @@ impl Gateway {
             }
         };
         (decision, Some(held_since.elapsed().as_micros() as u64))
+    }
+
+    /// A call that could not be forwarded (no upstream credentials, upstream unreachable):
+    /// counted, its response recorded with `status` and the failure, and the agent answered
+    /// 503 ServiceUnavailable with `message`.
+    #[allow(clippy::too_many_arguments)]
+    fn upstream_failure(
+        &self,
+        session: SessionContext,
+        call: String,
+        service: &str,
+        status: StatusCode,
+        failure: String,
+        message: String,
+        request_id: &str,
+        shape: ErrorShape,
+        started: Instant,
+    ) -> Refusal {
+        self.metrics
+            .upstream_errors_total
+            .get_or_create(&ServiceLabels { service: service.to_owned() })
+            .inc();
+        self.record_response(
+            session,
+            call,
+            status,
+            &HeaderMap::new(),
+            RecordedBody::empty(),
+            Some(failure),
+            started,
+        );
+        Refusal {
+            error: AwsError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                message,
+                request_id,
+            ),
+            shape,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -322,6 +322,31 @@ impl GatewayProcess {
             "--reload-interval-seconds=1".into(),
         ];
         let args: Vec<String> = args.into_iter().chain(spec.extra_args.iter().cloned()).collect();
+        Self::launch(
+            binary,
+            args,
+            dir,
+            config_path,
+            config,
+            recording_seed,
+            spec,
+            [port, admin_port],
+        )
+    }
+
+    /// Spawns `binary` with `args` and waits until it listens on the first of `ports` (agents;
+    /// the second is the admin port).
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        binary: &Path,
+        args: Vec<String>,
+        dir: PathBuf,
+        config_path: PathBuf,
+        config: Value,
+        recording_seed: [u8; 32],
+        spec: GatewaySpec,
+        [port, admin_port]: [u16; 2],
+    ) -> anyhow::Result<Self> {
         let mut gateway = Self {
             process: Self::spawn(binary, &args, &dir, &spec.log_filter)?,
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -534,20 +559,16 @@ impl GatewayProcess {
         .into_iter()
         .chain(extra_args.iter().cloned())
         .collect();
-        let mut gateway = Self {
-            process: Self::spawn(binary, &args, &dir, "info,chaperone_gateway=debug")?,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            admin: format!("http://127.0.0.1:{admin_port}"),
+        Self::launch(
+            binary,
+            args,
             dir,
             config_path,
             config,
             recording_seed,
             spec,
-            binary: binary.to_owned(),
-            args,
-        };
-        gateway.wait_listening(port)?;
-        Ok(gateway)
+            [port, admin_port],
+        )
     }
 
     /// Replaces the config file with a new version of the operator's `gateway.yaml` (localized
