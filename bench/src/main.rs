@@ -55,6 +55,14 @@ enum Task {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// Serve the pass-through reference proxy (forwards unchanged to `--upstream`).
+    #[command(hide = true)]
+    ServePassThrough {
+        #[arg(long)]
+        upstream: SocketAddr,
+        #[arg(long)]
+        listen: SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,9 +84,16 @@ fn main() -> ExitCode {
 }
 
 async fn run_args(args: Args) -> anyhow::Result<()> {
-    if let Some(Task::ServeUnrecordedGateway { config, keys, listen }) = args.command {
-        let _ = rustls_provider();
-        return chaperone_bench::unrecorded::serve_unrecorded_gateway(&config, &keys, listen).await;
+    match args.command {
+        Some(Task::ServeUnrecordedGateway { config, keys, listen }) => {
+            let _ = rustls_provider();
+            return chaperone_bench::unrecorded::serve_unrecorded_gateway(&config, &keys, listen)
+                .await;
+        }
+        Some(Task::ServePassThrough { upstream, listen }) => {
+            return chaperone_bench::passthrough::serve_pass_through(upstream, listen).await;
+        }
+        None => {}
     }
     let concurrency = args
         .concurrency

@@ -43,7 +43,8 @@ pub struct Options {
     pub bench_binary: PathBuf,
     /// Where peers are installed; `None` runs without peers.
     pub peers_dir: Option<PathBuf>,
-    /// Requests of the callgrind profile of the gateway under 1 KiB GetObject; `None` skips it.
+    /// Requests of each profile of the gateway under 1 KiB GetObject (a `perf record` sample of
+    /// CPU time, then callgrind's instruction counts); `None` skips both.
     pub profile_requests: Option<u64>,
     /// Wait after each scenario for the recorder's uploads before counting stored bytes.
     pub settle: Duration,
@@ -54,6 +55,8 @@ pub struct Options {
 pub enum WayKind {
     /// Straight to the upstream, signed with the upstream keys.
     Direct,
+    /// Through a minimal forwarding proxy (no checks, no re-signing, no recording): the floor.
+    PassThrough,
     /// The gateway's data path with recording discarded.
     GatewayUnrecorded,
     /// The real `chaperone-gateway` binary with write-ahead recording.
@@ -69,6 +72,7 @@ impl WayKind {
     pub fn name(self) -> &'static str {
         match self {
             WayKind::Direct => "direct",
+            WayKind::PassThrough => "pass-through proxy (floor)",
             WayKind::GatewayUnrecorded => "gateway, recording off",
             WayKind::GatewayRecorded => "gateway, recording on",
             WayKind::SigV4Proxy => "aws-sigv4-proxy",
@@ -153,6 +157,19 @@ pub struct Profile {
     pub total_instructions: Option<u64>,
 }
 
+/// Where the gateway's CPU time goes natively: `perf record -e cpu-clock` (a software clock,
+/// available where hardware counters are not) sampling the running recorded gateway.
+#[derive(Debug, Clone)]
+pub struct CpuProfile {
+    pub requests: u64,
+    pub ok: u64,
+    pub samples: Option<u64>,
+    /// `perf report --no-children` top lines (self time, kernel included).
+    pub self_top: String,
+    /// `perf report --children` top lines (time including callees).
+    pub inclusive_top: String,
+}
+
 /// Everything one run measured.
 #[derive(Debug, Clone)]
 pub struct Measurements {
@@ -169,6 +186,8 @@ pub struct Measurements {
     pub recording_objects: u64,
     /// Peers that could not run, and why.
     pub peer_problems: Vec<(String, String)>,
+    /// Sampled CPU time (`perf record -e cpu-clock`) of the running gateway.
+    pub cpu_profile: Option<Result<CpuProfile, String>>,
     pub profile: Option<Result<Profile, String>>,
     /// `/proc/loadavg` at the start and the end.
     pub load_average: (String, String),
@@ -296,6 +315,20 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
     )?;
     wait_listening(&unrecorded_address, &mut unrecorded, Duration::from_secs(30))?;
 
+    // The floor: a minimal proxy forwarding the client's signed requests unchanged.
+    let pass_through_address = format!("127.0.0.1:{}", free_port()?);
+    let mut command = Command::new(&options.bench_binary);
+    command
+        .arg("serve-pass-through")
+        .arg("--upstream")
+        .arg(upstream.address.to_string())
+        .arg("--listen")
+        .arg(&pass_through_address)
+        .env("RUST_LOG", "warn");
+    let mut pass_through =
+        ManagedProcess::start("pass-through", command, &gateway.dir.join("pass-through.log"))?;
+    wait_listening(&pass_through_address, &mut pass_through, Duration::from_secs(30))?;
+
     let upstream_host = upstream.address.to_string();
     let mut ways = vec![
         Way {
@@ -304,6 +337,13 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
             dynamodb: Target::new(&upstream.endpoint(), upstream_keys.clone()),
             pid: None,
             _processes: vec![],
+        },
+        Way {
+            kind: WayKind::PassThrough,
+            s3: Target::new(&format!("http://{pass_through_address}"), upstream_keys.clone()),
+            dynamodb: Target::new(&format!("http://{pass_through_address}"), upstream_keys.clone()),
+            pid: Some(pass_through.pid()),
+            _processes: vec![pass_through],
         },
         Way {
             kind: WayKind::GatewayUnrecorded,
@@ -492,6 +532,28 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
         }
     }
 
+    let cpu_profile = match (
+        options.profile_requests,
+        ways.iter().find(|w| w.kind == WayKind::GatewayRecorded).and_then(|w| w.pid),
+    ) {
+        (Some(requests), Some(pid)) => {
+            println!("==> perf cpu-clock profile of the gateway under {requests} GetObject calls");
+            Some(
+                cpu_profile_gateway(
+                    &gateway.dir,
+                    pid,
+                    &http,
+                    &session,
+                    &gateway.endpoint,
+                    requests,
+                )
+                .await
+                .map_err(|e| format!("{e:#}")),
+            )
+        }
+        _ => None,
+    };
+
     let profile = match options.profile_requests {
         None => None,
         Some(requests) => {
@@ -516,6 +578,7 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
         upstream_last_failure: last_failure,
         recording_objects: upstream.counters.recording_objects.load(Ordering::Relaxed),
         peer_problems,
+        cpu_profile,
         profile,
         load_average: (load_before, loadavg()),
         elapsed: started.elapsed(),
@@ -559,6 +622,100 @@ fn start_sigv4_proxies(
         pid: processes.first().map(ManagedProcess::pid),
         _processes: processes,
     })
+}
+
+/// Samples the running recorded gateway (`pid`) with `perf record -e cpu-clock --call-graph dwarf`
+/// while `requests` 1 KiB GetObject calls go through it at concurrency 8, then reports self and
+/// inclusive time by function. Native execution: unlike under valgrind, the CPU's SHA extensions
+/// and the kernel's share (syscalls, fsync) are seen as they are.
+async fn cpu_profile_gateway(
+    dir: &Path,
+    pid: u32,
+    http: &HttpClient,
+    session: &Credentials,
+    endpoint: &str,
+    requests: u64,
+) -> anyhow::Result<CpuProfile> {
+    let dir = dir.join("perf");
+    std::fs::create_dir_all(&dir)?;
+    let data = dir.join("perf.data");
+    let probe = Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-o"])
+        .arg(dir.join("probe.data"))
+        .arg("true")
+        .output()
+        .context("running perf (Debian's linux-perf)")?;
+    if !probe.status.success() {
+        bail!(
+            "perf record -e cpu-clock does not work here: {}",
+            String::from_utf8_lossy(&probe.stderr).trim()
+        );
+    }
+    let mut command = Command::new("perf");
+    command
+        .args(["record", "-e", "cpu-clock", "-F", "999", "--call-graph", "dwarf,16384", "-o"])
+        .arg(&data)
+        .arg("-p")
+        .arg(pid.to_string());
+    let mut perf = ManagedProcess::start("perf-record", command, &dir.join("perf.log"))?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    perf.ensure_running()?;
+    let target = Target::new(endpoint, session.clone());
+    let result =
+        run_cell(http, &target, Scenario::GetObject1KiB, 8, Budget::Requests(requests)).await;
+    // SIGTERM: perf stops sampling and writes its data.
+    perf.terminate(Duration::from_secs(120));
+    if !data.exists() {
+        bail!("perf wrote no profile at {}; see {}", data.display(), perf.log_path().display());
+    }
+    let report = |children: bool| -> anyhow::Result<String> {
+        let output = Command::new("perf")
+            .arg("report")
+            .arg("-i")
+            .arg(&data)
+            .args([
+                "--stdio",
+                "--no-inline",
+                "-g",
+                "none",
+                "--sort",
+                "symbol",
+                "--percent-limit",
+                "0.5",
+            ])
+            .arg(if children { "--children" } else { "--no-children" })
+            .output()
+            .context("running perf report")?;
+        if !output.status.success() {
+            bail!("perf report failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let self_time = report(false)?;
+    let inclusive = report(true)?;
+    let samples = self_time
+        .lines()
+        .find(|l| l.starts_with("# Samples:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok());
+    Ok(CpuProfile {
+        requests,
+        ok: result.ok,
+        samples,
+        self_top: perf_top(&self_time, 30),
+        inclusive_top: perf_top(&inclusive, 30),
+    })
+}
+
+/// The first `n` rows of a `perf report --stdio` table (comments and blank lines skipped).
+fn perf_top(report: &str, n: usize) -> String {
+    report
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .take(n)
+        .map(shorten)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Runs the real gateway binary under callgrind, drives `requests` 1 KiB GetObject calls through

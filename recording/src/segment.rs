@@ -15,6 +15,21 @@ use crate::hash::{Hash256, chain_genesis, line_hash};
 use crate::layout::{parse_segment_file_name, segment_file_name};
 use crate::timestamp::Timestamp;
 
+/// The envelope of an event line: what [`SegmentWriter::append_line`] checks.
+#[derive(Deserialize)]
+struct LineEnvelope<'a> {
+    seq: u64,
+    ts: Timestamp,
+    #[serde(borrow)]
+    session: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    replica: std::borrow::Cow<'a, str>,
+    prev: Hash256,
+    #[serde(rename = "type")]
+    #[allow(dead_code)] // required: a line without a type is no event
+    kind: serde::de::IgnoredAny,
+}
+
 /// The zstd level segments are written with.
 pub const COMPRESSION_LEVEL: i32 = 3;
 
@@ -196,19 +211,26 @@ impl SegmentWriter {
 
     /// Appends an already serialized event line (from a spool, during recovery) after checking
     /// that it is the next event of this stream.
+    ///
+    /// Only the envelope (`seq`, `ts`, `session`, `replica`, `prev`, `type`) is decoded: the
+    /// line's bytes are kept as they are, and its body is checked by readers and verifiers.
     pub fn append_line(&mut self, line: &[u8]) -> Result<AppendedEvent, SegmentError> {
-        let event: Event = serde_json::from_slice(line)
+        let event: LineEnvelope<'_> = serde_json::from_slice(line)
             .map_err(|e| SegmentError::BadLine { line: 1, reason: e.to_string() })?;
-        let checks: [(&'static str, String, String); 4] = [
-            ("seq", self.next_seq.to_string(), event.seq.to_string()),
-            ("prev", self.head.to_hex(), event.prev.to_hex()),
-            ("session", self.session.clone(), event.session.clone()),
-            ("replica", self.replica.clone(), event.replica.clone()),
-        ];
-        for (field, expected, found) in checks {
-            if expected != found {
-                return Err(SegmentError::ResumeMismatch { field, expected, found });
-            }
+        let mismatch = |field: &'static str, expected: String, found: String| {
+            Err(SegmentError::ResumeMismatch { field, expected, found })
+        };
+        if event.seq != self.next_seq {
+            return mismatch("seq", self.next_seq.to_string(), event.seq.to_string());
+        }
+        if event.prev != self.head {
+            return mismatch("prev", self.head.to_hex(), event.prev.to_hex());
+        }
+        if event.session != self.session {
+            return mismatch("session", self.session.clone(), event.session.into_owned());
+        }
+        if event.replica != self.replica {
+            return mismatch("replica", self.replica.clone(), event.replica.into_owned());
         }
         self.push(line.to_vec(), event.seq, event.ts)
     }

@@ -116,12 +116,26 @@ pub enum SpoolCommand {
     Append {
         stream: Box<StreamSpec>,
         payload: Vec<u8>,
+        /// When the event must be durable: a request waits for it before the call goes upstream
+        /// ([`Durability::Now`]); a response gates nothing ([`Durability::Soon`]).
+        durability: Durability,
         ack: oneshot::Sender<Result<(), RecordError>>,
     },
     /// Cut segments that aged, close streams whose credentials expired.
     Sweep { now: Timestamp },
     /// Close every open stream (graceful shutdown).
     CloseAll { reason: EndReason, done: oneshot::Sender<()> },
+}
+
+/// When an appended event must be durable (fsynced) and acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// In this batch's group commit: the caller waits for it (a request before it is forwarded).
+    Now,
+    /// Written to the spool file at once, fsynced with the next group commit that has a
+    /// [`Durability::Now`] event, a cut or a close, and at the latest
+    /// [`SpoolSettings::soon_within`] later. Nothing waits on it (a response event).
+    Soon,
 }
 
 /// Settings of the spool writer.
@@ -132,6 +146,8 @@ pub struct SpoolSettings {
     pub cut: CutPolicy,
     /// How long after its credentials expire a stream is closed.
     pub expiry_grace: Duration,
+    /// Longest time a [`Durability::Soon`] event stays written but not fsynced.
+    pub soon_within: Duration,
 }
 
 #[derive(Serialize)]
@@ -214,7 +230,10 @@ struct OpenSpoolFile {
     index: u32,
     file: File,
     path: PathBuf,
+    /// Bytes of the file including `unwritten`.
     len: u64,
+    /// Lines of this batch not yet handed to the kernel: one `write` per stream per batch.
+    unwritten: Vec<u8>,
     first_seq: u64,
     first_prev: Hash256,
     first_ts: Timestamp,
@@ -273,6 +292,7 @@ impl SpoolStream {
                 file,
                 path,
                 len: 0,
+                unwritten: Vec::new(),
                 first_seq: self.next_seq,
                 first_prev: self.head,
                 first_ts: ts,
@@ -281,13 +301,26 @@ impl SpoolStream {
         let Some(open) = self.open.as_mut() else {
             return Err(RecordError::Unavailable { reason: "spool file vanished".into() });
         };
-        open.file.write_all(&line).map_err(|e| spool_io("write the spool", &open.path, &e))?;
+        open.unwritten.extend_from_slice(&line);
         open.len += line.len() as u64;
         self.next_seq += 1;
         self.head = hash;
         Ok(line.len() as u64)
     }
 
+    /// Hands the lines written since the last flush to the kernel (one `write`).
+    fn flush(&mut self) -> Result<(), RecordError> {
+        match &mut self.open {
+            Some(open) if !open.unwritten.is_empty() => {
+                let written = open.file.write_all(&open.unwritten);
+                open.unwritten.clear();
+                written.map_err(|e| spool_io("write the spool", &open.path, &e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Fsyncs what was flushed.
     fn sync(&self) -> Result<(), RecordError> {
         match &self.open {
             Some(open) => {
@@ -305,7 +338,8 @@ impl SpoolStream {
         self.head = *head;
         self.next_segment = *next_segment;
         match (open_len, self.open.take()) {
-            (Some(len), Some(open)) => {
+            (Some(len), Some(mut open)) => {
+                open.unwritten.clear();
                 if let Err(error) = open.file.set_len(*len) {
                     tracing::error!(path = %open.path.display(), %error, "could not truncate a spool file after a failed write");
                 }
@@ -351,11 +385,24 @@ pub struct SpoolWriter {
     ended: HashMap<String, (Timestamp, &'static str)>,
     jobs: mpsc::UnboundedSender<UploadJob>,
     metrics: Arc<RecorderMetrics>,
+    /// Written, not yet fsynced [`Durability::Soon`] events.
+    deferred: Deferred,
 }
 
 struct Waiter {
     session: String,
     ack: oneshot::Sender<Result<(), RecordError>>,
+    durability: Durability,
+}
+
+/// What a batch of only [`Durability::Soon`] events left for the next group commit.
+#[derive(Default)]
+struct Deferred {
+    waiters: Vec<Waiter>,
+    /// The streams written since their last fsync, with where they stood before.
+    touched: HashMap<String, Snapshot>,
+    /// When the oldest deferred event was written.
+    since: Option<std::time::Instant>,
 }
 
 impl SpoolWriter {
@@ -369,12 +416,51 @@ impl SpoolWriter {
             .into_iter()
             .map(|(s, expires)| (s, (expires, "its stream was closed on recovery after a restart")))
             .collect();
-        Self { settings, streams: HashMap::new(), ended, jobs, metrics }
+        Self {
+            settings,
+            streams: HashMap::new(),
+            ended,
+            jobs,
+            metrics,
+            deferred: Deferred::default(),
+        }
     }
 
-    /// Runs until every command sender is gone.
+    /// Runs until every command sender is gone (deferred events are fsynced before it returns).
     pub fn run(mut self, mut commands: mpsc::Receiver<SpoolCommand>) {
-        while let Some(first) = commands.blocking_recv() {
+        // Waiting for a command with a deadline (deferred events) needs a timer: a small runtime
+        // of this thread's own. Without one, every event is made durable in its own batch.
+        let timer = tokio::runtime::Builder::new_current_thread().enable_time().build();
+        if let Err(error) = &timer {
+            tracing::warn!(%error, "no timer for deferred fsyncs; every spooled event is fsynced in its own batch");
+        }
+        loop {
+            let first = match (&timer, self.deferred.since) {
+                (Ok(timer), Some(since)) => {
+                    let deadline =
+                        tokio::time::Instant::from_std(since + self.settings.soon_within);
+                    // The timeout is made inside the runtime (its timer is that runtime's).
+                    let next = timer.block_on(async {
+                        tokio::time::timeout_at(deadline, commands.recv()).await
+                    });
+                    match next {
+                        Ok(Some(command)) => command,
+                        Ok(None) => break,
+                        Err(_elapsed) => {
+                            self.process(Vec::new(), true);
+                            continue;
+                        }
+                    }
+                }
+                (Err(_), Some(_)) => {
+                    self.process(Vec::new(), true);
+                    continue;
+                }
+                (_, None) => match commands.blocking_recv() {
+                    Some(command) => command,
+                    None => break,
+                },
+            };
             let mut batch = vec![first];
             while batch.len() < 4096 {
                 match commands.try_recv() {
@@ -382,19 +468,25 @@ impl SpoolWriter {
                     Err(_) => break,
                 }
             }
-            self.process(batch);
+            self.process(batch, false);
         }
+        self.process(Vec::new(), true);
         tracing::debug!("spool writer stopped");
     }
 
-    fn process(&mut self, batch: Vec<SpoolCommand>) {
-        let mut waiters: Vec<Waiter> = Vec::new();
-        let mut touched: HashMap<String, Snapshot> = HashMap::new();
+    /// Writes a batch, then fsyncs every stream it (or an earlier, deferred batch) wrote to
+    /// unless the batch holds only [`Durability::Soon`] events whose deadline has not come
+    /// (or `flush` is set: fsync whatever is deferred).
+    fn process(&mut self, batch: Vec<SpoolCommand>, flush: bool) {
+        // Deferred writes join this batch: one fsync covers them, and a failure rolls them back.
+        let mut waiters: Vec<Waiter> = std::mem::take(&mut self.deferred.waiters);
+        let mut touched: HashMap<String, Snapshot> = std::mem::take(&mut self.deferred.touched);
+        let deferred_since = self.deferred.since.take();
         let mut failed: HashMap<String, RecordError> = HashMap::new();
         let mut later = Vec::new();
         let now = Timestamp::now();
         for command in batch {
-            let SpoolCommand::Append { stream, payload, ack } = command else {
+            let SpoolCommand::Append { stream, payload, durability, ack } = command else {
                 later.push(command);
                 continue;
             };
@@ -412,13 +504,46 @@ impl SpoolWriter {
             }
             let result = self.write_one(&stream, &payload, now, &mut touched);
             match result {
-                Ok(_) => waiters.push(Waiter { session, ack }),
+                Ok(_) => waiters.push(Waiter { session, ack, durability }),
                 Err(error) => {
                     self.fail_stream(&session, &touched);
                     failed.insert(session.clone(), error.clone());
                     let _ = ack.send(Err(error));
                 }
             }
+        }
+        // One write per stream for the batch's lines.
+        let mut unflushed = Vec::new();
+        for session in touched.keys().filter(|s| !failed.contains_key(*s)) {
+            if let Some(Err(error)) = self.streams.get_mut(session).map(SpoolStream::flush) {
+                unflushed.push((session.clone(), error));
+            }
+        }
+        for (session, error) in unflushed {
+            self.fail_stream(&session, &touched);
+            failed.insert(session, error);
+        }
+        let due_for_cut = |this: &Self, session: &String| {
+            this.streams
+                .get(session)
+                .and_then(|s| s.open.as_ref())
+                .is_some_and(|o| o.len >= this.settings.cut.max_bytes)
+        };
+        let must_sync = flush
+            || !later.is_empty()
+            || !failed.is_empty()
+            || waiters.iter().any(|w| w.durability == Durability::Now)
+            || deferred_since.is_some_and(|t| t.elapsed() >= self.settings.soon_within)
+            || touched.keys().any(|s| due_for_cut(self, s));
+        if !must_sync {
+            if !touched.is_empty() || !waiters.is_empty() {
+                self.deferred = Deferred {
+                    waiters,
+                    touched,
+                    since: Some(deferred_since.unwrap_or_else(std::time::Instant::now)),
+                };
+            }
+            return;
         }
         for (session, error) in self.sync_touched(&touched, &failed) {
             self.fail_stream(&session, &touched);
@@ -461,12 +586,7 @@ impl SpoolWriter {
             }
         }
         for session in touched.keys() {
-            let due = self
-                .streams
-                .get(session)
-                .and_then(|s| s.open.as_ref())
-                .is_some_and(|o| o.len >= self.settings.cut.max_bytes);
-            if due {
+            if due_for_cut(self, session) {
                 self.cut(session);
             }
         }
@@ -635,7 +755,7 @@ impl SpoolWriter {
         let now = Timestamp::now();
         let written = payload_of(&EventBody::SessionEnd(SessionEnd { reason }))
             .and_then(|payload| stream.write(now, &payload))
-            .and_then(|bytes| stream.sync().map(|()| bytes));
+            .and_then(|bytes| stream.flush().and_then(|()| stream.sync()).map(|()| bytes));
         match written {
             Ok(bytes) => {
                 self.metrics.spool_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -707,6 +827,7 @@ pub(crate) mod tests {
                 replica: "gw-0".into(),
                 cut: CutPolicy { max_bytes: 1 << 20, max_age: Duration::from_secs(3600) },
                 expiry_grace: Duration::from_secs(30),
+                soon_within: Duration::from_millis(10),
             },
             [],
             jobs_tx,
@@ -725,7 +846,14 @@ pub(crate) mod tests {
                 start: start(),
             });
             let payload = response_payload(&format!("c{i}"));
-            commands.try_send(SpoolCommand::Append { stream, payload, ack }).unwrap();
+            commands
+                .try_send(SpoolCommand::Append {
+                    stream,
+                    payload,
+                    durability: Durability::Now,
+                    ack,
+                })
+                .unwrap();
             done.push(acked);
         }
         drop(commands);
@@ -736,6 +864,102 @@ pub(crate) mod tests {
             jobs.push(job);
         }
         (acks, jobs, metrics)
+    }
+
+    fn stream_spec() -> Box<StreamSpec> {
+        Box::new(StreamSpec {
+            session: SESSION.into(),
+            namespace: "team-a".into(),
+            connection: "prod".into(),
+            bucket: "audit".into(),
+            prefix: "agents/".into(),
+            start: start(),
+        })
+    }
+
+    /// A spool writer running on its own thread, as the recorder runs it.
+    fn running_writer(
+        dir: &Path,
+        soon_within: Duration,
+    ) -> (mpsc::Sender<SpoolCommand>, std::thread::JoinHandle<()>, Arc<RecorderMetrics>) {
+        // Upload jobs are not looked at here (the writer ignores a closed job queue).
+        let (jobs_tx, _) = mpsc::unbounded_channel();
+        let metrics = Arc::new(RecorderMetrics::default());
+        let writer = SpoolWriter::new(
+            SpoolSettings {
+                dir: dir.to_owned(),
+                replica: "gw-0".into(),
+                cut: CutPolicy { max_bytes: 1 << 20, max_age: Duration::from_secs(3600) },
+                expiry_grace: Duration::from_secs(30),
+                soon_within,
+            },
+            [],
+            jobs_tx,
+            metrics.clone(),
+        );
+        let (commands, receiver) = mpsc::channel(64);
+        let thread = std::thread::spawn(move || writer.run(receiver));
+        (commands, thread, metrics)
+    }
+
+    fn append(
+        commands: &mpsc::Sender<SpoolCommand>,
+        call: &str,
+        durability: Durability,
+    ) -> oneshot::Receiver<Result<(), RecordError>> {
+        let (ack, acked) = oneshot::channel();
+        let payload = response_payload(call);
+        commands
+            .blocking_send(SpoolCommand::Append { stream: stream_spec(), payload, durability, ack })
+            .unwrap();
+        acked
+    }
+
+    #[test]
+    fn a_response_waits_for_the_next_request_and_shares_its_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let (commands, thread, metrics) = running_writer(dir.path(), Duration::from_secs(600));
+        let mut responses: Vec<_> =
+            (0..3).map(|i| append(&commands, &format!("r{i}"), Durability::Soon)).collect();
+        // Written at once (readable in the spool file), not yet fsynced nor acknowledged.
+        let spool_file = dir.path().join(SESSION).join("000001.jsonl");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while fs::read(&spool_file).map_or(0, |b| b.split(|c| *c == b'\n').count()) < 5 {
+            assert!(std::time::Instant::now() < deadline, "the responses were not written");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(metrics.snapshot().fsyncs_total, 0);
+        assert!(responses.iter_mut().all(|r| r.try_recv().is_err()), "acknowledged before fsync");
+        // A request makes everything durable in one fsync.
+        let request = append(&commands, "q", Durability::Now);
+        assert!(request.blocking_recv().unwrap().is_ok());
+        for response in responses {
+            assert!(response.blocking_recv().unwrap().is_ok());
+        }
+        let m = metrics.snapshot();
+        assert_eq!((m.fsyncs_total, m.events_recorded_total), (1, 4));
+        drop(commands);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_lone_response_is_fsynced_within_its_deadline_and_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (commands, thread, metrics) = running_writer(dir.path(), Duration::from_millis(20));
+        let response = append(&commands, "r", Durability::Soon);
+        assert!(response.blocking_recv().unwrap().is_ok());
+        assert_eq!(metrics.snapshot().fsyncs_total, 1);
+        drop(commands);
+        thread.join().unwrap();
+
+        // A writer stopped with deferred events fsyncs them before it returns.
+        let dir = tempfile::tempdir().unwrap();
+        let (commands, thread, metrics) = running_writer(dir.path(), Duration::from_secs(600));
+        let response = append(&commands, "r", Durability::Soon);
+        drop(commands);
+        thread.join().unwrap();
+        assert!(response.blocking_recv().unwrap().is_ok());
+        assert_eq!(metrics.snapshot().fsyncs_total, 1);
     }
 
     #[test]
