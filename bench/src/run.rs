@@ -163,7 +163,8 @@ pub struct Profile {
 pub struct CpuProfile {
     pub requests: u64,
     pub ok: u64,
-    pub samples: Option<u64>,
+    /// CPU seconds the samples stand for (`perf report`'s event count of cpu-clock, in ns).
+    pub cpu_seconds: Option<f64>,
     /// `perf report --no-children` top lines (self time, kernel included).
     pub self_top: String,
     /// `perf report --children` top lines (time including callees).
@@ -693,15 +694,15 @@ async fn cpu_profile_gateway(
     };
     let self_time = report(false)?;
     let inclusive = report(true)?;
-    let samples = self_time
+    let cpu_seconds = self_time
         .lines()
-        .find(|l| l.starts_with("# Samples:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|n| n.parse().ok());
+        .find_map(|l| l.strip_prefix("# Event count (approx.):"))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .map(|ns| ns as f64 / 1e9);
     Ok(CpuProfile {
         requests,
         ok: result.ok,
-        samples,
+        cpu_seconds,
         self_top: perf_top(&self_time, 30),
         inclusive_top: perf_top(&inclusive, 30),
     })
@@ -801,5 +802,5 @@ fn top_functions(annotated: &str, n: usize) -> String {
 fn shorten(line: &str) -> String {
     let line = line.trim();
     let cut: String = line.chars().take(160).collect();
-    cut
+    cut.trim_end().to_owned()
 }

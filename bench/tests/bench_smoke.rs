@@ -58,7 +58,12 @@ fn quick_mode_completes_every_call_every_way_with_verified_signatures() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let measurements = runtime.block_on(run(options)).expect("the quick run completes");
 
-    let ways = [WayKind::Direct, WayKind::GatewayUnrecorded, WayKind::GatewayRecorded];
+    let ways = [
+        WayKind::Direct,
+        WayKind::PassThrough,
+        WayKind::GatewayUnrecorded,
+        WayKind::GatewayRecorded,
+    ];
     assert_eq!(measurements.ways, ways);
     assert_eq!(measurements.cells.len(), Scenario::ALL.len() * 2 * ways.len());
     for cell in &measurements.cells {

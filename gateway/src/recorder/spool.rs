@@ -239,6 +239,9 @@ struct OpenSpoolFile {
     first_ts: Timestamp,
 }
 
+/// Lines at least this long are written at once instead of buffered for the batch's write.
+const DIRECT_WRITE_BYTES: usize = 64 << 10;
+
 /// One stream's chain position and open spool file.
 struct SpoolStream {
     meta: StreamMeta,
@@ -301,7 +304,16 @@ impl SpoolStream {
         let Some(open) = self.open.as_mut() else {
             return Err(RecordError::Unavailable { reason: "spool file vanished".into() });
         };
-        open.unwritten.extend_from_slice(&line);
+        if line.len() >= DIRECT_WRITE_BYTES {
+            // A large line (a captured body) goes straight to the file, not copied.
+            let written = match std::mem::take(&mut open.unwritten) {
+                pending if pending.is_empty() => open.file.write_all(&line),
+                pending => open.file.write_all(&pending).and_then(|()| open.file.write_all(&line)),
+            };
+            written.map_err(|e| spool_io("write the spool", &open.path, &e))?;
+        } else {
+            open.unwritten.extend_from_slice(&line);
+        }
         open.len += line.len() as u64;
         self.next_seq += 1;
         self.head = hash;
