@@ -153,6 +153,26 @@ pub fn render(m: &Measurements) -> String {
         );
     }
 
+    let spool: Vec<_> =
+        m.cells.iter().filter_map(|c| c.spool_events_fsyncs.map(|ef| (c, ef))).collect();
+    if !spool.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n### Group commit of the spool (gateway, recording on; from its /metrics, warm-up included)\n"
+        );
+        let _ = writeln!(out, "| scenario | conc. | events spooled | fsyncs | events per fsync |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+        for (cell, (events, fsyncs)) in spool {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {events} | {fsyncs} | {:.2} |",
+                cell.scenario.name(),
+                cell.concurrency,
+                events as f64 / fsyncs.max(1) as f64
+            );
+        }
+    }
+
     let _ = writeln!(
         out,
         "\n### Streamed upload ({} MiB, UNSIGNED-PAYLOAD)\n",

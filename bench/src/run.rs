@@ -107,6 +107,9 @@ pub struct Cell {
     pub result: CellResult,
     /// CPU seconds the way's proxy process spent during the cell.
     pub proxy_cpu_seconds: Option<f64>,
+    /// (events spooled, fsyncs) during the cell, warm-up included, from the recording gateway's
+    /// `/metrics`.
+    pub spool_events_fsyncs: Option<(u64, u64)>,
 }
 
 /// The streamed upload through one way.
@@ -193,6 +196,21 @@ pub struct Measurements {
     /// `/proc/loadavg` at the start and the end.
     pub load_average: (String, String),
     pub elapsed: Duration,
+}
+
+/// (events, fsyncs) the recorder has counted, from the gateway's admin `/metrics`.
+async fn spool_counters(http: &HttpClient, admin: &str) -> Option<(u64, u64)> {
+    let request = http::Request::get(format!("{admin}/metrics"))
+        .body(Full::new(Bytes::new()).map_err(|never| match never {}).boxed())
+        .ok()?;
+    let response = http.request(request).await.ok()?;
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let value = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+    };
+    value("chaperone_gateway_recorder_events_total")
+        .zip(value("chaperone_gateway_recorder_fsyncs_total"))
 }
 
 fn loadavg() -> String {
@@ -432,11 +450,22 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
         let mut traffic: Vec<(WayKind, u64)> = ways.iter().map(|w| (w.kind, 0)).collect();
         for &concurrency in &options.concurrency {
             for (index, way) in ways.iter().enumerate() {
+                let recorded = way.kind == WayKind::GatewayRecorded;
+                let spool_before = match recorded {
+                    true => spool_counters(&http, &gateway.admin).await,
+                    false => None,
+                };
                 let cpu_before = way.pid.and_then(procstat::cpu_seconds);
                 let result =
                     run_cell(&http, way.target(scenario), scenario, concurrency, options.budget)
                         .await;
                 let cpu_after = way.pid.and_then(procstat::cpu_seconds);
+                let spool_events_fsyncs = match (spool_before, recorded) {
+                    (Some((e0, f0)), true) => spool_counters(&http, &gateway.admin)
+                        .await
+                        .map(|(e1, f1)| (e1.saturating_sub(e0), f1.saturating_sub(f0))),
+                    _ => None,
+                };
                 let proxy_cpu_seconds = cpu_before.zip(cpu_after).map(|(a, b)| b - a);
                 println!(
                     "    {:<20} c={:<3} {:<24} {:>8.0} calls/s  p50 {:>7.3} ms  p99 {:>7.3} ms  errors {}",
@@ -458,6 +487,7 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
                     way: way.kind,
                     result,
                     proxy_cpu_seconds,
+                    spool_events_fsyncs,
                 });
             }
         }

@@ -77,6 +77,15 @@ fn quick_mode_completes_every_call_every_way_with_verified_signatures() {
             cell.result.first_error
         );
     }
+    for cell in measurements.cells.iter().filter(|c| c.way == WayKind::GatewayRecorded) {
+        let (events, fsyncs) = cell.spool_events_fsyncs.expect("the gateway's /metrics counts");
+        // Each call spools its request before it is answered, and a response (fsynced up to
+        // 10 ms later, so some may not be counted yet); a group commit serves one or more.
+        assert!(
+            events >= 50 && fsyncs >= 1 && fsyncs <= events,
+            "{events} events, {fsyncs} fsyncs"
+        );
+    }
     assert_eq!(measurements.uploads.len(), 3);
     for upload in &measurements.uploads {
         assert_eq!(upload.result.outcome, Ok(200), "upload {}", upload.way.name());

@@ -161,6 +161,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             || format!("opening the recording spool {}", args.spool_dir.display()),
         )?);
 
+    metrics.attach_recorder(recorder.metrics());
     let mut hosts = args.gateway_hosts.clone();
     hosts.push(args.listen.to_string());
     hosts.push(args.listen.ip().to_string());

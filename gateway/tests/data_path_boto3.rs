@@ -130,6 +130,19 @@ async fn boto3_uses_s3_presigned_urls_dynamodb_sqs_and_lambda_through_the_gatewa
     assert!(metrics.contains(r#"action="iam:ListRoles",decision="denied"} 1"#), "{metrics}");
     assert!(metrics.contains("chaperone_gateway_call_duration_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("chaperone_gateway_sessions_issued_total"), "{metrics}");
+    // The recorder's own counters: every call above was spooled, in fewer fsyncs than events.
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from {metrics}"))
+    };
+    let (events, fsyncs) = (
+        value("chaperone_gateway_recorder_events_total"),
+        value("chaperone_gateway_recorder_fsyncs_total"),
+    );
+    assert!(events >= 12 && fsyncs >= 1 && fsyncs <= events, "{events} events, {fsyncs} fsyncs");
+    value("chaperone_gateway_recorder_spool_bytes");
 
     gateway.stop();
     let objects = common::recorded_objects(env, &gateway).await;
