@@ -831,36 +831,15 @@ pub(crate) mod tests {
         dir: &Path,
         calls: usize,
     ) -> (Vec<Result<(), RecordError>>, Vec<UploadJob>, Arc<RecorderMetrics>) {
-        let (jobs_tx, mut jobs_rx) = mpsc::unbounded_channel();
-        let metrics = Arc::new(RecorderMetrics::default());
-        let writer = SpoolWriter::new(
-            SpoolSettings {
-                dir: dir.to_owned(),
-                replica: "gw-0".into(),
-                cut: CutPolicy { max_bytes: 1 << 20, max_age: Duration::from_secs(3600) },
-                expiry_grace: Duration::from_secs(30),
-                soon_within: Duration::from_millis(10),
-            },
-            [],
-            jobs_tx,
-            metrics.clone(),
-        );
+        let (writer, mut jobs_rx, metrics) = writer(dir, Duration::from_millis(10));
         let (commands, receiver) = mpsc::channel(calls + 1);
         let mut done = Vec::new();
         for i in 0..calls {
             let (ack, acked) = oneshot::channel();
-            let stream = Box::new(StreamSpec {
-                session: SESSION.into(),
-                namespace: "team-a".into(),
-                connection: "prod".into(),
-                bucket: "audit".into(),
-                prefix: "agents/".into(),
-                start: start(),
-            });
             let payload = response_payload(&format!("c{i}"));
             commands
                 .try_send(SpoolCommand::Append {
-                    stream,
+                    stream: stream_spec(),
                     payload,
                     durability: Durability::Now,
                     ack,
@@ -889,26 +868,30 @@ pub(crate) mod tests {
         })
     }
 
+    /// A spool writer of replica `gw-0` in `dir`, with its upload jobs and metrics.
+    fn writer(
+        dir: &Path,
+        soon_within: Duration,
+    ) -> (SpoolWriter, mpsc::UnboundedReceiver<UploadJob>, Arc<RecorderMetrics>) {
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        let metrics = Arc::new(RecorderMetrics::default());
+        let settings = SpoolSettings {
+            dir: dir.to_owned(),
+            replica: "gw-0".into(),
+            cut: CutPolicy { max_bytes: 1 << 20, max_age: Duration::from_secs(3600) },
+            expiry_grace: Duration::from_secs(30),
+            soon_within,
+        };
+        (SpoolWriter::new(settings, [], jobs_tx, metrics.clone()), jobs_rx, metrics)
+    }
+
     /// A spool writer running on its own thread, as the recorder runs it.
     fn running_writer(
         dir: &Path,
         soon_within: Duration,
     ) -> (mpsc::Sender<SpoolCommand>, std::thread::JoinHandle<()>, Arc<RecorderMetrics>) {
         // Upload jobs are not looked at here (the writer ignores a closed job queue).
-        let (jobs_tx, _) = mpsc::unbounded_channel();
-        let metrics = Arc::new(RecorderMetrics::default());
-        let writer = SpoolWriter::new(
-            SpoolSettings {
-                dir: dir.to_owned(),
-                replica: "gw-0".into(),
-                cut: CutPolicy { max_bytes: 1 << 20, max_age: Duration::from_secs(3600) },
-                expiry_grace: Duration::from_secs(30),
-                soon_within,
-            },
-            [],
-            jobs_tx,
-            metrics.clone(),
-        );
+        let (writer, _, metrics) = writer(dir, soon_within);
         let (commands, receiver) = mpsc::channel(64);
         let thread = std::thread::spawn(move || writer.run(receiver));
         (commands, thread, metrics)
