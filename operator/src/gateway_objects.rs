@@ -300,6 +300,7 @@ pub fn deployment(
             format!("--listen=0.0.0.0:{AGENTS_PORT}"),
             format!("--admin=0.0.0.0:{ADMIN_PORT}"),
             format!("--spool-dir={SPOOL_DIR}"),
+            format!("--max-spool-mib={}", settings.spool_mib),
         ],
         "env": [
             // The replica's name separates its recording stream from other replicas'.
@@ -346,7 +347,7 @@ pub fn deployment(
             {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
             {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
         ]}},
-        {"name": "spool", "emptyDir": {"sizeLimit": "1Gi"}},
+        {"name": "spool", "emptyDir": {"sizeLimit": format!("{}Mi", settings.spool_volume_mib())}},
     ]);
     if aws_web_identity {
         if let Some(mounts) = container["volumeMounts"].as_array_mut() {
@@ -465,6 +466,7 @@ mod tests {
             issuer: "https://issuer".into(),
             jwks_uri: "https://kubernetes.default.svc/openid/v1/jwks".into(),
             session_key_rotation: std::time::Duration::from_secs(7 * 24 * 3600),
+            spool_mib: 1024,
         }
     }
 
@@ -497,6 +499,27 @@ mod tests {
         let _: ClusterRoleBinding = serde_json::from_value(typed("ClusterRoleBinding")).unwrap();
         let _: PodDisruptionBudget = serde_json::from_value(typed("PodDisruptionBudget")).unwrap();
         let _: ServiceAccount = serde_json::from_value(typed("ServiceAccount")).unwrap();
+    }
+
+    #[test]
+    fn the_spool_limit_leaves_headroom_in_its_volume() {
+        let mut settings = settings();
+        for (spool, volume) in [(1024, "1280Mi"), (64, "128Mi"), (10_240, "12800Mi")] {
+            settings.spool_mib = spool;
+            let deployment: Deployment =
+                serde_json::from_value(deployment("agents", &settings, &[owner()], false).body)
+                    .unwrap();
+            let pod = deployment.spec.unwrap().template.spec.unwrap();
+            let args = pod.containers[0].args.clone().unwrap();
+            assert!(args.contains(&format!("--max-spool-mib={spool}")), "{args:?}");
+            let spool_volume =
+                pod.volumes.unwrap().into_iter().find(|v| v.name == "spool").unwrap();
+            let limit = spool_volume.empty_dir.unwrap().size_limit.unwrap();
+            assert_eq!(limit.0, volume);
+        }
+        settings.spool_mib = 32;
+        let refused = settings.check().unwrap_err();
+        assert!(refused.contains("--gateway-spool-mib is 32: at least 64"), "{refused}");
     }
 
     #[test]

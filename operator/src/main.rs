@@ -61,6 +61,10 @@ struct Args {
     /// Replicas of each gateway Deployment.
     #[arg(long, env = "CHAPERONE_GATEWAY_REPLICAS", default_value_t = 2)]
     gateway_replicas: i32,
+    /// Each gateway's recording spool limit in MiB: calls are refused (FailClosed) when unuploaded
+    /// recordings reach it. The spool emptyDir is sized a quarter larger (at least 64 MiB more).
+    #[arg(long, env = "CHAPERONE_GATEWAY_SPOOL_MIB", default_value_t = chaperone_operator::settings::DEFAULT_SPOOL_MIB)]
+    gateway_spool_mib: u64,
     /// The cluster's service-account token issuer; discovered from the API server when unset.
     #[arg(long, env = "CHAPERONE_SERVICE_ACCOUNT_ISSUER")]
     service_account_issuer: Option<String>,
@@ -159,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
         session_key_rotation: Duration::from_secs(
             args.session_key_rotation_hours.saturating_mul(3600),
         ),
+        spool_mib: args.gateway_spool_mib,
     };
     settings.check().map_err(anyhow::Error::msg)?;
 

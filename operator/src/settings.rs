@@ -19,12 +19,29 @@ pub struct GatewaySettings {
     /// How long a session MAC key signs before it is rotated (the previous key is still accepted,
     /// so this must exceed the longest session).
     pub session_key_rotation: Duration,
+    /// The gateway's recording spool limit (`--max-spool-mib`); its `emptyDir` gets
+    /// [`GatewaySettings::spool_volume_mib`].
+    pub spool_mib: u64,
 }
+
+/// The default spool limit of a gateway, MiB.
+pub const DEFAULT_SPOOL_MIB: u64 = 1024;
+/// The smallest spool limit the operator accepts, MiB (one 8 MiB segment per session and room for
+/// a few minutes of an outage).
+pub const MIN_SPOOL_MIB: u64 = 64;
 
 /// The longest session an AgentConnection may grant (`spec.session.maxDurationSeconds` ≤ 43200).
 pub const LONGEST_SESSION: Duration = Duration::from_secs(43_200);
 
 impl GatewaySettings {
+    /// The spool `emptyDir`'s `sizeLimit`, MiB: the spool limit plus a quarter (at least 64 MiB)
+    /// for what the limit does not count (stream metadata and upload-state files, file-system
+    /// blocks), so that a full spool refuses calls instead of getting the pod evicted, which
+    /// would lose every recording not yet uploaded.
+    pub fn spool_volume_mib(&self) -> u64 {
+        self.spool_mib.saturating_add((self.spool_mib / 4).max(64))
+    }
+
     /// Refuses settings a gateway cannot work with, naming the flag to change.
     pub fn check(&self) -> Result<(), String> {
         if self.image.trim().is_empty() {
@@ -40,6 +57,12 @@ impl GatewaySettings {
                  more than 12 hours",
                 self.session_key_rotation.as_secs(),
                 LONGEST_SESSION.as_secs()
+            ));
+        }
+        if self.spool_mib < MIN_SPOOL_MIB {
+            return Err(format!(
+                "--gateway-spool-mib is {}: at least {MIN_SPOOL_MIB} is needed",
+                self.spool_mib
             ));
         }
         if !(self.jwks_uri.starts_with("https://") || self.jwks_uri.starts_with("http://")) {

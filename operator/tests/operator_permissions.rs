@@ -84,6 +84,7 @@ fn settings() -> GatewaySettings {
         issuer: env().control_plane.issuer().to_owned(),
         jwks_uri: format!("{}/openid/v1/jwks", env().control_plane.url()),
         session_key_rotation: Duration::from_secs(7 * 24 * 3600),
+        spool_mib: 1024,
     }
 }
 

@@ -34,6 +34,8 @@ const EVERYTHING: &[&str] = &[
     "--set",
     "gateway.replicas=1",
     "--set",
+    "gateway.spoolMiB=4096",
+    "--set",
     "gateway.image.tag=v9.9.9",
     "--set",
     "webhooks.excludeNamespaces={monitoring,flux-system}",
@@ -149,6 +151,7 @@ fn values_outside_the_schema_are_refused_naming_the_key() {
     for (args, named) in [
         (&["--set", "operator.replica=3"][..], "replica"),
         (&["--set", "gateway.replicas=0"][..], "replicas"),
+        (&["--set", "gateway.spoolMiB=16"][..], "spoolMiB"),
         (&["--set", "operator.logFormat=xml"][..], "logFormat"),
         (&["--set", "operator.sessionKeyRotationHours=6"][..], "sessionKeyRotationHours"),
         (&["--set", "unknown=1"][..], "unknown"),
@@ -192,6 +195,7 @@ fn the_operator_runs_non_root_read_only_without_privilege_escalation_and_is_prob
         args.contains(&"--webhook-service=chaperone-system/chaperone-operator:443"),
         "{args:?}"
     );
+    assert!(args.contains(&"--gateway-spool-mib=1024"), "{args:?}");
 }
 
 #[test]
