@@ -363,7 +363,7 @@ pub fn deployment(
             ]}}));
         }
     }
-    Manifest::new::<Deployment>(
+    let mut manifest = Manifest::new::<Deployment>(
         GATEWAY_NAME,
         Some(namespace),
         metadata(GATEWAY_NAME, namespace, owners),
@@ -397,7 +397,12 @@ pub fn deployment(
                 },
             }
         }),
-    )
+    );
+    if !settings.image_pull_secrets.is_empty() {
+        manifest.body["spec"]["template"]["spec"]["imagePullSecrets"] =
+            settings.image_pull_secrets.iter().map(|name| json!({"name": name})).collect();
+    }
+    manifest
 }
 
 /// Keeps all but one gateway replica up through voluntary disruptions (never blocks a drain of a
@@ -467,6 +472,7 @@ mod tests {
             jwks_uri: "https://kubernetes.default.svc/openid/v1/jwks".into(),
             session_key_rotation: std::time::Duration::from_secs(7 * 24 * 3600),
             spool_mib: 1024,
+            image_pull_secrets: Vec::new(),
         }
     }
 
@@ -499,6 +505,23 @@ mod tests {
         let _: ClusterRoleBinding = serde_json::from_value(typed("ClusterRoleBinding")).unwrap();
         let _: PodDisruptionBudget = serde_json::from_value(typed("PodDisruptionBudget")).unwrap();
         let _: ServiceAccount = serde_json::from_value(typed("ServiceAccount")).unwrap();
+    }
+
+    #[test]
+    fn gateway_pods_pull_with_the_configured_secrets() {
+        let mut settings = settings();
+        settings.image_pull_secrets = vec!["regcred".into(), "mirror.creds".into()];
+        settings.check().unwrap();
+        let deployment: Deployment =
+            serde_json::from_value(deployment("agents", &settings, &[owner()], false).body)
+                .unwrap();
+        let pod = deployment.spec.unwrap().template.spec.unwrap();
+        let names: Vec<String> =
+            pod.image_pull_secrets.unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["regcred", "mirror.creds"]);
+        settings.image_pull_secrets = vec!["Reg_Cred".into()];
+        let refused = settings.check().unwrap_err();
+        assert!(refused.contains("--gateway-image-pull-secret \"Reg_Cred\""), "{refused}");
     }
 
     #[test]

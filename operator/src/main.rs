@@ -65,6 +65,10 @@ struct Args {
     /// recordings reach it. The spool emptyDir is sized a quarter larger (at least 64 MiB more).
     #[arg(long, env = "CHAPERONE_GATEWAY_SPOOL_MIB", default_value_t = chaperone_operator::settings::DEFAULT_SPOOL_MIB)]
     gateway_spool_mib: u64,
+    /// A Secret the gateway pods pull their image with (repeat for several). It must exist in
+    /// every namespace that has an AgentConnection, as for any pod.
+    #[arg(long = "gateway-image-pull-secret", value_name = "SECRET")]
+    gateway_image_pull_secrets: Vec<String>,
     /// The cluster's service-account token issuer; discovered from the API server when unset.
     #[arg(long, env = "CHAPERONE_SERVICE_ACCOUNT_ISSUER")]
     service_account_issuer: Option<String>,
@@ -164,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
             args.session_key_rotation_hours.saturating_mul(3600),
         ),
         spool_mib: args.gateway_spool_mib,
+        image_pull_secrets: args.gateway_image_pull_secrets,
     };
     settings.check().map_err(anyhow::Error::msg)?;
 

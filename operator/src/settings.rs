@@ -22,6 +22,20 @@ pub struct GatewaySettings {
     /// The gateway's recording spool limit (`--max-spool-mib`); its `emptyDir` gets
     /// [`GatewaySettings::spool_volume_mib`].
     pub spool_mib: u64,
+    /// Secrets (in each agent namespace) the gateway pods pull their image with.
+    pub image_pull_secrets: Vec<String>,
+}
+
+/// Whether `name` is a valid Kubernetes object name (RFC 1123 subdomain).
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// The default spool limit of a gateway, MiB.
@@ -57,6 +71,11 @@ impl GatewaySettings {
                  more than 12 hours",
                 self.session_key_rotation.as_secs(),
                 LONGEST_SESSION.as_secs()
+            ));
+        }
+        if let Some(bad) = self.image_pull_secrets.iter().find(|s| !is_dns_subdomain(s)) {
+            return Err(format!(
+                "--gateway-image-pull-secret {bad:?} is not a Secret name (lowercase letters, digits, '-' and '.', at most 253)"
             ));
         }
         if self.spool_mib < MIN_SPOOL_MIB {

@@ -69,6 +69,7 @@ fn settings() -> GatewaySettings {
         jwks_uri: format!("{}/openid/v1/jwks", env.control_plane.url()),
         session_key_rotation: Duration::from_secs(7 * 24 * 3600),
         spool_mib: 1024,
+        image_pull_secrets: Vec::new(),
     }
 }
 

@@ -36,6 +36,8 @@ const EVERYTHING: &[&str] = &[
     "--set",
     "gateway.spoolMiB=4096",
     "--set",
+    "gateway.imagePullSecrets[0].name=regcred",
+    "--set",
     "gateway.image.tag=v9.9.9",
     "--set",
     "webhooks.excludeNamespaces={monitoring,flux-system}",
@@ -101,7 +103,23 @@ async fn the_rendered_chart_validates_strictly_against_the_api_servers_own_schem
     let _logs = env.logs_on_failure();
     let client = cluster().await;
     let schemas = env.dir().join("kubeconform-schemas");
-    let openapi = chart::openapi_v2(&client).await.unwrap();
+    // An Established CRD reaches /openapi/v2 a moment later (the API server rebuilds the
+    // document asynchronously): wait until every custom kind the chart renders is in it.
+    let custom_kinds = [
+        "com.coreos.monitoring.v1.ServiceMonitor",
+        "dev.chaperone.v1alpha1.AgentConnection",
+        "dev.chaperone.v1alpha1.RecordingPolicy",
+        "dev.chaperone.v1alpha1.ApprovalRule",
+        "dev.chaperone.v1alpha1.ApprovalRequest",
+    ];
+    let mut openapi = chart::openapi_v2(&client).await.unwrap();
+    for _ in 0..300 {
+        if custom_kinds.iter().all(|k| openapi["definitions"].get(k).is_some()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        openapi = chart::openapi_v2(&client).await.unwrap();
+    }
     let written = write_kubeconform_schemas(&openapi, &schemas).unwrap();
     assert!(written > 50, "only {written} schemas from /openapi/v2");
     for args in [&[][..], EVERYTHING] {
@@ -152,6 +170,7 @@ fn values_outside_the_schema_are_refused_naming_the_key() {
         (&["--set", "operator.replica=3"][..], "replica"),
         (&["--set", "gateway.replicas=0"][..], "replicas"),
         (&["--set", "gateway.spoolMiB=16"][..], "spoolMiB"),
+        (&["--set", "gateway.imagePullSecrets[0].name=Reg_Cred"][..], "imagePullSecrets"),
         (&["--set", "operator.logFormat=xml"][..], "logFormat"),
         (&["--set", "operator.sessionKeyRotationHours=6"][..], "sessionKeyRotationHours"),
         (&["--set", "unknown=1"][..], "unknown"),
@@ -196,6 +215,28 @@ fn the_operator_runs_non_root_read_only_without_privilege_escalation_and_is_prob
         "{args:?}"
     );
     assert!(args.contains(&"--gateway-spool-mib=1024"), "{args:?}");
+    assert!(!args.iter().any(|a| a.starts_with("--gateway-image-pull-secret")), "{args:?}");
+}
+
+#[test]
+fn gateway_values_reach_the_operators_flags() {
+    let objects = objects(&rendered(EVERYTHING)).unwrap();
+    let deployment =
+        find(&objects, "Deployment", "chaperone-operator").expect("operator Deployment");
+    let args: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for expected in [
+        "--gateway-replicas=1",
+        "--gateway-spool-mib=4096",
+        "--gateway-image-pull-secret=regcred",
+        "--gateway-image=ghcr.io/chaperone-dev/chaperone-gateway:v9.9.9",
+    ] {
+        assert!(args.contains(&expected), "{expected} missing from {args:?}");
+    }
 }
 
 #[test]
