@@ -449,3 +449,34 @@ async fn an_agent_that_can_read_the_credentials_secret_is_reported_naming_the_bi
     outcome.expect("admitted");
     assert_eq!(condition.expect("condition").reason, "AgentsCannotReadCredentials");
 }
+
+#[tokio::test]
+async fn a_pod_taking_variables_from_a_secret_is_admitted_with_a_warning_naming_it() {
+    let env = environment();
+    let _logs = env.logs_on_failure();
+    let namespace = "pod-env-from";
+    let (admin, _) = agent_namespace(namespace).await;
+    let pod = pod_manifest(
+        "agent",
+        Some(CONNECTION),
+        json!([{"name": "agent", "image": "agent", "envFrom": [{"secretRef": {"name": "agent-settings"}}]}]),
+    );
+    // A raw POST: the API server passes the webhook's warnings on as `Warning` headers.
+    let request = http::Request::post(format!("/api/v1/namespaces/{namespace}/pods"))
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(serde_json::to_vec(&pod).expect("pod JSON")))
+        .expect("request");
+    let response = admin.send(request).await.expect("the API server answers");
+    let status = response.status();
+    let warnings: Vec<String> = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    assert!(status.is_success(), "{status}: {warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("envFrom Secret") && w.contains("agent-settings")),
+        "{warnings:?}"
+    );
+}

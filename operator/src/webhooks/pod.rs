@@ -226,6 +226,30 @@ fn is_token_volume(volume: &Volume, wanted: &Volume) -> bool {
 /// naming the AgentConnection in messages. Only what is missing is added, so an injected pod gives
 /// an empty patch. A container that brings its own credentials, or sets an injected variable to
 /// something else, is refused.
+/// Admission warnings for injected containers that take variables from a ConfigMap or Secret
+/// (`envFrom`): the webhook cannot see those, so AWS keys or a per-service endpoint there would
+/// escape its refusal. (A variable the webhook sets under `env` still wins over the same name.)
+pub fn env_from_warnings(pod: &Pod) -> Vec<String> {
+    let skipped = skipped_containers(pod);
+    let Some(spec) = &pod.spec else { return Vec::new() };
+    let containers = spec.init_containers.iter().flatten().chain(spec.containers.iter());
+    let mut warnings = Vec::new();
+    for container in containers.filter(|c| !skipped.contains(&c.name)) {
+        for source in container.env_from.iter().flatten() {
+            let from = match (&source.config_map_ref, &source.secret_ref) {
+                (Some(map), _) => format!("ConfigMap {:?}", map.name),
+                (None, Some(secret)) => format!("Secret {:?}", secret.name),
+                (None, None) => continue,
+            };
+            warnings.push(format!(
+                "container {:?}: envFrom {from} is not checked for AWS keys or AWS_ENDPOINT_URL_*; set AWS variables under env",
+                container.name
+            ));
+        }
+    }
+    warnings
+}
+
 pub fn mutate(pod: &Pod, injection: &Injection, connection: &str) -> Result<Patch, PodRefusal> {
     let skipped = skipped_containers(pod);
     let Some(spec) = &pod.spec else { return Ok(Patch(Vec::new())) };
@@ -486,13 +510,18 @@ impl PodWebhook {
             }
         }
 
-        if patch.0.is_empty() {
-            return response;
+        let warnings = env_from_warnings(pod);
+        let mut response = match patch.0.is_empty() {
+            true => response,
+            false => match response.clone().with_patch(patch) {
+                Ok(patched) => patched,
+                Err(e) => return response.deny(format!("encoding the pod's patch failed: {e}")),
+            },
+        };
+        if !warnings.is_empty() {
+            response.warnings = Some(warnings);
         }
-        match response.clone().with_patch(patch) {
-            Ok(patched) => patched,
-            Err(e) => response.deny(format!("encoding the pod's patch failed: {e}")),
-        }
+        response
     }
 
     /// `http://<ClusterIP>:8080` of the namespace's gateway Service, else the connection's
@@ -757,6 +786,25 @@ mod tests {
             .unwrap_or_default();
         assert!(message.contains("sets AWS_REGION to \"eu-west-1\""), "{message}");
         assert!(message.contains("AWS_REGION=\"us-east-1\""), "{message}");
+    }
+
+    #[test]
+    fn env_from_of_an_injected_container_is_warned_about_and_an_opted_out_ones_is_not() {
+        let pod = labelled(json!([
+            {"name": "agent", "image": "agent", "envFrom": [
+                {"secretRef": {"name": "agent-settings"}},
+                {"configMapRef": {"name": "agent-config"}, "prefix": "APP_"},
+            ]},
+            {"name": "sidecar", "image": "s", "envFrom": [{"secretRef": {"name": "other"}}]},
+        ]));
+        let mut pod = pod;
+        pod.metadata.annotations =
+            Some([(INJECT_SKIP_ANNOTATION.to_owned(), "sidecar".to_owned())].into());
+        let warnings = env_from_warnings(&pod);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("container \"agent\": envFrom Secret \"agent-settings\""));
+        assert!(warnings[1].contains("ConfigMap \"agent-config\""));
+        assert!(warnings.iter().all(|w| w.len() <= 256 && !w.contains("other")), "{warnings:?}");
     }
 
     #[test]
