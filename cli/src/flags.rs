@@ -147,6 +147,14 @@ pub struct VerifyArgs {
     /// The session's AgentConnection, when the id is recorded under several.
     #[arg(long)]
     pub connection: Option<String>,
+    #[command(flatten)]
+    pub trust: TrustFlags,
+}
+
+/// The keys a session is verified with, and how stale its newest digest may be (`sessions
+/// verify`, `replay`).
+#[derive(Args, Debug)]
+pub struct TrustFlags {
     /// A trusted Ed25519 public key, standard base64 of its 32 bytes (repeatable).
     #[arg(long, value_name = "BASE64")]
     pub public_key: Vec<String>,
@@ -249,18 +257,8 @@ pub struct ReplayArgs {
     /// replayed as if it were what the agent did).
     #[arg(long)]
     pub no_verify: bool,
-    /// A trusted Ed25519 public key to verify the session with, standard base64 (repeatable).
-    #[arg(long, value_name = "BASE64")]
-    pub public_key: Vec<String>,
-    /// A file of trusted public keys: one base64 key per line; blank lines and '#' comments ignored.
-    #[arg(long, value_name = "PATH")]
-    pub public_keys_file: Option<PathBuf>,
-    /// Also trust the keys the session's AgentConnection publishes in status.recordingPublicKeys.
-    #[arg(long)]
-    pub cluster_keys: bool,
-    /// How far behind now (or past the session's end) the newest digest may be: 15m, 1h...
-    #[arg(long, default_value = "15m")]
-    pub grace: String,
+    #[command(flatten)]
+    pub trust: TrustFlags,
 }
 
 #[derive(Subcommand, Debug)]

@@ -26,7 +26,6 @@ use crate::replay_diff::{ResponseView, Verdict, compare};
 use crate::replay_plan::{Action, ReplayRequest, plan};
 use crate::session_catalog::locate_session;
 use crate::session_reader::{read_session, session_keys};
-use crate::time_bound::parse_age;
 
 /// Exit status when some call's answer differed.
 const EXIT_DIFFERED: u8 = 1;
@@ -34,18 +33,13 @@ const EXIT_DIFFERED: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let trust = TrustSources {
-        public_keys: &args.public_key,
-        public_keys_file: args.public_keys_file.as_deref(),
-        cluster_keys: args.cluster_keys,
-    };
+    let trust = TrustSources::from(&args.trust);
     if !args.no_verify {
         trust.ensure_any().context(
             "replay verifies the session before re-issuing anything (or pass --no-verify to replay an unverified recording)",
         )?;
     }
-    let grace = parse_age(&args.grace)
-        .with_context(|| format!("--grace {:?} is not an age like 15m or 1h", args.grace))?;
+    let grace = args.trust.grace()?;
     let endpoint = args.endpoint.trim_end_matches('/').to_owned();
     let base: http::Uri = endpoint.parse().with_context(|| {
         format!("--endpoint {:?} is not a URL like http://localhost:5000", args.endpoint)

@@ -10,21 +10,16 @@ use chaperone_recording::{
 };
 
 use crate::commands::{RecordingSource, connect_cluster, open_source};
-use crate::flags::{ClusterFlags, VerifyArgs};
+use crate::flags::{ClusterFlags, TrustFlags, VerifyArgs};
 use crate::session_catalog::locate_session;
 use crate::session_reader::session_keys;
 use crate::session_summary::status_name;
 use crate::time_bound::parse_age;
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let trust = TrustSources {
-        public_keys: &args.public_key,
-        public_keys_file: args.public_keys_file.as_deref(),
-        cluster_keys: args.cluster_keys,
-    };
+    let trust = TrustSources::from(&args.trust);
     trust.ensure_any()?;
-    let grace = parse_age(&args.grace)
-        .with_context(|| format!("--grace {:?} is not an age like 15m or 1h", args.grace))?;
+    let grace = args.trust.grace()?;
     let source = open_source(&args.source, false).await?;
     let bucket = &source.bucket;
     let location = locate_session(
@@ -84,6 +79,24 @@ pub struct TrustSources<'a> {
     pub public_keys: &'a [String],
     pub public_keys_file: Option<&'a Path>,
     pub cluster_keys: bool,
+}
+
+impl<'a> From<&'a TrustFlags> for TrustSources<'a> {
+    fn from(flags: &'a TrustFlags) -> Self {
+        Self {
+            public_keys: &flags.public_key,
+            public_keys_file: flags.public_keys_file.as_deref(),
+            cluster_keys: flags.cluster_keys,
+        }
+    }
+}
+
+impl TrustFlags {
+    /// `--grace` as a duration.
+    pub fn grace(&self) -> anyhow::Result<std::time::Duration> {
+        parse_age(&self.grace)
+            .with_context(|| format!("--grace {:?} is not an age like 15m or 1h", self.grace))
+    }
 }
 
 impl TrustSources<'_> {
