@@ -13,6 +13,7 @@
 pub mod load;
 pub mod passthrough;
 pub mod peers;
+#[allow(unsafe_code)] // sysconf(_SC_CLK_TCK)
 pub mod procstat;
 pub mod report;
 pub mod run;

@@ -8,9 +8,9 @@
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use anyhow::Context;
+use chaperone_config::{GatewayConfig, GatewayKeys};
 use chaperone_gateway::{
-    config::GatewayConfig,
-    identity::{GatewayKeys, SessionContext},
+    identity::SessionContext,
     metrics::GatewayMetrics,
     record::{EventRecorder, RecordFuture},
     server::{Gateway, GatewayRuntime},

@@ -201,6 +201,15 @@ pub enum Effect {
     Deny,
 }
 
+/// Session length when an AgentConnection sets no `spec.session.maxDurationSeconds` (STS's
+/// default), in seconds.
+pub const DEFAULT_SESSION_SECONDS: i64 = 3600;
+/// The shortest session STS grants, in seconds; shorter `DurationSeconds` are refused as STS
+/// refuses them.
+pub const MIN_SESSION_SECONDS: i64 = 900;
+/// The longest session STS grants at all, in seconds.
+pub const MAX_SESSION_SECONDS: i64 = 43_200;
+
 /// Limits on a session (one credential issuance at the gateway).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -208,12 +217,12 @@ pub struct SessionSettings {
     /// Longest lifetime of the credentials the gateway mints for an agent, in seconds (900 to 43200).
     /// A shorter DurationSeconds asked for by the agent is honoured.
     #[serde(default = "default_max_duration_seconds")]
-    #[schemars(range(min = 900, max = 43200))]
+    #[schemars(range(min = MIN_SESSION_SECONDS, max = MAX_SESSION_SECONDS))]
     pub max_duration_seconds: i64,
 }
 
 fn default_max_duration_seconds() -> i64 {
-    3600
+    DEFAULT_SESSION_SECONDS
 }
 
 impl Default for SessionSettings {

@@ -24,7 +24,7 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
-use crate::config::UpstreamCredentials;
+use chaperone_config::UpstreamCredentials;
 
 /// The body type sent upstream.
 pub type OutboundBody = UnsyncBoxBody<Bytes, BoxError>;

@@ -10,7 +10,6 @@ pub mod approval;
 pub mod aws_error;
 pub mod body;
 pub mod classify;
-pub mod config;
 pub mod forward;
 pub mod identity;
 pub mod metrics;

@@ -9,12 +9,11 @@ use std::{
 };
 
 use anyhow::Context;
+use chaperone_config::{GatewayConfig, GatewayKeys};
 use chaperone_gateway::{
     admin::{AdminState, serve_admin},
-    config::GatewayConfig,
-    identity::GatewayKeys,
     metrics::GatewayMetrics,
-    recorder::{Recorder, RecorderSettings},
+    recorder::{Recorder, RecorderSettings, RecordingTarget},
     server::{Gateway, GatewayRuntime},
 };
 use chaperone_recording::RecordingSigner;
@@ -156,10 +155,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     settings.max_spool_bytes = args.max_spool_mib.saturating_mul(1024 * 1024);
     settings.digest_interval = Duration::from_secs(args.digest_interval_seconds.max(1));
     settings.cut.max_age = Duration::from_secs(args.segment_max_age_seconds.max(1));
-    let recorder =
-        Arc::new(Recorder::open(settings, runtime.config.recording_targets()).await.with_context(
-            || format!("opening the recording spool {}", args.spool_dir.display()),
-        )?);
+    let recorder = Arc::new(
+        Recorder::open(settings, RecordingTarget::all(&runtime.config))
+            .await
+            .with_context(|| format!("opening the recording spool {}", args.spool_dir.display()))?,
+    );
 
     metrics.attach_recorder(recorder.metrics());
     let mut hosts = args.gateway_hosts.clone();
@@ -191,7 +191,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             seen = now;
             match load(&config_path, &keys_path, kubeconfig.as_deref()).await {
                 Ok((runtime, _keys)) => {
-                    reload_recorder.update_targets(runtime.config.recording_targets());
+                    reload_recorder.update_targets(RecordingTarget::all(&runtime.config));
                     reload_gateway.reload(runtime);
                     tracing::info!("configuration reloaded");
                 }

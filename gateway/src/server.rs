@@ -14,6 +14,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use chaperone_config::{ConnectionConfig, GatewayConfig};
 use chaperone_crds::FailureMode;
 use chaperone_recording::{
     AwsCall, Body as RecordedBody, Decision, Denied, Effect, EventBody, Hash256,
@@ -32,7 +33,6 @@ use crate::{
     aws_error::{AwsError, ErrorShape},
     body::{CapturingBody, DechunkingBody, buffer_body, split_prefix},
     classify::{AwsRequest, Classification, Classifier, Protocol, ResourceContext},
-    config::{ConnectionConfig, GatewayConfig},
     forward::{BoxError, OutboundPayload, OutboundRequest, UpstreamForwarder},
     identity::{
         AssumeRoleWithWebIdentityRequest, CallerIdentity, SessionContext, SessionError,
@@ -1104,7 +1104,7 @@ impl GatewayRuntime {
     /// Compiles a configuration and the session keys into a runtime.
     pub fn build(
         config: GatewayConfig,
-        session_keys: crate::identity::SessionKeys,
+        session_keys: chaperone_config::SessionKeys,
         kube: Option<kube::Client>,
     ) -> anyhow::Result<Self> {
         let policies = config

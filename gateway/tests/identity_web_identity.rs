@@ -8,10 +8,13 @@
 use std::{io::Write, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chaperone_config::{
+    ConnectionAdmission, IdentityConfig, IdentitySource, SessionKey, SessionKeys,
+};
 use chaperone_gateway::identity::{
-    AssumeRoleWithWebIdentityRequest, AssumeRoleWithWebIdentityResult, CallerIdentity,
-    IdentityConfig, JwksCache, SessionError, SessionKey, SessionKeys, SessionMinter, StsError,
-    StsErrorCode, StsParameters, TokenValidator, WebIdentityExchange,
+    AssumeRoleWithWebIdentityRequest, AssumeRoleWithWebIdentityResult, CallerIdentity, JwksCache,
+    SessionError, SessionMinter, StsError, StsErrorCode, StsParameters, TokenValidator,
+    WebIdentityExchange,
 };
 use chaperone_tests::{LocalEnv, objects::ensure_namespace};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -142,17 +145,14 @@ impl Gateway {
         let ca_file = files.path().join("ca.crt");
         std::fs::write(&ca_file, env.control_plane.ca_pem()).unwrap();
         let token_file = jwks_reader_token_file(&client).await;
-        let config: IdentityConfig = serde_json::from_value(json!({
+        let source: IdentitySource = serde_json::from_value(json!({
             "issuer": env.control_plane.issuer(),
             "caFile": ca_file,
-            "bearerTokenFile": token_file.path(),
+            "tokenFile": token_file.path(),
             "tokenReview": token_review,
-            "namespace": GATEWAY_NAMESPACE,
-            "connections": [
-                {"name": CONNECTION, "serviceAccounts": [ADMITTED], "maxSessionSeconds": 3600},
-            ],
         }))
         .unwrap();
+        let config = admitting(source, 3600);
         let exchange =
             WebIdentityExchange::from_config(config, keys(&[("k1", 1)]), Some(client.clone()))
                 .unwrap();
@@ -196,6 +196,17 @@ impl Gateway {
 }
 
 /// Session keys from `(id, secret byte)` pairs, first current.
+/// The gateway namespace's identity settings, with [`CONNECTION`] admitting [`ADMITTED`].
+fn admitting(source: IdentitySource, max_session_seconds: i64) -> IdentityConfig {
+    let mut config = IdentityConfig::new(source, GATEWAY_NAMESPACE);
+    config.connections.push(ConnectionAdmission {
+        name: CONNECTION.into(),
+        service_accounts: vec![ADMITTED.into()],
+        max_session_seconds,
+    });
+    config
+}
+
 fn keys(list: &[(&str, u8)]) -> SessionKeys {
     let mut keys = list.iter().map(|(id, byte)| SessionKey::new(*id, vec![*byte; 32]).unwrap());
     let current = keys.next().unwrap();
@@ -487,13 +498,10 @@ async fn jwks_cannot_be_fetched_without_the_gateways_bearer_token() {
     let files = TempDir::new().unwrap();
     let ca_file = files.path().join("ca.crt");
     std::fs::write(&ca_file, env.control_plane.ca_pem()).unwrap();
-    let config: IdentityConfig = serde_json::from_value(json!({
-        "issuer": env.control_plane.issuer(),
-        "caFile": ca_file,
-        "namespace": GATEWAY_NAMESPACE,
-        "connections": [{"name": CONNECTION, "serviceAccounts": [ADMITTED]}],
-    }))
-    .unwrap();
+    let source: IdentitySource =
+        serde_json::from_value(json!({"issuer": env.control_plane.issuer(), "caFile": ca_file}))
+            .unwrap();
+    let config = admitting(source, chaperone_config::DEFAULT_SESSION_SECONDS);
     let jwks = Arc::new(JwksCache::new(&config).unwrap());
     let exchange = WebIdentityExchange::new(
         config.clone(),

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use chaperone_config::UpstreamCredentials;
 use chaperone_crds::{Capture, RecordingPolicySpec, Redaction, Retention, S3Destination};
-use chaperone_gateway::config::UpstreamCredentials;
 use chaperone_gateway::recorder::{
     RecordError, Recorder, RecorderSettings, RecordingTarget, SessionHandle,
 };

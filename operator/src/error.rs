@@ -1,8 +1,8 @@
 //! What can go wrong while reconciling, with the object and value involved.
 
-use chaperone_gateway::config::ConfigError;
+use chaperone_config::ConfigError;
 
-use crate::gateway_keys::KeysPlanError;
+use crate::gateway::keys::KeysPlanError;
 
 /// A reconcile failure. The controller retries with backoff and counts it by [`Error::kind`].
 #[derive(Debug, thiserror::Error)]

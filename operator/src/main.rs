@@ -5,12 +5,12 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use chaperone_operator::{
-    Context, GatewaySettings, OperatorMetrics, admin, approval_controller,
-    approval_lifecycle::LifecycleSettings,
-    gateway_controller,
-    leader_election::LeaderLease,
-    recording_policy_controller,
-    service_account_issuer::discover_issuer,
+    Context, GatewaySettings, OperatorMetrics, approvals,
+    approvals::lifecycle::LifecycleSettings,
+    gateway, recording_policy,
+    runtime::admin,
+    runtime::leader_election::LeaderLease,
+    runtime::service_account_issuer::discover_issuer,
     webhooks::{
         PodWebhookSettings, WebhookEndpoint, WebhookSettings,
         run::{WebhookOptions, run_webhooks},
@@ -63,7 +63,7 @@ struct Args {
     gateway_replicas: i32,
     /// Each gateway's recording spool limit in MiB: calls are refused (FailClosed) when unuploaded
     /// recordings reach it. The spool emptyDir is sized a quarter larger (at least 64 MiB more).
-    #[arg(long, env = "CHAPERONE_GATEWAY_SPOOL_MIB", default_value_t = chaperone_operator::settings::DEFAULT_SPOOL_MIB)]
+    #[arg(long, env = "CHAPERONE_GATEWAY_SPOOL_MIB", default_value_t = chaperone_operator::runtime::settings::DEFAULT_SPOOL_MIB)]
     gateway_spool_mib: u64,
     /// A Secret the gateway pods pull their image with (repeat for several). It must exist in
     /// every namespace that has an AgentConnection, as for any pod.
@@ -151,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
     }
     .map_err(anyhow::Error::msg)?;
 
-    chaperone_operator::tls::install_crypto_provider();
+    chaperone_operator::runtime::tls::install_crypto_provider();
     let client = kube::Client::try_default().await.context(
         "building the Kubernetes client (from $KUBECONFIG, ~/.kube/config or in-cluster)",
     )?;
@@ -252,18 +252,18 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let policies =
-        Arc::new(recording_policy_controller::Context::new(client.clone(), metrics.clone()));
+        Arc::new(recording_policy::controller::Context::new(client.clone(), metrics.clone()));
     let approval_settings = LifecycleSettings {
         retention: Duration::from_secs(args.approval_retention_seconds),
         ..LifecycleSettings::default()
     };
-    let approvals = approval_controller::ApprovalContext::new(
+    let approvals = approvals::controller::ApprovalContext::new(
         client.clone(),
         approval_settings,
         metrics.clone(),
     )
     .context("setting up ApprovalRequest notifications")?;
-    let approvals = tokio::spawn(approval_controller::run(
+    let approvals = tokio::spawn(approvals::controller::run(
         Arc::new(approvals),
         args.watch_namespace.clone(),
         {
@@ -278,12 +278,12 @@ async fn main() -> anyhow::Result<()> {
         let _ = stopping.wait_for(|s| *s != Stop::Running).await;
     };
     tokio::join!(
-        gateway_controller::run(
+        gateway::controller::run(
             context,
             args.watch_namespace.clone(),
             controller_stop(stopping.clone())
         ),
-        recording_policy_controller::run(
+        recording_policy::controller::run(
             policies,
             args.watch_namespace,
             controller_stop(stopping.clone())

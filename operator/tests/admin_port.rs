@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use chaperone_operator::{OperatorMetrics, admin::serve_admin};
+use chaperone_operator::{OperatorMetrics, runtime::admin::serve_admin};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},

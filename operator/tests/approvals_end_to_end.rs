@@ -56,7 +56,7 @@ struct Operator {
 }
 
 fn environment() -> (&'static LocalEnv, &'static Operator) {
-    chaperone_operator::tls::install_crypto_provider();
+    chaperone_operator::runtime::tls::install_crypto_provider();
     let env = LocalEnv::shared();
     static OPERATOR: OnceLock<Result<Operator, String>> = OnceLock::new();
     let operator = OPERATOR.get_or_init(|| {

@@ -8,16 +8,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chaperone_config::{GatewayConfig, GatewayKeys, KeysFile};
 use chaperone_crds::{AgentConnection, ApprovalRule, FailureMode, RecordingPolicy};
-use chaperone_gateway::{
-    config::GatewayConfig,
-    identity::{GatewayKeys, KeysFile},
-};
 use chaperone_operator::{
     Context, GatewaySettings, OperatorMetrics,
-    gateway_controller::{self, FINALIZER},
-    gateway_keys::{ROTATE_RECORDING_KEY_ANNOTATION, ROTATE_SESSION_KEY_ANNOTATION},
-    gateway_objects::{
+    gateway::controller::{self, FINALIZER},
+    gateway::keys::{ROTATE_RECORDING_KEY_ANNOTATION, ROTATE_SESSION_KEY_ANNOTATION},
+    gateway::objects::{
         CONFIG_SECRET_KEY, CONFIG_SECRET_NAME, GATEWAY_NAME, KEYS_SECRET_KEY, KEYS_SECRET_NAME,
         gateway_label_selector, issuer_discovery_binding_name,
     },
@@ -49,7 +46,7 @@ const SECRET_ACCESS_KEY: &str = "operator-test-secret-access-key";
 
 /// The shared local environment (the TLS provider is chosen before its first client is built).
 fn env() -> &'static LocalEnv {
-    chaperone_operator::tls::install_crypto_provider();
+    chaperone_operator::runtime::tls::install_crypto_provider();
     LocalEnv::shared()
 }
 
@@ -85,7 +82,7 @@ impl RunningOperator {
         let context =
             Arc::new(Context::new(client.clone(), settings(), Arc::new(OperatorMetrics::new())));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(gateway_controller::run(
+        let task = tokio::spawn(controller::run(
             context.clone(),
             Some(namespace.to_owned()),
             async move {
@@ -456,7 +453,7 @@ async fn rotations_asked_for_on_the_keys_secret_keep_the_previous_session_key_an
     // Handled once: further reconciles keep the rotated keys.
     let context = operator.stop().await;
     let connection = connections(&client, ns).get("prod-aws").await.unwrap();
-    gateway_controller::reconcile(Arc::new(connection), context).await.unwrap();
+    controller::reconcile(Arc::new(connection), context).await.unwrap();
     let settled = keys_of(secrets.get(KEYS_SECRET_NAME).await.unwrap()).unwrap();
     assert_eq!(serde_json::to_vec(&settled).unwrap(), keys_json);
 }
@@ -473,7 +470,7 @@ async fn a_second_reconcile_of_an_unchanged_connection_changes_nothing() {
 
     let before = gateway_versions(&client, ns).await;
     let connection = connections(&client, ns).get("prod-aws").await.unwrap();
-    gateway_controller::reconcile(Arc::new(connection), context.clone()).await.unwrap();
+    controller::reconcile(Arc::new(connection), context.clone()).await.unwrap();
     let after = gateway_versions(&client, ns).await;
     assert_eq!(before, after, "a reconcile of an unchanged connection changed objects");
 }
@@ -700,7 +697,7 @@ async fn an_operator_killed_midway_and_restarted_converges_without_duplicates_or
     // Converged: one more reconcile changes nothing.
     let before = gateway_versions(&client, ns).await;
     let connection = connections(&client, ns).get("prod-aws").await.unwrap();
-    gateway_controller::reconcile(Arc::new(connection), context).await.unwrap();
+    controller::reconcile(Arc::new(connection), context).await.unwrap();
     assert_eq!(before, gateway_versions(&client, ns).await);
 
     let selector = ListParams::default().labels(&gateway_label_selector());

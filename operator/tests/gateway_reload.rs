@@ -17,11 +17,12 @@ use aws_sdk_s3::{
     Client as S3Client,
     config::{BehaviorVersion, Credentials, Region},
 };
+use chaperone_config::GatewayConfig;
 use chaperone_crds::AgentConnection;
-use chaperone_gateway::config::GatewayConfig;
 use chaperone_operator::{
-    Context, GatewaySettings, OperatorMetrics, gateway_controller,
-    gateway_objects::{CONFIG_SECRET_KEY, CONFIG_SECRET_NAME, KEYS_SECRET_KEY, KEYS_SECRET_NAME},
+    Context, GatewaySettings, OperatorMetrics,
+    gateway::controller,
+    gateway::objects::{CONFIG_SECRET_KEY, CONFIG_SECRET_NAME, KEYS_SECRET_KEY, KEYS_SECRET_NAME},
 };
 use chaperone_tests::{
     LocalEnv,
@@ -77,7 +78,7 @@ print(json.dumps({"status": response.status, "body": response.read().decode(erro
 "#;
 
 fn env() -> &'static LocalEnv {
-    chaperone_operator::tls::install_crypto_provider();
+    chaperone_operator::runtime::tls::install_crypto_provider();
     LocalEnv::shared()
 }
 
@@ -186,10 +187,9 @@ async fn a_policy_change_reaches_the_running_gateway_within_seconds_and_an_in_fl
     let context =
         Arc::new(Context::new(client.clone(), settings, Arc::new(OperatorMetrics::new())));
     let (stop, stopped) = oneshot::channel::<()>();
-    let operator =
-        tokio::spawn(gateway_controller::run(context, Some(NAMESPACE.into()), async move {
-            let _ = stopped.await;
-        }));
+    let operator = tokio::spawn(controller::run(context, Some(NAMESPACE.into()), async move {
+        let _ = stopped.await;
+    }));
 
     // The operator renders the examples into the config and keys Secrets; the gateway starts from them.
     let yaml = rendered_config(&client, "the connection in the config Secret", |c| {

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use chaperone_operator::leader_election::LeaderLease;
+use chaperone_operator::runtime::leader_election::LeaderLease;
 use chaperone_tests::{LocalEnv, objects::ensure_namespace};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
 #[tokio::test]
 async fn one_replica_holds_the_lease_until_it_releases_it_and_then_another_takes_over() {
-    chaperone_operator::tls::install_crypto_provider();
+    chaperone_operator::runtime::tls::install_crypto_provider();
     let env = LocalEnv::shared();
     let _logs = env.logs_on_failure();
     let client = env.control_plane.client().await.unwrap();

@@ -9,8 +9,9 @@ use std::{
 
 use chaperone_crds::AgentConnection;
 use chaperone_operator::{
-    Context, GatewaySettings, OperatorMetrics, gateway_controller,
-    gateway_objects::{GATEWAY_NAME, issuer_discovery_binding_name},
+    Context, GatewaySettings, OperatorMetrics,
+    gateway::controller,
+    gateway::objects::{GATEWAY_NAME, issuer_discovery_binding_name},
 };
 use chaperone_tests::{
     LocalEnv,
@@ -30,7 +31,7 @@ use kube::{
 use serde_json::{Value, json};
 
 fn env() -> &'static LocalEnv {
-    chaperone_operator::tls::install_crypto_provider();
+    chaperone_operator::runtime::tls::install_crypto_provider();
     LocalEnv::shared()
 }
 
@@ -122,7 +123,7 @@ async fn namespace_with_examples(admin: &Client, ns: &str) {
 
 fn start(client: Client, ns: &str) -> tokio::task::JoinHandle<()> {
     let context = Arc::new(Context::new(client, settings(), Arc::new(OperatorMetrics::new())));
-    tokio::spawn(gateway_controller::run(context, Some(ns.to_owned()), std::future::pending()))
+    tokio::spawn(controller::run(context, Some(ns.to_owned()), std::future::pending()))
 }
 
 #[tokio::test]

@@ -30,7 +30,7 @@ const TOKEN_EXPIRATION_SECONDS: i64 = 1800;
 
 /// The shared environment with the webhooks serving and registered (once per test binary).
 fn environment() -> &'static LocalEnv {
-    chaperone_operator::tls::install_crypto_provider();
+    chaperone_operator::runtime::tls::install_crypto_provider();
     let env = LocalEnv::shared();
     static WEBHOOKS: OnceLock<Result<(), String>> = OnceLock::new();
     if let Err(e) = WEBHOOKS.get_or_init(|| start_webhooks(env)) {

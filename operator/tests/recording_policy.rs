@@ -21,10 +21,10 @@ use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use chaperone_crds::{AgentConnection, RecordingPolicy};
 use chaperone_operator::{
     OperatorMetrics,
-    lifecycle_rules::{self, OwnedRule},
-    recording_policy_controller::{
+    recording_policy::controller::{
         self, Context, FINALIZER, owned_rules, public_key_id, public_key_object,
     },
+    recording_policy::lifecycle_rules::{self, OwnedRule},
 };
 use chaperone_tests::{
     LocalEnv,
@@ -41,7 +41,7 @@ use serde_json::{Value, json};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 fn env() -> &'static LocalEnv {
-    chaperone_operator::tls::install_crypto_provider();
+    chaperone_operator::runtime::tls::install_crypto_provider();
     LocalEnv::shared()
 }
 
@@ -61,13 +61,9 @@ impl RunningController {
     fn start(client: &Client, namespace: &str) -> Self {
         let context = Arc::new(Context::new(client.clone(), Arc::new(OperatorMetrics::new())));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(recording_policy_controller::run(
-            context,
-            Some(namespace.to_owned()),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let task = tokio::spawn(controller::run(context, Some(namespace.to_owned()), async move {
+            let _ = stopped.await;
+        }));
         Self { stop, task }
     }
 
@@ -241,7 +237,7 @@ async fn the_buckets_lifecycle_follows_the_policy_and_a_rule_the_operator_does_n
 
     // A second reconcile of the unchanged policy changes nothing: not the bucket, not the status.
     let context = Arc::new(Context::new(client.clone(), Arc::new(OperatorMetrics::new())));
-    recording_policy_controller::reconcile(Arc::new(policy.clone()), context).await.unwrap();
+    controller::reconcile(Arc::new(policy.clone()), context).await.unwrap();
     let again = api.get("default").await.unwrap();
     assert_eq!(again.resource_version(), policy.resource_version());
     let plan = lifecycle_rules::merge(

@@ -27,7 +27,7 @@ const OPERATOR_NAMESPACE: &str = "chaperone-system";
 const CONFIGURATION: &str = "chaperone";
 
 fn env() -> &'static LocalEnv {
-    chaperone_operator::tls::install_crypto_provider();
+    chaperone_operator::runtime::tls::install_crypto_provider();
     LocalEnv::shared()
 }
 

@@ -7,6 +7,9 @@
 //! `chaperone-env` provisions and starts it from the command line. `clients` runs real AWS clients
 //! (the JavaScript SDK and the Rust `aws-sdk-s3`) as an agent would.
 
+// The harness signals and locks with libc (process.rs, provision.rs, env.rs).
+#![allow(unsafe_code)]
+
 pub mod aws;
 pub mod chart;
 pub mod clients;

@@ -6,6 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chaperone_config::approval::{Reviewer, Verdict, is_expired, verdict};
 use chaperone_crds::{
     AgentIdentity, ApprovalPhase, ApprovalRequest, ApprovalRequestSpec, ApprovalRequestStatus,
 };
@@ -20,7 +21,6 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use super::{
     fingerprint::{BodyDigest, CallFingerprint, CallIdentity, CallParameters},
     preview::parameters_preview,
-    reviews::{Reviewer, Verdict, is_expired, verdict},
     rules::{ApprovalRules, CompiledApprovalRule},
 };
 use crate::{identity::SessionContext, policy::PolicyDecision};

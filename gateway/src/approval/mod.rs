@@ -8,11 +8,9 @@
 pub mod fingerprint;
 pub mod gate;
 pub mod preview;
-pub mod reviews;
 pub mod rules;
 
 pub use fingerprint::{BodyDigest, CallFingerprint, CallIdentity, CallParameters};
 pub use gate::{ApprovalError, ApprovalGate, CallUnderReview, HeldCall, HoldOutcome, HoldResult};
 pub use preview::parameters_preview;
-pub use reviews::{Reviewer, Verdict, verdict};
 pub use rules::{ApprovalRules, CompiledApprovalRule, RuleCompileError};

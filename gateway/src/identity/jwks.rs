@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chaperone_config::IdentityConfig;
 use jsonwebtoken::{
     Algorithm, DecodingKey,
     jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse},
@@ -15,8 +16,6 @@ use rustls::pki_types::{CertificateDer, pem::PemObject};
 use rustls_platform_verifier::BuilderVerifierExt;
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
-
-use super::config::IdentityConfig;
 
 /// At most one refetch of the JWKS per this interval, however many unknown kids arrive.
 pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -160,7 +159,7 @@ impl JwksCache {
     /// A cache for the configured issuer; nothing is fetched until a key is asked for (or
     /// [`JwksCache::refresh`] is called).
     pub fn new(config: &IdentityConfig) -> Result<Self, JwksError> {
-        let tls = tls_config(config.ca_file.as_deref())?;
+        let tls = tls_config(config.source.ca_file.as_deref().map(Path::new))?;
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .tls_backend_preconfigured(tls)
@@ -168,9 +167,9 @@ impl JwksCache {
             .map_err(|e| JwksError::Client(error_chain(&e)))?;
         Ok(Self {
             source: JwksSource {
-                issuer: config.issuer.trim_end_matches('/').to_owned(),
-                jwks_uri: config.jwks_uri.clone(),
-                bearer_token_file: config.bearer_token_file.clone(),
+                issuer: config.source.issuer.trim_end_matches('/').to_owned(),
+                jwks_uri: config.source.jwks_uri.clone(),
+                bearer_token_file: config.source.token_file.clone().map(PathBuf::from),
             },
             http,
             cached: RwLock::new(CachedKeys::default()),
@@ -514,10 +513,10 @@ mod tests {
         }
 
         fn cache(&self) -> JwksCache {
-            let config: IdentityConfig = serde_json::from_value(serde_json::json!({
-                "issuer": self.url, "namespace": "team-a",
-            }))
-            .unwrap();
+            let config = IdentityConfig::new(
+                chaperone_config::IdentitySource::for_issuer(&self.url),
+                "team-a",
+            );
             JwksCache::new(&config).unwrap()
         }
     }

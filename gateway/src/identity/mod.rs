@@ -6,18 +6,14 @@
 //! the [`SessionMinter`] mints credentials whose session token carries the verified identity under
 //! the namespace's session key, so any replica opens them again on every later call.
 
-pub mod config;
 pub mod jwks;
-pub mod keys;
 pub mod session;
 pub mod sts;
 pub mod sts_xml;
 pub mod token_review;
 pub mod validator;
 
-pub use config::{ConnectionAdmission, IdentityConfig};
 pub use jwks::{JwksCache, JwksError, VerificationKey};
-pub use keys::{GatewayKeys, KeysError, KeysFile, RecordingSigningKey, SessionKey, SessionKeys};
 pub use session::{
     Credentials, OpenedSession, SecretAccessKey, SessionContext, SessionError, SessionMinter,
 };

@@ -15,10 +15,9 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{
-    keys::{SessionKey, SessionKeys},
-    validator::{AgentIdentity, PodRef},
-};
+use chaperone_config::{SessionKey, SessionKeys};
+
+use super::validator::{AgentIdentity, PodRef};
 
 /// The session token format's version byte.
 pub const SESSION_TOKEN_VERSION: u8 = 1;

@@ -6,10 +6,12 @@ use std::{collections::BTreeMap, sync::Arc};
 use aws_lc_rs::digest;
 use time::Duration;
 
+use chaperone_config::{
+    DEFAULT_SESSION_SECONDS, IdentityConfig, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, SessionKeys,
+};
+
 use super::{
-    config::{DEFAULT_MAX_SESSION_SECONDS, IdentityConfig, MIN_SESSION_SECONDS},
     jwks::{JwksCache, JwksError},
-    keys::SessionKeys,
     session::{Credentials, SessionContext, SessionMinter},
     sts_xml::{XmlWriter, sts_timestamp},
     token_review::KubeTokenReviewer,
@@ -20,8 +22,6 @@ use super::{
 pub const GATEWAY_ACCOUNT_ID: &str = "000000000000";
 /// The STS API version SDKs send.
 pub const STS_API_VERSION: &str = "2011-06-15";
-/// The longest `DurationSeconds` STS accepts at all.
-pub const MAX_STS_DURATION_SECONDS: u32 = 43_200;
 const ROLE_ARN_PREFIX: &str = "arn:aws:iam::000000000000:role/chaperone/";
 /// Request bodies larger than this are refused (STS's own limits are far below it).
 pub const MAX_STS_REQUEST_BYTES: usize = 64 * 1024;
@@ -193,7 +193,7 @@ pub struct AssumeRoleWithWebIdentityRequest {
     /// `WebIdentityToken` (a credential: never logged).
     pub web_identity_token: String,
     /// `DurationSeconds`, if given.
-    pub duration_seconds: Option<u32>,
+    pub duration_seconds: Option<i64>,
 }
 
 impl std::fmt::Debug for AssumeRoleWithWebIdentityRequest {
@@ -257,17 +257,17 @@ impl AssumeRoleWithWebIdentityRequest {
         let duration_seconds = match parameters.get("DurationSeconds") {
             None | Some("") => None,
             Some(text) => {
-                let seconds: u32 = text.parse().map_err(|_| {
+                let seconds: i64 = text.parse().map_err(|_| {
                     StsError::validation(format!(
                         "1 validation error detected: DurationSeconds {text:?} is not a whole \
                          number of seconds"
                     ))
                 })?;
-                if !(MIN_SESSION_SECONDS..=MAX_STS_DURATION_SECONDS).contains(&seconds) {
+                if !(MIN_SESSION_SECONDS..=MAX_SESSION_SECONDS).contains(&seconds) {
                     return Err(StsError::validation(format!(
                         "1 validation error detected: Value '{seconds}' at 'durationSeconds' \
                          failed to satisfy constraint: Member must be between \
-                         {MIN_SESSION_SECONDS} and {MAX_STS_DURATION_SECONDS}"
+                         {MIN_SESSION_SECONDS} and {MAX_SESSION_SECONDS}"
                     )));
                 }
                 Some(seconds)
@@ -472,7 +472,7 @@ impl WebIdentityExchange {
     ) -> Result<Self, IdentitySetupError> {
         let jwks = Arc::new(JwksCache::new(&config)?);
         let mut validator = TokenValidator::new(&config, jwks);
-        if config.token_review {
+        if config.source.token_review {
             let client = kube.ok_or(IdentitySetupError::TokenReviewWithoutClient)?;
             validator = validator.with_reviewer(Arc::new(KubeTokenReviewer::new(client)));
         }
@@ -554,7 +554,7 @@ impl WebIdentityExchange {
         // STS's default is one hour, shortened to the connection's limit when that is lower.
         let seconds = request
             .duration_seconds
-            .unwrap_or(DEFAULT_MAX_SESSION_SECONDS.min(connection.max_session_seconds));
+            .unwrap_or(DEFAULT_SESSION_SECONDS.min(connection.max_session_seconds));
         if seconds > connection.max_session_seconds {
             return Err(StsError::validation(format!(
                 "The requested DurationSeconds ({seconds}) exceeds the MaxSessionDuration of \
@@ -568,7 +568,7 @@ impl WebIdentityExchange {
                 &identity,
                 &connection.name,
                 &request.role_session_name,
-                Duration::seconds(i64::from(seconds)),
+                Duration::seconds(seconds),
             )
             .map_err(|e| StsError::validation(e.to_string()))?;
         Ok(AssumeRoleWithWebIdentityResult {
@@ -591,10 +591,9 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::*;
-    use crate::identity::{
-        keys::{SessionKey, SessionKeys},
-        validator::{AgentIdentity, PodRef},
-    };
+    use chaperone_config::SessionKey;
+
+    use crate::identity::validator::{AgentIdentity, PodRef};
 
     const FORM: &str = "Action=AssumeRoleWithWebIdentity&Version=2011-06-15\
         &RoleArn=arn%3Aaws%3Aiam%3A%3A000000000000%3Arole%2Fchaperone%2Fteam-a%2Fprod-aws\

@@ -3,14 +3,12 @@
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chaperone_config::IdentityConfig;
 use jsonwebtoken::{Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{
-    config::IdentityConfig,
-    jwks::{JwksCache, JwksError},
-};
+use super::jwks::{JwksCache, JwksError};
 
 /// Tokens longer than this are refused before any parsing (projected tokens are ~1 KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -216,9 +214,9 @@ impl TokenValidator {
     pub fn new(config: &IdentityConfig, jwks: Arc<JwksCache>) -> Self {
         Self {
             jwks,
-            issuer: config.issuer.clone(),
-            audience: config.audience.clone(),
-            leeway_seconds: config.leeway_seconds,
+            issuer: config.source.issuer.clone(),
+            audience: config.source.audience.clone(),
+            leeway_seconds: config.source.leeway_seconds,
             reviewer: None,
         }
     }
@@ -514,8 +512,8 @@ mod tests {
     }
 
     async fn validator(keys: &[(&str, &TestKey)]) -> TokenValidator {
-        let config: IdentityConfig =
-            serde_json::from_value(json!({"issuer": ISSUER, "namespace": "team-a"})).unwrap();
+        let config =
+            IdentityConfig::new(chaperone_config::IdentitySource::for_issuer(ISSUER), "team-a");
         let jwks = JwksCache::new(&config).unwrap();
         let set: JwkSet = serde_json::from_value(
             json!({"keys": keys.iter().map(|(kid, key)| key.jwk(kid)).collect::<Vec<_>>()}),

@@ -15,7 +15,7 @@ use chaperone_crds::ObjectLockMode as PolicyLockMode;
 use chaperone_crds::RecordingPolicySpec;
 use chaperone_recording::Hash256;
 
-use crate::config::UpstreamCredentials;
+use chaperone_config::UpstreamCredentials;
 
 /// Which kind of recording object is being written (sets its content type).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

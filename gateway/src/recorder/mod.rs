@@ -40,7 +40,7 @@ pub use redact::{CallContext, CapturePolicy};
 pub use spool::SpoolWriter;
 pub use stream::StreamUploader;
 
-use crate::config::UpstreamCredentials;
+use chaperone_config::{GatewayConfig, UpstreamCredentials};
 use spool::{SpoolCommand, SpoolSettings, StreamSpec, UploadJob};
 use stream::StreamJob;
 
@@ -106,6 +106,25 @@ pub struct RecordingTarget {
     pub policy: RecordingPolicySpec,
     /// The recorder's own S3 keys, resolved by the operator; `None`: the process environment's.
     pub credentials: Option<UpstreamCredentials>,
+}
+
+impl RecordingTarget {
+    /// Where each connection of `config` records its sessions.
+    pub fn all(config: &GatewayConfig) -> Vec<Self> {
+        config
+            .connections
+            .iter()
+            .filter_map(|c| {
+                let policy = config.recording_policies.get(&c.recording_policy)?;
+                Some(Self {
+                    namespace: config.namespace.clone(),
+                    connection: c.name.clone(),
+                    policy: policy.clone(),
+                    credentials: config.recording_credentials.get(&c.recording_policy).cloned(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// The session an event belongs to.

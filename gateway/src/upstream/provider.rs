@@ -8,6 +8,7 @@ use std::{
     time::{Instant, SystemTime},
 };
 
+use chaperone_config::{ConnectionConfig, UpstreamCredentials};
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -16,7 +17,6 @@ use super::{
     sts::{StsAction, StsClient, StsError, StsFailure, TemporaryCredentials},
 };
 use crate::{
-    config::{ConnectionConfig, UpstreamCredentials},
     forward::{UpstreamForwarder, default_endpoint},
     metrics::{ExchangeLabels, GatewayMetrics},
 };

@@ -5,14 +5,12 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use chaperone_config::UpstreamCredentials;
 use http::{HeaderMap, HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Full, Limited};
 use sha2::{Digest, Sha256};
 
-use crate::{
-    config::UpstreamCredentials,
-    forward::{OutboundPayload, OutboundRequest, UpstreamForwarder},
-};
+use crate::forward::{OutboundPayload, OutboundRequest, UpstreamForwarder};
 
 /// Longest wait for one STS answer.
 const STS_TIMEOUT: Duration = Duration::from_secs(10);

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 
+use chaperone_config::DEFAULT_AUDIENCE;
 use chaperone_crds::AgentConnection;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
@@ -27,8 +28,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource as _};
 use serde_json::json;
 
-use crate::config_compiler::Check;
-use crate::gateway_objects::{AGENTS_PORT, CONFIG_SECRET_NAME, GATEWAY_NAME};
+use crate::gateway::config_compiler::Check;
+use crate::gateway::objects::{AGENTS_PORT, CONFIG_SECRET_NAME, GATEWAY_NAME};
 
 /// The label that asks for injection; its value names an AgentConnection of the pod's namespace.
 pub const CONNECTION_LABEL: &str = "chaperone.dev/connection";
@@ -44,11 +45,9 @@ pub const TOKEN_VOLUME: &str = "chaperone-token";
 pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/chaperone.dev/serviceaccount";
 /// The token file's name inside the volume.
 pub const TOKEN_FILE_NAME: &str = "token";
-/// The token's audience: Chaperone's own, never `sts.amazonaws.com`.
-pub const TOKEN_AUDIENCE: &str = "chaperone.dev";
 /// Condition on the AgentConnection: no admitted service account can read its upstream
 /// credentials.
-pub const AGENTS_ISOLATED: &str = crate::connection_status::AGENTS_ISOLATED;
+pub const AGENTS_ISOLATED: &str = crate::gateway::connection_status::AGENTS_ISOLATED;
 /// The field manager of the `AgentsIsolated` condition (the controller owns the rest of status).
 pub const SECURITY_FIELD_MANAGER: &str = "chaperone-operator-security";
 
@@ -140,7 +139,7 @@ impl Injection {
                 projected: Some(ProjectedVolumeSource {
                     sources: Some(vec![VolumeProjection {
                         service_account_token: Some(ServiceAccountTokenProjection {
-                            audience: Some(TOKEN_AUDIENCE.to_owned()),
+                            audience: Some(DEFAULT_AUDIENCE.to_owned()),
                             expiration_seconds: Some(settings.token_expiration_seconds),
                             path: TOKEN_FILE_NAME.to_owned(),
                         }),
@@ -178,7 +177,7 @@ pub enum PodRefusal {
         connection: String,
     },
     #[error(
-        "the pod has a volume named {TOKEN_VOLUME:?} that is not Chaperone's token volume (a projected service-account token with audience {TOKEN_AUDIENCE}); rename that volume"
+        "the pod has a volume named {TOKEN_VOLUME:?} that is not Chaperone's token volume (a projected service-account token with audience {DEFAULT_AUDIENCE}); rename that volume"
     )]
     VolumeTaken,
     #[error(
@@ -619,7 +618,7 @@ impl PodWebhook {
         }) {
             return;
         }
-        let condition: Condition = crate::connection_status::condition(
+        let condition: Condition = crate::gateway::connection_status::condition(
             AGENTS_ISOLATED,
             verdict,
             connection.metadata.generation,

@@ -5,7 +5,7 @@
 use chaperone_crds::RecordingPolicyStatus;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 
-use crate::{config_compiler::Check, connection_status::condition};
+use crate::{gateway::config_compiler::Check, gateway::connection_status::condition};
 
 /// Condition: the bucket answers HeadBucket with the policy's credentials.
 pub const BUCKET_REACHABLE: &str = "BucketReachable";

@@ -9,7 +9,7 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 
-use crate::config_compiler::{Check, ConnectionOutcome};
+use crate::gateway::config_compiler::{Check, ConnectionOutcome};
 
 /// Condition written by the pod webhook's security check (`crate::webhooks::pod`), which the
 /// controller keeps as it finds it.
@@ -75,7 +75,7 @@ pub fn connection_status(inputs: &StatusInputs<'_>) -> AgentConnectionStatus {
                 "No gateway replica is available yet: see `kubectl -n {} describe deployment {}` \
                  and its pods' events.",
                 inputs.namespace,
-                crate::gateway_objects::GATEWAY_NAME
+                crate::gateway::objects::GATEWAY_NAME
             ),
         }
     };
@@ -87,7 +87,7 @@ pub fn connection_status(inputs: &StatusInputs<'_>) -> AgentConnectionStatus {
             message: format!(
                 "Service {}/{} has no cluster IP yet.",
                 inputs.namespace,
-                crate::gateway_objects::GATEWAY_NAME
+                crate::gateway::objects::GATEWAY_NAME
             ),
         }),
     };

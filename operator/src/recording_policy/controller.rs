@@ -3,14 +3,14 @@
 //! checks versioning and Object Lock when `spec.objectLock` asks for them, publishes the recording
 //! public keys next to the recordings, and reports all of it as conditions.
 //!
-//! The plan is pure ([`crate::lifecycle_rules`], [`crate::recording_policy_status`]); this module
+//! The plan is pure ([`crate::recording_policy::lifecycle_rules`], [`crate::recording_policy::status`]); this module
 //! reads the credentials Secret, talks to S3 with `aws-sdk-s3`, writes the status with server-side
 //! apply under [`crate::FIELD_MANAGER`], publishes events and, through a finalizer, removes the
 //! policy's lifecycle rules when the policy is deleted.
 
 use std::{
-    collections::{BTreeSet, HashMap},
-    sync::{Arc, Mutex},
+    collections::BTreeSet,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -26,30 +26,33 @@ use aws_sdk_s3::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use chaperone_crds::{AgentConnection, RecordingPolicy, RecordingPolicySpec};
-use futures::StreamExt;
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ListParams, Patch, PatchParams, ValidationDirective},
+    api::ListParams,
     runtime::{
         Controller,
         controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
+        events::EventType,
         finalizer::{Event as FinalizerEvent, finalizer},
         reflector::{ObjectRef, Store},
         watcher,
     },
 };
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::{
-    FIELD_MANAGER,
-    config_compiler::Check,
     error::Error,
-    lifecycle_rules::{self, OwnedRule},
-    metrics::OperatorMetrics,
-    recording_policy_status::{self, PolicyChecks},
+    gateway::config_compiler::Check,
+    recording_policy::{
+        lifecycle_rules::{self, OwnedRule},
+        status::{self, PolicyChecks},
+    },
+    runtime::{
+        metrics::OperatorMetrics,
+        scaffolding::{self, ControllerBase},
+    },
 };
 
 /// The controller's name in metrics and events.
@@ -63,10 +66,7 @@ pub const RETRY_NOT_READY: Duration = Duration::from_secs(20);
 
 /// What every reconcile shares.
 pub struct Context {
-    client: Client,
-    metrics: Arc<OperatorMetrics>,
-    recorder: Recorder,
-    failures: Mutex<HashMap<String, u32>>,
+    base: ControllerBase,
 }
 
 impl std::fmt::Debug for Context {
@@ -78,10 +78,7 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// A context reconciling with `client`.
     pub fn new(client: Client, metrics: Arc<OperatorMetrics>) -> Self {
-        let reporter =
-            Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, metrics, recorder, failures: Mutex::new(HashMap::new()) }
+        Self { base: ControllerBase::new(CONTROLLER, client, metrics) }
     }
 }
 
@@ -93,18 +90,14 @@ pub async fn run(
     namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = context.client.clone();
-    let (policies, secrets, connections) = match namespace.as_deref() {
-        Some(ns) => (
-            Api::<RecordingPolicy>::namespaced(client.clone(), ns),
-            Api::<Secret>::namespaced(client.clone(), ns),
-            Api::<AgentConnection>::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
-    };
+    let client = context.base.client.clone();
+    let ns = namespace.as_deref();
+    let policies = scaffolding::scoped::<RecordingPolicy>(&client, ns);
+    let secrets = scaffolding::scoped::<Secret>(&client, ns);
+    let connections = scaffolding::scoped::<AgentConnection>(&client, ns);
     let controller = Controller::new(policies, watcher::Config::default());
     let store = controller.store();
-    controller
+    let results = controller
         .watches(secrets, watcher::Config::default(), {
             let store = store.clone();
             move |secret: Secret| policies_using_secret(&store, &secret)
@@ -119,16 +112,8 @@ pub async fn run(
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(policy = %object, "reconciled"),
-                // Already logged and counted by error_policy.
-                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
-                Err(error) => warn!(%error, "the controller could not schedule a reconcile"),
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, context);
+    scaffolding::drain(results).await;
 }
 
 fn policies_using_secret(
@@ -156,9 +141,8 @@ pub async fn reconcile(
     let namespace = policy
         .namespace()
         .ok_or(Error::MissingField { kind: "RecordingPolicy", field: "metadata.namespace" })?;
-    let key = format!("{namespace}/{}", policy.name_any());
-    let api: Api<RecordingPolicy> = Api::namespaced(context.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, policy, |event| async {
+    let api: Api<RecordingPolicy> = Api::namespaced(context.base.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, policy.clone(), |event| async {
         match event {
             FinalizerEvent::Apply(policy) => apply(&policy, &namespace, &context).await,
             FinalizerEvent::Cleanup(policy) => cleanup(&policy, &namespace, &context).await,
@@ -166,46 +150,13 @@ pub async fn reconcile(
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    context.metrics.reconciled(CONTROLLER, started.elapsed().as_secs_f64());
-    if result.is_ok()
-        && let Ok(mut failures) = context.failures.lock()
-    {
-        failures.remove(&key);
-    }
+    context.base.finished(policy.as_ref(), started, &result);
     result
 }
 
-/// Counts the failure and retries with exponential backoff (1 s doubling, at most 5 minutes).
+/// Counts the failure and retries with backoff ([`ControllerBase::retry`]).
 pub fn error_policy(policy: Arc<RecordingPolicy>, error: &Error, context: Arc<Context>) -> Action {
-    context.metrics.failed(CONTROLLER, error.kind());
-    let key = format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any());
-    let attempts = match context.failures.lock() {
-        Ok(mut failures) => {
-            let attempts = failures.entry(key.clone()).or_insert(0);
-            *attempts = attempts.saturating_add(1);
-            *attempts
-        }
-        Err(_) => 1,
-    };
-    let delay = Duration::from_secs(1u64 << attempts.min(9).saturating_sub(1)).min(RESYNC);
-    warn!(policy = %key, %error, attempts, retry_in_seconds = delay.as_secs(), "reconcile failed");
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        let recorder = context.recorder.clone();
-        let reference = policy.object_ref(&());
-        let event = Event {
-            type_: EventType::Warning,
-            reason: "ReconcileFailed".into(),
-            note: Some(format!("{error} (attempt {attempts}; retrying in {} s)", delay.as_secs())),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        runtime.spawn(async move {
-            if let Err(error) = recorder.publish(&event, &reference).await {
-                warn!(%error, "could not publish an event");
-            }
-        });
-    }
-    Action::requeue(delay)
+    context.base.retry(policy.as_ref(), error)
 }
 
 /// The bucket of a policy and the client that reaches it.
@@ -240,7 +191,7 @@ async fn policy_bucket(
                 "kubectl -n {namespace} create secret generic {name} \
                  --from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=..."
             );
-            let secret = Api::<Secret>::namespaced(context.client.clone(), namespace)
+            let secret = Api::<Secret>::namespaced(context.base.client.clone(), namespace)
                 .get_opt(name)
                 .await
                 .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))?;
@@ -254,16 +205,7 @@ async fn policy_bucket(
                     ),
                 )));
             };
-            let data = secret.data.unwrap_or_default();
-            let text = |key: &str| {
-                data.get(key)
-                    .and_then(|v| String::from_utf8(v.0.clone()).ok())
-                    .map(|v| v.trim().to_owned())
-                    .filter(|v| !v.is_empty())
-            };
-            let (Some(id), Some(secret_key)) =
-                (text("AWS_ACCESS_KEY_ID"), text("AWS_SECRET_ACCESS_KEY"))
-            else {
+            let Some(keys) = scaffolding::aws_keys(&scaffolding::secret_data(secret)) else {
                 return Ok(Err(check(
                     false,
                     "CredentialsKeyMissing",
@@ -273,12 +215,12 @@ async fn policy_bucket(
                     ),
                 )));
             };
-            let source = format!("Secret {namespace}/{name} (access key {id})");
+            let source = format!("Secret {namespace}/{name} (access key {})", keys.access_key_id);
             (
                 Some(Credentials::new(
-                    id,
-                    secret_key,
-                    text("AWS_SESSION_TOKEN"),
+                    keys.access_key_id,
+                    keys.secret_access_key,
+                    keys.session_token,
                     None,
                     "chaperone-recording-policy",
                 )),
@@ -601,7 +543,7 @@ async fn policy_public_keys(
     namespace: &str,
     name: &str,
 ) -> Result<BTreeSet<String>, Error> {
-    let connections = Api::<AgentConnection>::namespaced(context.client.clone(), namespace)
+    let connections = Api::<AgentConnection>::namespaced(context.base.client.clone(), namespace)
         .list(&ListParams::default())
         .await
         .map_err(Error::kube(format!("listing AgentConnections in {namespace}")))?;
@@ -728,29 +670,31 @@ async fn apply(
                 let (lifecycle, changed) = apply_lifecycle(&bucket, namespace, &name, spec).await;
                 if changed {
                     info!(policy = %name, namespace, bucket = %bucket.bucket, "lifecycle rules written");
-                    publish(
-                        context,
-                        &reference,
-                        EventType::Normal,
-                        "LifecycleApplied",
-                        "ApplyLifecycle",
-                        lifecycle.message.clone(),
-                    )
-                    .await;
+                    context
+                        .base
+                        .publish(
+                            &reference,
+                            EventType::Normal,
+                            "LifecycleApplied",
+                            "ApplyLifecycle",
+                            lifecycle.message.clone(),
+                        )
+                        .await;
                 }
                 let object_lock = check_object_lock(&bucket, spec).await;
                 let keys = policy_public_keys(context, namespace, &name).await?;
                 let (public_keys, written) = publish_keys(&bucket, spec, namespace, &keys).await;
                 if !written.is_empty() {
-                    publish(
-                        context,
-                        &reference,
-                        EventType::Normal,
-                        "PublicKeysPublished",
-                        "PublishKeys",
-                        format!("Wrote s3://{}/{}.", bucket.bucket, written.join(", ")),
-                    )
-                    .await;
+                    context
+                        .base
+                        .publish(
+                            &reference,
+                            EventType::Normal,
+                            "PublicKeysPublished",
+                            "PublishKeys",
+                            format!("Wrote s3://{}/{}.", bucket.bucket, written.join(", ")),
+                        )
+                        .await;
                 }
                 PolicyChecks { bucket: reachable, lifecycle, object_lock, public_keys }
             }
@@ -762,7 +706,7 @@ async fn apply(
         lifecycle_rules::recordings_prefix(spec, namespace),
         spec.retention.days
     );
-    let status = recording_policy_status::policy_status(
+    let status = status::policy_status(
         &checks,
         ready_message,
         policy.metadata.generation,
@@ -771,36 +715,28 @@ async fn apply(
     );
     if policy.status.as_ref() != Some(&status) {
         for condition in &status.conditions {
-            let before = recording_policy_status::find(policy.status.as_ref(), &condition.type_);
+            let before = status::find(policy.status.as_ref(), &condition.type_);
             let changed =
                 before.is_none_or(|b| b.status != condition.status || b.reason != condition.reason);
             if changed {
                 let type_ =
                     if condition.status == "True" { EventType::Normal } else { EventType::Warning };
-                publish(
-                    context,
-                    &reference,
-                    type_,
-                    &condition.reason,
-                    "Reconcile",
-                    format!("{} is {}: {}", condition.type_, condition.status, condition.message),
-                )
-                .await;
+                context
+                    .base
+                    .publish(
+                        &reference,
+                        type_,
+                        &condition.reason,
+                        "Reconcile",
+                        format!(
+                            "{} is {}: {}",
+                            condition.type_, condition.status, condition.message
+                        ),
+                    )
+                    .await;
             }
         }
-        let api: Api<RecordingPolicy> = Api::namespaced(context.client.clone(), namespace);
-        let patch = serde_json::json!({
-            "apiVersion": RecordingPolicy::api_version(&()),
-            "kind": RecordingPolicy::kind(&()),
-            "status": status,
-        });
-        let params = PatchParams {
-            field_validation: Some(ValidationDirective::Strict),
-            ..PatchParams::apply(FIELD_MANAGER).force()
-        };
-        api.patch_status(&name, &params, &Patch::Apply(patch)).await.map_err(Error::kube(
-            format!("writing the status of RecordingPolicy {namespace}/{name}"),
-        ))?;
+        context.base.apply_status::<RecordingPolicy>(namespace, &name, &status).await?;
         info!(policy = %name, namespace, "status written");
     }
     Ok(Action::requeue(if checks.first_failure().is_none() { RESYNC } else { RETRY_NOT_READY }))
@@ -825,7 +761,9 @@ async fn cleanup(
                  hand if they are still there.",
                 policy.spec.s3.bucket, missing.message
             );
-            publish(context, &reference, EventType::Warning, "LifecycleRulesLeft", "Cleanup", note)
+            context
+                .base
+                .publish(&reference, EventType::Warning, "LifecycleRulesLeft", "Cleanup", note)
                 .await;
             return Ok(Action::await_change());
         }
@@ -837,7 +775,9 @@ async fn cleanup(
              if they are still there.",
             bucket.bucket, reachable.message
         );
-        publish(context, &reference, EventType::Warning, "LifecycleRulesLeft", "Cleanup", note)
+        context
+            .base
+            .publish(&reference, EventType::Warning, "LifecycleRulesLeft", "Cleanup", note)
             .await;
         return Ok(Action::await_change());
     }
@@ -851,19 +791,20 @@ async fn cleanup(
             .map_err(|message| Error::S3 { policy: format!("{namespace}/{name}"), message })?;
         info!(policy = %name, namespace, bucket = %bucket.bucket, "lifecycle rules removed");
     }
-    publish(
-        context,
-        &reference,
-        EventType::Normal,
-        "LifecycleRulesRemoved",
-        "Cleanup",
-        format!(
-            "Removed the lifecycle rules {owner}* from bucket {}; {} other rule(s) kept. \
+    context
+        .base
+        .publish(
+            &reference,
+            EventType::Normal,
+            "LifecycleRulesRemoved",
+            "Cleanup",
+            format!(
+                "Removed the lifecycle rules {owner}* from bucket {}; {} other rule(s) kept. \
              Recordings and published keys stay in the bucket.",
-            bucket.bucket, plan.foreign
-        ),
-    )
-    .await;
+                bucket.bucket, plan.foreign
+            ),
+        )
+        .await;
     Ok(Action::await_change())
 }
 
@@ -872,26 +813,6 @@ async fn cleanup(
 pub fn owned_rules(rules: &[LifecycleRule], namespace: &str, name: &str) -> Vec<OwnedRule> {
     let owner = lifecycle_rules::owner_prefix(namespace, name);
     rules.iter().filter(|r| lifecycle_rules::is_owned(r, &owner)).map(OwnedRule::from_sdk).collect()
-}
-
-async fn publish(
-    context: &Context,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = context.recorder.publish(&event, reference).await {
-        warn!(%error, reason, "could not publish an event");
-    }
 }
 
 #[cfg(test)]

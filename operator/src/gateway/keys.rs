@@ -1,6 +1,6 @@
 //! The keys Secret of a namespace's gateway: session MAC keys (current, then the previous one
 //! still accepted) and the recording signing key, in the gateway's keys-file shape
-//! ([`chaperone_gateway::identity::KeysFile`]).
+//! ([`chaperone_config::KeysFile`]).
 //!
 //! Keys are generated once and kept across reconciles. The session key is rotated when it is older
 //! than the rotation interval, or when a user asks by setting the annotation
@@ -12,10 +12,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use chaperone_gateway::identity::{
-    GatewayKeys, KeysFile,
-    keys::{KeysFileEntry, MIN_SESSION_SECRET_BYTES},
-};
+use chaperone_config::{GatewayKeys, KeysFile, KeysFileEntry, keys::MIN_SESSION_SECRET_BYTES};
 use k8s_openapi::jiff::Timestamp;
 
 /// When the current session key was created (RFC 3339), written by the operator.

@@ -13,8 +13,8 @@
 
 use std::time::Duration;
 
+use chaperone_config::approval::{Verdict, is_expired, verdict};
 use chaperone_crds::{ApprovalPhase, ApprovalRequest, NotificationDelivery, NotificationState};
-use chaperone_gateway::approval::{Verdict, reviews::is_expired, verdict};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 /// How requests age and how notifications are retried.

@@ -89,22 +89,13 @@ impl SessionKey {
         Ok(Self { id, secret })
     }
 
-    /// A key with a fresh random secret (what the operator does on rotation; tests use it too).
-    pub fn generate(id: impl Into<String>) -> Result<Self, KeysError> {
-        let mut secret = vec![0u8; MIN_SESSION_SECRET_BYTES];
-        aws_lc_rs::rand::fill(&mut secret).map_err(|_| KeysError::Secret {
-            what: "a generated session key".into(),
-            reason: "the system's random source failed".into(),
-        })?;
-        Self::new(id, secret)
-    }
-
     /// The key's id, carried in every session token minted under it.
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    pub(crate) fn secret(&self) -> &[u8] {
+    /// The secret bytes session tokens are MACed with.
+    pub fn secret(&self) -> &[u8] {
         &self.secret
     }
 }

@@ -9,7 +9,7 @@ use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-use crate::metrics::OperatorMetrics;
+use crate::runtime::metrics::OperatorMetrics;
 
 fn respond(metrics: &OperatorMetrics, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match request.uri().path() {

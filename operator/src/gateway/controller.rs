@@ -2,8 +2,8 @@
 //!
 //! Every reconcile of an AgentConnection renders its whole namespace's gateway (the objects are
 //! shared by the namespace's connections), then writes that connection's status. The plan is pure
-//! ([`crate::config_compiler`], [`crate::gateway_keys`], [`crate::gateway_objects`],
-//! [`crate::connection_status`]); this module fetches inputs, applies the plan with server-side
+//! ([`crate::gateway::config_compiler`], [`crate::gateway::keys`], [`crate::gateway::objects`],
+//! [`crate::gateway::connection_status`]); this module fetches inputs, applies the plan with server-side
 //! apply under [`crate::FIELD_MANAGER`], publishes events and tears the gateway down through a
 //! finalizer when the namespace's last connection goes.
 //!
@@ -17,9 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chaperone_config::IdentitySource;
 use chaperone_crds::{AgentConnection, ApprovalRule, RecordingPolicy};
-use chaperone_gateway::config::IdentitySource;
-use futures::StreamExt;
 use k8s_openapi::{
     api::{apps::v1::Deployment, core::v1::Secret},
     apimachinery::pkg::apis::meta::v1::OwnerReference,
@@ -27,30 +26,30 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{
-        DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-        ValidationDirective,
-    },
+    api::{DeleteParams, DynamicObject, ListParams, Patch, PostParams},
     runtime::{
         Controller,
         controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
+        events::EventType,
         finalizer::{Event as FinalizerEvent, finalizer},
         reflector::{ObjectRef, Store},
         watcher,
     },
 };
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::{
     FIELD_MANAGER,
-    config_compiler::{self, Compilation, NamespaceInputs, SecretData},
-    connection_status::{self, GatewayReplicas, StatusInputs},
     error::Error,
-    gateway_keys::{self, ExistingKeys, KeysChange, KeysPlan},
-    gateway_objects::{self, Manifest},
-    metrics::OperatorMetrics,
-    settings::{AGENT_TOKEN_AUDIENCE, GatewaySettings},
+    gateway::config_compiler::{self, Compilation, NamespaceInputs, SecretData},
+    gateway::connection_status::{self, GatewayReplicas, StatusInputs},
+    gateway::keys::{self, ExistingKeys, KeysChange, KeysPlan},
+    gateway::objects::{self, Manifest},
+    runtime::{
+        metrics::OperatorMetrics,
+        scaffolding::{self, ControllerBase, apply_params},
+        settings::GatewaySettings,
+    },
 };
 
 /// The controller's name in metrics and events.
@@ -62,11 +61,8 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 
 /// What every reconcile shares.
 pub struct Context {
-    client: Client,
+    base: ControllerBase,
     settings: GatewaySettings,
-    metrics: Arc<OperatorMetrics>,
-    recorder: Recorder,
-    failures: Mutex<HashMap<String, u32>>,
     /// One lock per namespace: reconciles of a namespace's connections render the same objects,
     /// so they take turns (a teardown must not interleave with another connection's render).
     namespace_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -81,15 +77,9 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// A context reconciling with `client`.
     pub fn new(client: Client, settings: GatewaySettings, metrics: Arc<OperatorMetrics>) -> Self {
-        let reporter =
-            Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        let recorder = Recorder::new(client.clone(), reporter);
         Self {
-            client,
+            base: ControllerBase::new(CONTROLLER, client, metrics),
             settings,
-            metrics,
-            recorder,
-            failures: Mutex::new(HashMap::new()),
             namespace_locks: Mutex::new(HashMap::new()),
         }
     }
@@ -112,17 +102,17 @@ pub async fn run(
     namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = context.client.clone();
+    let client = context.base.client.clone();
     let ns = namespace.as_deref();
-    let connections = scoped::<AgentConnection>(&client, ns);
-    let secrets = scoped::<Secret>(&client, ns);
-    let policies = scoped::<RecordingPolicy>(&client, ns);
-    let rules = scoped::<ApprovalRule>(&client, ns);
-    let deployments = scoped::<Deployment>(&client, ns);
+    let connections = scaffolding::scoped::<AgentConnection>(&client, ns);
+    let secrets = scaffolding::scoped::<Secret>(&client, ns);
+    let policies = scaffolding::scoped::<RecordingPolicy>(&client, ns);
+    let rules = scaffolding::scoped::<ApprovalRule>(&client, ns);
+    let deployments = scaffolding::scoped::<Deployment>(&client, ns);
     let controller = Controller::new(connections, watcher::Config::default());
     let store = controller.store();
-    let gateway_selector = gateway_objects::gateway_label_selector();
-    controller
+    let gateway_selector = objects::gateway_label_selector();
+    let results = controller
         .watches(secrets, watcher::Config::default(), {
             let store = store.clone();
             move |secret: Secret| connections_using_secret(&store, &secret)
@@ -147,27 +137,8 @@ pub async fn run(
             }
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(connection = %object, "reconciled"),
-                // Already logged and counted by error_policy.
-                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
-                Err(error) => warn!(%error, "the controller could not schedule a reconcile"),
-            }
-        })
-        .await;
-}
-
-/// An API over one namespace, or all of them.
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
+        .run(reconcile, error_policy, context);
+    scaffolding::drain(results).await;
 }
 
 fn connections_in(
@@ -188,8 +159,7 @@ fn connections_using_secret(
     secret: &Secret,
 ) -> Vec<ObjectRef<AgentConnection>> {
     let name = secret.name_any();
-    let own =
-        name == gateway_objects::CONFIG_SECRET_NAME || name == gateway_objects::KEYS_SECRET_NAME;
+    let own = name == objects::CONFIG_SECRET_NAME || name == objects::KEYS_SECRET_NAME;
     connections_in(store, secret.namespace().as_deref(), |c| {
         own || c.spec.aws.credentials.secret_ref.as_ref().is_some_and(|r| r.name == name)
     })
@@ -205,10 +175,9 @@ pub async fn reconcile(
     let namespace = connection
         .namespace()
         .ok_or(Error::MissingField { kind: "AgentConnection", field: "metadata.namespace" })?;
-    let key = format!("{namespace}/{}", connection.name_any());
-    let api: Api<AgentConnection> = Api::namespaced(context.client.clone(), &namespace);
+    let api: Api<AgentConnection> = Api::namespaced(context.base.client.clone(), &namespace);
     let lock = context.namespace_lock(&namespace);
-    let result = finalizer(&api, FINALIZER, connection, |event| async {
+    let result = finalizer(&api, FINALIZER, connection.clone(), |event| async {
         let _turn = lock.lock().await;
         match event {
             FinalizerEvent::Apply(connection) => apply(&connection, &namespace, &context).await,
@@ -217,51 +186,17 @@ pub async fn reconcile(
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    context.metrics.reconciled(CONTROLLER, started.elapsed().as_secs_f64());
-    if result.is_ok()
-        && let Ok(mut failures) = context.failures.lock()
-    {
-        failures.remove(&key);
-    }
+    context.base.finished(connection.as_ref(), started, &result);
     result
 }
 
-/// Counts the failure and retries with exponential backoff (1 s doubling, at most 5 minutes).
+/// Counts the failure and retries with backoff ([`ControllerBase::retry`]).
 pub fn error_policy(
     connection: Arc<AgentConnection>,
     error: &Error,
     context: Arc<Context>,
 ) -> Action {
-    context.metrics.failed(CONTROLLER, error.kind());
-    let key = format!("{}/{}", connection.namespace().unwrap_or_default(), connection.name_any());
-    let attempts = match context.failures.lock() {
-        Ok(mut failures) => {
-            let attempts = failures.entry(key.clone()).or_insert(0);
-            *attempts = attempts.saturating_add(1);
-            *attempts
-        }
-        Err(_) => 1,
-    };
-    let delay = Duration::from_secs(1u64 << attempts.min(9).saturating_sub(1)).min(RESYNC);
-    warn!(connection = %key, %error, attempts, retry_in_seconds = delay.as_secs(), "reconcile failed");
-    // error_policy is synchronous: the event goes out from a task.
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        let recorder = context.recorder.clone();
-        let reference = connection.object_ref(&());
-        let event = Event {
-            type_: EventType::Warning,
-            reason: "ReconcileFailed".into(),
-            note: Some(format!("{error} (attempt {attempts}; retrying in {} s)", delay.as_secs())),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        runtime.spawn(async move {
-            if let Err(error) = recorder.publish(&event, &reference).await {
-                warn!(%error, "could not publish an event");
-            }
-        });
-    }
-    Action::requeue(delay)
+    context.base.retry(connection.as_ref(), error)
 }
 
 async fn apply(
@@ -295,28 +230,30 @@ async fn apply(
 
     let reference = connection.object_ref(&());
     if !rendered.changed.is_empty() {
-        publish(
-            context,
-            &reference,
-            EventType::Normal,
-            "GatewayApplied",
-            "Apply",
-            format!("Applied in namespace {namespace}: {}.", rendered.changed.join(", ")),
-        )
-        .await;
+        context
+            .base
+            .publish(
+                &reference,
+                EventType::Normal,
+                "GatewayApplied",
+                "Apply",
+                format!("Applied in namespace {namespace}: {}.", rendered.changed.join(", ")),
+            )
+            .await;
     }
     if let KeysChange::Rotated { reason } | KeysChange::Regenerated { problem: reason } =
         &rendered.keys.change
     {
-        publish(
-            context,
-            &reference,
-            EventType::Normal,
-            "KeysRotated",
-            "RotateKeys",
-            format!("Secret {namespace}/{}: {reason}.", gateway_objects::KEYS_SECRET_NAME),
-        )
-        .await;
+        context
+            .base
+            .publish(
+                &reference,
+                EventType::Normal,
+                "KeysRotated",
+                "RotateKeys",
+                format!("Secret {namespace}/{}: {reason}.", objects::KEYS_SECRET_NAME),
+            )
+            .await;
     }
     if connection.status.as_ref() != Some(&status) {
         for condition in &status.conditions {
@@ -326,26 +263,22 @@ async fn apply(
             if changed {
                 let type_ =
                     if condition.status == "True" { EventType::Normal } else { EventType::Warning };
-                publish(
-                    context,
-                    &reference,
-                    type_,
-                    &condition.reason,
-                    "Reconcile",
-                    format!("{} is {}: {}", condition.type_, condition.status, condition.message),
-                )
-                .await;
+                context
+                    .base
+                    .publish(
+                        &reference,
+                        type_,
+                        &condition.reason,
+                        "Reconcile",
+                        format!(
+                            "{} is {}: {}",
+                            condition.type_, condition.status, condition.message
+                        ),
+                    )
+                    .await;
             }
         }
-        let api: Api<AgentConnection> = Api::namespaced(context.client.clone(), namespace);
-        let patch = serde_json::json!({
-            "apiVersion": AgentConnection::api_version(&()),
-            "kind": AgentConnection::kind(&()),
-            "status": status,
-        });
-        api.patch_status(&name, &apply_params(), &Patch::Apply(patch)).await.map_err(
-            Error::kube(format!("writing the status of AgentConnection {namespace}/{name}")),
-        )?;
+        context.base.apply_status::<AgentConnection>(namespace, &name, &status).await?;
         info!(connection = %name, namespace, "status written");
     }
     Ok(Action::requeue(RESYNC))
@@ -362,33 +295,35 @@ async fn cleanup(
     if others.is_empty() {
         let removed = delete_gateway(context, namespace).await?;
         info!(connection = %name, namespace, removed = removed.len(), "gateway torn down");
-        publish(
-            context,
-            &reference,
-            EventType::Normal,
-            "GatewayRemoved",
-            "Teardown",
-            format!(
-                "{name} was the last AgentConnection of namespace {namespace}; deleted {}.",
-                if removed.is_empty() {
-                    "nothing (no gateway objects existed)".into()
-                } else {
-                    removed.join(", ")
-                }
-            ),
-        )
-        .await;
+        context
+            .base
+            .publish(
+                &reference,
+                EventType::Normal,
+                "GatewayRemoved",
+                "Teardown",
+                format!(
+                    "{name} was the last AgentConnection of namespace {namespace}; deleted {}.",
+                    if removed.is_empty() {
+                        "nothing (no gateway objects existed)".into()
+                    } else {
+                        removed.join(", ")
+                    }
+                ),
+            )
+            .await;
     } else {
         render_gateway(context, namespace, &others).await?;
-        publish(
-            context,
-            &reference,
-            EventType::Normal,
-            "ConnectionRemoved",
-            "Teardown",
-            format!("Removed {name} from the gateway configuration of namespace {namespace}."),
-        )
-        .await;
+        context
+            .base
+            .publish(
+                &reference,
+                EventType::Normal,
+                "ConnectionRemoved",
+                "Teardown",
+                format!("Removed {name} from the gateway configuration of namespace {namespace}."),
+            )
+            .await;
     }
     Ok(Action::await_change())
 }
@@ -399,7 +334,7 @@ async fn live_connections(
     namespace: &str,
     except: Option<&str>,
 ) -> Result<Vec<AgentConnection>, Error> {
-    let api: Api<AgentConnection> = Api::namespaced(context.client.clone(), namespace);
+    let api: Api<AgentConnection> = Api::namespaced(context.base.client.clone(), namespace);
     let list = api
         .list(&ListParams::default())
         .await
@@ -429,19 +364,7 @@ async fn render_gateway(
     namespace: &str,
     live: &[AgentConnection],
 ) -> Result<RenderedGateway, Error> {
-    let client = &context.client;
-    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut secrets = SecretData::new();
-    for name in config_compiler::referenced_secrets(live) {
-        let secret = secrets_api
-            .get_opt(&name)
-            .await
-            .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))?;
-        if let Some(secret) = secret {
-            let data = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-            secrets.insert(name, data);
-        }
-    }
+    let client = &context.base.client;
     let policies: BTreeMap<String, RecordingPolicy> =
         Api::<RecordingPolicy>::namespaced(client.clone(), namespace)
             .list(&ListParams::default())
@@ -451,11 +374,16 @@ async fn render_gateway(
             .into_iter()
             .map(|p| (p.name_any(), p))
             .collect();
-    // The recorders' own Secrets, named by the RecordingPolicies.
-    for name in policies
-        .values()
-        .filter_map(|p| p.spec.s3.credentials.as_ref().map(|c| c.secret_ref.name.clone()))
-    {
+    // The connections' Secrets, then the recorders' own, named by the RecordingPolicies.
+    let mut names = config_compiler::referenced_secrets(live);
+    names.extend(
+        policies
+            .values()
+            .filter_map(|p| p.spec.s3.credentials.as_ref().map(|c| c.secret_ref.name.clone())),
+    );
+    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut secrets = SecretData::new();
+    for name in names {
         if secrets.contains_key(&name) {
             continue;
         }
@@ -464,8 +392,7 @@ async fn render_gateway(
             .await
             .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))?;
         if let Some(secret) = secret {
-            let data = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-            secrets.insert(name, data);
+            secrets.insert(name, scaffolding::secret_data(secret));
         }
     }
     let rules = Api::<ApprovalRule>::namespaced(client.clone(), namespace)
@@ -491,11 +418,11 @@ async fn render_gateway(
 
     let owners = owner_references(live);
     let mut changed = Vec::new();
-    let config_secret = gateway_objects::secret(
+    let config_secret = objects::secret(
         namespace,
-        gateway_objects::CONFIG_SECRET_NAME,
+        objects::CONFIG_SECRET_NAME,
         &owners,
-        &BTreeMap::from([(gateway_objects::CONFIG_SECRET_KEY.to_owned(), yaml.into_bytes())]),
+        &BTreeMap::from([(objects::CONFIG_SECRET_KEY.to_owned(), yaml.into_bytes())]),
         &BTreeMap::new(),
     );
     let keys = apply_keys(context, namespace, &owners, &mut changed).await?;
@@ -504,7 +431,7 @@ async fn render_gateway(
     let mut endpoint = None;
     let mut replicas = GatewayReplicas::default();
     let web_identity_role = compilation.web_identity_role_arn().map(str::to_owned);
-    for manifest in gateway_objects::gateway_manifests(
+    for manifest in objects::gateway_manifests(
         namespace,
         &context.settings,
         &owners,
@@ -534,22 +461,19 @@ async fn render_gateway(
 
 fn service_endpoint(ip: &str) -> String {
     if ip.contains(':') {
-        format!("http://[{ip}]:{}", gateway_objects::AGENTS_PORT)
+        format!("http://[{ip}]:{}", objects::AGENTS_PORT)
     } else {
-        format!("http://{ip}:{}", gateway_objects::AGENTS_PORT)
+        format!("http://{ip}:{}", objects::AGENTS_PORT)
     }
 }
 
 /// How gateways of this operator verify agents' tokens.
 pub fn identity_source(settings: &GatewaySettings) -> IdentitySource {
     IdentitySource {
-        issuer: settings.issuer.clone(),
         jwks_uri: Some(settings.jwks_uri.clone()),
-        ca_file: Some(gateway_objects::jwks_ca_file()),
-        token_file: Some(gateway_objects::jwks_token_file()),
-        audience: AGENT_TOKEN_AUDIENCE.to_owned(),
-        leeway_seconds: 30,
-        token_review: false,
+        ca_file: Some(objects::jwks_ca_file()),
+        token_file: Some(objects::jwks_token_file()),
+        ..IdentitySource::for_issuer(&settings.issuer)
     }
 }
 
@@ -572,21 +496,14 @@ pub fn owner_references(live: &[AgentConnection]) -> Vec<OwnerReference> {
     owners
 }
 
-fn apply_params() -> PatchParams {
-    PatchParams {
-        field_validation: Some(ValidationDirective::Strict),
-        ..PatchParams::apply(FIELD_MANAGER).force()
-    }
-}
-
 fn dynamic_api(
     context: &Context,
     manifest_resource: &kube::api::ApiResource,
     namespace: Option<&str>,
 ) -> Api<DynamicObject> {
     match namespace {
-        Some(ns) => Api::namespaced_with(context.client.clone(), ns, manifest_resource),
-        None => Api::all_with(context.client.clone(), manifest_resource),
+        Some(ns) => Api::namespaced_with(context.base.client.clone(), ns, manifest_resource),
+        None => Api::all_with(context.base.client.clone(), manifest_resource),
     }
 }
 
@@ -621,8 +538,8 @@ async fn apply_keys(
     owners: &[OwnerReference],
     changed: &mut Vec<String>,
 ) -> Result<KeysPlan, Error> {
-    let api: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
-    let name = gateway_objects::KEYS_SECRET_NAME;
+    let api: Api<Secret> = Api::namespaced(context.base.client.clone(), namespace);
+    let name = objects::KEYS_SECRET_NAME;
     let existing = api
         .get_opt(name)
         .await
@@ -631,22 +548,22 @@ async fn apply_keys(
         keys_json: s
             .data
             .as_ref()
-            .and_then(|d| d.get(gateway_objects::KEYS_SECRET_KEY))
+            .and_then(|d| d.get(objects::KEYS_SECRET_KEY))
             .map(|v| v.0.clone()),
         annotations: s.metadata.annotations.clone().unwrap_or_default(),
     });
-    let plan = gateway_keys::plan_keys(
+    let plan = keys::plan_keys(
         existing_keys.as_ref(),
         Timestamp::now(),
         context.settings.session_key_rotation,
-        &mut gateway_keys::system_random,
+        &mut keys::system_random,
     )
     .map_err(|source| Error::Keys { namespace: namespace.to_owned(), source })?;
-    let mut manifest = gateway_objects::secret(
+    let mut manifest = objects::secret(
         namespace,
         name,
         owners,
-        &BTreeMap::from([(gateway_objects::KEYS_SECRET_KEY.to_owned(), plan.keys_json.clone())]),
+        &BTreeMap::from([(objects::KEYS_SECRET_KEY.to_owned(), plan.keys_json.clone())]),
         &plan.annotations,
     );
     match existing {
@@ -656,7 +573,7 @@ async fn apply_keys(
             let secret: Secret =
                 serde_json::from_value(manifest.body.clone()).map_err(|e| Error::Keys {
                     namespace: namespace.to_owned(),
-                    source: gateway_keys::KeysPlanError::Invalid(e.to_string()),
+                    source: keys::KeysPlanError::Invalid(e.to_string()),
                 })?;
             let params =
                 PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
@@ -685,7 +602,7 @@ async fn apply_keys(
 /// Deletes every gateway object of the namespace; returns those that existed.
 async fn delete_gateway(context: &Context, namespace: &str) -> Result<Vec<String>, Error> {
     let mut removed = Vec::new();
-    for (resource, name, object_namespace) in gateway_objects::gateway_object_names(namespace) {
+    for (resource, name, object_namespace) in objects::gateway_object_names(namespace) {
         let api = dynamic_api(context, &resource, object_namespace.as_deref());
         match api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => removed.push(format!("{} {name}", resource.kind)),
@@ -699,24 +616,4 @@ async fn delete_gateway(context: &Context, namespace: &str) -> Result<Vec<String
         }
     }
     Ok(removed)
-}
-
-async fn publish(
-    context: &Context,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = context.recorder.publish(&event, reference).await {
-        warn!(%error, reason, "could not publish an event");
-    }
 }

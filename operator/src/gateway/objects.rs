@@ -1,7 +1,7 @@
 //! The Kubernetes objects of one namespace's gateway, as server-side-apply manifests built from
 //! values: Deployment, Service, ServiceAccount, Role, RoleBinding, ClusterRoleBinding,
-//! PodDisruptionBudget. The config and keys Secrets are built by [`crate::config_compiler`] and
-//! [`crate::gateway_keys`] and wrapped here.
+//! PodDisruptionBudget. The config and keys Secrets are built by [`crate::gateway::config_compiler`] and
+//! [`crate::gateway::keys`] and wrapped here.
 //!
 //! Every object carries [`gateway_labels`] and owner references to every live AgentConnection of
 //! the namespace (none is the controller; the cluster-scoped ClusterRoleBinding has none, since a
@@ -23,7 +23,7 @@ use k8s_openapi::{
 use kube::{Resource, api::ApiResource};
 use serde_json::{Value, json};
 
-use crate::settings::GatewaySettings;
+use crate::runtime::settings::GatewaySettings;
 
 /// Name of the gateway's Deployment, Service, ServiceAccount, Role, RoleBinding and PDB.
 pub const GATEWAY_NAME: &str = "chaperone-gateway";

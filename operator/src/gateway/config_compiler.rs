@@ -9,15 +9,14 @@
 
 use std::collections::BTreeMap;
 
-use chaperone_crds::{AgentConnection, ApprovalRuleSpec, RecordingPolicy};
-use chaperone_gateway::config::{
+use chaperone_config::{
     AssumeRoleConfig, CONFIG_VERSION, ConfigError, ConnectionConfig, GatewayConfig, IdentitySource,
     UpstreamConfig, UpstreamCredentials, WebIdentityConfig,
 };
+use chaperone_crds::{AgentConnection, ApprovalRuleSpec, RecordingPolicy};
 use kube::ResourceExt;
 
-/// Key of an optional session token in a connection's credentials Secret (temporary upstream keys).
-pub const SESSION_TOKEN_KEY: &str = "AWS_SESSION_TOKEN";
+use crate::runtime::scaffolding::{SESSION_TOKEN_KEY, aws_keys};
 
 /// The data of the Secrets a namespace's connections reference, by Secret name; a Secret that
 /// does not exist is absent.
@@ -161,7 +160,7 @@ pub fn compile(inputs: &NamespaceInputs<'_>) -> Result<Compilation, ConfigError>
                             format!(
                                 "The connection is in the gateway configuration (Secret {}/{}).",
                                 inputs.namespace,
-                                crate::gateway_objects::CONFIG_SECRET_NAME
+                                crate::gateway::objects::CONFIG_SECRET_NAME
                             ),
                         )
                     }
@@ -239,22 +238,11 @@ pub fn recorder_credentials(
     policies: &BTreeMap<String, chaperone_crds::RecordingPolicySpec>,
     secrets: &SecretData,
 ) -> BTreeMap<String, UpstreamCredentials> {
-    let text = |data: &BTreeMap<String, Vec<u8>>, key: &str| {
-        data.get(key).and_then(|v| String::from_utf8(v.clone()).ok()).map(|v| v.trim().to_owned())
-    };
     policies
         .iter()
         .filter_map(|(name, policy)| {
             let secret = &policy.s3.credentials.as_ref()?.secret_ref.name;
-            let data = secrets.get(secret)?;
-            Some((
-                name.clone(),
-                UpstreamCredentials {
-                    access_key_id: text(data, "AWS_ACCESS_KEY_ID")?,
-                    secret_access_key: text(data, "AWS_SECRET_ACCESS_KEY")?,
-                    session_token: text(data, "AWS_SESSION_TOKEN"),
-                },
-            ))
+            Some((name.clone(), aws_keys(secrets.get(secret)?)?))
         })
         .collect()
 }
@@ -268,7 +256,7 @@ fn credentials_summary(
     let base = match (&connection.spec.aws.credentials.secret_ref, &upstream.web_identity) {
         (_, Some(web)) => format!(
             "The gateway exchanges its own projected token (audience {}, {}) for role {} at STS.",
-            crate::gateway_objects::AWS_TOKEN_AUDIENCE,
+            crate::gateway::objects::AWS_TOKEN_AUDIENCE,
             web.token_file,
             web.role_arn
         ),
@@ -310,7 +298,7 @@ fn resolve_credentials(
         (None, Some(web)) => UpstreamConfig {
             web_identity: Some(WebIdentityConfig {
                 role_arn: web.role_arn.clone(),
-                token_file: crate::gateway_objects::aws_web_identity_token_file(),
+                token_file: crate::gateway::objects::aws_web_identity_token_file(),
                 sts_endpoint: None,
             }),
             ..UpstreamConfig::default()
@@ -403,15 +391,7 @@ mod tests {
     use super::*;
 
     fn identity() -> IdentitySource {
-        IdentitySource {
-            issuer: "https://127.0.0.1:6443".into(),
-            jwks_uri: None,
-            ca_file: None,
-            token_file: None,
-            audience: "chaperone.dev".into(),
-            leeway_seconds: 30,
-            token_review: false,
-        }
+        IdentitySource::for_issuer("https://127.0.0.1:6443")
     }
 
     #[test]

@@ -6,8 +6,13 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use chaperone_crds::{ApprovalRuleSpec, ConnectionPolicy, RecordingPolicySpec};
+use chaperone_crds::{
+    ApprovalRuleSpec, ConnectionPolicy, DEFAULT_SESSION_SECONDS, MAX_SESSION_SECONDS,
+    MIN_SESSION_SECONDS, RecordingPolicySpec,
+};
 use serde::{Deserialize, Serialize};
+
+use crate::identity::{ConnectionAdmission, IdentityConfig, IdentitySource};
 
 /// Version of the configuration schema this gateway understands.
 pub const CONFIG_VERSION: u32 = 1;
@@ -37,40 +42,6 @@ pub struct GatewayConfig {
     pub recording_credentials: BTreeMap<String, UpstreamCredentials>,
 }
 
-/// Where the service-account token issuer publishes its keys.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct IdentitySource {
-    /// The issuer (`iss`) of the cluster's service-account tokens.
-    pub issuer: String,
-    /// JWKS URL; OIDC discovery at `<issuer>/.well-known/openid-configuration` when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks_uri: Option<String>,
-    /// PEM bundle that verifies the issuer's TLS certificate (the cluster CA in a pod).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<String>,
-    /// Bearer token file used to fetch the JWKS (the gateway's own service-account token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_file: Option<String>,
-    /// The audience agents' tokens must carry.
-    #[serde(default = "default_audience")]
-    pub audience: String,
-    /// Clock skew tolerated on token `exp` and `nbf`, in seconds.
-    #[serde(default = "default_leeway_seconds")]
-    pub leeway_seconds: u64,
-    /// Confirm with a TokenReview that the agent's pod still exists (needs `system:auth-delegator`).
-    #[serde(default)]
-    pub token_review: bool,
-}
-
-fn default_leeway_seconds() -> u64 {
-    30
-}
-
-fn default_audience() -> String {
-    "chaperone.dev".into()
-}
-
 /// One AgentConnection, compiled for the gateway.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -91,7 +62,8 @@ pub struct ConnectionConfig {
     /// Allow/deny policy over IAM actions.
     #[serde(default)]
     pub policy: ConnectionPolicy,
-    /// Longest session the gateway mints, in seconds.
+    /// Longest session the gateway mints, in seconds (the AgentConnection's
+    /// `spec.session.maxDurationSeconds`).
     #[serde(default = "default_max_session_seconds")]
     pub max_session_seconds: i64,
     /// Name of the RecordingPolicy in [`GatewayConfig::recording_policies`].
@@ -99,7 +71,7 @@ pub struct ConnectionConfig {
 }
 
 fn default_max_session_seconds() -> i64 {
-    3600
+    DEFAULT_SESSION_SECONDS
 }
 
 /// Where a connection's upstream credentials come from: static keys (`accessKeyId`,
@@ -388,8 +360,13 @@ impl GatewayConfig {
                     );
                 }
             }
-            if !(900..=43200).contains(&connection.max_session_seconds) {
-                return invalid(at("maxSessionSeconds"), "must be within 900..=43200".into());
+            if !(MIN_SESSION_SECONDS..=MAX_SESSION_SECONDS)
+                .contains(&connection.max_session_seconds)
+            {
+                return invalid(
+                    at("maxSessionSeconds"),
+                    format!("must be within {MIN_SESSION_SECONDS}..={MAX_SESSION_SECONDS}"),
+                );
             }
         }
         for name in self.recording_credentials.keys() {
@@ -403,45 +380,23 @@ impl GatewayConfig {
         Ok(())
     }
 
-    /// Where each connection's sessions are recorded.
-    pub fn recording_targets(&self) -> Vec<crate::recorder::RecordingTarget> {
-        self.connections
-            .iter()
-            .filter_map(|c| {
-                let policy = self.recording_policies.get(&c.recording_policy)?;
-                Some(crate::recorder::RecordingTarget {
-                    namespace: self.namespace.clone(),
-                    connection: c.name.clone(),
-                    policy: policy.clone(),
-                    credentials: self.recording_credentials.get(&c.recording_policy).cloned(),
-                })
-            })
-            .collect()
-    }
-
     /// The connection named `name`.
     pub fn connection(&self, name: &str) -> Option<&ConnectionConfig> {
         self.connections.iter().find(|c| c.name == name)
     }
 
     /// What the identity exchange needs: the issuer and whom each connection admits.
-    pub fn identity_config(&self) -> crate::identity::IdentityConfig {
-        crate::identity::IdentityConfig {
-            issuer: self.identity.issuer.clone(),
-            jwks_uri: self.identity.jwks_uri.clone(),
-            ca_file: self.identity.ca_file.clone().map(Into::into),
-            bearer_token_file: self.identity.token_file.clone().map(Into::into),
-            audience: self.identity.audience.clone(),
-            leeway_seconds: self.identity.leeway_seconds,
-            token_review: self.identity.token_review,
+    pub fn identity_config(&self) -> IdentityConfig {
+        IdentityConfig {
+            source: self.identity.clone(),
             namespace: self.namespace.clone(),
             connections: self
                 .connections
                 .iter()
-                .map(|c| crate::identity::ConnectionAdmission {
+                .map(|c| ConnectionAdmission {
                     name: c.name.clone(),
                     service_accounts: c.service_accounts.clone(),
-                    max_session_seconds: u32::try_from(c.max_session_seconds).unwrap_or(3600),
+                    max_session_seconds: c.max_session_seconds,
                 })
                 .collect(),
         }

@@ -2,9 +2,6 @@
 
 use std::time::Duration;
 
-/// The audience agents' projected tokens carry (never `sts.amazonaws.com`).
-pub const AGENT_TOKEN_AUDIENCE: &str = "chaperone.dev";
-
 /// How gateways are deployed and how their identity and keys are set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GatewaySettings {
@@ -44,8 +41,9 @@ pub const DEFAULT_SPOOL_MIB: u64 = 1024;
 /// a few minutes of an outage).
 pub const MIN_SPOOL_MIB: u64 = 64;
 
-/// The longest session an AgentConnection may grant (`spec.session.maxDurationSeconds` ≤ 43200).
-pub const LONGEST_SESSION: Duration = Duration::from_secs(43_200);
+/// The longest session an AgentConnection may grant (`spec.session.maxDurationSeconds`).
+pub const LONGEST_SESSION: Duration =
+    Duration::from_secs(chaperone_config::MAX_SESSION_SECONDS.unsigned_abs());
 
 impl GatewaySettings {
     /// The spool `emptyDir`'s `sizeLimit`, MiB: the spool limit plus a quarter (at least 64 MiB)

@@ -1,4 +1,4 @@
-//! The ApprovalRequest controller: carries out [`crate::approval_lifecycle::plan`] for each
+//! The ApprovalRequest controller: carries out [`crate::approvals::lifecycle::plan`] for each
 //! request — writes the phase people read, notifies the rule's webhook once, records each
 //! delivery in `status.notifications` (with an Event when one fails), and deletes requests whose
 //! retention has passed. It runs only on the leader, like the AgentConnection controller, so one
@@ -18,26 +18,23 @@ use chaperone_crds::{
     ApprovalPhase, ApprovalRequest, ApprovalRule, NotificationDelivery, NotificationState,
     WebhookNotify,
 };
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, Preconditions},
-    runtime::{
-        Controller,
-        controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
-        watcher,
-    },
+    runtime::{Controller, controller::Action, events::EventType, watcher},
 };
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::{
-    approval_lifecycle::{self, LifecycleSettings},
-    approval_notifier::{NotifyError, WebhookSender, notification_body},
+    approvals::lifecycle::{self, LifecycleSettings},
+    approvals::notifier::{NotifyError, WebhookSender, notification_body},
     error::Error,
-    metrics::OperatorMetrics,
+    runtime::{
+        metrics::OperatorMetrics,
+        scaffolding::{self, ControllerBase},
+    },
 };
 
 /// The controller's name in metrics.
@@ -50,12 +47,9 @@ const STATUS_WRITE_ATTEMPTS: usize = 5;
 
 /// What every reconcile of an ApprovalRequest shares.
 pub struct ApprovalContext {
-    client: Client,
+    base: ControllerBase,
     settings: LifecycleSettings,
     sender: WebhookSender,
-    metrics: Arc<OperatorMetrics>,
-    recorder: Recorder,
-    failures: Mutex<HashMap<String, u32>>,
     /// Deliveries this replica recorded, by request uid, until its cache shows them: a reconcile
     /// from a copy older than the status write must not notify again.
     recorded: Mutex<HashMap<String, Vec<NotificationDelivery>>>,
@@ -74,17 +68,10 @@ impl ApprovalContext {
         settings: LifecycleSettings,
         metrics: Arc<OperatorMetrics>,
     ) -> Result<Self, NotifyError> {
-        let reporter = Reporter {
-            controller: crate::FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Ok(Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
+            base: ControllerBase::new(CONTROLLER, client, metrics),
             settings,
             sender: WebhookSender::new()?,
-            metrics,
-            failures: Mutex::new(HashMap::new()),
             recorded: Mutex::new(HashMap::new()),
         })
     }
@@ -96,23 +83,11 @@ pub async fn run(
     namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api: Api<ApprovalRequest> = match &namespace {
-        Some(ns) => Api::namespaced(context.client.clone(), ns),
-        None => Api::all(context.client.clone()),
-    };
-    Controller::new(api, watcher::Config::default())
+    let api = scaffolding::scoped::<ApprovalRequest>(&context.base.client, namespace.as_deref());
+    let results = Controller::new(api, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(approval_request = %object, "reconciled"),
-                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
-                Err(error) => {
-                    warn!(%error, "the approval controller could not schedule a reconcile")
-                }
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, context);
+    scaffolding::drain(results).await;
 }
 
 /// The notification target of a rule, as recorded in status (never the URL itself).
@@ -134,17 +109,8 @@ pub async fn reconcile(
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let result = act(&request, &context).await;
-    context.metrics.reconciled(CONTROLLER, started.elapsed().as_secs_f64());
-    if result.is_ok()
-        && let Ok(mut failures) = context.failures.lock()
-    {
-        failures.remove(&key(&request));
-    }
+    context.base.finished(request.as_ref(), started, &result);
     result
-}
-
-fn key(request: &ApprovalRequest) -> String {
-    format!("{}/{}", request.namespace().unwrap_or_default(), request.name_any())
 }
 
 async fn act(request: &ApprovalRequest, context: &ApprovalContext) -> Result<Action, Error> {
@@ -159,10 +125,10 @@ async fn act(request: &ApprovalRequest, context: &ApprovalContext) -> Result<Act
     let webhook = notify_target(context, &namespace, &request.spec.rule).await?;
     let target = webhook.as_ref().map(target_id);
     let now = OffsetDateTime::now_utc();
-    let plan = approval_lifecycle::plan(request, target.as_deref(), now, &context.settings);
+    let plan = lifecycle::plan(request, target.as_deref(), now, &context.settings);
 
     if plan.delete {
-        let api: Api<ApprovalRequest> = Api::namespaced(context.client.clone(), &namespace);
+        let api: Api<ApprovalRequest> = Api::namespaced(context.base.client.clone(), &namespace);
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: request.metadata.uid.clone(),
@@ -193,8 +159,8 @@ async fn act(request: &ApprovalRequest, context: &ApprovalContext) -> Result<Act
         && let (Some(webhook), Some(target)) = (&webhook, &target)
     {
         let outcome = deliver(context, request, &namespace, webhook).await;
-        let previous = approval_lifecycle::delivery_for(request, target);
-        let record = approval_lifecycle::record_attempt(
+        let previous = lifecycle::delivery_for(request, target);
+        let record = lifecycle::record_attempt(
             previous,
             target,
             outcome.map_err(|e| e.to_string()),
@@ -212,7 +178,7 @@ async fn act(request: &ApprovalRequest, context: &ApprovalContext) -> Result<Act
                     && let Ok(mut recorded) = context.recorded.lock()
                 {
                     let entry = recorded.entry(uid.clone()).or_default();
-                    *entry = approval_lifecycle::with_delivery(entry, delivery.clone());
+                    *entry = lifecycle::with_delivery(entry, delivery.clone());
                 }
                 if let Some(phase) = plan.phase {
                     info!(approval_request = %name, namespace, ?phase, "phase written");
@@ -250,7 +216,7 @@ fn with_recorded_deliveries(
             .any(|d| d.target == delivery.target && d.attempts >= delivery.attempts);
         if !shown {
             status.notifications =
-                approval_lifecycle::with_delivery(&status.notifications, delivery.clone());
+                lifecycle::with_delivery(&status.notifications, delivery.clone());
         }
         !shown
     });
@@ -266,7 +232,7 @@ async fn notify_target(
     namespace: &str,
     rule: &str,
 ) -> Result<Option<WebhookNotify>, Error> {
-    let rules: Api<ApprovalRule> = Api::namespaced(context.client.clone(), namespace);
+    let rules: Api<ApprovalRule> = Api::namespaced(context.base.client.clone(), namespace);
     let rule = rules
         .get_opt(rule)
         .await
@@ -283,7 +249,7 @@ async fn deliver(
 ) -> Result<(), NotifyError> {
     let reference = &webhook.url_secret_ref;
     let source_ref = format!("Secret {namespace}/{} key {}", reference.name, reference.key);
-    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
+    let secrets: Api<Secret> = Api::namespaced(context.base.client.clone(), namespace);
     let secret = secrets
         .get_opt(&reference.name)
         .await
@@ -302,7 +268,7 @@ async fn deliver(
         chaperone_crds::WebhookFormat::Json => "json",
         chaperone_crds::WebhookFormat::Slack => "slack",
     };
-    context.metrics.notified(format, if outcome.is_ok() { "delivered" } else { "failed" });
+    context.base.metrics.notified(format, if outcome.is_ok() { "delivered" } else { "failed" });
     outcome
 }
 
@@ -345,16 +311,7 @@ async fn announce(
     } else {
         warn!(approval_request = %name, target = %record.target, attempts = record.attempts, error = record.last_error.as_deref().unwrap_or_default(), "notification failed");
     }
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Notify".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = context.recorder.publish(&event, &request.object_ref(&())).await {
-        warn!(%error, reason, "could not publish an event");
-    }
+    context.base.publish(&request.object_ref(&()), type_, reason, "Notify", note).await;
 }
 
 enum Written {
@@ -372,7 +329,7 @@ async fn write_status(
     phase: Option<ApprovalPhase>,
     delivery: Option<NotificationDelivery>,
 ) -> Result<Written, Error> {
-    let api: Api<ApprovalRequest> = Api::namespaced(context.client.clone(), namespace);
+    let api: Api<ApprovalRequest> = Api::namespaced(context.base.client.clone(), namespace);
     let name = request.name_any();
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
     let mut current = request.clone();
@@ -385,7 +342,7 @@ async fn write_status(
         if let Some(delivery) = &delivery {
             let existing =
                 current.status.as_ref().map(|s| s.notifications.clone()).unwrap_or_default();
-            let all = approval_lifecycle::with_delivery(&existing, delivery.clone());
+            let all = lifecycle::with_delivery(&existing, delivery.clone());
             status.insert("notifications".into(), serde_json::to_value(all).unwrap_or_default());
         }
         if status.is_empty() {
@@ -425,24 +382,11 @@ async fn write_status(
     Ok(Written::Stale)
 }
 
-/// Counts the failure and retries with exponential backoff (1 s doubling, at most 5 minutes).
+/// Counts the failure and retries with backoff ([`ControllerBase::retry`]).
 pub fn error_policy(
     request: Arc<ApprovalRequest>,
     error: &Error,
     context: Arc<ApprovalContext>,
 ) -> Action {
-    context.metrics.failed(CONTROLLER, error.kind());
-    let key = key(&request);
-    let attempts = match context.failures.lock() {
-        Ok(mut failures) => {
-            let attempts = failures.entry(key.clone()).or_insert(0);
-            *attempts = attempts.saturating_add(1);
-            *attempts
-        }
-        Err(_) => 1,
-    };
-    let delay = Duration::from_secs(1u64 << attempts.min(9).saturating_sub(1))
-        .min(Duration::from_secs(300));
-    warn!(approval_request = %key, %error, attempts, retry_in_seconds = delay.as_secs(), "reconcile failed");
-    Action::requeue(delay)
+    context.base.retry(request.as_ref(), error)
 }

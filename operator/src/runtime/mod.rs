@@ -1,0 +1,17 @@
+//! What the controllers share, and the process around them.
+//!
+//! - [`scaffolding`]: backoff and failure events, event publishing, server-side-applied status,
+//!   AWS keys read from a Secret.
+//! - [`settings`]: what the operator's flags decide about every gateway.
+//! - [`service_account_issuer`]: discovers the cluster's token issuer.
+//! - [`leader_election`]: one replica reconciles at a time, through a Lease.
+//! - [`admin`] and [`metrics`]: `/healthz` and Prometheus `/metrics`.
+//! - [`tls`]: the process's TLS crypto provider.
+
+pub mod admin;
+pub mod leader_election;
+pub mod metrics;
+pub mod scaffolding;
+pub mod service_account_issuer;
+pub mod settings;
+pub mod tls;

@@ -1,0 +1,279 @@
+//! What every controller does the same way, written once: per-object backoff after failures
+//! (with a `ReconcileFailed` Warning event and the failure metric), reconcile timing, event
+//! publishing, status written with server-side apply, and AWS keys read from a Secret's data.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chaperone_config::UpstreamCredentials;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams, ValidationDirective},
+    runtime::{
+        controller::{Action, Error as ControllerError},
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+use tracing::warn;
+
+use crate::{Error, FIELD_MANAGER, runtime::metrics::OperatorMetrics};
+
+/// The longest wait before a failed reconcile is tried again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Key of the access key id in a Secret of AWS keys.
+pub const ACCESS_KEY_ID_KEY: &str = "AWS_ACCESS_KEY_ID";
+/// Key of the secret access key in a Secret of AWS keys.
+pub const SECRET_ACCESS_KEY_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+/// Key of an optional session token in a Secret of AWS keys (temporary keys).
+pub const SESSION_TOKEN_KEY: &str = "AWS_SESSION_TOKEN";
+
+/// What every reconcile of one controller shares: the API client, the metrics, the event
+/// recorder, and the failure count per object that drives the backoff.
+pub struct ControllerBase {
+    controller: &'static str,
+    /// The client reconciles act with.
+    pub client: Client,
+    /// The operator's metrics.
+    pub metrics: Arc<OperatorMetrics>,
+    recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl std::fmt::Debug for ControllerBase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerBase")
+            .field("controller", &self.controller)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControllerBase {
+    /// The scaffolding of the controller called `controller` (its name in metrics and logs).
+    pub fn new(controller: &'static str, client: Client, metrics: Arc<OperatorMetrics>) -> Self {
+        let reporter =
+            Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        Self {
+            controller,
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a reconcile of `object` that started at `started`; a success resets its backoff.
+    pub fn finished<K: ResourceExt, T>(
+        &self,
+        object: &K,
+        started: Instant,
+        result: &Result<T, Error>,
+    ) {
+        self.metrics.reconciled(self.controller, started.elapsed().as_secs_f64());
+        if result.is_ok()
+            && let Ok(mut failures) = self.failures.lock()
+        {
+            failures.remove(&object_key(object));
+        }
+    }
+
+    /// The error policy: counts the failure, logs it, publishes a `ReconcileFailed` Warning event
+    /// on the object and retries with exponential backoff (1 s doubling, at most
+    /// [`MAX_BACKOFF`]).
+    pub fn retry<K>(&self, object: &K, error: &Error) -> Action
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        self.metrics.failed(self.controller, error.kind());
+        let key = object_key(object);
+        let attempts = match self.failures.lock() {
+            Ok(mut failures) => {
+                let attempts = failures.entry(key.clone()).or_insert(0);
+                *attempts = attempts.saturating_add(1);
+                *attempts
+            }
+            Err(_) => 1,
+        };
+        let delay = backoff(attempts);
+        warn!(
+            controller = self.controller,
+            object = %key,
+            %error,
+            attempts,
+            retry_in_seconds = delay.as_secs(),
+            "reconcile failed"
+        );
+        // An error policy is synchronous: the event goes out from a task.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let recorder = self.recorder.clone();
+            let reference = object.object_ref(&());
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "ReconcileFailed".into(),
+                note: Some(format!(
+                    "{error} (attempt {attempts}; retrying in {} s)",
+                    delay.as_secs()
+                )),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            runtime.spawn(async move {
+                if let Err(error) = recorder.publish(&event, &reference).await {
+                    warn!(%error, "could not publish an event");
+                }
+            });
+        }
+        Action::requeue(delay)
+    }
+
+    /// Publishes an event on `reference`; a failure to publish is logged, never fatal.
+    pub async fn publish(
+        &self,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, reference).await {
+            warn!(%error, reason, "could not publish an event");
+        }
+    }
+
+    /// Writes `status` onto the object `name` of `namespace` with server-side apply under
+    /// [`FIELD_MANAGER`] (strict field validation, conflicts forced).
+    pub async fn apply_status<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &impl serde::Serialize,
+    ) -> Result<(), Error>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        api.patch_status(name, &apply_params(), &Patch::Apply(patch)).await.map_err(
+            Error::kube(format!("writing the status of {} {namespace}/{name}", K::kind(&()))),
+        )?;
+        Ok(())
+    }
+}
+
+/// An API over one namespace, or all of them.
+pub fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Drives a controller's result stream until the controller stops, logging what it reconciled
+/// (failed reconciles were already logged and counted by [`ControllerBase::retry`]).
+pub async fn drain<K>(
+    results: impl Stream<Item = Result<(ObjectRef<K>, Action), ControllerError<Error, watcher::Error>>>,
+) where
+    K: Resource<DynamicType = ()>,
+{
+    results
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
+                Err(ControllerError::ReconcilerFailed(..)) => {}
+                Err(error) => warn!(%error, "the controller could not schedule a reconcile"),
+            }
+        })
+        .await;
+}
+
+/// The delay before retry number `attempts` (1 s, doubling, at most [`MAX_BACKOFF`]).
+pub fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.clamp(1, 9).saturating_sub(1)).min(MAX_BACKOFF)
+}
+
+/// `namespace/name` of an object (its key in logs and in the failure counts).
+pub fn object_key<K: ResourceExt>(object: &K) -> String {
+    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
+}
+
+/// Server-side apply under [`FIELD_MANAGER`], strict field validation, conflicts forced.
+pub fn apply_params() -> PatchParams {
+    PatchParams {
+        field_validation: Some(ValidationDirective::Strict),
+        ..PatchParams::apply(FIELD_MANAGER).force()
+    }
+}
+
+/// A Secret's data as plain bytes.
+pub fn secret_data(secret: Secret) -> BTreeMap<String, Vec<u8>> {
+    secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect()
+}
+
+/// The text under `key` of a Secret's data: UTF-8, trimmed, not empty.
+pub fn secret_text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
+    let text = std::str::from_utf8(data.get(key)?).ok()?.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// AWS keys under the conventional names ([`ACCESS_KEY_ID_KEY`], [`SECRET_ACCESS_KEY_KEY`],
+/// optional [`SESSION_TOKEN_KEY`]); `None` when either key is missing or empty.
+pub fn aws_keys(data: &BTreeMap<String, Vec<u8>>) -> Option<UpstreamCredentials> {
+    Some(UpstreamCredentials {
+        access_key_id: secret_text(data, ACCESS_KEY_ID_KEY)?,
+        secret_access_key: secret_text(data, SECRET_ACCESS_KEY_KEY)?,
+        session_token: secret_text(data, SESSION_TOKEN_KEY),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_up_to_five_minutes() {
+        let delays: Vec<u64> = [1, 2, 3, 9, 10, 50].map(|n| backoff(n).as_secs()).to_vec();
+        assert_eq!(delays, [1, 2, 4, 256, 256, 256]);
+        assert_eq!(backoff(0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn aws_keys_are_trimmed_and_need_both_halves() {
+        let mut data = BTreeMap::from([
+            (ACCESS_KEY_ID_KEY.to_owned(), b"AKIAEXAMPLE\n".to_vec()),
+            (SECRET_ACCESS_KEY_KEY.to_owned(), b" s3cret ".to_vec()),
+        ]);
+        let keys = aws_keys(&data).unwrap();
+        assert_eq!(
+            (keys.access_key_id.as_str(), keys.secret_access_key.as_str()),
+            ("AKIAEXAMPLE", "s3cret")
+        );
+        assert_eq!(keys.session_token, None);
+        data.insert(SECRET_ACCESS_KEY_KEY.to_owned(), b"  ".to_vec());
+        assert!(aws_keys(&data).is_none());
+    }
+}
