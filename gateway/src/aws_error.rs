@@ -1,7 +1,11 @@
 //! Errors in the shape each AWS protocol uses, so SDKs and the CLI surface them as they would AWS's.
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header::CONTENT_TYPE};
+use http::{
+    HeaderMap, HeaderValue, Response, StatusCode, header::AUTHORIZATION, header::CONTENT_TYPE,
+};
+
+use crate::classify::Protocol;
 
 /// How a service's errors look on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +132,56 @@ pub fn xml_escape(text: &str) -> String {
         }
     }
     out
+}
+
+/// The service named by the credential scope of an `Authorization` header, before the signature
+/// is verified (`""` when there is none): enough to pick an error shape.
+pub fn credential_service(headers: &HeaderMap) -> &str {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|cred| cred.split('/').nth(3))
+        .unwrap_or("")
+}
+
+/// The error shape of a request nothing is known of yet but its headers and query.
+pub fn guess_shape(headers: &HeaderMap, query: &str) -> ErrorShape {
+    let service = credential_service(headers);
+    if !service.is_empty() {
+        return shape_for_service(service, ErrorShape::Json);
+    }
+    if headers.contains_key("x-amz-target") {
+        ErrorShape::Json
+    } else if query.contains("X-Amz-Credential") || query.contains("x-amz-credential") {
+        ErrorShape::S3Xml
+    } else {
+        ErrorShape::QueryXml
+    }
+}
+
+/// The error shape of a service by its signing name; `fallback` for others.
+pub fn shape_for_service(service: &str, fallback: ErrorShape) -> ErrorShape {
+    match service {
+        "s3" => ErrorShape::S3Xml,
+        "ec2" => ErrorShape::Ec2Xml,
+        "sts" | "iam" | "sns" | "cloudformation" | "monitoring" => ErrorShape::QueryXml,
+        "dynamodb" | "kms" | "secretsmanager" | "ssm" | "logs" | "ecr" | "events" | "states"
+        | "kinesis" | "sqs" => ErrorShape::Json,
+        "lambda" | "eks" | "bedrock" => ErrorShape::RestJson,
+        _ => fallback,
+    }
+}
+
+/// The error shape of a protocol the classifier recognised the request by.
+pub fn shape_for_protocol(protocol: Protocol) -> ErrorShape {
+    match protocol {
+        Protocol::Json | Protocol::RpcV2Cbor => ErrorShape::Json,
+        Protocol::Query => ErrorShape::QueryXml,
+        Protocol::Ec2 => ErrorShape::Ec2Xml,
+        Protocol::RestJson => ErrorShape::RestJson,
+        Protocol::RestXml => ErrorShape::S3Xml,
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Body plumbing on the data path: bounded buffering, streaming capture for the recorder, and
+//! Body plumbing on the data path: the agent's body as a call holds it ([`Inbound`]: small ones
+//! read whole, large ones streamed), bounded buffering, streaming capture for the recorder, and
 //! streamed decoding of aws-chunked uploads. Nothing here holds a whole large body in memory.
 
 use std::{
@@ -7,14 +8,217 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
+use chaperone_recording::{Body as RecordedBody, Hash256};
+use http::{HeaderMap, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    forward::BoxError,
-    sigv4::{ChunkedPayloadVerifier, SigV4Error},
+    approval::BodyDigest,
+    forward::{BoxError, OutboundPayload},
+    identity::SessionContext,
+    server::GatewayBody,
+    sigv4::{ChunkedPayloadVerifier, PayloadMode, SigV4Error, VerifiedRequest},
 };
+
+/// Largest body buffered for services whose signature covers the body hash (JSON and query
+/// protocols): their payloads are small by AWS's own limits.
+pub const MAX_BUFFERED_BODY: usize = 16 * 1024 * 1024;
+/// Bodies up to this size are buffered before forwarding (for classification and an exact
+/// recording); larger S3 bodies stream.
+pub const STREAM_THRESHOLD: u64 = 1024 * 1024;
+
+/// The agent's request body, as the data path holds it.
+pub enum Inbound {
+    /// Read whole: `wire` as received, `payload` decoded (differs for aws-chunked), `hash` of payload.
+    Buffered {
+        /// The bytes as received.
+        wire: Bytes,
+        /// The payload (aws-chunked decoded).
+        payload: Bytes,
+        /// SHA-256 of `payload`.
+        hash: [u8; 32],
+    },
+    /// Streams through; `size` and `declared_sha256` are what the request says of it.
+    Streamed {
+        /// The rest of the body.
+        body: GatewayBody,
+        /// The payload size the request declares.
+        size: Option<u64>,
+        /// The payload hash the request declares.
+        declared_sha256: Option<[u8; 32]>,
+        /// How the payload is signed upstream.
+        payload: OutboundPayload,
+        /// The first bytes, read ahead for the write-ahead record.
+        prefix: Bytes,
+    },
+}
+
+/// Why an agent's body could not be read.
+pub enum InboundError {
+    /// It does not match its signature.
+    Auth(SigV4Error),
+    /// It could not be read (too large, broken off).
+    Read(String),
+}
+
+impl Inbound {
+    /// A body read whole whose wire bytes are its payload.
+    pub fn buffered(bytes: Bytes) -> Self {
+        let hash = sha256(&bytes);
+        Inbound::Buffered { payload: bytes.clone(), wire: bytes, hash }
+    }
+
+    /// Reads (small) or prepares to stream (large) the body of a verified request, checking it
+    /// against its signed payload hash or chunk signatures.
+    pub async fn read(
+        verified: &VerifiedRequest<SessionContext>,
+        headers: &HeaderMap,
+        body: Incoming,
+    ) -> Result<Inbound, InboundError> {
+        let content_length = header_u64(headers, header::CONTENT_LENGTH.as_str());
+        let decoded_length = header_u64(headers, "x-amz-decoded-content-length");
+        let small = |length: Option<u64>| length.is_some_and(|l| l <= STREAM_THRESHOLD);
+        let read = |e: BufferError| InboundError::Read(e.to_string());
+        match verified.payload {
+            PayloadMode::Sha256 { expected }
+                if small(content_length) || content_length.is_none() =>
+            {
+                let inbound =
+                    Inbound::buffered(buffer_body(body, MAX_BUFFERED_BODY).await.map_err(read)?);
+                if let Inbound::Buffered { hash, .. } = &inbound
+                    && *hash != expected
+                {
+                    return Err(InboundError::Auth(SigV4Error::ContentSha256Mismatch {
+                        expected: hex::encode(expected),
+                        computed: hex::encode(hash),
+                    }));
+                }
+                Ok(inbound)
+            }
+            PayloadMode::Unsigned | PayloadMode::BodyHashVerified
+                if small(content_length) || content_length.is_none() =>
+            {
+                Ok(Inbound::buffered(buffer_body(body, MAX_BUFFERED_BODY).await.map_err(read)?))
+            }
+            PayloadMode::Sha256 { expected } => Ok(Inbound::Streamed {
+                body: body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
+                size: content_length,
+                declared_sha256: Some(expected),
+                payload: OutboundPayload::Sha256Hex(hex::encode(expected)),
+                prefix: Bytes::new(),
+            }),
+            PayloadMode::Unsigned | PayloadMode::BodyHashVerified => Ok(Inbound::Streamed {
+                body: body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
+                size: content_length,
+                declared_sha256: None,
+                payload: OutboundPayload::Unsigned,
+                prefix: Bytes::new(),
+            }),
+            PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer => {
+                let Some(mut decoder) = verified.chunked_payload_verifier() else {
+                    return Err(InboundError::Read("an aws-chunked body without a decoder".into()));
+                };
+                if small(decoded_length) {
+                    let wire = buffer_body(body, MAX_BUFFERED_BODY).await.map_err(read)?;
+                    let mut payload = Vec::new();
+                    decoder.feed(&wire, &mut payload).map_err(InboundError::Auth)?;
+                    decoder.finish().map_err(InboundError::Auth)?;
+                    let hash = sha256(&payload);
+                    Ok(Inbound::Buffered { wire, payload: Bytes::from(payload), hash })
+                } else if matches!(verified.payload, PayloadMode::StreamingUnsignedTrailer) {
+                    Ok(Inbound::Streamed {
+                        body: body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
+                        size: decoded_length,
+                        declared_sha256: None,
+                        payload: OutboundPayload::StreamingUnsignedTrailer,
+                        prefix: Bytes::new(),
+                    })
+                } else {
+                    // Verified chunk by chunk here, re-chunked and re-signed upstream.
+                    let payload = match decoded_length {
+                        Some(decoded_length) => OutboundPayload::StreamingSigned { decoded_length },
+                        None => OutboundPayload::Unsigned,
+                    };
+                    Ok(Inbound::Streamed {
+                        body: DechunkingBody::new(body, decoder).boxed_unsync(),
+                        size: decoded_length,
+                        declared_sha256: None,
+                        payload,
+                        prefix: Bytes::new(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// A streamed body with its first `limit` bytes read ahead (bounded) for the write-ahead
+    /// record; a buffered body, or `limit` 0, as it is.
+    pub async fn with_prefix(self, limit: usize) -> Result<Inbound, BoxError> {
+        match self {
+            Inbound::Streamed { body, size, declared_sha256, payload, .. } if limit > 0 => {
+                let (prefix, rest) = split_prefix(body, limit).await?;
+                Ok(Inbound::Streamed {
+                    body: rest.boxed_unsync(),
+                    size,
+                    declared_sha256,
+                    payload,
+                    prefix,
+                })
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The first `limit` bytes of the body with its size and hash, as the recording holds them.
+    pub fn recorded_body(&self, limit: usize) -> RecordedBody {
+        match self {
+            Inbound::Buffered { payload, hash, .. } => {
+                let end = payload.len().min(limit);
+                RecordedBody::captured(
+                    &payload[..end],
+                    payload.len() as u64,
+                    Hash256::from_bytes(*hash),
+                )
+            }
+            Inbound::Streamed { size, declared_sha256, prefix, .. } => RecordedBody::captured(
+                &prefix[..prefix.len().min(limit)],
+                size.unwrap_or(0),
+                Hash256::from_bytes(declared_sha256.unwrap_or([0; 32])),
+            ),
+        }
+    }
+
+    /// The body as an approval fingerprint sees it.
+    pub fn body_digest(&self) -> BodyDigest {
+        match self {
+            Inbound::Buffered { hash, .. } => BodyDigest::Sha256(*hash),
+            Inbound::Streamed { declared_sha256: Some(hash), .. } => {
+                BodyDigest::DeclaredSha256(*hash)
+            }
+            Inbound::Streamed { size, .. } => BodyDigest::DeclaredSize(*size),
+        }
+    }
+
+    /// The bytes a reader may look at without consuming the body: the payload of a buffered
+    /// body, none of a streamed one.
+    pub fn buffered_payload(&self) -> Option<&[u8]> {
+        match self {
+            Inbound::Buffered { payload, .. } => Some(&payload[..]),
+            Inbound::Streamed { .. } => None,
+        }
+    }
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok())
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
 
 /// What a capturing body saw, handed over once the body ends (or is dropped early).
 #[derive(Debug, Clone, Default)]

@@ -17,7 +17,7 @@ use aws_sigv4::{
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
-use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -25,6 +25,13 @@ use hyper_util::{
 };
 
 use chaperone_config::UpstreamCredentials;
+use crate::{
+    body::Inbound,
+    classify::{Classification, S3Addressing},
+    identity::SessionContext,
+    partition::Partition,
+    sigv4::{PayloadMode, VerifiedRequest},
+};
 
 /// The body type sent upstream.
 pub type OutboundBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -122,21 +129,147 @@ pub fn is_forwardable(name: &HeaderName) -> bool {
     !DROPPED_HEADERS.contains(&name.as_str())
 }
 
+/// Headers that describe an aws-chunked encoding and go away once the gateway decoded it.
+const CHUNKED_ONLY_HEADERS: &[&str] = &["x-amz-decoded-content-length", "x-amz-trailer"];
+
+/// Unsigned headers forwarded anyway: transport and SDK bookkeeping that AWS accepts unsigned.
+fn forward_unsigned(name: &str) -> bool {
+    matches!(
+        name,
+        "content-length"
+            | "content-type"
+            | "content-encoding"
+            | "content-md5"
+            | "user-agent"
+            | "x-amz-user-agent"
+            | "amz-sdk-invocation-id"
+            | "amz-sdk-request"
+            | "x-amz-decoded-content-length"
+            | "x-amz-trailer"
+            | "x-amz-sdk-checksum-algorithm"
+    ) || name.starts_with("x-amz-checksum-")
+}
+
+impl OutboundRequest {
+    /// The outbound form of an agent's verified request: its signed (and harmless unsigned)
+    /// headers, its body (aws-chunked decoded where the gateway verified the chunks), and, for
+    /// virtual-host-style S3, the bucket moved from the Host into the path.
+    pub fn from_agent(
+        parts: &http::request::Parts,
+        verified: &VerifiedRequest<SessionContext>,
+        inbound: Inbound,
+        classification: &Classification,
+    ) -> Self {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &parts.headers {
+            if is_forwardable(name)
+                && (verified.is_header_signed(name.as_str()) || forward_unsigned(name.as_str()))
+            {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let chunked = matches!(
+            verified.payload,
+            PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer
+        );
+        let (body, payload) = match inbound {
+            Inbound::Buffered { wire, payload, hash } => {
+                if matches!(verified.payload, PayloadMode::StreamingUnsignedTrailer) {
+                    (
+                        Full::new(wire).map_err(|e| match e {}).boxed_unsync(),
+                        OutboundPayload::StreamingUnsignedTrailer,
+                    )
+                } else {
+                    if chunked {
+                        decode_chunked_headers(&mut headers, payload.len() as u64);
+                    }
+                    (
+                        Full::new(payload).map_err(|e| match e {}).boxed_unsync(),
+                        OutboundPayload::Sha256Hex(hex::encode(hash)),
+                    )
+                }
+            }
+            Inbound::Streamed { body, size, payload, .. } => {
+                if chunked && payload != OutboundPayload::StreamingUnsignedTrailer {
+                    decode_chunked_headers(&mut headers, size.unwrap_or(0));
+                }
+                (body, payload)
+            }
+        };
+        let path = parts.uri.path();
+        let query = parts.uri.query().unwrap_or("");
+        // Virtual-host-style S3 goes upstream path-style: the bucket moves from the Host into the path.
+        let mut path_and_query = path.to_owned();
+        if classification.s3_addressing == Some(S3Addressing::VirtualHost)
+            && let Some(bucket) = &classification.s3_bucket
+        {
+            path_and_query = format!("/{bucket}{path}");
+        }
+        if !query.is_empty() {
+            path_and_query.push('?');
+            path_and_query.push_str(query);
+        }
+        OutboundRequest {
+            method: parts.method.clone(),
+            path_and_query,
+            headers,
+            body,
+            service: verified.scope.service.clone(),
+            endpoint_prefix: classification.endpoint_prefix.map(str::to_owned),
+            region: verified.scope.region.clone(),
+            payload,
+        }
+    }
+}
+
+/// After decoding aws-chunked: the body is plain bytes of `length`.
+fn decode_chunked_headers(headers: &mut HeaderMap, length: u64) {
+    for name in CHUNKED_ONLY_HEADERS {
+        headers.remove(*name);
+    }
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
+        let rest: Vec<&str> = encoding
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.eq_ignore_ascii_case("aws-chunked") && !e.is_empty())
+            .collect();
+        if rest.is_empty() {
+            headers.remove(header::CONTENT_ENCODING);
+        } else if let Ok(value) = HeaderValue::from_str(&rest.join(", ")) {
+            headers.insert(header::CONTENT_ENCODING, value);
+        }
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+}
+
+/// Removes the hop-by-hop headers of an upstream response before it goes back to the agent.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "trailer",
+    ] {
+        headers.remove(HeaderName::from_static(name));
+    }
+}
+
 /// The default AWS endpoint for a service in a region.
 pub fn default_endpoint(endpoint_prefix: &str, region: &str) -> String {
-    let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+    let partition = Partition::of_region(region);
     match endpoint_prefix {
         // Global services, signed in us-east-1.
-        "iam" if !region.starts_with("cn-") && !region.starts_with("us-gov-") => {
-            "https://iam.amazonaws.com".into()
-        }
-        prefix => format!("https://{prefix}.{region}.{suffix}"),
+        "iam" if partition.has_global_iam() => "https://iam.amazonaws.com".into(),
+        prefix => format!("https://{prefix}.{region}.{}", partition.dns_suffix()),
     }
 }
 
 /// The region a service is signed for (IAM is global, signed in us-east-1).
 pub fn signing_region<'a>(service: &str, region: &'a str) -> &'a str {
-    if service == "iam" && !region.starts_with("cn-") && !region.starts_with("us-gov-") {
+    if service == "iam" && Partition::of_region(region).has_global_iam() {
         "us-east-1"
     } else {
         region

@@ -6,14 +6,11 @@ use std::{future::Future, pin::Pin};
 use chaperone_recording::EventBody;
 
 use crate::identity::SessionContext;
+pub use crate::recorder::RecordError;
 
-/// A future returned by [`EventRecorder`] methods.
-pub type RecordFuture<'a> = Pin<Box<dyn Future<Output = Result<(), RecordFailure>> + Send + 'a>>;
-
-/// Why an event could not be recorded. The message says what happened and what to do.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct RecordFailure(pub String);
+/// A future returned by [`EventRecorder`] methods: why the event was not recorded, typed, so
+/// the data path answers a full spool and an ended session differently.
+pub type RecordFuture<'a> = Pin<Box<dyn Future<Output = Result<(), RecordError>> + Send + 'a>>;
 
 /// Where the gateway writes session events.
 pub trait EventRecorder: Send + Sync + 'static {
@@ -46,9 +43,7 @@ impl EventRecorder for crate::recorder::Recorder {
     fn append<'a>(&'a self, session: &'a SessionContext, event: EventBody) -> RecordFuture<'a> {
         Box::pin(async move {
             let handle = session_handle(session);
-            crate::recorder::Recorder::append(self, &handle, event)
-                .await
-                .map_err(|e| RecordFailure(e.to_string()))
+            crate::recorder::Recorder::append(self, &handle, event).await
         })
     }
 }

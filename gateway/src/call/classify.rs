@@ -1,0 +1,111 @@
+//! Stage 3, classify: the connection the session belongs to, the operation the request is, and
+//! the IAM actions and resources it needs.
+
+use chaperone_recording::AwsCall;
+
+use super::{Call, Refusal};
+use chaperone_config::ConnectionConfig;
+use crate::{
+    aws_error::{AwsError, shape_for_protocol},
+    body::Inbound,
+    classify::{AwsRequest, Classification, ResourceContext},
+    identity::SessionContext,
+    metrics::CallLabels,
+    partition::Partition,
+    sigv4::VerifiedRequest,
+};
+
+/// How much of a body the classifier looks at.
+const CLASSIFY_BODY_LIMIT: usize = 64 * 1024;
+
+/// What the call is: its connection and classification.
+pub(super) struct Classified<'a> {
+    /// The connection the session was minted for.
+    pub(super) connection: &'a ConnectionConfig,
+    /// The operation, its actions and resources, and how S3 addressed its bucket.
+    pub(super) classification: Classification,
+    /// The first IAM action (`<service>:Unknown` when there is none): what metrics and logs name.
+    pub(super) first_action: String,
+}
+
+impl Classified<'_> {
+    /// The metric labels of the call with `decision`.
+    pub(super) fn labels(&self, service: &str, decision: &str) -> CallLabels {
+        CallLabels {
+            connection: self.connection.name.clone(),
+            service: service.to_owned(),
+            action: self.first_action.clone(),
+            decision: decision.to_owned(),
+        }
+    }
+}
+
+impl<'a> Call<'a> {
+    /// Finds the session's connection and classifies the request; errors from here on take the
+    /// shape of the protocol the request was recognised by. Returns the call as the recording
+    /// names it, too.
+    pub(super) fn classify(
+        &mut self,
+        verified: &VerifiedRequest<SessionContext>,
+        inbound: &Inbound,
+    ) -> Result<(Classified<'a>, AwsCall), Refusal> {
+        let session = &verified.session;
+        let runtime = self.runtime;
+        let connection = runtime.config.connection(&session.connection).ok_or_else(|| Refusal {
+            error: AwsError::access_denied(
+                format!(
+                    "AgentConnection {}/{} no longer exists; the session's credentials are void",
+                    session.namespace, session.connection
+                ),
+                self.request_id,
+            ),
+            shape: self.shape,
+        })?;
+        let header_pairs: Vec<(&str, &str)> = self
+            .parts
+            .headers
+            .iter()
+            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
+            .collect();
+        let (classify_body, body_truncated) = match inbound.buffered_payload() {
+            Some(payload) => {
+                let end = payload.len().min(CLASSIFY_BODY_LIMIT);
+                (Some(&payload[..end]), payload.len() > CLASSIFY_BODY_LIMIT)
+            }
+            None => (None, true),
+        };
+        let service = &verified.scope.service;
+        let region = &verified.scope.region;
+        let classification = self.gateway.classifier.classify(
+            &AwsRequest {
+                signing_name: service,
+                method: self.parts.method.as_str(),
+                path: self.parts.uri.path(),
+                query: self.parts.uri.query().unwrap_or(""),
+                headers: &header_pairs,
+                body: classify_body,
+                body_truncated,
+            },
+            &ResourceContext {
+                partition: Partition::of_region(region).name(),
+                region,
+                account_id: "*",
+            },
+        );
+        if let Some(protocol) = classification.protocol {
+            self.shape = shape_for_protocol(protocol);
+        }
+        let actions: Vec<String> =
+            classification.actions.iter().map(|a| a.action.clone()).collect();
+        let resources: Vec<String> =
+            classification.actions.iter().flat_map(|a| a.resources.iter().cloned()).collect();
+        let first_action = actions.first().cloned().unwrap_or_else(|| format!("{service}:Unknown"));
+        let aws = AwsCall {
+            service: service.clone(),
+            operation: classification.operation.unwrap_or("Unknown").to_owned(),
+            actions,
+            resources,
+        };
+        Ok((Classified { connection, classification, first_action }, aws))
+    }
+}
