@@ -326,9 +326,12 @@ impl Gateway {
             ),
             shape,
         })?;
+        // Classified on the headers that go upstream: an unsigned header is stripped, so it
+        // must not make the call look like another one.
         let header_pairs: Vec<(&str, &str)> = parts
             .headers
             .iter()
+            .filter(|(n, _)| verified.is_header_signed(n.as_str()) || forward_unsigned(n.as_str()))
             .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
             .collect();
         let (classify_body, body_truncated) = match &inbound {
@@ -355,7 +358,11 @@ impl Gateway {
                 body: classify_body,
                 body_truncated,
             },
-            &ResourceContext { partition, region: &region, account_id: "*" },
+            &ResourceContext {
+                partition,
+                region: &region,
+                account_id: connection.account_id().unwrap_or("*"),
+            },
         );
         let shape = classification.protocol.map(shape_for_protocol).unwrap_or(shape);
         let actions: Vec<String> =
@@ -412,7 +419,7 @@ impl Gateway {
         // 4. Decide.
         let policy = runtime.policies.get(&connection.name);
         let decision = match policy {
-            Some(policy) => policy.decide(&classification.actions),
+            Some(policy) => policy.decide(&classification),
             None => PolicyDecision::Deny {
                 object: format!("AgentConnection/{}/{}", session.namespace, connection.name),
                 rule: "policy".into(),
@@ -427,6 +434,7 @@ impl Gateway {
                     session: &session,
                     actions: &actions,
                     resources: &aws_call.resources,
+                    resources_complete: classification.resources_complete,
                     method: parts.method.as_str(),
                     raw_path: &path,
                     raw_query: &query,
