@@ -68,6 +68,27 @@ pub struct ConnectionConfig {
     pub max_session_seconds: i64,
     /// Name of the RecordingPolicy in [`GatewayConfig::recording_policies`].
     pub recording_policy: String,
+    /// The upstream account id (`spec.aws.accountId`), when the AgentConnection names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+}
+
+impl ConnectionConfig {
+    /// The account the connection's calls act in: `accountId` when given, else the account of
+    /// the role assumed upstream (or exchanged for with the web identity). `None` when unknown:
+    /// resource ARNs are then built with `*` for the account and counted as incomplete.
+    pub fn account_id(&self) -> Option<&str> {
+        fn from_role(arn: &str) -> Option<&str> {
+            is_role_arn(arn).then(|| arn.split(':').nth(4)).flatten()
+        }
+        let explicit = self
+            .account_id
+            .as_deref()
+            .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()));
+        explicit
+            .or_else(|| self.upstream.assume_role.as_ref().and_then(|r| from_role(&r.role_arn)))
+            .or_else(|| self.upstream.web_identity.as_ref().and_then(|w| from_role(&w.role_arn)))
+    }
 }
 
 fn default_max_session_seconds() -> i64 {
@@ -368,6 +389,28 @@ impl GatewayConfig {
                     format!("must be within {MIN_SESSION_SECONDS}..={MAX_SESSION_SECONDS}"),
                 );
             }
+            if let Some(account) = &connection.account_id
+                && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return invalid(
+                    at("accountId"),
+                    format!("{account:?} is not a 12-digit AWS account id"),
+                );
+            }
+            for (j, service) in connection.policy.allow_unclassified.iter().enumerate() {
+                let valid = !service.is_empty()
+                    && service
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !valid {
+                    return invalid(
+                        at(&format!("policy.allowUnclassified[{j}]")),
+                        format!(
+                            "{service:?} is not a signing name; name one service exactly (e.g. `cognito-idp`), no wildcards"
+                        ),
+                    );
+                }
+            }
         }
         for name in self.recording_credentials.keys() {
             if !self.recording_policies.contains_key(name) {
@@ -482,6 +525,41 @@ recordingPolicies:
             "arn:aws:iam::123456789012:role/gw"
         );
         assert_eq!(upstream.assume_role.as_ref().unwrap().external_id.as_deref(), Some("ext-1"));
+    }
+
+    #[test]
+    fn the_account_comes_from_account_id_else_the_upstream_role() {
+        let config = GatewayConfig::parse(EXAMPLE).unwrap();
+        assert_eq!(config.connection("prod-aws").unwrap().account_id(), None);
+        let explicit = EXAMPLE.replace(
+            "  recordingPolicy: default",
+            "  recordingPolicy: default\n  accountId: \"111122223333\"",
+        );
+        let config = GatewayConfig::parse(&explicit).unwrap();
+        assert_eq!(config.connection("prod-aws").unwrap().account_id(), Some("111122223333"));
+        let role = EXAMPLE.replace(
+            "secretAccessKey: secret}",
+            "secretAccessKey: secret, assumeRole: {roleArn: \"arn:aws:iam::123456789012:role/agents\"}}",
+        );
+        let config = GatewayConfig::parse(&role).unwrap();
+        assert_eq!(config.connection("prod-aws").unwrap().account_id(), Some("123456789012"));
+        let bad = EXAMPLE.replace(
+            "  recordingPolicy: default",
+            "  recordingPolicy: default\n  accountId: \"12345\"",
+        );
+        let error = GatewayConfig::parse(&bad).unwrap_err().to_string();
+        assert!(error.contains("connections[0].accountId"), "{error}");
+    }
+
+    #[test]
+    fn an_unclassified_opt_in_must_name_a_service_exactly() {
+        let text = EXAMPLE.replace(
+            "policy: {allow: [\"s3:*\"], deny: [\"iam:*\"]}",
+            "policy: {allow: [\"s3:*\"], allowUnclassified: [\"cognito-*\"]}",
+        );
+        let error = GatewayConfig::parse(&text).unwrap_err().to_string();
+        assert!(error.contains("connections[0].policy.allowUnclassified[0]"), "{error}");
+        assert!(error.contains("no wildcards"), "{error}");
     }
 
     #[test]

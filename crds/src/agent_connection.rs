@@ -79,6 +79,13 @@ pub struct AwsTarget {
     }]))]
     #[schemars(extend("maxProperties" = 64))]
     pub endpoints: BTreeMap<String, String>,
+    /// The 12-digit id of the AWS account the calls act in. Policy statements and ApprovalRules
+    /// match resource ARNs that carry it; without it (and without an `assumeRole` or
+    /// `webIdentity` role ARN to read it from) those ARNs are built with `*` for the account and a
+    /// resource-scoped Deny or ApprovalRule treats every such call as matching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\d{12}$"))]
+    pub account_id: Option<String>,
 }
 
 /// Where the gateway's own AWS credentials come from. Exactly one source must be set.
@@ -172,6 +179,16 @@ pub struct ConnectionPolicy {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 128))]
     pub statements: Vec<PolicyStatement>,
+    /// Signing names (`s3`, `cognito-idp`) whose calls the gateway may forward even when it cannot
+    /// classify them (an operation or service its tables lack). Exact names only: no wildcard in
+    /// `allow` ever covers an unclassified call. Ambiguous requests and credential-returning
+    /// operations stay refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9-]+$"))
+    )]
+    pub allow_unclassified: Vec<String>,
 }
 
 /// One resource-scoped policy statement.

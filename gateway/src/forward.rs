@@ -24,7 +24,6 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
-use chaperone_config::UpstreamCredentials;
 use crate::{
     body::Inbound,
     classify::{Classification, S3Addressing},
@@ -32,6 +31,7 @@ use crate::{
     partition::Partition,
     sigv4::{PayloadMode, VerifiedRequest},
 };
+use chaperone_config::UpstreamCredentials;
 
 /// The body type sent upstream.
 pub type OutboundBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -133,7 +133,7 @@ pub fn is_forwardable(name: &HeaderName) -> bool {
 const CHUNKED_ONLY_HEADERS: &[&str] = &["x-amz-decoded-content-length", "x-amz-trailer"];
 
 /// Unsigned headers forwarded anyway: transport and SDK bookkeeping that AWS accepts unsigned.
-fn forward_unsigned(name: &str) -> bool {
+pub(crate) fn forward_unsigned(name: &str) -> bool {
     matches!(
         name,
         "content-length"

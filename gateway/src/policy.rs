@@ -1,12 +1,21 @@
 //! The connection's allow/deny decision over a classified call. Pure: values in, decision out.
 //!
-//! Order, first match wins: `spec.policy.deny`, Deny statements, the built-in credential denylist
-//! (lifted only by naming the action exactly in `allow`), then `spec.policy.allow` and Allow
-//! statements. Every action of a call must be allowed; the first refusal names its rule.
+//! An ambiguous request (the classifier found signals AWS could read otherwise) is refused first,
+//! whatever the policy says. Then, per action, first match wins: `spec.policy.deny`, Deny
+//! statements, the built-in credential denylist (lifted only by naming the action exactly in
+//! `allow`), an unclassified call (allowed only by naming its signing name in
+//! `allowUnclassified`; no wildcard covers it), then `spec.policy.allow` and Allow statements.
+//! Every action of a call must be allowed; the first refusal names its rule.
+//!
+//! When the call's resources are not fully known ([`Classification::resources_complete`] false),
+//! a resource-scoped Deny statement counts as matching and a resource-scoped Allow statement as
+//! not matching: such rules never fail open.
 
 use chaperone_crds::{ConnectionPolicy, Effect};
 
-use crate::classify::{ActionPattern, ActionPatternError, IamAction, is_credential_returning};
+use crate::classify::{
+    ActionPattern, ActionPatternError, Classification, IamAction, is_credential_returning,
+};
 
 /// The decision on one call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +49,7 @@ pub struct CompiledPolicy {
     allow: Vec<ActionPattern>,
     deny: Vec<ActionPattern>,
     statements: Vec<Statement>,
+    allow_unclassified: Vec<String>,
 }
 
 /// Why a policy could not be compiled.
@@ -83,14 +93,37 @@ impl CompiledPolicy {
             allow: parse("allow".into(), &policy.allow)?,
             deny: parse("deny".into(), &policy.deny)?,
             statements,
+            allow_unclassified: policy.allow_unclassified.clone(),
             object,
         })
     }
 
-    /// Decides on a call's actions.
-    pub fn decide(&self, actions: &[IamAction]) -> PolicyDecision {
+    /// Decides on a classified call.
+    pub fn decide(&self, call: &Classification) -> PolicyDecision {
+        if let Some(reason) = call.unclassified.as_ref().filter(|r| r.is_ambiguous()) {
+            return self.deny(
+                "builtin:ambiguous-request".into(),
+                format!(
+                    "the {} request is ambiguous: {reason}. The gateway forwards only a request it can classify as one operation; send it as an AWS SDK or CLI does",
+                    call.signing_name
+                ),
+            );
+        }
+        let unclassified =
+            call.unclassified.as_ref().map(|reason| (call.signing_name.as_str(), reason));
+        for action in &call.actions {
+            let unknown = unclassified.filter(|_| action.action.ends_with(":Unknown"));
+            if let Some(refusal) = self.refusal(action, call.resources_complete, unknown) {
+                return refusal;
+            }
+        }
+        PolicyDecision::Allow
+    }
+
+    /// Decides on actions whose resources are fully known, of a classified call.
+    pub fn decide_actions(&self, actions: &[IamAction]) -> PolicyDecision {
         for action in actions {
-            if let Some(refusal) = self.refusal(action) {
+            if let Some(refusal) = self.refusal(action, true, None) {
                 return refusal;
             }
         }
@@ -101,7 +134,12 @@ impl CompiledPolicy {
         PolicyDecision::Deny { object: self.object.clone(), rule, message }
     }
 
-    fn refusal(&self, action: &IamAction) -> Option<PolicyDecision> {
+    fn refusal(
+        &self,
+        action: &IamAction,
+        resources_complete: bool,
+        unclassified: Option<(&str, &crate::classify::Unclassified)>,
+    ) -> Option<PolicyDecision> {
         let name = action.action.as_str();
         if let Some((i, pattern)) = self.deny.iter().enumerate().find(|(_, p)| p.matches(name)) {
             return Some(self.deny(
@@ -110,9 +148,10 @@ impl CompiledPolicy {
             ));
         }
         for statement in self.statements.iter().filter(|s| s.effect == Effect::Deny) {
-            if statement.actions.iter().any(|p| p.matches(name))
-                && statement_covers_any(&statement.resources, &action.resources)
-            {
+            if !statement.actions.iter().any(|p| p.matches(name)) {
+                continue;
+            }
+            if statement_covers_any(&statement.resources, &action.resources) {
                 return Some(self.deny(
                     format!("policy.statements[{}]", statement.index),
                     format!(
@@ -120,6 +159,15 @@ impl CompiledPolicy {
                         describe_resources(&action.resources),
                         self.object,
                         statement.index
+                    ),
+                ));
+            }
+            if !resources_complete {
+                return Some(self.deny(
+                    format!("policy.statements[{}]", statement.index),
+                    format!(
+                        "{name} may touch resources the gateway cannot name (a body over the classification limit or unparsed, or ARNs without the account: set spec.aws.accountId), so {} spec.policy.statements[{}] (Deny) is treated as matching; send a request whose resources can be read, or narrow the statement's actions",
+                        self.object, statement.index
                     ),
                 ));
             }
@@ -135,13 +183,27 @@ impl CompiledPolicy {
                 ),
             ));
         }
+        if let Some((signing_name, reason)) = unclassified {
+            if self.allow_unclassified.iter().any(|s| s == signing_name) {
+                return None;
+            }
+            return Some(self.deny(
+                "builtin:unclassified".into(),
+                format!(
+                    "{name}: the gateway could not classify this {signing_name} call ({reason}), and wildcards in spec.policy.allow never cover an unclassified call; to forward unclassified {signing_name} calls unexamined, add `{signing_name}` to {} spec.policy.allowUnclassified",
+                    self.object
+                ),
+            ));
+        }
         if self.allow.iter().any(|p| p.matches(name)) {
             return None;
         }
         let allowed_by_statement = self.statements.iter().any(|s| {
             s.effect == Effect::Allow
                 && s.actions.iter().any(|p| p.matches(name))
-                && statement_covers_all(&s.resources, &action.resources)
+                && (s.resources.iter().any(|r| r == "*")
+                    || (resources_complete
+                        && statement_covers_all(&s.resources, &action.resources)))
         });
         if allowed_by_statement {
             return None;
@@ -211,6 +273,7 @@ mod tests {
     use chaperone_crds::PolicyStatement;
 
     use super::*;
+    use crate::classify::Unclassified;
 
     fn action(name: &str, resources: &[&str]) -> IamAction {
         IamAction {
@@ -224,6 +287,7 @@ mod tests {
             allow: allow.iter().map(|s| s.to_string()).collect(),
             deny: deny.iter().map(|s| s.to_string()).collect(),
             statements: vec![],
+            allow_unclassified: vec![],
         };
         CompiledPolicy::compile("agents", "prod-aws", &policy).unwrap()
     }
@@ -238,14 +302,17 @@ mod tests {
     #[test]
     fn allowed_actions_pass_and_deny_wins_over_allow() {
         let p = policy(&["s3:*", "iam:*"], &["iam:*"]);
-        assert_eq!(p.decide(&[action("s3:GetObject", &[])]), PolicyDecision::Allow);
-        assert_eq!(rule(p.decide(&[action("iam:CreateUser", &[])])), "policy.deny[0]: iam:*");
+        assert_eq!(p.decide_actions(&[action("s3:GetObject", &[])]), PolicyDecision::Allow);
+        assert_eq!(
+            rule(p.decide_actions(&[action("iam:CreateUser", &[])])),
+            "policy.deny[0]: iam:*"
+        );
     }
 
     #[test]
     fn anything_not_allowed_is_denied_with_advice() {
         let p = policy(&["s3:Get*"], &[]);
-        match p.decide(&[action("s3:DeleteBucket", &["arn:aws:s3:::b"])]) {
+        match p.decide_actions(&[action("s3:DeleteBucket", &["arn:aws:s3:::b"])]) {
             PolicyDecision::Deny { object, rule, message } => {
                 assert_eq!(object, "AgentConnection/agents/prod-aws");
                 assert_eq!(rule, "policy.allow");
@@ -262,12 +329,15 @@ mod tests {
     fn credential_returning_actions_need_their_exact_name_in_allow() {
         let wildcard = policy(&["sts:*", "*"], &[]);
         assert_eq!(
-            rule(wildcard.decide(&[action("sts:AssumeRole", &[])])),
+            rule(wildcard.decide_actions(&[action("sts:AssumeRole", &[])])),
             "builtin:credential-denylist"
         );
-        assert_eq!(wildcard.decide(&[action("sts:GetCallerIdentity", &[])]), PolicyDecision::Allow);
+        assert_eq!(
+            wildcard.decide_actions(&[action("sts:GetCallerIdentity", &[])]),
+            PolicyDecision::Allow
+        );
         let named = policy(&["sts:AssumeRole"], &[]);
-        assert_eq!(named.decide(&[action("sts:AssumeRole", &[])]), PolicyDecision::Allow);
+        assert_eq!(named.decide_actions(&[action("sts:AssumeRole", &[])]), PolicyDecision::Allow);
     }
 
     #[test]
@@ -277,7 +347,7 @@ mod tests {
             action("s3:PutObject", &["arn:aws:s3:::dst/k"]),
             action("s3:GetObject", &["arn:aws:s3:::src/k"]),
         ];
-        assert_eq!(rule(p.decide(&copy)), "policy.allow");
+        assert_eq!(rule(p.decide_actions(&copy)), "policy.allow");
     }
 
     #[test]
@@ -297,21 +367,156 @@ mod tests {
                     resources: vec!["arn:aws:s3:::dev-*".into(), "arn:aws:s3:::prod-*".into()],
                 },
             ],
+            allow_unclassified: vec![],
         };
         let p = CompiledPolicy::compile("agents", "c", &policy).unwrap();
         assert_eq!(
-            p.decide(&[action("s3:DeleteObject", &["arn:aws:s3:::dev-x/k"])]),
+            p.decide_actions(&[action("s3:DeleteObject", &["arn:aws:s3:::dev-x/k"])]),
             PolicyDecision::Allow
         );
         assert_eq!(
-            rule(p.decide(&[action("s3:DeleteObject", &["arn:aws:s3:::prod-x/k"])])),
+            rule(p.decide_actions(&[action("s3:DeleteObject", &["arn:aws:s3:::prod-x/k"])])),
             "policy.statements[0]"
         );
         assert_eq!(
-            rule(p.decide(&[action("s3:GetObject", &["arn:aws:s3:::other/k"])])),
+            rule(p.decide_actions(&[action("s3:GetObject", &["arn:aws:s3:::other/k"])])),
             "policy.allow"
         );
-        assert_eq!(rule(p.decide(&[action("s3:ListAllMyBuckets", &[])])), "policy.allow");
+        assert_eq!(rule(p.decide_actions(&[action("s3:ListAllMyBuckets", &[])])), "policy.allow");
+    }
+
+    fn call(
+        signing: &str,
+        actions: Vec<IamAction>,
+        complete: bool,
+        unclassified: Option<Unclassified>,
+    ) -> Classification {
+        Classification {
+            signing_name: signing.to_owned(),
+            service: None,
+            operation: if unclassified.is_some() { None } else { Some("Op") },
+            endpoint_prefix: None,
+            protocol: None,
+            actions,
+            resources_complete: complete,
+            s3_addressing: None,
+            s3_bucket: None,
+            unclassified,
+        }
+    }
+
+    fn compiled(policy: ConnectionPolicy) -> CompiledPolicy {
+        CompiledPolicy::compile("agents", "c", &policy).unwrap()
+    }
+
+    fn message(decision: PolicyDecision) -> String {
+        match decision {
+            PolicyDecision::Allow => "allow".into(),
+            PolicyDecision::Deny { message, .. } => message,
+        }
+    }
+
+    #[test]
+    fn unclassified_calls_need_an_exact_opt_in() {
+        let unknown = |signing: &str| {
+            call(
+                signing,
+                vec![action(&format!("{signing}:Unknown"), &[])],
+                false,
+                Some(Unclassified::UnknownService { signing_name: signing.to_owned() }),
+            )
+        };
+        let wildcard = policy(&["*", "s3:*", "appsync:*"], &[]);
+        assert_eq!(rule(wildcard.decide(&unknown("s3"))), "builtin:unclassified");
+        let text = message(wildcard.decide(&unknown("appsync")));
+        assert!(
+            text.contains("spec.policy.allowUnclassified") && text.contains("`appsync`"),
+            "{text}"
+        );
+        let opted = compiled(ConnectionPolicy {
+            allow_unclassified: vec!["appsync".into()],
+            deny: vec!["s3:*".into()],
+            ..ConnectionPolicy::default()
+        });
+        assert_eq!(opted.decide(&unknown("appsync")), PolicyDecision::Allow);
+        assert_eq!(rule(opted.decide(&unknown("appsync-x"))), "builtin:unclassified");
+        // The opt-in never lifts a deny or the credential denylist.
+        assert_eq!(rule(opted.decide(&unknown("s3"))), "policy.deny[0]: s3:*");
+        let mut with_credentials = unknown("appsync");
+        with_credentials.actions.push(action("cognito-identity:GetOpenIdToken", &[]));
+        assert_eq!(rule(opted.decide(&with_credentials)), "builtin:credential-denylist");
+    }
+
+    #[test]
+    fn ambiguous_requests_are_refused_whatever_the_policy() {
+        let everything = compiled(ConnectionPolicy {
+            allow: vec!["*".into()],
+            allow_unclassified: vec!["s3".into()],
+            ..ConnectionPolicy::default()
+        });
+        let ambiguous = call(
+            "s3",
+            vec![action("s3:Unknown", &[])],
+            false,
+            Some(Unclassified::Ambiguous {
+                detail: "header `x-amz-acl` appears more than once".into(),
+            }),
+        );
+        assert_eq!(rule(everything.decide(&ambiguous)), "builtin:ambiguous-request");
+        assert!(message(everything.decide(&ambiguous)).contains("x-amz-acl"));
+    }
+
+    #[test]
+    fn incomplete_resources_never_fail_open() {
+        let policy = compiled(ConnectionPolicy {
+            allow: vec!["dynamodb:Get*".into()],
+            statements: vec![
+                PolicyStatement {
+                    effect: Effect::Deny,
+                    actions: vec!["s3:DeleteObject".into()],
+                    resources: vec!["arn:aws:s3:::logs/protected/*".into()],
+                },
+                PolicyStatement {
+                    effect: Effect::Allow,
+                    actions: vec!["s3:DeleteObject".into()],
+                    resources: vec!["arn:aws:s3:::logs/*".into()],
+                },
+                PolicyStatement {
+                    effect: Effect::Allow,
+                    actions: vec!["dynamodb:Query".into()],
+                    resources: vec!["*".into()],
+                },
+            ],
+            ..ConnectionPolicy::default()
+        });
+        let delete = |complete| {
+            call("s3", vec![action("s3:DeleteObject", &["arn:aws:s3:::logs/*"])], complete, None)
+        };
+        // Named resources outside the Deny: the Allow statement admits them.
+        let named = call(
+            "s3",
+            vec![action("s3:DeleteObject", &["arn:aws:s3:::logs/a", "arn:aws:s3:::logs/b"])],
+            true,
+            None,
+        );
+        assert_eq!(policy.decide(&named), PolicyDecision::Allow);
+        // The same call whose body could not be read: the Deny matches.
+        assert_eq!(rule(policy.decide(&delete(false))), "policy.statements[0]");
+        assert!(message(policy.decide(&delete(false))).contains("cannot name"));
+        // Without the Deny, an incomplete call is not admitted by a resource-scoped Allow...
+        let allow_only = compiled(ConnectionPolicy {
+            statements: vec![PolicyStatement {
+                effect: Effect::Allow,
+                actions: vec!["s3:DeleteObject".into()],
+                resources: vec!["arn:aws:s3:::logs/*".into()],
+            }],
+            ..ConnectionPolicy::default()
+        });
+        assert_eq!(rule(allow_only.decide(&delete(false))), "policy.allow");
+        assert_eq!(allow_only.decide(&delete(true)), PolicyDecision::Allow);
+        // ...but is by one over `*`.
+        let query = call("dynamodb", vec![action("dynamodb:Query", &[])], false, None);
+        assert_eq!(policy.decide(&query), PolicyDecision::Allow);
     }
 
     #[test]
@@ -329,6 +534,7 @@ mod tests {
             allow: vec!["s3GetObject".into()],
             deny: vec![],
             statements: vec![],
+            allow_unclassified: vec![],
         };
         let error = CompiledPolicy::compile("agents", "c", &policy).unwrap_err().to_string();
         assert!(error.contains("spec.policy.allow") && error.contains("s3GetObject"), "{error}");

@@ -20,7 +20,6 @@ use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-use chaperone_config::{ConnectionConfig, GatewayConfig};
 use crate::{
     approval::{ApprovalGate, ApprovalRules},
     aws_error::{AwsError, ErrorShape},
@@ -34,6 +33,7 @@ use crate::{
     record::EventRecorder,
     upstream::UpstreamCredentialsProvider,
 };
+use chaperone_config::{ConnectionConfig, GatewayConfig};
 
 /// The body type of every response the gateway sends.
 pub type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;

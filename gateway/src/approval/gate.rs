@@ -91,6 +91,9 @@ pub struct CallUnderReview<'a> {
     pub actions: &'a [String],
     /// Resource ARNs.
     pub resources: &'a [String],
+    /// Whether `resources` names everything the call may touch; when not, a rule scoped to
+    /// resources holds the call anyway.
+    pub resources_complete: bool,
     /// HTTP method.
     pub method: &'a str,
     /// The path as on the wire.
@@ -266,7 +269,12 @@ impl ApprovalGate {
         call: &CallUnderReview<'_>,
     ) -> Option<Result<HoldResult, ApprovalError>> {
         let session = call.session;
-        let rule = self.rules.matching(&session.connection, call.actions, call.resources)?;
+        let rule = self.rules.matching(
+            &session.connection,
+            call.actions,
+            call.resources,
+            call.resources_complete,
+        )?;
         let fingerprint = CallFingerprint::of(&CallIdentity {
             connection: &session.connection,
             namespace: &session.namespace,

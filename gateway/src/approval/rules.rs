@@ -2,7 +2,9 @@
 //!
 //! A rule applies to a call when its `connections` is empty or names the call's connection, one
 //! of its `match.actions` patterns matches one of the call's IAM actions, and its
-//! `match.resources` is empty or one of its patterns matches one of the call's resources. When
+//! `match.resources` is empty or one of its patterns matches one of the call's resources. A call
+//! whose resources are not fully known (body over the classification limit, unparsed, ARNs
+//! without the account) is matched by any resource pattern: a rule never fails open. When
 //! several rules apply, the first in name order wins (rules are kept in a `BTreeMap` by name), so
 //! the outcome does not depend on the order the operator wrote them in.
 
@@ -38,12 +40,19 @@ pub struct CompiledApprovalRule {
 
 impl CompiledApprovalRule {
     /// Whether the rule holds a call of `connection` with `actions` on `resources`.
-    pub fn applies_to(&self, connection: &str, actions: &[String], resources: &[String]) -> bool {
+    pub fn applies_to(
+        &self,
+        connection: &str,
+        actions: &[String],
+        resources: &[String],
+        resources_complete: bool,
+    ) -> bool {
         let connection_matches = self.spec.connections.is_empty()
             || self.spec.connections.iter().any(|c| c == connection);
         let action_matches =
             self.actions.iter().any(|pattern| actions.iter().any(|a| pattern.matches(a)));
         let resource_matches = self.spec.matches.resources.is_empty()
+            || !resources_complete
             || self
                 .spec
                 .matches
@@ -90,8 +99,11 @@ impl ApprovalRules {
         connection: &str,
         actions: &[String],
         resources: &[String],
+        resources_complete: bool,
     ) -> Option<&CompiledApprovalRule> {
-        self.rules.iter().find(|rule| rule.applies_to(connection, actions, resources))
+        self.rules
+            .iter()
+            .find(|rule| rule.applies_to(connection, actions, resources, resources_complete))
     }
 }
 
@@ -128,18 +140,20 @@ mod tests {
         .unwrap();
         let delete = strings(&["s3:DeleteBucket"]);
         let prod = strings(&["arn:aws:s3:::prod-logs"]);
-        assert!(rules.matching("prod-aws", &delete, &prod).is_some());
-        assert!(rules.matching("staging-aws", &delete, &prod).is_none(), "other connection");
+        assert!(rules.matching("prod-aws", &delete, &prod, true).is_some());
+        assert!(rules.matching("staging-aws", &delete, &prod, true).is_none(), "other connection");
         assert!(
-            rules.matching("prod-aws", &strings(&["s3:ListBucket"]), &prod).is_none(),
+            rules.matching("prod-aws", &strings(&["s3:ListBucket"]), &prod, true).is_none(),
             "other action"
         );
         assert!(
-            rules.matching("prod-aws", &delete, &strings(&["arn:aws:s3:::dev-logs"])).is_none(),
+            rules
+                .matching("prod-aws", &delete, &strings(&["arn:aws:s3:::dev-logs"]), true)
+                .is_none(),
             "other resource"
         );
         assert!(
-            rules.matching("prod-aws", &delete, &[]).is_none(),
+            rules.matching("prod-aws", &delete, &[], true).is_none(),
             "a rule naming resources does not hold a call that names none"
         );
     }
@@ -153,10 +167,10 @@ mod tests {
         .unwrap();
         assert!(
             rules
-                .matching("any", &strings(&["dynamodb:DeleteTable"]), &strings(&["arn:x"]))
+                .matching("any", &strings(&["dynamodb:DeleteTable"]), &strings(&["arn:x"]), true)
                 .is_some()
         );
-        assert!(rules.matching("any", &strings(&["dynamodb:GetItem"]), &[]).is_none());
+        assert!(rules.matching("any", &strings(&["dynamodb:GetItem"]), &[], true).is_none());
     }
 
     #[test]
@@ -166,7 +180,7 @@ mod tests {
             ("a-broad".to_string(), rule(&[], &["s3:*"], &[])),
         ]))
         .unwrap();
-        let matched = rules.matching("c", &strings(&["s3:DeleteBucket"]), &[]).unwrap();
+        let matched = rules.matching("c", &strings(&["s3:DeleteBucket"]), &[], true).unwrap();
         assert_eq!(matched.name, "a-broad");
     }
 
@@ -178,5 +192,22 @@ mod tests {
         )]))
         .unwrap_err();
         assert!(error.to_string().contains("ApprovalRule broken"), "{error}");
+    }
+
+    #[test]
+    fn a_resource_rule_holds_a_call_whose_resources_are_unknown() {
+        let rules = ApprovalRules::compile(&BTreeMap::from([(
+            "prod-deletes".to_owned(),
+            rule(&[], &["s3:DeleteObject"], &["arn:aws:s3:::prod-*"]),
+        )]))
+        .unwrap();
+        let delete = strings(&["s3:DeleteObject"]);
+        let dev = strings(&["arn:aws:s3:::dev-logs/*"]);
+        assert!(rules.matching("c", &delete, &dev, true).is_none());
+        assert!(rules.matching("c", &delete, &dev, false).is_some(), "unknown resources match");
+        assert!(
+            rules.matching("c", &strings(&["s3:GetObject"]), &dev, false).is_none(),
+            "the actions still have to match"
+        );
     }
 }

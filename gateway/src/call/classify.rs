@@ -4,16 +4,17 @@
 use chaperone_recording::AwsCall;
 
 use super::{Call, Refusal};
-use chaperone_config::ConnectionConfig;
 use crate::{
     aws_error::{AwsError, shape_for_protocol},
     body::Inbound,
     classify::{AwsRequest, Classification, ResourceContext},
+    forward::forward_unsigned,
     identity::SessionContext,
     metrics::CallLabels,
     partition::Partition,
     sigv4::VerifiedRequest,
 };
+use chaperone_config::ConnectionConfig;
 
 /// How much of a body the classifier looks at.
 const CLASSIFY_BODY_LIMIT: usize = 64 * 1024;
@@ -65,6 +66,9 @@ impl<'a> Call<'a> {
             .parts
             .headers
             .iter()
+            // Classified on the headers that go upstream: an unsigned header is stripped, so it
+            // must not make the call look like another one.
+            .filter(|(n, _)| verified.is_header_signed(n.as_str()) || forward_unsigned(n.as_str()))
             .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
             .collect();
         let (classify_body, body_truncated) = match inbound.buffered_payload() {
@@ -89,7 +93,7 @@ impl<'a> Call<'a> {
             &ResourceContext {
                 partition: Partition::of_region(region).name(),
                 region,
-                account_id: "*",
+                account_id: connection.account_id().unwrap_or("*"),
             },
         );
         if let Some(protocol) = classification.protocol {

@@ -28,7 +28,7 @@ impl Call<'_> {
     ) -> PolicyDecision {
         let connection = classified.connection;
         let decision = match self.runtime.policies.get(&connection.name) {
-            Some(policy) => policy.decide(&classified.classification.actions),
+            Some(policy) => policy.decide(&classified.classification),
             None => PolicyDecision::Deny {
                 object: format!("AgentConnection/{}/{}", session.namespace, connection.name),
                 rule: "policy".into(),
@@ -46,6 +46,7 @@ impl Call<'_> {
             session,
             actions: &request.aws.actions,
             resources: &request.aws.resources,
+            resources_complete: classified.classification.resources_complete,
             method: self.parts.method.as_str(),
             raw_path: self.path(),
             raw_query: self.query(),

@@ -11,11 +11,8 @@ use chaperone_recording::{
 use http::{HeaderMap, StatusCode};
 
 use super::{Call, Refusal, classify::Classified};
+use crate::{body::Inbound, identity::SessionContext, record::RecordError, sigv4::VerifiedRequest};
 use chaperone_config::ConnectionConfig;
-use crate::{
-    body::Inbound, identity::SessionContext, record::RecordError,
-    sigv4::VerifiedRequest,
-};
 
 /// Body bytes captured when the connection's RecordingPolicy is not configured in the gateway.
 const DEFAULT_CAPTURE_LIMIT: usize = 1024 * 1024;

@@ -22,7 +22,6 @@ use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 use tokio::net::TcpListener;
 
-use chaperone_config::{GatewayConfig, SessionKey, SessionKeys, UpstreamCredentials};
 use crate::{
     forward::{OutboundPayload, OutboundRequest, UpstreamForwarder},
     identity::AgentIdentity,
@@ -30,6 +29,7 @@ use crate::{
     record::{EventRecorder, RecordError, RecordFuture},
     server::{Gateway, GatewayRuntime},
 };
+use chaperone_config::{GatewayConfig, SessionKey, SessionKeys, UpstreamCredentials};
 
 /// Keeps every event it accepts, in order; refuses all of them with `failure` when one is set.
 #[derive(Default)]

@@ -179,6 +179,93 @@ pub(crate) struct S3Facts<'a> {
     pub copy_source: Option<&'a str>,
     /// The body when it was passed whole.
     pub body: Option<&'a [u8]>,
+    /// The request's headers: some carry permissions of their own (ACLs, tags, object lock,
+    /// KMS keys).
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+impl S3Facts<'_> {
+    fn has_header(&self, predicate: impl Fn(&str) -> bool) -> bool {
+        self.headers.iter().any(|(name, _)| predicate(&name.to_ascii_lowercase()))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+    }
+}
+
+/// S3 operations that create an object, and so take the object's ACL, tags, lock and KMS key
+/// from headers.
+const S3_OBJECT_WRITES: &[&str] = &["PutObject", "CopyObject", "CreateMultipartUpload"];
+
+/// The permissions S3 request headers carry beyond the operation's own action: an ACL or grant
+/// (`s3:PutObjectAcl`/`s3:PutBucketAcl`), tags, object-lock retention and legal hold, governance
+/// bypass, a bucket created with object lock, and the SSE-KMS key (`kms:GenerateDataKey` and
+/// `kms:Decrypt` on it).
+fn s3_header_actions(
+    operation: &str,
+    facts: &S3Facts<'_>,
+    target: &[String],
+    bucket_arn: Option<&str>,
+    ctx: &ResourceContext<'_>,
+) -> Vec<IamAction> {
+    let mut out = Vec::new();
+    let mut push = |action: &str, resources: Vec<String>| {
+        if !out.iter().any(|a: &IamAction| a.action == action) {
+            out.push(IamAction::new(action.to_owned(), resources));
+        }
+    };
+    let writes_object = S3_OBJECT_WRITES.contains(&operation);
+    let acl = facts.has_header(|h| h == "x-amz-acl" || h.starts_with("x-amz-grant-"));
+    if acl && operation == "CreateBucket" {
+        push("s3:PutBucketAcl", bucket_arn.map(str::to_owned).into_iter().collect());
+    } else if acl && writes_object {
+        push("s3:PutObjectAcl", target.to_vec());
+    }
+    if writes_object && facts.has_header(|h| h == "x-amz-tagging") {
+        push("s3:PutObjectTagging", target.to_vec());
+    }
+    if writes_object
+        && facts.has_header(|h| {
+            h == "x-amz-object-lock-mode" || h == "x-amz-object-lock-retain-until-date"
+        })
+    {
+        push("s3:PutObjectRetention", target.to_vec());
+    }
+    if writes_object && facts.has_header(|h| h == "x-amz-object-lock-legal-hold") {
+        push("s3:PutObjectLegalHold", target.to_vec());
+    }
+    if facts
+        .header("x-amz-bypass-governance-retention")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        push("s3:BypassGovernanceRetention", target.to_vec());
+    }
+    if operation == "CreateBucket"
+        && facts
+            .header("x-amz-bucket-object-lock-enabled")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        let bucket: Vec<String> = bucket_arn.map(str::to_owned).into_iter().collect();
+        push("s3:PutBucketObjectLockConfiguration", bucket.clone());
+        push("s3:PutBucketVersioning", bucket);
+    }
+    if let Some(key) = facts
+        .header("x-amz-server-side-encryption-aws-kms-key-id")
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+    {
+        let arn = if key.starts_with("arn:") {
+            key.to_owned()
+        } else if key.starts_with("alias/") {
+            format!("arn:{}:kms:{}:{}:{key}", ctx.partition, ctx.region, ctx.account_id)
+        } else {
+            format!("arn:{}:kms:{}:{}:key/{key}", ctx.partition, ctx.region, ctx.account_id)
+        };
+        push("kms:GenerateDataKey", vec![arn.clone()]);
+        push("kms:Decrypt", vec![arn]);
+    }
+    out
 }
 
 /// The IAM actions of an operation of a (non-S3) service.
@@ -283,7 +370,16 @@ pub(crate) fn s3_actions(
         };
     }
     if operation == "DeleteObjects" {
-        return delete_objects_actions(facts, bucket_arn.as_deref(), partition);
+        let mut result = delete_objects_actions(facts, bucket_arn.as_deref(), partition);
+        let objects: Vec<String> = bucket_arn.iter().map(|b| format!("{b}/*")).collect();
+        result.actions.extend(s3_header_actions(
+            operation,
+            facts,
+            &objects,
+            bucket_arn.as_deref(),
+            ctx,
+        ));
+        return result;
     }
 
     let versioned = facts.version_id.is_some_and(|v| !v.is_empty());
@@ -292,9 +388,10 @@ pub(crate) fn s3_actions(
         Some((_, action, _)) => *action,
         None => operation,
     };
-    let mut actions = vec![IamAction::new(format!("s3:{action}"), target)];
+    let mut actions = vec![IamAction::new(format!("s3:{action}"), target.clone())];
     let mut complete = true;
-    if matches!(operation, "CopyObject" | "UploadPartCopy") {
+    if matches!(operation, "CopyObject" | "UploadPartCopy") || facts.copy_source.is_some() {
+        // A copy source is a read of the source, whatever operation carries it.
         match facts.copy_source.and_then(|raw| s3::parse_copy_source(raw, partition)) {
             Some(source) => {
                 let read = if source.version_id.is_some() {
@@ -307,6 +404,7 @@ pub(crate) fn s3_actions(
             None => complete = false,
         }
     }
+    actions.extend(s3_header_actions(operation, facts, &target, bucket_arn.as_deref(), ctx));
     Actions { actions, complete }
 }
 

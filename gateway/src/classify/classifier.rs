@@ -1,7 +1,7 @@
 //! The classifier: one request in, its service, operation, IAM actions and resources out.
 
 use super::actions::{self, Actions, IamAction, S3Facts};
-use super::params::{Params, has_duplicate_keys, parse_json_strict, parse_pairs};
+use super::params::{Params, has_duplicate_keys, parse_json_strict, parse_pairs, percent_decode};
 use super::resources::ResourceContext;
 use super::route::RouteRequest;
 use super::s3::{self, S3Addressing};
@@ -30,11 +30,11 @@ pub struct AwsRequest<'a> {
 }
 
 impl<'a> AwsRequest<'a> {
-    fn header(&self, name: &str) -> Option<&'a str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&'a str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
     }
 
-    fn whole_body(&self) -> Option<&'a [u8]> {
+    pub(crate) fn whole_body(&self) -> Option<&'a [u8]> {
         self.body.filter(|_| !self.body_truncated)
     }
 }
@@ -116,6 +116,45 @@ pub enum Unclassified {
     /// No REST route matches the method, path, query and headers.
     #[error("no {service} operation matches {method} {path}")]
     NoRoute { service: &'static str, method: String, path: String },
+    /// The request carries signals AWS could read differently from the gateway: a semantic
+    /// header twice, `Action` twice, a query string on a JSON service, an S3 subresource key the
+    /// matched operation does not take.
+    #[error("{detail}")]
+    Ambiguous { detail: String },
+}
+
+impl Unclassified {
+    /// Whether the request is ambiguous (refused whatever the policy says) rather than merely
+    /// unknown to the tables (forwardable with an explicit opt-in).
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(
+            self,
+            Unclassified::AmbiguousOperation { .. }
+                | Unclassified::Ambiguous { .. }
+                | Unclassified::InvalidBucket { .. }
+        )
+    }
+}
+
+/// Headers that decide what AWS does with a request, so that two copies of one (AWS may read
+/// either) make it ambiguous: every `x-amz-*` header but user metadata, and the few standard
+/// headers the classifier or AWS route on.
+fn is_semantic_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    (name.starts_with("x-amz-") && !name.starts_with("x-amz-meta-"))
+        || matches!(
+            name.as_str(),
+            "host" | ":authority" | "content-type" | "smithy-protocol" | "content-encoding"
+        )
+}
+
+/// The first semantic header the request carries more than once (names compared in any case).
+fn duplicated_semantic_header<'a>(headers: &[(&'a str, &str)]) -> Option<&'a str> {
+    headers.iter().enumerate().find_map(|(i, (name, _))| {
+        (is_semantic_header(name)
+            && headers[i + 1..].iter().any(|(other, _)| other.eq_ignore_ascii_case(name)))
+        .then_some(*name)
+    })
 }
 
 /// Classifies requests. Holds the gateway's own host names, so that requests addressed to the
@@ -156,20 +195,45 @@ impl Classifier {
     ) -> Classification {
         let table = OperationTable::get();
         let models = table.services_signed_as(request.signing_name);
+        let duplicated =
+            duplicated_semantic_header(request.headers).map(|name| Unclassified::Ambiguous {
+                detail: format!(
+                    "header `{}` appears more than once; AWS could act on either copy",
+                    name.to_ascii_lowercase()
+                ),
+            });
         let Some(&first) = models.first() else {
-            return unknown(
-                request.signing_name,
-                request.signing_name,
-                None,
-                None,
-                Unclassified::UnknownService { signing_name: request.signing_name.to_owned() },
+            let reason = duplicated.unwrap_or_else(|| Unclassified::UnknownService {
+                signing_name: request.signing_name.to_owned(),
+            });
+            return with_credential_action(
+                unknown(request.signing_name, request.signing_name, None, None, reason),
+                request,
             );
         };
-        if models.iter().any(|m| m.protocols.iter().any(|p| p.is_rest())) {
+        if let Some(reason) = duplicated {
+            let prefix = first.iam_prefix;
+            let protocol = first.protocols.first().copied();
+            let failed =
+                unknown(request.signing_name, prefix, Some(first.model_name), protocol, reason);
+            return with_credential_action(failed, request);
+        }
+        let mut classification = if models.iter().any(|m| m.protocols.iter().any(|p| p.is_rest())) {
             self.classify_rest(table, first, request, context)
         } else {
             classify_rpc(first, models, request, context)
+        };
+        if context.account_id == "*"
+            && classification
+                .actions
+                .iter()
+                .flat_map(|a| &a.resources)
+                .any(|arn| arn.split(':').nth(4) == Some("*"))
+        {
+            // ARNs built without the account cannot be matched against rules naming one.
+            classification.resources_complete = false;
         }
+        with_credential_action(classification, request)
     }
 
     fn classify_rest(
@@ -181,6 +245,11 @@ impl Classifier {
     ) -> Classification {
         let is_s3 = first.model_name == "s3";
         let query = parse_pairs(request.query, false);
+        let stray_target = request.header("x-amz-target").map(|target| Unclassified::Ambiguous {
+            detail: format!(
+                "`X-Amz-Target: {target}` on a REST service, which routes by method and path"
+            ),
+        });
         let host_bucket = if is_s3 {
             request
                 .header("host")
@@ -204,6 +273,24 @@ impl Classifier {
                 reason,
             )
         };
+        if let Some(reason) = stray_target {
+            return fail(reason);
+        }
+        // SDKs normalize non-S3 paths before signing and never send S3 dot segments unencoded
+        // by accident; a dot segment is a path AWS (or a proxy) may resolve to another route or
+        // bucket than the one it matches here (`/./?tagging` on a bucket host).
+        if let Some(segment) = request
+            .path
+            .split('/')
+            .find(|s| matches!(percent_decode(s, false).as_ref(), "." | ".."))
+        {
+            return fail(Unclassified::Ambiguous {
+                detail: format!(
+                    "path segment `{segment}` in {}: AWS may resolve it to another resource",
+                    request.path
+                ),
+            });
+        }
         if let Some(bucket) = host_bucket.as_deref().filter(|b| !s3::is_valid_bucket_name(b)) {
             return fail(Unclassified::InvalidBucket { bucket: bucket.to_owned() });
         }
@@ -260,6 +347,14 @@ impl Classifier {
         };
         let service = route.service;
         let operation = route.operation;
+        if is_s3 && let Some(key) = s3::stray_subresource(table, route, &query) {
+            return fail(Unclassified::Ambiguous {
+                detail: format!(
+                    "query key `{key}` selects another S3 operation than {} ({} {}); S3 may act on it",
+                    operation.name, request.method, path
+                ),
+            });
+        }
         let mut params = Params {
             labels,
             query: &query,
@@ -278,6 +373,7 @@ impl Classifier {
                 version_id: query.iter().find(|(k, _)| k == "versionId").map(|(_, v)| v.as_str()),
                 copy_source: request.header("x-amz-copy-source"),
                 body: request.whole_body(),
+                headers: request.headers,
             };
             actions::s3_actions(operation.name, &facts, context)
         } else {
@@ -334,6 +430,13 @@ fn classify_rpc(
     let accepts = |p: Protocol| models.iter().any(|m| m.accepts(p));
     let mut signals: Vec<Signal> = Vec::new();
 
+    if let Some(target) = request.header("x-amz-target").filter(|_| !accepts(Protocol::Json)) {
+        return fail(Unclassified::Ambiguous {
+            detail: format!(
+                "`X-Amz-Target: {target}` on a service that does not take the JSON protocol"
+            ),
+        });
+    }
     if accepts(Protocol::Json)
         && let Some(target) = request.header("x-amz-target")
     {
@@ -372,6 +475,14 @@ fn classify_rpc(
             body_pairs.append(&mut form);
             form = body_pairs;
         }
+        let named = form.iter().filter(|(k, _)| k == "Action").count();
+        if named > 1 {
+            return fail(Unclassified::Ambiguous {
+                detail: format!(
+                    "`Action` appears {named} times (query string and body together); name the operation once"
+                ),
+            });
+        }
         for (_, name) in form.iter().filter(|(k, _)| k == "Action") {
             match models
                 .iter()
@@ -402,6 +513,18 @@ fn classify_rpc(
         });
     }
     let (service, operation, protocol) = (signal.service, signal.operation, signal.protocol);
+    if matches!(protocol, Protocol::Json | Protocol::RpcV2Cbor)
+        && let Some((key, _)) = parse_pairs(request.query, false)
+            .into_iter()
+            .find(|(k, _)| !k.to_ascii_lowercase().starts_with("x-amz-"))
+    {
+        return fail(Unclassified::Ambiguous {
+            detail: format!(
+                "query parameter `{key}` on a {} request: the protocol carries its input in the body only",
+                protocol.as_str()
+            ),
+        });
+    }
 
     let mut params = Params::default();
     let body_complete;
@@ -457,6 +580,20 @@ fn target_signal(
             name: name.to_owned(),
         }),
     }
+}
+
+/// Adds the credential-returning action the request's wire form names (by signing name and
+/// operation, whether or not a model knows the service), so the denylist sees it.
+fn with_credential_action(
+    mut classification: Classification,
+    request: &AwsRequest<'_>,
+) -> Classification {
+    if let Some(action) = super::credentials::credential_action(request)
+        && !classification.actions.iter().any(|a| a.action.eq_ignore_ascii_case(action))
+    {
+        classification.actions.push(IamAction { action: action.to_owned(), resources: Vec::new() });
+    }
+    classification
 }
 
 fn unknown(

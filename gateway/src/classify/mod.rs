@@ -20,9 +20,20 @@
 //!   A trailing `/` in a template is significant; a request's trailing `/` is otherwise ignored
 //!   if nothing matches with it (`PUT /bucket/` is CreateBucket, `PUT /bucket/dir/` PutObject).
 //! - The `x-id` query hint that SDKs add is never consulted; the request's shape decides.
-//! - **Ambiguity is Unknown**: a request whose signals name two operations (a target header and
-//!   a form `Action`; two `Action`s; two REST routes of equal specificity, like `?acl&tagging`) is
-//!   not resolved in anyone's favour.
+//! - **Ambiguity is refused**: a request whose signals name two operations (a target header and
+//!   a form `Action`; `Action` more than once; two REST routes of equal specificity, like
+//!   `?acl&tagging`), or that carries something AWS could read otherwise (a semantic header twice,
+//!   a query string on a JSON or CBOR service, an `X-Amz-Target` where the protocol has none, an
+//!   S3 subresource key the matched operation does not take, like `DELETE /b?versioning`) is not
+//!   resolved in anyone's favour: it is Unknown with [`Unclassified::is_ambiguous`], which policy
+//!   refuses whatever it allows.
+//! - **Headers carry permissions**: S3 ACL and grant headers, tagging, object-lock retention and
+//!   legal hold, governance bypass, the copy source (a read of the source) and the SSE-KMS key add
+//!   their IAM actions to the call's.
+//! - **Credential operations without models**: an operation that returns credentials is found by
+//!   signing name and the operation the wire names (target header, `Action`, REST path), whether
+//!   or not a table knows the service, and its action (`cognito-identity:GetOpenIdToken`) is added
+//!   so the credential denylist sees it.
 //!
 //! # S3 addressing
 //!
@@ -46,8 +57,9 @@
 //!
 //! [`Classification::resources_complete`] is false when the call may touch resources that are not
 //! listed: the body that names them was not passed whole or did not parse (DeleteObjects then
-//! names `bucket/*`), a CBOR body (not decoded), or a role passed inside an EC2 instance profile
-//! (PassRole then names `role/*`). Policy should treat an incomplete classification as touching
+//! names `bucket/*`), a CBOR body (not decoded), a role passed inside an EC2 instance profile
+//! (PassRole then names `role/*`), or an ARN built without the account (the context's account is
+//! `*`). Policy should treat an incomplete classification as touching
 //! anything its actions allow.
 //!
 //! # Tables
@@ -66,6 +78,8 @@ mod route;
 mod s3;
 mod table;
 
+#[cfg(test)]
+mod differential;
 #[cfg(test)]
 mod tests;
 

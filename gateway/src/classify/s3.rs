@@ -6,6 +6,31 @@ use quick_xml::Reader;
 use quick_xml::events::Event;
 
 use super::params::percent_decode;
+use super::route::CompiledRoute;
+use super::table::OperationTable;
+
+/// Optional query members of S3 operations that are also another operation's selecting key
+/// (from botocore's S3 model: the only overlap is `partNumber`, which UploadPart requires).
+const OPTIONAL_SELECTOR_KEYS: &[(&str, &str)] =
+    &[("GetObject", "partNumber"), ("HeadObject", "partNumber")];
+
+/// A query key of the request that some S3 operation requires (a subresource such as `acl`,
+/// `versioning`, `uploadId`) but the matched operation neither requires nor takes. S3 may act on
+/// it (`DELETE /b?versioning` is not DeleteBucket to S3's eyes), so the request is ambiguous.
+pub(crate) fn stray_subresource<'q>(
+    table: &OperationTable,
+    route: &CompiledRoute,
+    query: &'q [(String, String)],
+) -> Option<&'q str> {
+    let routes = table.routes_signed_as(route.service.signing_name);
+    query.iter().map(|(key, _)| key.as_str()).find(|key| {
+        let selects = routes.iter().any(|r| r.route.query.iter().any(|(k, _)| k == key));
+        selects
+            && !route.route.query.iter().any(|(k, _)| k == key)
+            && !route.route.query_members.iter().any(|(_, k)| k == key)
+            && !OPTIONAL_SELECTOR_KEYS.contains(&(route.operation.name, *key))
+    })
+}
 
 /// Where an S3 request's bucket came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -84,11 +109,14 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// Whether `name` can be a bucket name: 1 to 255 of `[A-Za-z0-9._-]` (today's rules are stricter;
-/// legacy us-east-1 buckets may have upper case and underscores). Anything else, a `/` above
-/// all, would let a request name one bucket to policy and another to S3.
+/// Whether `name` can be a bucket name: 1 to 255 of `[A-Za-z0-9._-]`, starting with a letter or
+/// digit (today's rules are stricter; legacy us-east-1 buckets may have upper case and
+/// underscores). Anything else, a `/` above all, would let a request name one bucket to policy
+/// and another to S3; a leading dot would let `/../b/k` pose as bucket `..` to policy and be
+/// normalized to bucket `b` on the way.
 pub(crate) fn is_valid_bucket_name(name: &str) -> bool {
     (1..=255).contains(&name.len())
+        && name.as_bytes()[0].is_ascii_alphanumeric()
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 

@@ -99,7 +99,8 @@ const S3_CASES: &[Case] = &[
     c("s3", "HEAD /bkt", "", NONE, "", Some("HeadBucket"), &[("s3:ListBucket", &["arn:aws:s3:::bkt"])]),
     c("s3", "GET /bkt", "", NONE, "", Some("ListObjects"), &[("s3:ListBucket", &["arn:aws:s3:::bkt"])]),
     c("s3", "GET /bkt?list-type=2&prefix=a%2F", "", NONE, "", Some("ListObjectsV2"), &[("s3:ListBucket", &["arn:aws:s3:::bkt"])]),
-    c("s3", "GET /bkt?list-type=3", "", NONE, "", Some("ListObjects"), &[("s3:ListBucket", &["arn:aws:s3:::bkt"])]),
+    // A selecting key with a value the route does not take is another operation's, not ours.
+    c("s3", "GET /bkt?list-type=3", "", NONE, "", None, &[("s3:Unknown", &[])]),
     c("s3", "GET /", "", NONE, "", Some("ListBuckets"), &[("s3:ListAllMyBuckets", &[])]),
     c("s3", "PUT /bkt", "", NONE, "", Some("CreateBucket"), &[("s3:CreateBucket", &["arn:aws:s3:::bkt"])]),
     c("s3", "PUT /bkt/", "", NONE, "", Some("CreateBucket"), &[("s3:CreateBucket", &["arn:aws:s3:::bkt"])]),
@@ -111,7 +112,7 @@ const S3_CASES: &[Case] = &[
     c("s3", "PUT /bkt/a.txt", "", &[("X-Amz-Copy-Source", "src/dir%2Fb%20c.txt?versionId=v9")], "", Some("CopyObject"), &[("s3:PutObject", &["arn:aws:s3:::bkt/a.txt"]), ("s3:GetObjectVersion", &["arn:aws:s3:::src/dir/b c.txt"])]),
     c("s3", "PUT /bkt/a.txt?partNumber=1&uploadId=u1", "", NONE, "", Some("UploadPart"), &[("s3:PutObject", &["arn:aws:s3:::bkt/a.txt"])]),
     c("s3", "PUT /bkt/a.txt?partNumber=2&uploadId=u1", "", COPY_B, "", Some("UploadPartCopy"), &[("s3:PutObject", &["arn:aws:s3:::bkt/a.txt"]), ("s3:GetObject", &["arn:aws:s3:::src/b.txt"])]),
-    c("s3", "PUT /bkt/a.txt?uploadId=u1", "", NONE, "", Some("PutObject"), &[("s3:PutObject", &["arn:aws:s3:::bkt/a.txt"])]),
+    c("s3", "PUT /bkt/a.txt?uploadId=u1", "", NONE, "", None, &[("s3:Unknown", &[])]),
     c("s3", "POST /bkt/a.txt?uploads", "", NONE, "", Some("CreateMultipartUpload"), &[("s3:PutObject", &["arn:aws:s3:::bkt/a.txt"])]),
     c("s3", "POST /bkt/a.txt?uploadId=u1", "", NONE, "<CompleteMultipartUpload/>", Some("CompleteMultipartUpload"), &[("s3:PutObject", &["arn:aws:s3:::bkt/a.txt"])]),
     c("s3", "DELETE /bkt/a.txt?uploadId=u1", "", NONE, "", Some("AbortMultipartUpload"), &[("s3:AbortMultipartUpload", &["arn:aws:s3:::bkt/a.txt"])]),
@@ -178,7 +179,7 @@ const S3_CASES: &[Case] = &[
     // The x-id hint never decides: the request's shape does.
     c("s3", "GET /bkt/a.txt?x-id=ListParts", "", NONE, "", Some("GetObject"), &[("s3:GetObject", &["arn:aws:s3:::bkt/a.txt"])]),
     c("s3", "PUT /bkt/a.txt?x-id=PutObject", "", COPY_B, "", Some("CopyObject"), &[("s3:PutObject", &["arn:aws:s3:::bkt/a.txt"]), ("s3:GetObject", &["arn:aws:s3:::src/b.txt"])]),
-    c("s3", "PUT /bkt/a.txt?x-id=UploadPart&partNumber=1", "", NONE, "", Some("PutObject"), &[("s3:PutObject", &["arn:aws:s3:::bkt/a.txt"])]),
+    c("s3", "PUT /bkt/a.txt?x-id=UploadPart&partNumber=1", "", NONE, "", None, &[("s3:Unknown", &[])]),
     c("s3", "GET /bkt?x-id=ListObjectsV2", "", NONE, "", Some("ListObjects"), &[("s3:ListBucket", &["arn:aws:s3:::bkt"])]),
     c("s3", "DELETE /bkt/a.txt?x-id=AbortMultipartUpload", "", NONE, "", Some("DeleteObject"), &[("s3:DeleteObject", &["arn:aws:s3:::bkt/a.txt"])]),
     c("s3", "GET /bkt/a.txt?x-id=GetObject&uploadId=u1", "", NONE, "", Some("ListParts"), &[("s3:ListMultipartUploadParts", &["arn:aws:s3:::bkt/a.txt"])]),
@@ -320,8 +321,9 @@ const QUERY_CASES: &[Case] = &[
     c("sts", "POST /", "", NONE, "Action=AssumeRoleWithSAML&RoleArn=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fsaml", Some("AssumeRoleWithSAML"), &[("sts:AssumeRoleWithSAML", &["arn:aws:iam::111122223333:role/saml"])]),
     c("sts", "POST /", "", NONE, "Action=DecodeAuthorizationMessage&EncodedMessage=x", Some("DecodeAuthorizationMessage"), &[("sts:DecodeAuthorizationMessage", &[])]),
     // Two different Actions in one request are not resolved in anyone's favour.
-    c("sts", "POST /?Action=GetCallerIdentity", "", NONE, "Action=AssumeRole&RoleArn=x", None, &[("sts:Unknown", &[])]),
-    c("sts", "POST /", "", NONE, "Action=GetCallerIdentity&Action=GetSessionToken", None, &[("sts:Unknown", &[])]),
+    // Ambiguous, and the credential operation either copy names is still seen.
+    c("sts", "POST /?Action=GetCallerIdentity", "", NONE, "Action=AssumeRole&RoleArn=x", None, &[("sts:Unknown", &[]), ("sts:AssumeRole", &[])]),
+    c("sts", "POST /", "", NONE, "Action=GetCallerIdentity&Action=GetSessionToken", None, &[("sts:Unknown", &[]), ("sts:GetSessionToken", &[])]),
     c("sts", "POST /", "", NONE, "Version=2011-06-15", None, &[("sts:Unknown", &[])]),
     // IAM.
     c("iam", "POST /", "", NONE, "Action=ListUsers&Version=2010-05-08", Some("ListUsers"), &[("iam:ListUsers", &[])]),
@@ -429,7 +431,7 @@ const REST_JSON_CASES: &[Case] = &[
     c("eks-auth", "POST /clusters/prod/assume-role-for-pod-identity", "", NONE, r#"{"token":"t"}"#, Some("AssumeRoleForPodIdentity"), &[("eks-auth:AssumeRoleForPodIdentity", &[EKS_PROD])]),
     c("awsssoportal", "GET /federation/credentials?role_name=admin&account_id=111122223333", "", &[("x-amz-sso_bearer_token", "t")], "", Some("GetRoleCredentials"), &[("sso:GetRoleCredentials", &[])]),
     // A signing name no model has.
-    c("sso-oauth", "POST /token", "", NONE, "{}", None, &[("sso-oauth:Unknown", &[])]),
+    c("sso-oauth", "POST /token", "", NONE, "{}", None, &[("sso-oauth:Unknown", &[]), ("sso-oauth:CreateToken", &[])]),
 ];
 
 #[test]
@@ -545,14 +547,7 @@ fn resources_are_complete_only_when_the_body_that_names_them_was_read() {
     let twice =
         request("sts", "POST", "/", "", &form, Some(b"Action=AssumeRole&RoleArn=a&RoleArn=b"));
     assert!(!classifier().classify(&twice, &CONTEXT).resources_complete);
-    let once = request(
-        "sts",
-        "POST",
-        "/",
-        "Action=AssumeRole",
-        &form,
-        Some(b"Action=AssumeRole&RoleArn=a"),
-    );
+    let once = request("sts", "POST", "/", "", &form, Some(b"Action=AssumeRole&RoleArn=a"));
     assert!(classifier().classify(&once, &CONTEXT).resources_complete);
 
     let get = request("s3", "GET", "/bkt/key", "", &[], None);
@@ -1001,4 +996,353 @@ fn planes_sharing_a_signing_name_report_their_own_upstream_endpoint() {
     assert_eq!(classifier().classify(&control, &CONTEXT).endpoint_prefix, Some("bedrock"));
     let agent = request("bedrock", "GET", "/agents/a1/", "", &[], None);
     assert_eq!(classifier().classify(&agent, &CONTEXT).endpoint_prefix, Some("bedrock-agent"));
+}
+
+fn classify_with(
+    signing: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Classification {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    classifier().classify(&request(signing, method, path, query, headers, Some(body)), &CONTEXT)
+}
+
+fn reason(c: &Classification) -> String {
+    c.unclassified.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+#[test]
+fn ambiguous_requests_are_refused_as_a_class() {
+    let json = [("content-type", "application/x-amz-json-1.0")];
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let target =
+        |t: &'static str| [("content-type", "application/x-amz-json-1.0"), ("x-amz-target", t)];
+    let cases: Vec<(Classification, &str)> = vec![
+        (classify_with("s3", "GET", "/b/k?acl&tagging", &[], b""), "two operations"),
+        (classify_with("s3", "DELETE", "/b?versioning", &[], b""), "`versioning`"),
+        (classify_with("s3", "PUT", "/b/k?uploads", &[], b"x"), "`uploads`"),
+        (classify_with("s3", "GET", "/b/k?uploads", &[], b""), "`uploads`"),
+        (classify_with("s3", "HEAD", "/b?policy", &[], b""), "`policy`"),
+        (
+            classify_with(
+                "dynamodb",
+                "POST",
+                "/?Action=DeleteTable",
+                &target("DynamoDB_20120810.ListTables"),
+                b"{}",
+            ),
+            "query parameter `Action`",
+        ),
+        (
+            classify_with(
+                "dynamodb",
+                "POST",
+                "/",
+                &[
+                    json[0],
+                    ("x-amz-target", "DynamoDB_20120810.ListTables"),
+                    ("X-Amz-Target", "DynamoDB_20120810.DeleteTable"),
+                ],
+                b"{}",
+            ),
+            "header `x-amz-target` appears more than once",
+        ),
+        (
+            classify_with(
+                "s3",
+                "PUT",
+                "/b/k",
+                &[("x-amz-copy-source", "/a/b"), ("X-AMZ-COPY-SOURCE", "/c/d")],
+                b"",
+            ),
+            "`x-amz-copy-source`",
+        ),
+        (
+            classify_with("sqs", "POST", "/?Action=ListQueues", &form, b"Action=DeleteQueue"),
+            "`Action` appears 2 times",
+        ),
+        (
+            classify_with("iam", "POST", "/", &form, b"Action=ListUsers&Action=ListUsers"),
+            "`Action` appears 2 times",
+        ),
+        (
+            classify_with(
+                "s3",
+                "GET",
+                "/b",
+                &[("x-amz-target", "DynamoDB_20120810.DeleteTable")],
+                b"",
+            ),
+            "on a REST service",
+        ),
+        (
+            classify_with(
+                "sts",
+                "POST",
+                "/",
+                &[form[0], ("x-amz-target", "X.AssumeRole")],
+                b"Action=GetCallerIdentity",
+            ),
+            "does not take the JSON protocol",
+        ),
+        (classify_with("nope", "GET", "/", &[("Host", "a"), ("host", "b")], b""), "`host`"),
+    ];
+    for (got, want) in cases {
+        assert_eq!(got.operation, None, "{want}: {got:?}");
+        let unclassified = got.unclassified.as_ref().expect("a reason");
+        assert!(unclassified.is_ambiguous(), "{want}: {unclassified}");
+        assert!(reason(&got).contains(want), "{want}: {}", reason(&got));
+    }
+    // Not ambiguous: metadata headers may repeat, GetObject takes partNumber, x-id is a hint.
+    let meta = [("x-amz-meta-a", "1"), ("x-amz-meta-a", "2")];
+    assert_eq!(classify_with("s3", "PUT", "/b/k", &meta, b"x").operation, Some("PutObject"));
+    assert_eq!(
+        classify_with("s3", "GET", "/b/k?partNumber=2&x-id=GetObject", &[], b"").operation,
+        Some("GetObject")
+    );
+    assert_eq!(
+        classify_with("s3", "GET", "/b/k?versionId=v&acl", &[], b"").operation,
+        Some("GetObjectAcl")
+    );
+}
+
+fn action_names(c: &Classification) -> Vec<(&str, Vec<&str>)> {
+    c.actions
+        .iter()
+        .map(|a| (a.action.as_str(), a.resources.iter().map(String::as_str).collect()))
+        .collect()
+}
+
+#[test]
+fn headers_that_carry_permissions_add_their_actions() {
+    let object = "arn:aws:s3:::b/k";
+    let put = |headers: &[(&str, &str)]| classify_with("s3", "PUT", "/b/k", headers, b"x");
+    assert_eq!(
+        action_names(&put(&[("x-amz-acl", "public-read"), ("x-amz-tagging", "a=b")])),
+        vec![
+            ("s3:PutObject", vec![object]),
+            ("s3:PutObjectAcl", vec![object]),
+            ("s3:PutObjectTagging", vec![object]),
+        ]
+    );
+    assert_eq!(
+        action_names(&put(&[("X-Amz-Grant-Read", "id=x")]))[1],
+        ("s3:PutObjectAcl", vec![object])
+    );
+    let lock = put(&[
+        ("x-amz-object-lock-mode", "COMPLIANCE"),
+        ("x-amz-object-lock-retain-until-date", "2099-01-01T00:00:00Z"),
+        ("x-amz-object-lock-legal-hold", "ON"),
+    ]);
+    assert_eq!(
+        action_names(&lock)[1..],
+        [("s3:PutObjectRetention", vec![object]), ("s3:PutObjectLegalHold", vec![object])]
+    );
+    let kms = put(&[("x-amz-server-side-encryption-aws-kms-key-id", "alias/finance")]);
+    let key = "arn:aws:kms:us-east-1:111122223333:alias/finance";
+    assert_eq!(
+        action_names(&kms)[1..],
+        [("kms:GenerateDataKey", vec![key]), ("kms:Decrypt", vec![key])]
+    );
+    let key_id = put(&[("x-amz-server-side-encryption-aws-kms-key-id", "1234abcd")]);
+    assert_eq!(action_names(&key_id)[1].1, vec!["arn:aws:kms:us-east-1:111122223333:key/1234abcd"]);
+    let bypass = classify_with(
+        "s3",
+        "DELETE",
+        "/b/k?versionId=v1",
+        &[("x-amz-bypass-governance-retention", "true")],
+        b"",
+    );
+    assert_eq!(
+        action_names(&bypass),
+        vec![
+            ("s3:DeleteObjectVersion", vec![object]),
+            ("s3:BypassGovernanceRetention", vec![object])
+        ]
+    );
+    let bucket = classify_with(
+        "s3",
+        "PUT",
+        "/nb",
+        &[("x-amz-acl", "public-read"), ("x-amz-bucket-object-lock-enabled", "true")],
+        b"",
+    );
+    assert_eq!(
+        action_names(&bucket),
+        vec![
+            ("s3:CreateBucket", vec!["arn:aws:s3:::nb"]),
+            ("s3:PutBucketAcl", vec!["arn:aws:s3:::nb"]),
+            ("s3:PutBucketObjectLockConfiguration", vec!["arn:aws:s3:::nb"]),
+            ("s3:PutBucketVersioning", vec!["arn:aws:s3:::nb"]),
+        ]
+    );
+    let multipart = classify_with("s3", "POST", "/b/k?uploads", &[("x-amz-tagging", "a=b")], b"");
+    assert_eq!(action_names(&multipart)[1], ("s3:PutObjectTagging", vec![object]));
+    let copy = classify_with("s3", "PUT", "/b/k", &[("x-amz-copy-source", "/src/s.txt")], b"");
+    assert_eq!(action_names(&copy)[1], ("s3:GetObject", vec!["arn:aws:s3:::src/s.txt"]));
+    // Plain requests carry no extra actions; ACL headers mean nothing to a GET.
+    assert_eq!(action_names(&put(&[])).len(), 1);
+    assert_eq!(
+        action_names(&classify_with("s3", "GET", "/b/k", &[("x-amz-acl", "private")], b"")).len(),
+        1
+    );
+}
+
+#[test]
+fn without_the_account_resources_are_incomplete() {
+    let req = request(
+        "dynamodb",
+        "POST",
+        "/",
+        "",
+        &[("x-amz-target", "DynamoDB_20120810.DeleteTable")],
+        Some(br#"{"TableName":"prod"}"#),
+    );
+    let known = classifier().classify(&req, &CONTEXT);
+    assert!(known.resources_complete);
+    let unknown_account =
+        ResourceContext { partition: "aws", region: "us-east-1", account_id: "*" };
+    let got = classifier().classify(&req, &unknown_account);
+    assert_eq!(got.actions[0].resources, vec!["arn:aws:dynamodb:us-east-1:*:table/prod"]);
+    assert!(!got.resources_complete);
+    // S3 ARNs carry no account: still complete.
+    let s3 =
+        classifier().classify(&request("s3", "GET", "/b/k", "", &[], Some(b"")), &unknown_account);
+    assert!(s3.resources_complete);
+}
+
+#[test]
+fn credential_operations_are_found_without_tables() {
+    let json =
+        |t: &'static str| [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", t)];
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let cases: Vec<(Classification, &str)> = vec![
+        (
+            classify_with(
+                "cognito-identity",
+                "POST",
+                "/",
+                &json("AWSCognitoIdentityService.GetCredentialsForIdentity"),
+                b"{}",
+            ),
+            "cognito-identity:GetCredentialsForIdentity",
+        ),
+        (
+            classify_with(
+                "cognito-identity",
+                "POST",
+                "/",
+                &json("AWSCognitoIdentityService.GetOpenIdToken"),
+                b"{}",
+            ),
+            "cognito-identity:GetOpenIdToken",
+        ),
+        (
+            classify_with(
+                "cognito-identity",
+                "POST",
+                "/",
+                &json("AWSCognitoIdentityService.GetOpenIdTokenForDeveloperIdentity"),
+                b"{}",
+            ),
+            "cognito-identity:GetOpenIdTokenForDeveloperIdentity",
+        ),
+        (
+            classify_with("codeartifact", "POST", "/v1/authorization-token?domain=d", &[], b""),
+            "codeartifact:GetAuthorizationToken",
+        ),
+        (
+            classify_with("redshift", "POST", "/", &form, b"Action=GetClusterCredentials&DbUser=a"),
+            "redshift:GetClusterCredentials",
+        ),
+        (
+            classify_with("redshift", "GET", "/?Action=GetClusterCredentialsWithIAM", &[], b""),
+            "redshift:GetClusterCredentialsWithIAM",
+        ),
+        (
+            classify_with(
+                "redshift-serverless",
+                "POST",
+                "/",
+                &json("RedshiftServerless.GetCredentials"),
+                b"{}",
+            ),
+            "redshift-serverless:GetCredentials",
+        ),
+        (
+            classify_with(
+                "ecr-public",
+                "POST",
+                "/",
+                &json("SpencerFrontendService.GetAuthorizationToken"),
+                b"{}",
+            ),
+            "ecr-public:GetAuthorizationToken",
+        ),
+        (classify_with("s3express", "GET", "/b?session", &[], b""), "s3express:CreateSession"),
+        (classify_with("s3", "GET", "/b?session", &[], b""), "s3express:CreateSession"),
+        (classify_with("sso-oauth", "POST", "/token", &[], b"{}"), "sso-oauth:CreateToken"),
+        (
+            classify_with("sso-oauth", "POST", "/token?aws_iam=t", &[], b"{}"),
+            "sso-oauth:CreateTokenWithIAM",
+        ),
+        (
+            classify_with("awsssoportal", "GET", "/federation/credentials?role_name=r", &[], b""),
+            "sso:GetRoleCredentials",
+        ),
+        (
+            classify_with(
+                "eks-auth",
+                "POST",
+                "/clusters/c/assume-role-for-pod-identity",
+                &[],
+                b"{}",
+            ),
+            "eks-auth:AssumeRoleForPodIdentity",
+        ),
+        (
+            classify_with("sts", "POST", "/", &form, b"Action=AssumeRole&RoleArn=r"),
+            "sts:AssumeRole",
+        ),
+        (classify_with("sts", "GET", "/?Action=GetSessionToken", &[], b""), "sts:GetSessionToken"),
+        (
+            classify_with("iam", "POST", "/", &form, b"Action=CreateAccessKey"),
+            "iam:CreateAccessKey",
+        ),
+        (
+            classify_with(
+                "ecr",
+                "POST",
+                "/",
+                &json("AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"),
+                b"{}",
+            ),
+            "ecr:GetAuthorizationToken",
+        ),
+    ];
+    for (got, want) in &cases {
+        assert!(
+            got.action_names().any(|a| a == *want),
+            "{want} not among {:?}",
+            got.action_names().collect::<Vec<_>>()
+        );
+        assert!(is_credential_returning(want), "{want} is not on the denylist");
+    }
+    // Ordinary calls of those services name no credential action.
+    let ordinary = [
+        classify_with(
+            "cognito-identity",
+            "POST",
+            "/",
+            &json("AWSCognitoIdentityService.ListIdentityPools"),
+            b"{}",
+        ),
+        classify_with("s3", "GET", "/b/k", &[], b""),
+        classify_with("sts", "POST", "/", &form, b"Action=GetCallerIdentity"),
+    ];
+    for got in ordinary {
+        assert!(!got.action_names().any(is_credential_returning), "{:?}", got.actions);
+    }
 }

@@ -149,6 +149,7 @@ pub fn compile(inputs: &NamespaceInputs<'_>) -> Result<Compilation, ConfigError>
                     policy: connection.spec.policy.clone(),
                     max_session_seconds: connection.spec.session.max_duration_seconds,
                     recording_policy: policy_name.clone(),
+                    account_id: connection.spec.aws.account_id.clone(),
                 };
                 match single_connection_config(inputs, &candidate, &policy_name, policy).validate()
                 {
