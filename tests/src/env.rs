@@ -156,6 +156,26 @@ impl LocalEnv {
         })
     }
 
+    /// An environment of this test binary's own, never the run's shared one: for tests whose
+    /// assertions read moto's whole state (`/moto-api/data.json` fails once any bucket holding
+    /// objects was deleted, as other tests do) or that switch moto's signature checks off
+    /// (`/moto-api/reset-auth`), which would let other tests' unsigned calls through.
+    pub fn own() -> &'static LocalEnv {
+        static OWN: OnceLock<LocalEnv> = OnceLock::new();
+        OWN.get_or_init(|| {
+            let started = std::thread::spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(LocalEnv::start())
+            })
+            .join();
+            match started {
+                Ok(Ok(env)) => env,
+                Ok(Err(e)) => panic!("the local environment did not start: {e:#}"),
+                Err(_) => panic!("the local environment's start-up thread panicked"),
+            }
+        })
+    }
+
     /// What another process needs to attach to this environment.
     pub fn describe(&self) -> EnvDescription {
         EnvDescription {
