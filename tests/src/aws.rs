@@ -2,13 +2,13 @@
 
 use std::{
     net::TcpStream,
-    path::Path,
+    path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{paths, ports::free_port, process::ManagedProcess, provision::PythonEnv};
 
@@ -16,7 +16,7 @@ use crate::{paths, ports::free_port, process::ManagedProcess, provision::PythonE
 pub const REGION: &str = "us-east-1";
 
 /// Static keys of an IAM user in moto.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsUser {
     /// IAM user name.
@@ -33,10 +33,27 @@ struct BootstrapOutput {
     auditor: AwsUser,
 }
 
+/// How to reach a running moto server and its IAM users (moto allows unsigned calls only at its
+/// start, so the process that started it hands the users' keys on).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MotoDescription {
+    /// Endpoint URL.
+    pub endpoint: String,
+    /// moto's log.
+    pub log: PathBuf,
+    /// The gateway's upstream identity.
+    pub gateway_user: AwsUser,
+    /// The auditor's identity.
+    pub auditor_user: AwsUser,
+}
+
 /// A running moto server (`moto_server`) that checks signatures after its first four calls.
 #[derive(Debug)]
 pub struct MotoServer {
-    process: ManagedProcess,
+    /// The server when this process started it; `None` when attached to another process's.
+    process: Option<ManagedProcess>,
+    log: PathBuf,
     endpoint: String,
     python: PythonEnv,
     /// The gateway's upstream identity: allowed everything.
@@ -82,12 +99,41 @@ impl MotoServer {
         let users: BootstrapOutput = serde_json::from_slice(&output.stdout)
             .context("reading the IAM users bootstrap_iam.py printed")?;
         Ok(Self {
-            process,
+            log: process.log_path().to_owned(),
+            process: Some(process),
             endpoint,
             python: python.clone(),
             gateway_user: users.gateway,
             auditor_user: users.auditor,
         })
+    }
+
+    /// The moto server another process runs, as its [`MotoDescription`] tells; its IAM users
+    /// are the ones that process created.
+    pub fn attach(python: &PythonEnv, description: &MotoDescription) -> Self {
+        Self {
+            process: None,
+            log: description.log.clone(),
+            endpoint: description.endpoint.clone(),
+            python: python.clone(),
+            gateway_user: description.gateway_user.clone(),
+            auditor_user: description.auditor_user.clone(),
+        }
+    }
+
+    /// What another process needs to [`attach`](MotoServer::attach) to this server.
+    pub fn describe(&self) -> MotoDescription {
+        MotoDescription {
+            endpoint: self.endpoint.clone(),
+            log: self.log.clone(),
+            gateway_user: self.gateway_user.clone(),
+            auditor_user: self.auditor_user.clone(),
+        }
+    }
+
+    /// Whether this process runs the server (else it is attached to another process's).
+    pub fn is_owned(&self) -> bool {
+        self.process.is_some()
     }
 
     /// moto's endpoint URL, e.g. `http://127.0.0.1:40123`.
@@ -97,7 +143,7 @@ impl MotoServer {
 
     /// moto's log.
     pub fn log_path(&self) -> &Path {
-        self.process.log_path()
+        &self.log
     }
 
     /// A `python` command in the environment's virtualenv (boto3 importable), with no AWS

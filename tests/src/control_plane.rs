@@ -10,6 +10,7 @@ use std::{
 use anyhow::{Context, bail};
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use kube::{Client, Config, config::Kubeconfig};
+use serde::{Deserialize, Serialize};
 
 use crate::{
     pki::{CertifiedKey, ServiceAccountKey, TestCa},
@@ -21,11 +22,39 @@ use crate::{
 /// The admin user's name; its client certificate is in `system:masters`.
 pub const ADMIN_USER: &str = "chaperone-admin";
 
+/// Common name of the test cluster's CA.
+const CA_NAME: &str = "chaperone-test-ca";
+
+/// How to reach and impersonate a running control plane: written by the process that runs it,
+/// read by test binaries that share it (see [`crate::env::EnvDescription`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlaneDescription {
+    /// The run directory (certificates, etcd data, logs).
+    pub dir: PathBuf,
+    /// The API server's URL.
+    pub url: String,
+    /// The cluster CA's certificate, PEM.
+    pub ca_cert_pem: String,
+    /// The cluster CA's key, PEM: attached processes sign client certificates with it.
+    pub ca_key_pem: String,
+    /// The service-account signing key, PEM.
+    pub sa_private_pem: String,
+    /// The service-account public key, PEM.
+    pub sa_public_pem: String,
+    /// The admin kubeconfig.
+    pub admin_kubeconfig: PathBuf,
+    /// Component name and log path of etcd and kube-apiserver.
+    pub logs: Vec<(String, PathBuf)>,
+}
+
 /// A running etcd + kube-apiserver pair with RBAC, a service-account issuer and client certificates.
 #[derive(Debug)]
 pub struct ControlPlane {
-    etcd: ManagedProcess,
-    apiserver: ManagedProcess,
+    /// etcd and kube-apiserver when this process started them; empty when attached to an
+    /// environment another process runs ([`ControlPlane::attach`]).
+    processes: Vec<ManagedProcess>,
+    logs: Vec<(String, PathBuf)>,
     dir: PathBuf,
     url: String,
     ca: TestCa,
@@ -37,7 +66,7 @@ impl ControlPlane {
     /// Starts etcd and kube-apiserver under `dir` and waits until /readyz answers ok.
     pub async fn start(provisioned: &Provisioned, dir: &Path) -> anyhow::Result<Self> {
         fs::create_dir_all(dir)?;
-        let ca = TestCa::generate("chaperone-test-ca")?;
+        let ca = TestCa::generate(CA_NAME)?;
         let serving = ca.serving_cert(&["kubernetes", "kubernetes.default.svc"])?;
         let sa_key = ServiceAccountKey::generate()?;
         let pki = dir.join("pki");
@@ -97,10 +126,55 @@ impl ControlPlane {
         let admin_kubeconfig = dir.join("kubeconfig");
         fs::write(&admin_kubeconfig, kubeconfig_yaml(&url, ca.cert_pem(), &admin, ADMIN_USER))?;
 
-        let mut plane =
-            Self { etcd, apiserver, dir: dir.to_owned(), url, ca, sa_key, admin_kubeconfig };
+        let logs = [&etcd, &apiserver]
+            .iter()
+            .map(|p| (p.name().to_owned(), p.log_path().to_owned()))
+            .collect();
+        let mut plane = Self {
+            processes: vec![etcd, apiserver],
+            logs,
+            dir: dir.to_owned(),
+            url,
+            ca,
+            sa_key,
+            admin_kubeconfig,
+        };
         plane.wait_ready(Duration::from_secs(120)).await?;
         Ok(plane)
+    }
+
+    /// The control plane another process runs, as its [`ControlPlaneDescription`] tells; checks
+    /// that it answers /readyz.
+    pub async fn attach(description: &ControlPlaneDescription) -> anyhow::Result<Self> {
+        let d = description;
+        let mut plane = Self {
+            processes: Vec::new(),
+            logs: d.logs.clone(),
+            dir: d.dir.clone(),
+            url: d.url.clone(),
+            ca: TestCa::from_pem(CA_NAME, &d.ca_cert_pem, &d.ca_key_pem)?,
+            sa_key: ServiceAccountKey {
+                private_pem: d.sa_private_pem.clone(),
+                public_pem: d.sa_public_pem.clone(),
+            },
+            admin_kubeconfig: d.admin_kubeconfig.clone(),
+        };
+        plane.wait_ready(Duration::from_secs(30)).await?;
+        Ok(plane)
+    }
+
+    /// What another process needs to [`attach`](ControlPlane::attach) to this control plane.
+    pub fn describe(&self) -> ControlPlaneDescription {
+        ControlPlaneDescription {
+            dir: self.dir.clone(),
+            url: self.url.clone(),
+            ca_cert_pem: self.ca.cert_pem().to_owned(),
+            ca_key_pem: self.ca.key_pem().to_owned(),
+            sa_private_pem: self.sa_key.private_pem.clone(),
+            sa_public_pem: self.sa_key.public_pem.clone(),
+            admin_kubeconfig: self.admin_kubeconfig.clone(),
+            logs: self.logs.clone(),
+        }
     }
 
     async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
@@ -108,8 +182,9 @@ impl ControlPlane {
         let client = self.client().await?;
         let mut last_error = String::new();
         while started.elapsed() < timeout {
-            self.etcd.ensure_running()?;
-            self.apiserver.ensure_running()?;
+            for process in &mut self.processes {
+                process.ensure_running()?;
+            }
             let request = http::Request::get("/readyz").body(Vec::new())?;
             match client.request_text(request).await {
                 Ok(body) if body.trim() == "ok" => return Ok(()),
@@ -119,10 +194,10 @@ impl ControlPlane {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         bail!(
-            "kube-apiserver at {} was not ready after {} s (last answer: {last_error}); its log is {}",
+            "kube-apiserver at {} was not ready after {} s (last answer: {last_error}); logs: {}",
             self.url,
             timeout.as_secs(),
-            self.apiserver.log_path().display()
+            self.logs.iter().map(|(_, p)| p.display().to_string()).collect::<Vec<_>>().join(", ")
         )
     }
 
@@ -158,10 +233,7 @@ impl ControlPlane {
 
     /// Components' logs, for printing when a test fails.
     pub fn logs(&self) -> Vec<(&str, &Path)> {
-        vec![
-            (self.etcd.name(), self.etcd.log_path()),
-            (self.apiserver.name(), self.apiserver.log_path()),
-        ]
+        self.logs.iter().map(|(name, path)| (name.as_str(), path.as_path())).collect()
     }
 
     /// A client authenticated as the admin (`system:masters`).

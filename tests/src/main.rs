@@ -16,7 +16,17 @@ enum Command {
     /// packages, unless cached.
     Provision,
     /// Start the environment, print how to reach it, and run until interrupted.
-    Up,
+    Up {
+        /// Also write the environment's description (endpoints, certificates, moto's users) as
+        /// JSON to this file once it is ready; test binaries given its path in
+        /// CHAPERONE_TEST_ENV use this environment instead of starting their own.
+        #[arg(long, value_name = "FILE")]
+        describe: Option<std::path::PathBuf>,
+        /// Also stop when standard input closes (how `cargo xtask test` ends the environment,
+        /// even when it is itself killed).
+        #[arg(long)]
+        until_stdin_closes: bool,
+    },
     /// The whole story: operator, examples, gateway, an agent's AWS CLI session with an approved
     /// delete-bucket, and the recording shown and verified (`cargo xtask demo` runs this).
     Demo {
@@ -45,14 +55,41 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo { keep } => {
             chaperone_tests::demo::run(chaperone_tests::demo::DemoOptions { keep }).await?;
         }
-        Command::Up => {
+        Command::Up { describe, until_stdin_closes } => {
+            let started = std::time::Instant::now();
             let env = chaperone_tests::LocalEnv::start().await?;
             chaperone_tests::env::install_crds(&env.control_plane.client().await?).await?;
             println!("KUBECONFIG={}", env.control_plane.admin_kubeconfig().display());
             println!("S3/AWS endpoint (moto): {}", env.moto.endpoint());
             println!("logs: {}", env.dir().display());
-            println!("environment ready; Ctrl-C stops it");
-            tokio::signal::ctrl_c().await?;
+            if let Some(path) = &describe {
+                env.describe().write(path)?;
+                println!("description: {}", path.display());
+            }
+            println!(
+                "environment ready in {:.1} s; Ctrl-C stops it",
+                started.elapsed().as_secs_f64()
+            );
+            // A plain thread: the runtime does not wait for it when main returns.
+            let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();
+            if until_stdin_closes {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+                    let _ = closed.send(());
+                });
+            } else {
+                std::mem::forget(closed);
+            }
+            let stdin_closed = async {
+                let _ = stdin_closed.await;
+            };
+            tokio::select! {
+                signal = tokio::signal::ctrl_c() => signal?,
+                () = stdin_closed => {}
+            }
+            if let Some(path) = &describe {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
     Ok(())

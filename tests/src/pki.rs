@@ -21,6 +21,7 @@ pub struct CertifiedKey {
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
+    key_pem: String,
 }
 
 impl std::fmt::Debug for TestCa {
@@ -33,16 +34,26 @@ impl TestCa {
     /// A fresh CA with an ECDSA P-256 key.
     pub fn generate(common_name: &str) -> anyhow::Result<Self> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let params = ca_params(common_name)?;
         let cert = params.self_signed(&key)?;
-        Ok(Self { cert_pem: cert.pem(), issuer: Issuer::new(params, key) })
+        let key_pem = key.serialize_pem();
+        Ok(Self { cert_pem: cert.pem(), key_pem, issuer: Issuer::new(params, key) })
+    }
+
+    /// The CA `generate(common_name)` made, from its certificate and key (e.g. read from another
+    /// process's environment description): certificates it signs chain to the same root.
+    pub fn from_pem(common_name: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<Self> {
+        let key = KeyPair::from_pem(key_pem).context("reading the CA key")?;
+        Ok(Self {
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
+            issuer: Issuer::new(ca_params(common_name)?, key),
+        })
+    }
+
+    /// The CA's private key, PKCS#8 PEM.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
     }
 
     /// The CA certificate, PEM.
@@ -85,6 +96,18 @@ impl TestCa {
             .with_context(|| format!("signing a client certificate for {user}"))?;
         Ok(CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
+}
+
+fn ca_params(common_name: &str) -> anyhow::Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
 }
 
 /// The key pair the API server signs service-account tokens with (ECDSA P-256, so tokens are ES256).

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's tasks.
 //!
-//! - `test`: provisions the local environment, then fmt, clippy, unit and integration tests.
+//! - `test`: provisions the local environment, then fmt, clippy, unit and integration tests; all
+//!   test binaries share one environment started for the run (docs/local-environment.md).
 //! - `crdgen`: writes the CRD YAML into `charts/chaperone/crds/`.
 //! - `bench`: builds `chaperone-gateway` and `chaperone-bench` in release mode and runs the
 //!   benchmarks (docs/benchmarks.md); `--quick` is a smoke run of seconds.
@@ -148,7 +149,15 @@ fn test(cargo_test_args: &[String]) -> anyhow::Result<()> {
         "cargo clippy -D warnings",
         cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
     )?;
-    let totals = cargo_test(cargo().args(["test", "--workspace"]).args(cargo_test_args))?;
+    let env = SharedEnv::start()?;
+    let totals = cargo_test(
+        cargo()
+            .args(["test", "--workspace"])
+            .args(cargo_test_args)
+            .env(TEST_ENV_VAR, env.description()),
+    );
+    drop(env);
+    let totals = totals?;
     println!(
         "tests: {} passed, {} failed, {} skipped",
         totals.passed, totals.failed, totals.ignored
@@ -158,6 +167,71 @@ fn test(cargo_test_args: &[String]) -> anyhow::Result<()> {
     }
     println!("==> all checks passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The variable naming the shared environment's description (`chaperone_tests::env::ENV_VAR`).
+const TEST_ENV_VAR: &str = "CHAPERONE_TEST_ENV";
+
+/// The one local environment (etcd, kube-apiserver, moto) every test binary of `cargo xtask test`
+/// attaches to: `chaperone-env up --describe FILE --until-stdin-closes`, stopped when this value
+/// is dropped or, if xtask itself dies, when its end of the child's standard input closes.
+struct SharedEnv {
+    child: std::process::Child,
+    description: PathBuf,
+}
+
+impl SharedEnv {
+    fn start() -> anyhow::Result<Self> {
+        println!("==> start the shared local environment");
+        let started = Instant::now();
+        let dir = target_dir().join("chaperone-env");
+        std::fs::create_dir_all(&dir)?;
+        let description = dir.join(format!("test-env-{}.json", std::process::id()));
+        let _ = std::fs::remove_file(&description);
+        let child = cargo()
+            .args(["run", "--quiet", "--package", "chaperone-tests", "--bin", "chaperone-env"])
+            .args(["--", "up", "--until-stdin-closes", "--describe"])
+            .arg(&description)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .context("running chaperone-env up")?;
+        let mut env = Self { child, description };
+        while !env.description.exists() {
+            if let Some(status) = env.child.try_wait()? {
+                bail!("the local environment did not start (chaperone-env up: {status})");
+            }
+            if started.elapsed() > std::time::Duration::from_secs(300) {
+                bail!("the local environment was not ready within 300 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        println!(
+            "==> start the shared local environment: ok in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(env)
+    }
+
+    fn description(&self) -> &Path {
+        &self.description
+    }
+}
+
+impl Drop for SharedEnv {
+    fn drop(&mut self) {
+        // Closing its standard input stops it; it removes the description and its processes.
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.description);
+    }
 }
 
 /// Passed, failed and ignored tests summed over every `test result:` line of `cargo test`.

@@ -8,7 +8,7 @@
 //! web identity test opens moto's check for exactly one call (`/moto-api/reset-auth`), lets the
 //! gateway spend it on the exchange, and proves the checks are back on before any agent call.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -127,7 +127,7 @@ const ASSUME_ROLE_ERROR: &str =
 #[tokio::test(flavor = "multi_thread")]
 async fn a_web_identity_connection_signs_the_aws_cli_session_with_the_roles_temporary_keys() {
     let _one_at_a_time = MOTO.lock().await;
-    let env = LocalEnv::shared();
+    let env = LocalEnv::own();
     let _logs = env.logs_on_failure();
     let namespace = "upstream-webid";
     let role_arn = create_role(env, "chaperone-gateway-webid", "webid-");
@@ -215,7 +215,7 @@ async fn a_web_identity_connection_signs_the_aws_cli_session_with_the_roles_temp
 #[tokio::test(flavor = "multi_thread")]
 async fn an_assumed_role_is_used_once_per_agent_with_a_session_named_after_the_agent() {
     let _one_at_a_time = MOTO.lock().await;
-    let env = LocalEnv::shared();
+    let env = LocalEnv::own();
     let _logs = env.logs_on_failure();
     let namespace = "upstream-assume";
     let role_arn = create_role(env, "chaperone-agents", "assumed-");
@@ -280,7 +280,7 @@ async fn an_assumed_role_is_used_once_per_agent_with_a_session_named_after_the_a
 #[tokio::test(flavor = "multi_thread")]
 async fn a_role_sts_refuses_answers_the_agent_service_unavailable_naming_the_role_and_sts() {
     let _one_at_a_time = MOTO.lock().await;
-    let env = LocalEnv::shared();
+    let env = LocalEnv::own();
     let _logs = env.logs_on_failure();
     let role_arn = create_role(env, "chaperone-refused", "refused-");
     // The auditor may only read S3: moto refuses its sts:AssumeRole.

@@ -2,7 +2,7 @@
 //! API server, moto upstream. Reviews are appended by the admin client with a JSON patch, stamped
 //! with user and groups as the operator's admission webhook would.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

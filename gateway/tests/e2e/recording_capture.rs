@@ -2,7 +2,7 @@
 //! truncated at maxBodyBytes with its full length and full sha256 (and streams through in bounded
 //! memory); a secret read with GetSecretValue is stored nowhere, only its sha256.
 
-mod common;
+use crate::common;
 
 use chaperone_recording::EventBody;
 use chaperone_tests::{

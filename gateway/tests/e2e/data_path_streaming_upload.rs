@@ -2,7 +2,7 @@
 //! own chunk signer, as the SDKs sign) goes through the gateway: each chunk is verified, and the
 //! upload reaches moto re-chunked and re-signed with the gateway's credentials, intact.
 
-mod common;
+use crate::common;
 
 use std::time::SystemTime;
 

@@ -2,7 +2,7 @@
 //! against moto with signature checking on (so a wrong re-signing fails). The recording it leaves
 //! is read back with the auditor's keys and verified.
 
-mod common;
+use crate::common;
 
 use chaperone_recording::EventBody;
 use chaperone_tests::{

@@ -1,7 +1,7 @@
 //! boto3 through the real gateway with only the injected environment: S3 including a presigned
 //! GET made against the gateway, DynamoDB, SQS and Lambda; denials surface as AccessDenied.
 
-mod common;
+use crate::common;
 
 use chaperone_tests::{
     LocalEnv,

@@ -2,7 +2,7 @@
 //! only the injected environment (web identity at AWS_ENDPOINT_URL); a denied action reaches each
 //! as AccessDenied naming the rule.
 
-mod common;
+use crate::common;
 
 use chaperone_tests::{
     LocalEnv,

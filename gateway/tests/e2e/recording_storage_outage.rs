@@ -1,7 +1,7 @@
 //! S3 down under load: with a small spool the gateway refuses calls it cannot record (FailClosed)
 //! and never forwards them; once S3 is back the backlog drains and no event is missing.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::BTreeSet,

@@ -2,7 +2,7 @@
 //! stream of 1,000 calls, restart, and every call the upstream received (by moto's own count) has
 //! its request event in S3, in a session that verifies as recovered.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::BTreeSet,
