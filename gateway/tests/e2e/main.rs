@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod adversarial;
 mod approvals_aws_cli;
 mod data_path_aws_cli;
 mod data_path_boto3;

@@ -11,7 +11,7 @@
 //! 4 header-borne permissions; 5 resource-scoped rules never fail open; 6 the credential
 //! denylist without models. Other classes add their cases to [`cases`].
 
-mod common;
+use crate::common;
 
 use std::sync::{
     Arc,
