@@ -42,8 +42,9 @@ use crate::{
     policy::{CompiledPolicy, PolicyDecision},
     record::EventRecorder,
     sigv4::{
-        CredentialRejection, PayloadMode, RequestParts, SessionSecret, SigV4Error, SigV4Verifier,
-        Verification, VerifiedRequest,
+        CredentialRejection, PayloadMode, RequestParts, SessionSecret, SigV2Presigned,
+        SigV2PresignedVerifier, SigV4Error, SigV4Verifier, Verification, VerifiedRequest,
+        is_sigv2_presigned,
     },
     upstream::UpstreamCredentialsProvider,
 };
@@ -236,7 +237,7 @@ impl Gateway {
     ) -> Result<Response<GatewayBody>, Refusal> {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
-        let query = parts.uri.query().unwrap_or("").to_owned();
+        let mut query = parts.uri.query().unwrap_or("").to_owned();
         let guessed_shape = guess_shape(&parts.headers, &query);
 
         // 1. Authenticate.
@@ -269,8 +270,16 @@ impl Gateway {
                 shape,
             }
         };
-        let verification =
-            verifier.verify(&request_parts, now).map_err(|e| auth_refusal(e, "", guessed_shape))?;
+        // SigV2 presigned S3 URL: verified into the same VerifiedRequest; from here on the query
+        // is the parameters its signature covers.
+        let verification = if is_sigv2_presigned(&query) {
+            let presigned = verify_sigv2_presigned(&self.classifier, runtime, &request_parts, now)
+                .map_err(|e| auth_refusal(e, "s3", ErrorShape::S3Xml))?;
+            query = presigned.forward_query;
+            Verification::Verified(presigned.verified)
+        } else {
+            verifier.verify(&request_parts, now).map_err(|e| auth_refusal(e, "", guessed_shape))?
+        };
 
         // 2. Read (small) or prepare to stream (large) the body; finish body-hash signatures.
         let (verified, inbound) = match verification {
@@ -986,6 +995,34 @@ fn open_session(
         }
         Err(error) => Err(CredentialRejection::InvalidToken { reason: error.to_string() }),
     }
+}
+
+/// Verifies an S3 SigV2 presigned URL: the session's secret as for SigV4, the bucket of a
+/// virtual-host-style Host as the classifier reads it, the connection's region upstream.
+fn verify_sigv2_presigned(
+    classifier: &Classifier,
+    runtime: &Arc<GatewayRuntime>,
+    request: &RequestParts<'_>,
+    now: OffsetDateTime,
+) -> Result<SigV2Presigned<SessionContext>, SigV4Error> {
+    let exchange = &runtime.exchange;
+    let lookup = |access_key_id: &str, token: Option<&str>, now: OffsetDateTime| {
+        open_session(exchange, access_key_id, token, now)
+    };
+    let config = &runtime.config;
+    let verifier = SigV2PresignedVerifier::new(
+        lookup,
+        |session: &SessionContext| {
+            config
+                .connection(&session.connection)
+                .map(|connection| connection.region.clone())
+                .unwrap_or_default()
+        },
+        |session: &SessionContext| Some(session.expires_at),
+    );
+    let host = request.headers.get(header::HOST).and_then(|value| value.to_str().ok());
+    let bucket = classifier.s3_virtual_host_bucket(host);
+    verifier.verify(request, bucket.as_deref(), now)
 }
 
 /// An unsigned STS call: no Authorization header and no presigned signature.
