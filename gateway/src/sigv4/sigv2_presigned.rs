@@ -105,9 +105,12 @@ pub struct SigV2Presigned<S> {
 /// Verifies S3 SigV2 query-string presigned URLs. Pure: no I/O, the clock is an argument.
 pub struct SigV2PresignedVerifier<'a, L: SecretLookup> {
     lookup: L,
-    region: Box<dyn Fn(&L::Session) -> String + 'a>,
-    session_expiry: Box<dyn Fn(&L::Session) -> Option<OffsetDateTime> + 'a>,
+    region: SessionFn<'a, L::Session, String>,
+    session_expiry: SessionFn<'a, L::Session, Option<OffsetDateTime>>,
 }
+
+/// Something the caller reads off a session.
+type SessionFn<'a, S, T> = Box<dyn Fn(&S) -> T + 'a>;
 
 struct Param<'q> {
     raw: &'q str,
@@ -430,15 +433,14 @@ mod tests {
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
     const NOW: OffsetDateTime = datetime!(2026-12-03 20:00:00 UTC);
 
-    fn verifier() -> SigV2PresignedVerifier<
-        'static,
-        impl Fn(
-            &str,
-            Option<&str>,
-            OffsetDateTime,
-        ) -> Result<super::super::SessionSecret<()>, CredentialRejection>,
-    > {
-        let lookup = |key: &str, token: Option<&str>, _now: OffsetDateTime| {
+    type TestLookup = fn(
+        &str,
+        Option<&str>,
+        OffsetDateTime,
+    ) -> Result<super::super::SessionSecret<()>, CredentialRejection>;
+
+    fn verifier() -> SigV2PresignedVerifier<'static, TestLookup> {
+        let lookup: TestLookup = |key, token, _now| {
             if key != "ASIAEXAMPLE" {
                 return Err(CredentialRejection::UnknownAccessKey);
             }
