@@ -1,5 +1,6 @@
 //! Real AWS clients run the way an agent runs them: the AWS SDK for JavaScript v3
-//! (`tests/node/s3-session.mjs`) and the Rust `aws-sdk-s3`, each configured by nothing but an
+//! (`tests/node/s3-session.mjs`), the AWS SDK for Go v2 (`tests/go/aws-sdk-go-v2`) and the Rust
+//! `aws-sdk-s3`, each configured by nothing but an
 //! environment (endpoint, region, and static keys or a web identity), running the same S3 session
 //! and reporting each step as a [`StepResult`].
 //!
@@ -18,7 +19,11 @@ use aws_sdk_s3::{
 use aws_types::os_shim_internal::Env;
 use serde::Deserialize;
 
-use crate::{AwsUser, aws::REGION, provision::NodeEnv};
+use crate::{
+    AwsUser,
+    aws::{REGION, scrub_aws_env},
+    provision::{AWS_SDK_GO_V2_SESSION, NodeEnv, ensure_go_program},
+};
 
 /// The key the S3 session writes, lists, reads back and deletes.
 pub const SESSION_KEY: &str = "chaperone/session.txt";
@@ -179,6 +184,39 @@ fn read_node_session(output: &Output) -> anyhow::Result<Vec<StepResult>> {
         Some(1) if failed => Ok(steps),
         _ => bail!(
             "s3-session.mjs exited with {} after reporting {steps:?}:\n{stderr}",
+            output.status
+        ),
+    }
+}
+
+/// Builds (once, cached) and runs `tests/go/aws-sdk-go-v2` on `bucket` with exactly `env_vars` as
+/// its AWS environment: web identity, S3 create-bucket, put, list, get, DynamoDB ListTables. The
+/// result holds every step it reported; the last one failed if the session did.
+pub async fn go_sdk_session(
+    env_vars: &[(String, String)],
+    bucket: &str,
+) -> anyhow::Result<Vec<StepResult>> {
+    let binary = tokio::task::spawn_blocking(|| ensure_go_program(AWS_SDK_GO_V2_SESSION))
+        .await
+        .context("building the AWS SDK for Go v2 session")??;
+    let mut command = std::process::Command::new(&binary);
+    scrub_aws_env(&mut command);
+    command.arg(bucket).envs(env_vars.iter().map(|(key, value)| (key, value)));
+    let output = tokio::process::Command::from(command)
+        .output()
+        .await
+        .with_context(|| format!("running {}", binary.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let steps = parse_step_lines(&stdout).with_context(|| {
+        format!("the Go SDK session printed something other than step lines:\n{stdout}\n{stderr}")
+    })?;
+    let failed = first_failure(&steps).is_some();
+    match output.status.code() {
+        Some(0) if !steps.is_empty() && !failed => Ok(steps),
+        Some(1) if failed => Ok(steps),
+        _ => bail!(
+            "the Go SDK session exited with {} after reporting {steps:?}:\n{stderr}",
             output.status
         ),
     }

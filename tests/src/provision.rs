@@ -1,8 +1,8 @@
 //! Builds and installs what the environment needs, once, cached by version under the target dir.
 //!
 //! - `kube-apiserver` and `etcd` are built with `go build` from the wrapper modules in `tests/go/`,
-//!   and so are `helm` and `kubeconform` (commands named in their wrappers' `tool` directives); the
-//!   cache key is the pinned upstream version plus a hash of the wrapper's files.
+//!   and so are `helm` and `kubeconform` (commands named in their wrappers' `tool` directives) and
+//!   the AWS SDK for Go v2 session program the end-to-end tests run; the cache key is the pinned upstream version plus a hash of the wrapper's files.
 //! - moto's server, the AWS CLI and boto3 go into a virtualenv keyed by the hash of
 //!   `tests/python/requirements.txt`.
 //! - The AWS SDK for JavaScript v3 is installed with `npm ci` into a folder keyed by the hash of
@@ -78,6 +78,15 @@ pub const KUBECONFORM: GoProgram = GoProgram {
     upstream: "github.com/yannh/kubeconform",
     kubernetes_version_stamp: false,
     package: "github.com/yannh/kubeconform/cmd/kubeconform",
+};
+
+/// A session with the AWS SDK for Go v2 (`tests/go/aws-sdk-go-v2/main.go`), an end-to-end client.
+pub const AWS_SDK_GO_V2_SESSION: GoProgram = GoProgram {
+    name: "aws-sdk-go-v2-session",
+    module: "aws-sdk-go-v2",
+    upstream: "github.com/aws/aws-sdk-go-v2",
+    kubernetes_version_stamp: false,
+    package: ".",
 };
 
 /// The version of `upstream` that a wrapper module's go.mod requires.

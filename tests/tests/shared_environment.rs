@@ -115,5 +115,8 @@ async fn an_attached_test_binary_uses_the_environment_and_meets_no_leftovers() {
         .output()
         .expect("python runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(attached.dir().starts_with(attached.control_plane.dir()), "a folder in the run directory");
+    assert!(
+        attached.dir().starts_with(attached.control_plane.dir()),
+        "a folder in the run directory"
+    );
 }

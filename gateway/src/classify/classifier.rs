@@ -186,6 +186,12 @@ impl Classifier {
         Classifier { gateway_hosts: gateway_hosts.into_iter().map(Into::into).collect() }
     }
 
+    /// The bucket an S3 request names in its Host header (virtual-host style), as
+    /// [`Classifier::classify`] reads it.
+    pub fn s3_virtual_host_bucket(&self, host: Option<&str>) -> Option<String> {
+        host.and_then(|host| s3::bucket_from_host(host, &self.gateway_hosts))
+    }
+
     /// Classifies one request. Never fails and never panics: what cannot be recognised is
     /// `<prefix>:Unknown`.
     pub fn classify(

@@ -144,8 +144,8 @@ pub(crate) fn parse_claim(
         }
         (None, true) => parse_presigned_query(raw_query),
         (None, false) if params.iter().any(|p| p.name == b"AWSAccessKeyId") => {
-            // A SigV2 presigned URL (AWSAccessKeyId, Signature, Expires), which boto3 still
-            // makes for S3 unless told `signature_version='s3v4'`.
+            // SigV2 query parameters without the parts an S3 presigned URL has (those go to
+            // `sigv2_presigned`).
             Err(SigV4Error::UnsupportedAlgorithm {
                 algorithm: "AWS (SigV2 presigned URL)".to_owned(),
             })

@@ -15,9 +15,10 @@ pub enum SigV4Error {
     )]
     MissingAuthentication,
 
-    /// An algorithm other than AWS4-HMAC-SHA256 (for example SigV4a or SigV2).
+    /// An algorithm other than AWS4-HMAC-SHA256 (for example SigV4a, or SigV2 outside S3
+    /// presigned URLs).
     #[error(
-        "unsupported signing algorithm {algorithm:?}: the gateway accepts only AWS4-HMAC-SHA256 (SigV4); configure the client for SigV4 (for boto3 S3 presigned URLs, signature_version='s3v4')"
+        "unsupported signing algorithm {algorithm:?}: the gateway accepts AWS4-HMAC-SHA256 (SigV4), and SigV2 only in S3 presigned URLs (AWSAccessKeyId, Expires, Signature); configure the client for SigV4"
     )]
     UnsupportedAlgorithm { algorithm: String },
 
@@ -64,6 +65,19 @@ pub enum SigV4Error {
         "X-Amz-Expires {value:?} is invalid: presigned URLs may be valid for 1 to 604800 seconds (7 days)"
     )]
     InvalidExpires { value: String },
+
+    /// A SigV2 presigned URL's `Expires` is not a Unix time within seven days.
+    #[error(
+        "Expires {value:?} is invalid: a SigV2 presigned URL's Expires is a Unix time (seconds) at most 604800 seconds (7 days) from now"
+    )]
+    InvalidSigV2Expires { value: String },
+
+    /// A SigV2 presigned URL carries a query parameter other than its signature's, the session
+    /// token, S3 sub-resources and `response-*` overrides.
+    #[error(
+        "query parameter {name:?} is not accepted in a SigV2 presigned URL (AWSAccessKeyId/Signature), whose signature covers only S3 sub-resources, response-* overrides and the session token: remove it, or presign with SigV4 (boto3: Config(signature_version='s3v4'))"
+    )]
+    UnsignedQueryParameter { name: String },
 
     /// A presigned URL used after its expiry.
     #[error(
@@ -173,6 +187,8 @@ impl SigV4Error {
             Self::RequestTimeTooSkewed { .. } => "SignatureDoesNotMatch",
             Self::InvalidExpires { .. } if s3 => "AuthorizationQueryParametersError",
             Self::InvalidExpires { .. } => "IncompleteSignature",
+            Self::InvalidSigV2Expires { .. } => "AuthorizationQueryParametersError",
+            Self::UnsignedQueryParameter { .. } => "AuthorizationQueryParametersError",
             Self::PresignedUrlExpired { .. } => "AccessDenied",
             Self::InvalidAccessKeyId { .. } if s3 => "InvalidAccessKeyId",
             Self::InvalidAccessKeyId { .. } => "InvalidClientTokenId",
@@ -209,6 +225,8 @@ impl SigV4Error {
             | Self::MalformedAuthorization { .. }
             | Self::InvalidDate { .. }
             | Self::InvalidExpires { .. }
+            | Self::InvalidSigV2Expires { .. }
+            | Self::UnsignedQueryParameter { .. }
             | Self::DuplicateHeader { .. }
             | Self::MissingContentSha256
             | Self::InvalidContentSha256 { .. }

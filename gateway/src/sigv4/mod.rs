@@ -59,6 +59,7 @@ mod chunked;
 mod error;
 mod payload;
 mod signing_key;
+mod sigv2_presigned;
 mod uri_encoding;
 mod verifier;
 
@@ -68,6 +69,9 @@ pub use chunked::{ChunkedPayloadSummary, ChunkedPayloadVerifier, DEFAULT_MAX_CHU
 pub use error::SigV4Error;
 pub use payload::{BodyHashVerifier, PayloadMode};
 pub use signing_key::{ALGORITHM, SigningKey};
+pub use sigv2_presigned::{
+    SIGNED_SUBRESOURCES, SigV2Presigned, SigV2PresignedVerifier, is_sigv2_presigned,
+};
 pub use uri_encoding::{CanonicalPathRules, canonical_path, canonical_query};
 pub use verifier::{
     CredentialRejection, MAX_CLOCK_SKEW, MAX_PRESIGNED_EXPIRES_SECONDS, PendingBodyHash,

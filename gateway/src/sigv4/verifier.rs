@@ -105,6 +105,37 @@ pub struct VerifiedRequest<S> {
 }
 
 impl<S> VerifiedRequest<S> {
+    /// A request verified by a SigV2 presigned URL: no chunked body, payload unsigned.
+    pub(super) fn from_sigv2_presigned(
+        scope: CredentialScope,
+        signed_headers: Vec<String>,
+        security_token: Option<String>,
+        location: SignatureLocation,
+        request_time: OffsetDateTime,
+        session: S,
+    ) -> Self {
+        let chain = SignatureChain {
+            // Never used: a SigV2 presigned request has no signed chunks.
+            key: SigningKey::derive("", &scope.date, &scope.region, &scope.service),
+            amz_date: String::new(),
+            scope_line: scope.scope_line(),
+            previous: [0; 32],
+        };
+        Self {
+            scope,
+            signed_headers,
+            payload: PayloadMode::Unsigned,
+            security_token_signed: security_token.is_some(),
+            security_token,
+            location,
+            request_time,
+            session,
+            chain,
+            decoded_content_length: None,
+            declared_trailers: Vec::new(),
+        }
+    }
+
     /// Whether `name` (any case) is one of the signed headers.
     pub fn is_header_signed(&self, name: &str) -> bool {
         self.signed_headers.iter().any(|signed| signed.eq_ignore_ascii_case(name))

@@ -1,5 +1,5 @@
-//! The AWS SDK for JavaScript v3 on Node and the Rust aws-sdk-s3 through the real gateway, with
-//! only the injected environment (web identity at AWS_ENDPOINT_URL); a denied action reaches each
+//! The AWS SDK for JavaScript v3 on Node, the AWS SDK for Go v2 and the Rust aws-sdk-s3 through
+//! the real gateway, with only the injected environment (web identity at AWS_ENDPOINT_URL); a denied action reaches each
 //! as AccessDenied naming the rule.
 
 use crate::common;
@@ -7,7 +7,8 @@ use crate::common;
 use chaperone_tests::{
     LocalEnv,
     clients::{
-        S3Step, first_failure, node_s3_session, rust_s3_session, rust_s3_session_expecting_denied,
+        S3Step, first_failure, go_sdk_session, node_s3_session, rust_s3_session,
+        rust_s3_session_expecting_denied,
     },
     gateway::{GatewayProcess, GatewaySpec},
 };
@@ -67,4 +68,36 @@ async fn a_full_rust_sdk_session_goes_through_with_only_web_identity() {
     let steps = rust_s3_session(&agent, "rust-full").await.unwrap();
     assert!(first_failure(&steps).is_none(), "{steps:?}\n{}", gateway.log());
     assert_eq!(steps.len(), 6, "{steps:?}");
+}
+
+// Ignored until solved: with only the injected environment, the Go SDK v2's web identity provider
+// (config v1.33.20) sends AssumeRoleWithWebIdentity to sts.<region>.amazonaws.com, not to
+// AWS_ENDPOINT_URL (see docs/clients.md). Run with --ignored to see it.
+#[ignore = "the Go SDK v2's web identity STS call ignores AWS_ENDPOINT_URL (docs/clients.md)"]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_go_sdk_v2_runs_web_identity_s3_and_dynamodb_through_the_gateway() {
+    let env = LocalEnv::shared();
+    let _logs = env.logs_on_failure();
+    let mut gateway =
+        GatewayProcess::start(env, common::binary(), GatewaySpec::new("e2e-go")).await.unwrap();
+    let agent = gateway.agent_env(env, "pr-bot").await.unwrap();
+    let steps = go_sdk_session(&agent, "go-sdk-data").await.unwrap();
+    assert!(first_failure(&steps).is_none(), "Go SDK v2: {steps:?}\n{}", gateway.log());
+    let names: Vec<&str> = steps.iter().map(|step| step.step.as_str()).collect();
+    assert_eq!(
+        names,
+        ["web-identity", "create-bucket", "put", "list", "get", "dynamodb-list-tables"],
+        "{steps:?}"
+    );
+
+    gateway.stop();
+    let objects = common::recorded_objects(env, &gateway).await;
+    let report = common::verify(&gateway, &objects);
+    assert!(report.is_valid(), "{:#?}", report.problems);
+    let actions = common::requested_actions(&common::events(&objects));
+    for action in
+        ["s3:CreateBucket", "s3:PutObject", "s3:ListBucket", "s3:GetObject", "dynamodb:ListTables"]
+    {
+        assert!(actions.iter().any(|a| a == action), "{action} not recorded: {actions:?}");
+    }
 }

@@ -9,6 +9,7 @@ mod adversarial;
 mod approvals_aws_cli;
 mod data_path_aws_cli;
 mod data_path_boto3;
+mod data_path_presigned;
 mod data_path_sdks;
 mod data_path_streaming_upload;
 mod identity_web_identity;
