@@ -64,9 +64,17 @@ pub struct CellResult {
     pub traffic_bytes: u64,
     /// The same over every call sent, warm-up included (what a recorder saw).
     pub sent_traffic_bytes: u64,
+    /// Calls answered (any status), warm-up included: what the proxy's CPU time of the cell,
+    /// read around the whole cell, is divided by.
+    pub sent_calls: u64,
 }
 
 impl CellResult {
+    /// Proxy CPU µs per call, from CPU seconds read around the whole cell (warm-up included).
+    pub fn cpu_us_per_call(&self, cpu_seconds: f64) -> Option<f64> {
+        (self.sent_calls > 0).then(|| cpu_seconds * 1e6 / self.sent_calls as f64)
+    }
+
     /// Successful calls per second.
     pub fn throughput(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -135,6 +143,7 @@ pub async fn run_cell(
         elapsed: Duration::ZERO,
         traffic_bytes: 0,
         sent_traffic_bytes: 0,
+        sent_calls: 0,
     };
     for worker in workers {
         let Ok(part) = worker.await else {
@@ -146,6 +155,7 @@ pub async fn run_cell(
         total.errors += part.errors;
         total.traffic_bytes += part.traffic_bytes;
         total.sent_traffic_bytes += part.sent_traffic_bytes;
+        total.sent_calls += part.sent_calls;
         if total.first_error.is_none() {
             total.first_error = part.first_error;
         }
@@ -168,6 +178,7 @@ async fn worker(
         elapsed: Duration::ZERO,
         traffic_bytes: 0,
         sent_traffic_bytes: 0,
+        sent_calls: 0,
     };
     loop {
         if shared.stop.load(Ordering::Relaxed) {
@@ -202,6 +213,7 @@ async fn worker(
         let latency = sent.elapsed();
         if let Ok((_, headers, body)) = &outcome {
             result.sent_traffic_bytes += request_bytes + headers + body.len() as u64;
+            result.sent_calls += 1;
         }
         if !shared.measuring.load(Ordering::Relaxed) {
             continue;

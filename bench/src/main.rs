@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
-use chaperone_bench::{load::Budget, report, run};
+use chaperone_bench::{load::Budget, peers::SigV4ProxyFrom, report, run};
 use clap::{Parser, Subcommand};
 
 /// Measures the gateway against direct calls and peers, and writes docs/benchmarks.md.
@@ -20,7 +20,7 @@ struct Args {
     #[arg(long)]
     requests: Option<u64>,
     /// Measured seconds per cell in a full run.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 2.0)]
     seconds: f64,
     /// Concurrency levels (comma-separated).
     #[arg(long, value_delimiter = ',')]
@@ -35,6 +35,17 @@ struct Args {
     /// Where the peers are installed; without it, no peers are measured.
     #[arg(long)]
     peers_dir: Option<PathBuf>,
+    /// aws-sigv4-proxy's source (a checkout or a .tar.gz of one, with its vendor/ folder; from
+    /// https://github.com/awslabs/aws-sigv4-proxy), built offline with `go build -mod=vendor`.
+    #[arg(long, conflicts_with = "sigv4_proxy_binary")]
+    sigv4_proxy_source: Option<PathBuf>,
+    /// An aws-sigv4-proxy executable to measure instead of building one.
+    #[arg(long)]
+    sigv4_proxy_binary: Option<PathBuf>,
+    /// Measure each cell only unpinned (by default each is measured a second time with the
+    /// proxy under test on a core of its own and the load generator and upstream on another).
+    #[arg(long)]
+    no_pin: bool,
     /// Calls of the callgrind profile (0: no profile; default 3000, none with --quick).
     #[arg(long)]
     profile_requests: Option<u64>,
@@ -117,6 +128,12 @@ async fn run_args(args: Args) -> anyhow::Result<()> {
         )?,
         bench_binary: std::env::current_exe().context("locating chaperone-bench itself")?,
         peers_dir: args.peers_dir.clone(),
+        sigv4_proxy: match (&args.sigv4_proxy_binary, &args.sigv4_proxy_source) {
+            (Some(binary), _) => Some(SigV4ProxyFrom::Binary(binary.clone())),
+            (None, Some(source)) => Some(SigV4ProxyFrom::Source(source.clone())),
+            (None, None) => None,
+        },
+        pin: !args.no_pin,
         profile_requests: match args.profile_requests {
             Some(0) => None,
             Some(n) => Some(n),

@@ -63,8 +63,23 @@ fn now() -> String {
         .unwrap_or_default()
 }
 
+/// The unpinned cell.
 fn find(m: &Measurements, s: Scenario, c: usize, w: WayKind) -> Option<&Cell> {
-    m.cells.iter().find(|x| x.scenario == s && x.concurrency == c && x.way == w)
+    m.cells.iter().find(|x| x.scenario == s && x.concurrency == c && x.way == w && !x.pinned)
+}
+
+/// The pinned cell (the proxy on a core of its own).
+fn find_pinned(m: &Measurements, s: Scenario, c: usize, w: WayKind) -> Option<&Cell> {
+    m.cells.iter().find(|x| x.scenario == s && x.concurrency == c && x.way == w && x.pinned)
+}
+
+/// Proxy CPU µs per call of a cell.
+fn cpu_us(cell: &Cell) -> Option<f64> {
+    cell.proxy_cpu_seconds.and_then(|s| cell.result.cpu_us_per_call(s))
+}
+
+fn or_dash(value: Option<f64>, decimals: usize) -> String {
+    value.map(|v| format!("{v:.decimals$}")).unwrap_or_else(|| "–".into())
 }
 
 /// The "moderate load" concurrency: 8 when measured, else the middle level.
@@ -113,14 +128,26 @@ pub fn render(m: &Measurements) -> String {
     for (peer, why) in &m.peer_problems {
         let _ = writeln!(out, "- **{peer} not measured**: {why}");
     }
+    match &m.pinning {
+        Ok(cores) => {
+            let _ = writeln!(
+                out,
+                "- pinned cells: the proxy under test on core {}, the load generator and upstream on core {}; the local environment and other processes of the machine on either",
+                cores.proxy, cores.load
+            );
+        }
+        Err(why) => {
+            let _ = writeln!(out, "- **no pinned cells**: {why}");
+        }
+    }
 
-    let _ = writeln!(out, "\n### Small calls (closed loop, latency per call)\n");
+    let _ = writeln!(out, "\n### Small calls, unpinned (closed loop, latency per call)\n");
     let _ = writeln!(
         out,
-        "| scenario | conc. | way | calls/s | × direct | p50 ms | p99 ms | added p50 ms | added p99 ms | proxy CPU s / 1000 calls | errors |"
+        "| scenario | conc. | way | calls/s | × direct | p50 ms | p99 ms | added p50 ms | added p99 ms | proxy CPU µs / call | errors |"
     );
     let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for cell in &m.cells {
+    for cell in m.cells.iter().filter(|c| !c.pinned) {
         let direct = find(m, cell.scenario, cell.concurrency, WayKind::Direct);
         let r = &cell.result;
         let (ratio, add50, add99) = match (direct, cell.way) {
@@ -131,11 +158,7 @@ pub fn render(m: &Measurements) -> String {
                 format!("{:+.3}", r.quantile_ms(0.99) - d.result.quantile_ms(0.99)),
             ),
         };
-        let cpu = cell
-            .proxy_cpu_seconds
-            .filter(|_| r.ok > 0)
-            .map(|s| format!("{:.3}", s * 1000.0 / r.ok as f64))
-            .unwrap_or_else(|| "–".into());
+        let cpu = or_dash(cpu_us(cell), 0);
         let _ = writeln!(
             out,
             "| {} | {} | {} | {:.0} | {} | {:.3} | {:.3} | {} | {} | {} | {} |",
@@ -153,6 +176,10 @@ pub fn render(m: &Measurements) -> String {
         );
     }
 
+    if m.cells.iter().any(|c| c.pinned) {
+        pinned_table(&mut out, m);
+    }
+
     let spool: Vec<_> =
         m.cells.iter().filter_map(|c| c.spool_events_fsyncs.map(|ef| (c, ef))).collect();
     if !spool.is_empty() {
@@ -160,14 +187,19 @@ pub fn render(m: &Measurements) -> String {
             out,
             "\n### Group commit of the spool (gateway, recording on; from its /metrics, warm-up included)\n"
         );
-        let _ = writeln!(out, "| scenario | conc. | events spooled | fsyncs | events per fsync |");
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "| scenario | conc. | way | pinned | events spooled | fsyncs | events per fsync |"
+        );
+        let _ = writeln!(out, "|---|---:|---|---|---:|---:|---:|");
         for (cell, (events, fsyncs)) in spool {
             let _ = writeln!(
                 out,
-                "| {} | {} | {events} | {fsyncs} | {:.2} |",
+                "| {} | {} | {} | {} | {events} | {fsyncs} | {:.2} |",
                 cell.scenario.name(),
                 cell.concurrency,
+                cell.way.name(),
+                if cell.pinned { "yes" } else { "no" },
                 events as f64 / fsyncs.max(1) as f64
             );
         }
@@ -240,6 +272,16 @@ pub fn render(m: &Measurements) -> String {
     for (target, measured, verdict) in targets(m) {
         let _ = writeln!(out, "| {target} | {measured} | {verdict} |");
     }
+    let pinned = pinned_targets(m);
+    if !pinned.is_empty() {
+        let _ =
+            writeln!(out, "\n### Targets against a re-signing proxy (pinned cells, small calls)\n");
+        let _ = writeln!(out, "| target | way | measured | verdict |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for (target, way, measured, verdict) in pinned {
+            let _ = writeln!(out, "| {target} | {way} | {measured} | {verdict} |");
+        }
+    }
 
     if let Some(profile) = &m.cpu_profile {
         let _ = writeln!(
@@ -308,6 +350,127 @@ pub fn render(m: &Measurements) -> String {
         }
     }
     out
+}
+
+/// The pinned cells: the proxy under test alone on one core, so calls/s is what one proxy core
+/// serves (bounded by the load generator's core where the proxy's core is not busy).
+fn pinned_table(out: &mut String, m: &Measurements) {
+    let _ = writeln!(out, "\n### Small calls, pinned: the proxy under test on a core of its own\n");
+    let _ = writeln!(
+        out,
+        "The load generator and the upstream share the other core. *proxy core busy* is the proxy's CPU time over the cell's wall time: near 100% the proxy's core is the bottleneck and calls/s is what one core of it serves; well below, the load generator's core or the latency of a closed loop is.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | conc. | way | calls/s | × direct | p50 ms | p99 ms | added p50 ms | proxy core busy | proxy CPU µs / call | errors |"
+    );
+    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for cell in m.cells.iter().filter(|c| c.pinned) {
+        let direct = find_pinned(m, cell.scenario, cell.concurrency, WayKind::Direct);
+        let r = &cell.result;
+        let (ratio, add50) = match (direct, cell.way) {
+            (Some(_), WayKind::Direct) | (None, _) => ("1.00".into(), "–".into()),
+            (Some(d), _) => (
+                format!("{:.2}", r.throughput() / d.result.throughput().max(1e-9)),
+                format!("{:+.3}", r.quantile_ms(0.5) - d.result.quantile_ms(0.5)),
+            ),
+        };
+        // CPU over the cell's whole wall time (warm-up included), as the CPU was read.
+        let busy = cpu_us(cell).map(|us| us * r.sent_calls as f64 / 1e6).and_then(|cpu| {
+            let wall = match m.options.budget {
+                Budget::Time { warmup, .. } => r.elapsed + warmup,
+                Budget::Requests(_) => r.elapsed,
+            };
+            (wall.as_secs_f64() > 0.0).then(|| 100.0 * cpu / wall.as_secs_f64())
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {} | {:.3} | {:.3} | {} | {} | {} | {} |",
+            cell.scenario.name(),
+            cell.concurrency,
+            cell.way.name(),
+            r.throughput(),
+            ratio,
+            r.quantile_ms(0.5),
+            r.quantile_ms(0.99),
+            add50,
+            busy.map(|b| format!("{b:.0}%")).unwrap_or_else(|| "–".into()),
+            or_dash(cpu_us(cell), 0),
+            r.errors
+        );
+    }
+}
+
+/// (target, way, measured, verdict) rows of the targets against aws-sigv4-proxy and the
+/// pass-through proxy, pinned, small calls: CPU per call ≤ 1.5× aws-sigv4-proxy's and ≤ 3× the
+/// pass-through's (at the highest concurrency, where CPU per call is least blurred by idle
+/// wake-ups), calls/s ≥ aws-sigv4-proxy's (same), added p50 over the pass-through ≤ 0.25 ms at
+/// concurrency 1.
+pub fn pinned_targets(m: &Measurements) -> Vec<(String, String, String, String)> {
+    let mut rows = Vec::new();
+    let top = highest(m);
+    let have_sigv4 = m.ways.contains(&WayKind::SigV4Proxy);
+    for way in [WayKind::GatewayRecorded, WayKind::GatewayRecordedWritten] {
+        for scenario in Scenario::ALL {
+            let Some(g) = find_pinned(m, scenario, top, way) else { continue };
+            let g_cpu = cpu_us(g);
+            let name = scenario.name();
+            match find_pinned(m, scenario, top, WayKind::SigV4Proxy).filter(|_| have_sigv4) {
+                Some(p) => {
+                    if let (Some(gc), Some(pc)) = (g_cpu, cpu_us(p)) {
+                        let ratio = gc / pc.max(1e-9);
+                        rows.push((
+                            format!("CPU/call ≤ 1.5× aws-sigv4-proxy's, {name}, c={top}"),
+                            way.name().to_owned(),
+                            format!("{gc:.0} µs vs {pc:.0} µs: {ratio:.2}×"),
+                            verdict(ratio <= 1.5, format!("{:+.2}× against 1.5×", ratio - 1.5)),
+                        ));
+                    }
+                    let ratio = g.result.throughput() / p.result.throughput().max(1e-9);
+                    rows.push((
+                        format!("calls/s per core ≥ aws-sigv4-proxy's, {name}, c={top}"),
+                        way.name().to_owned(),
+                        format!(
+                            "{:.0} vs {:.0}: {ratio:.2}×",
+                            g.result.throughput(),
+                            p.result.throughput()
+                        ),
+                        verdict(ratio >= 1.0, format!("{:+.2}× against 1×", ratio - 1.0)),
+                    ));
+                }
+                None => rows.push((
+                    format!("against aws-sigv4-proxy, {name}"),
+                    way.name().to_owned(),
+                    "not measured".into(),
+                    "not measured (see the run notes)".into(),
+                )),
+            }
+            if let (Some(gc), Some(pc)) =
+                (g_cpu, find_pinned(m, scenario, top, WayKind::PassThrough).and_then(cpu_us))
+            {
+                let ratio = gc / pc.max(1e-9);
+                rows.push((
+                    format!("CPU/call ≤ 3× the pass-through's, {name}, c={top}"),
+                    way.name().to_owned(),
+                    format!("{gc:.0} µs vs {pc:.0} µs: {ratio:.2}×"),
+                    verdict(ratio <= 3.0, format!("{:+.2}× against 3×", ratio - 3.0)),
+                ));
+            }
+            if let (Some(g1), Some(p1)) = (
+                find_pinned(m, scenario, 1, way),
+                find_pinned(m, scenario, 1, WayKind::PassThrough),
+            ) {
+                let added = g1.result.quantile_ms(0.5) - p1.result.quantile_ms(0.5);
+                rows.push((
+                    format!("added p50 over the pass-through ≤ 0.25 ms, {name}, c=1"),
+                    way.name().to_owned(),
+                    format!("{added:+.3} ms"),
+                    verdict(added <= 0.25, format!("{:+.3} ms against 0.25", added - 0.25)),
+                ));
+            }
+        }
+    }
+    rows
 }
 
 fn verdict(met: bool, by: String) -> String {

@@ -22,7 +22,8 @@ use http_body_util::{BodyExt, Full};
 
 use crate::{
     load::{Budget, CellResult, HttpClient, UploadResult, client, run_cell, streamed_upload},
-    peers,
+    peers::{self, SigV4ProxyFrom},
+    pin::{self, Cores},
     procstat::{self, RssSampler},
     scenario::{Scenario, Target},
     upstream::FastUpstream,
@@ -43,6 +44,11 @@ pub struct Options {
     pub bench_binary: PathBuf,
     /// Where peers are installed; `None` runs without peers.
     pub peers_dir: Option<PathBuf>,
+    /// The aws-sigv4-proxy to measure (with `peers_dir`); `None`: not measured, said so.
+    pub sigv4_proxy: Option<SigV4ProxyFrom>,
+    /// Measure every cell a second time with the proxy under test pinned to a core of its own
+    /// and this process (load generator, upstream) to another (needs two cores).
+    pub pin: bool,
     /// Requests of each profile of the gateway under 1 KiB GetObject (a `perf record` sample of
     /// CPU time, then callgrind's instruction counts); `None` skips both.
     pub profile_requests: Option<u64>,
@@ -59,8 +65,10 @@ pub enum WayKind {
     PassThrough,
     /// The gateway's data path with recording discarded.
     GatewayUnrecorded,
-    /// The real `chaperone-gateway` binary with write-ahead recording.
+    /// The real `chaperone-gateway` binary with write-ahead recording (`durability: Fsync`).
     GatewayRecorded,
+    /// The same with `durability: Written` (request written to the spool, fsynced within 10 ms).
+    GatewayRecordedWritten,
     /// aws-sigv4-proxy re-signing with the upstream keys.
     SigV4Proxy,
     /// mitmproxy as a reverse proxy writing its flows to disk.
@@ -75,9 +83,15 @@ impl WayKind {
             WayKind::PassThrough => "pass-through proxy (floor)",
             WayKind::GatewayUnrecorded => "gateway, recording off",
             WayKind::GatewayRecorded => "gateway, recording on",
+            WayKind::GatewayRecordedWritten => "gateway, recording on, Written",
             WayKind::SigV4Proxy => "aws-sigv4-proxy",
             WayKind::Mitmproxy => "mitmproxy -w",
         }
+    }
+
+    /// The ways through the recording gateway binary.
+    pub fn is_recording_gateway(self) -> bool {
+        matches!(self, WayKind::GatewayRecorded | WayKind::GatewayRecordedWritten)
     }
 }
 
@@ -85,16 +99,46 @@ struct Way {
     kind: WayKind,
     s3: Target,
     dynamodb: Target,
+    /// The process serving `s3` (also its memory row).
     pid: Option<u32>,
+    /// The process serving `dynamodb` when not the same (aws-sigv4-proxy runs one per service).
+    dynamodb_pid: Option<u32>,
+    /// The recording gateway's admin endpoint (spool counters) and recording bucket.
+    recorder: Option<(String, String)>,
     _processes: Vec<ManagedProcess>,
 }
 
 impl Way {
+    fn new(kind: WayKind, base: &str, credentials: &Credentials, pid: Option<u32>) -> Self {
+        Way {
+            kind,
+            s3: Target::new(base, credentials.clone()),
+            dynamodb: Target::new(base, credentials.clone()),
+            pid,
+            dynamodb_pid: None,
+            recorder: None,
+            _processes: vec![],
+        }
+    }
+
     fn target(&self, scenario: Scenario) -> &Target {
         match scenario {
             Scenario::DynamoDbPutItem => &self.dynamodb,
             _ => &self.s3,
         }
+    }
+
+    /// The proxy process serving `scenario`.
+    fn pid_for(&self, scenario: Scenario) -> Option<u32> {
+        match scenario {
+            Scenario::DynamoDbPutItem => self.dynamodb_pid.or(self.pid),
+            _ => self.pid,
+        }
+    }
+
+    /// Every proxy process of the way.
+    fn pids(&self) -> Vec<u32> {
+        self.pid.into_iter().chain(self.dynamodb_pid).collect()
     }
 }
 
@@ -104,6 +148,9 @@ pub struct Cell {
     pub scenario: Scenario,
     pub concurrency: usize,
     pub way: WayKind,
+    /// Measured with the proxy on a core of its own and the load generator and upstream on
+    /// another ([`Options::pin`]).
+    pub pinned: bool,
     pub result: CellResult,
     /// CPU seconds the way's proxy process spent during the cell.
     pub proxy_cpu_seconds: Option<f64>,
@@ -190,6 +237,8 @@ pub struct Measurements {
     pub recording_objects: u64,
     /// Peers that could not run, and why.
     pub peer_problems: Vec<(String, String)>,
+    /// The cores of the pinned cells; `None` when none were measured, with why.
+    pub pinning: Result<Cores, String>,
     /// Sampled CPU time (`perf record -e cpu-clock`) of the running gateway.
     pub cpu_profile: Option<Result<CpuProfile, String>>,
     pub profile: Option<Result<Profile, String>>,
@@ -300,19 +349,19 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
     let max_concurrency = options.concurrency.iter().copied().max().unwrap_or(1);
     let http = client(max_concurrency * 2);
 
-    println!("==> starting the gateway ({})", options.gateway_binary.display());
-    let mut spec = GatewaySpec::new("bench");
-    spec.upstream_endpoint = Some(upstream.endpoint());
-    spec.log_filter = "warn".into();
-    let gateway = GatewayProcess::start(&env, &options.gateway_binary, spec).await?;
-    let agent_env = gateway.agent_env(&env, "pr-bot").await?;
-    let token_file = agent_env
-        .iter()
-        .find(|(k, _)| k == "AWS_WEB_IDENTITY_TOKEN_FILE")
-        .map(|(_, v)| v.clone())
-        .context("agent environment without a token file")?;
-    let token = std::fs::read_to_string(&token_file)?;
-    let session = session_credentials(&http, &gateway, token.trim()).await?;
+    println!("==> starting the gateways ({})", options.gateway_binary.display());
+    let (gateway, session) =
+        start_recording_gateway(&env, &options.gateway_binary, &upstream, "bench", "Fsync", &http)
+            .await?;
+    let (gateway_written, session_written) = start_recording_gateway(
+        &env,
+        &options.gateway_binary,
+        &upstream,
+        "bench-written",
+        "Written",
+        &http,
+    )
+    .await?;
 
     // The recording-off way: the same config and keys, so the same session credentials work.
     let unrecorded_port = free_port()?;
@@ -349,35 +398,37 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
     wait_listening(&pass_through_address, &mut pass_through, Duration::from_secs(30))?;
 
     let upstream_host = upstream.address.to_string();
+    let mut pass_through_way = Way::new(
+        WayKind::PassThrough,
+        &format!("http://{pass_through_address}"),
+        &upstream_keys,
+        Some(pass_through.pid()),
+    );
+    pass_through_way._processes.push(pass_through);
+    let mut unrecorded_way = Way::new(
+        WayKind::GatewayUnrecorded,
+        &format!("http://{unrecorded_address}"),
+        &session,
+        Some(unrecorded.pid()),
+    );
+    unrecorded_way._processes.push(unrecorded);
+    let mut recorded_way =
+        Way::new(WayKind::GatewayRecorded, &gateway.endpoint, &session, Some(gateway.pid()));
+    recorded_way.recorder = Some((gateway.admin.clone(), gateway.spec.recording_bucket.clone()));
+    let mut written_way = Way::new(
+        WayKind::GatewayRecordedWritten,
+        &gateway_written.endpoint,
+        &session_written,
+        Some(gateway_written.pid()),
+    );
+    written_way.recorder =
+        Some((gateway_written.admin.clone(), gateway_written.spec.recording_bucket.clone()));
     let mut ways = vec![
-        Way {
-            kind: WayKind::Direct,
-            s3: Target::new(&upstream.endpoint(), upstream_keys.clone()),
-            dynamodb: Target::new(&upstream.endpoint(), upstream_keys.clone()),
-            pid: None,
-            _processes: vec![],
-        },
-        Way {
-            kind: WayKind::PassThrough,
-            s3: Target::new(&format!("http://{pass_through_address}"), upstream_keys.clone()),
-            dynamodb: Target::new(&format!("http://{pass_through_address}"), upstream_keys.clone()),
-            pid: Some(pass_through.pid()),
-            _processes: vec![pass_through],
-        },
-        Way {
-            kind: WayKind::GatewayUnrecorded,
-            s3: Target::new(&format!("http://{unrecorded_address}"), session.clone()),
-            dynamodb: Target::new(&format!("http://{unrecorded_address}"), session.clone()),
-            pid: Some(unrecorded.pid()),
-            _processes: vec![unrecorded],
-        },
-        Way {
-            kind: WayKind::GatewayRecorded,
-            s3: Target::new(&gateway.endpoint, session.clone()),
-            dynamodb: Target::new(&gateway.endpoint, session.clone()),
-            pid: Some(gateway.pid()),
-            _processes: vec![],
-        },
+        Way::new(WayKind::Direct, &upstream.endpoint(), &upstream_keys, None),
+        pass_through_way,
+        unrecorded_way,
+        recorded_way,
+        written_way,
     ];
 
     let mut peer_problems = Vec::new();
@@ -385,7 +436,18 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
     if let Some(dir) = &options.peers_dir {
         println!("==> installing the peers into {}", dir.display());
         let _ = std::fs::create_dir_all(dir);
-        match peers::install_sigv4_proxy(dir) {
+        let sigv4_proxy = match &options.sigv4_proxy {
+            None => Err(format!(
+                "no aws-sigv4-proxy given: pass --sigv4-proxy-source (its source with vendor/, a \
+                 folder or .tar.gz, from {}) or --sigv4-proxy-binary",
+                peers::SIGV4_PROXY_REPOSITORY
+            )),
+            Some(from) => {
+                println!("    building aws-sigv4-proxy from {from:?} (offline, vendored)");
+                peers::install_sigv4_proxy(dir, from)
+            }
+        };
+        match sigv4_proxy {
             Err(why) => peer_problems.push((WayKind::SigV4Proxy.name().to_owned(), why)),
             Ok(binary) => match start_sigv4_proxies(&binary, &upstream_host, &user, &gateway.dir) {
                 Ok(way) => ways.push(way),
@@ -414,17 +476,18 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
                 match started {
                     Ok(process) => {
                         let base = format!("http://127.0.0.1:{port}");
-                        let mut s3 = Target::new(&base, upstream_keys.clone());
+                        let mut way = Way::new(
+                            WayKind::Mitmproxy,
+                            &base,
+                            &upstream_keys,
+                            Some(process.pid()),
+                        );
                         // Reverse mode rewrites Host to the upstream's, so sign for it.
-                        s3.host = upstream_host.clone();
+                        way.s3.host = upstream_host.clone();
+                        way.dynamodb.host = upstream_host.clone();
+                        way._processes.push(process);
                         mitm_flows = Some(flows);
-                        ways.push(Way {
-                            kind: WayKind::Mitmproxy,
-                            dynamodb: s3.clone(),
-                            s3,
-                            pid: Some(process.pid()),
-                            _processes: vec![process],
-                        });
+                        ways.push(way);
                     }
                     Err(e) => {
                         peer_problems.push((WayKind::Mitmproxy.name().to_owned(), format!("{e:#}")))
@@ -433,6 +496,18 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
             }
         }
     }
+
+    let pinning = match (options.pin, Cores::split()) {
+        (false, _) => Err("not asked for (--no-pin)".to_owned()),
+        (true, None) => {
+            Err(format!("the machine has {} core(s); pinning needs two", pin::online()))
+        }
+        (true, Some(cores)) => Ok(cores),
+    };
+    let pin_modes: Vec<Option<Cores>> = match &pinning {
+        Ok(cores) => vec![None, Some(*cores)],
+        Err(_) => vec![None],
+    };
 
     // Idle memory: after start-up and one session, before load.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -444,80 +519,60 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
     let mut cells = Vec::new();
     let mut storage = Vec::new();
     for scenario in Scenario::ALL {
-        let recorded_before = upstream.counters.recording_bytes.load(Ordering::Relaxed);
-        let spool_before = procstat::storage_write_bytes(gateway.pid());
-        let flows_before = mitm_flows.as_deref().map(file_len);
+        // Per way that stores: (stored bytes, local bytes written) before the scenario.
+        let stored_before: Vec<(WayKind, u64, Option<u64>)> = ways
+            .iter()
+            .filter_map(|way| match (&way.recorder, way.kind) {
+                (Some((_, bucket)), _) => Some((
+                    way.kind,
+                    upstream.counters.recording_bytes_in(bucket),
+                    way.pid.and_then(procstat::storage_write_bytes),
+                )),
+                (None, WayKind::Mitmproxy) => {
+                    Some((way.kind, mitm_flows.as_deref().map(file_len).unwrap_or(0), None))
+                }
+                _ => None,
+            })
+            .collect();
         let mut traffic: Vec<(WayKind, u64)> = ways.iter().map(|w| (w.kind, 0)).collect();
         for &concurrency in &options.concurrency {
-            for (index, way) in ways.iter().enumerate() {
-                let recorded = way.kind == WayKind::GatewayRecorded;
-                let spool_before = match recorded {
-                    true => spool_counters(&http, &gateway.admin).await,
-                    false => None,
-                };
-                let cpu_before = way.pid.and_then(procstat::cpu_seconds);
-                let result =
-                    run_cell(&http, way.target(scenario), scenario, concurrency, options.budget)
-                        .await;
-                let cpu_after = way.pid.and_then(procstat::cpu_seconds);
-                let spool_events_fsyncs = match (spool_before, recorded) {
-                    (Some((e0, f0)), true) => spool_counters(&http, &gateway.admin)
-                        .await
-                        .map(|(e1, f1)| (e1.saturating_sub(e0), f1.saturating_sub(f0))),
-                    _ => None,
-                };
-                let proxy_cpu_seconds = cpu_before.zip(cpu_after).map(|(a, b)| b - a);
-                println!(
-                    "    {:<20} c={:<3} {:<24} {:>8.0} calls/s  p50 {:>7.3} ms  p99 {:>7.3} ms  errors {}",
-                    scenario.name(),
-                    concurrency,
-                    way.kind.name(),
-                    result.throughput(),
-                    result.quantile_ms(0.5),
-                    result.quantile_ms(0.99),
-                    result.errors
-                );
-                if let Some(error) = &result.first_error {
-                    println!("        first error: {error}");
+            for &cores in &pin_modes {
+                for (index, way) in ways.iter().enumerate() {
+                    if let Some(cores) = cores {
+                        pin_cell(way, cores).context("pinning a cell's processes")?;
+                    }
+                    let cell =
+                        measure_cell(&http, way, scenario, concurrency, options.budget).await;
+                    if cores.is_some() {
+                        unpin_cell(way).context("unpinning a cell's processes")?;
+                    }
+                    let cell = Cell { pinned: cores.is_some(), ..cell };
+                    traffic[index].1 += cell.result.sent_traffic_bytes;
+                    cells.push(cell);
                 }
-                traffic[index].1 += result.sent_traffic_bytes;
-                cells.push(Cell {
-                    scenario,
-                    concurrency,
-                    way: way.kind,
-                    result,
-                    proxy_cpu_seconds,
-                    spool_events_fsyncs,
-                });
             }
         }
         tokio::time::sleep(options.settle).await;
         for (kind, traffic_bytes) in traffic {
-            match kind {
-                WayKind::GatewayRecorded => storage.push(StorageRow {
-                    scenario,
-                    way: kind,
-                    traffic_bytes,
-                    stored_bytes: upstream.counters.recording_bytes.load(Ordering::Relaxed)
-                        - recorded_before,
-                    local_written_bytes: spool_before
-                        .zip(procstat::storage_write_bytes(gateway.pid()))
-                        .map(|(a, b)| b.saturating_sub(a)),
-                }),
-                WayKind::Mitmproxy => storage.push(StorageRow {
-                    scenario,
-                    way: kind,
-                    traffic_bytes,
-                    stored_bytes: mitm_flows
-                        .as_deref()
-                        .map(file_len)
-                        .zip(flows_before)
-                        .map(|(b, a)| b.saturating_sub(a))
-                        .unwrap_or(0),
-                    local_written_bytes: None,
-                }),
-                _ => {}
-            }
+            let Some((_, stored_0, local_0)) = stored_before.iter().find(|(k, ..)| *k == kind)
+            else {
+                continue;
+            };
+            let Some(way) = ways.iter().find(|w| w.kind == kind) else { continue };
+            let (stored_now, local_now) = match &way.recorder {
+                Some((_, bucket)) => (
+                    upstream.counters.recording_bytes_in(bucket),
+                    way.pid.and_then(procstat::storage_write_bytes),
+                ),
+                None => (mitm_flows.as_deref().map(file_len).unwrap_or(0), None),
+            };
+            storage.push(StorageRow {
+                scenario,
+                way: kind,
+                traffic_bytes,
+                stored_bytes: stored_now.saturating_sub(*stored_0),
+                local_written_bytes: local_0.zip(local_now).map(|(a, b)| b.saturating_sub(a)),
+            });
         }
     }
     let mut memory = Vec::new();
@@ -609,11 +664,108 @@ pub async fn run(options: Options) -> anyhow::Result<Measurements> {
         upstream_last_failure: last_failure,
         recording_objects: upstream.counters.recording_objects.load(Ordering::Relaxed),
         peer_problems,
+        pinning,
         cpu_profile,
         profile,
         load_average: (load_before, loadavg()),
         elapsed: started.elapsed(),
     })
+}
+
+/// Starts a `chaperone-gateway` recording with RecordingPolicy `durability` for `namespace`,
+/// forwarding to `upstream`, and takes an agent's session through its STS.
+async fn start_recording_gateway(
+    env: &LocalEnv,
+    binary: &Path,
+    upstream: &FastUpstream,
+    namespace: &str,
+    durability: &str,
+    http: &HttpClient,
+) -> anyhow::Result<(GatewayProcess, Credentials)> {
+    let mut spec = GatewaySpec::new(namespace);
+    spec.upstream_endpoint = Some(upstream.endpoint());
+    spec.log_filter = "warn".into();
+    spec.durability = durability.into();
+    let gateway = GatewayProcess::start(env, binary, spec).await?;
+    let agent_env = gateway.agent_env(env, "pr-bot").await?;
+    let token_file = agent_env
+        .iter()
+        .find(|(k, _)| k == "AWS_WEB_IDENTITY_TOKEN_FILE")
+        .map(|(_, v)| v.clone())
+        .context("agent environment without a token file")?;
+    let token = std::fs::read_to_string(&token_file)?;
+    let session = session_credentials(http, &gateway, token.trim()).await?;
+    Ok((gateway, session))
+}
+
+/// Puts the way's proxy processes on `cores.proxy` and this process (load generator and
+/// upstream) on `cores.load`.
+fn pin_cell(way: &Way, cores: Cores) -> std::io::Result<()> {
+    for pid in way.pids() {
+        pin::pin(pid, &[cores.proxy])?;
+    }
+    pin::pin(std::process::id(), &[cores.load])
+}
+
+/// Lets the way's processes and this one run on every core again.
+fn unpin_cell(way: &Way) -> std::io::Result<()> {
+    let all = pin::all();
+    for pid in way.pids() {
+        pin::pin(pid, &all)?;
+    }
+    pin::pin(std::process::id(), &all)
+}
+
+/// Measures one (scenario, concurrency, way) cell with the kernel's and the recorder's counters.
+async fn measure_cell(
+    http: &HttpClient,
+    way: &Way,
+    scenario: Scenario,
+    concurrency: usize,
+    budget: Budget,
+) -> Cell {
+    let admin = way.recorder.as_ref().map(|(admin, _)| admin.as_str());
+    let spool_before = match admin {
+        Some(admin) => spool_counters(http, admin).await,
+        None => None,
+    };
+    let pid = way.pid_for(scenario);
+    let cpu_before = pid.and_then(procstat::cpu_seconds);
+    let result = run_cell(http, way.target(scenario), scenario, concurrency, budget).await;
+    let cpu_after = pid.and_then(procstat::cpu_seconds);
+    let spool_events_fsyncs = match (spool_before, admin) {
+        (Some((e0, f0)), Some(admin)) => spool_counters(http, admin)
+            .await
+            .map(|(e1, f1)| (e1.saturating_sub(e0), f1.saturating_sub(f0))),
+        _ => None,
+    };
+    let proxy_cpu_seconds = cpu_before.zip(cpu_after).map(|(a, b)| b - a);
+    println!(
+        "    {:<20} c={:<3} {:<32} {:>8.0} calls/s  p50 {:>7.3} ms  p99 {:>7.3} ms  CPU {:>6} µs/call  errors {}",
+        scenario.name(),
+        concurrency,
+        way.kind.name(),
+        result.throughput(),
+        result.quantile_ms(0.5),
+        result.quantile_ms(0.99),
+        proxy_cpu_seconds
+            .and_then(|s| result.cpu_us_per_call(s))
+            .map(|us| format!("{us:.0}"))
+            .unwrap_or_else(|| "–".into()),
+        result.errors
+    );
+    if let Some(error) = &result.first_error {
+        println!("        first error: {error}");
+    }
+    Cell {
+        scenario,
+        concurrency,
+        way: way.kind,
+        pinned: false,
+        result,
+        proxy_cpu_seconds,
+        spool_events_fsyncs,
+    }
 }
 
 fn start_sigv4_proxies(
@@ -651,6 +803,8 @@ fn start_sigv4_proxies(
         s3: Target::new(&bases[0], throwaway.clone()),
         dynamodb: Target::new(&bases[1], throwaway),
         pid: processes.first().map(ManagedProcess::pid),
+        dynamodb_pid: processes.get(1).map(ManagedProcess::pid),
+        recorder: None,
         _processes: processes,
     })
 }

@@ -8,13 +8,14 @@
 //! - DynamoDB (`POST /`, `X-Amz-Target: DynamoDB_20120810.*`): `PutItem` answers `{}`, `GetItem`
 //!   an item; errors are DynamoDB JSON.
 //! - Bytes PUT to any bucket other than [`DATA_BUCKET`] are the recorder's uploads: counted in
-//!   [`UpstreamCounters::recording_bytes`].
+//!   [`UpstreamCounters::recording_bytes`], and per bucket ([`UpstreamCounters::recording_bytes_in`]).
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -47,12 +48,20 @@ pub struct UpstreamCounters {
     pub recording_objects: AtomicU64,
     /// Body bytes received in total.
     pub body_bytes: AtomicU64,
+    /// [`UpstreamCounters::recording_bytes`] by bucket (each recording gateway has its own).
+    pub recording_bytes_by_bucket: Mutex<HashMap<String, u64>>,
 }
 
 impl UpstreamCounters {
     /// (verified, signature failures).
     pub fn verification(&self) -> (u64, u64) {
         (self.verified.load(Ordering::Relaxed), self.signature_failures.load(Ordering::Relaxed))
+    }
+
+    /// Recorder bytes PUT to `bucket` so far.
+    pub fn recording_bytes_in(&self, bucket: &str) -> u64 {
+        let by_bucket = self.recording_bytes_by_bucket.lock().unwrap_or_else(|e| e.into_inner());
+        by_bucket.get(bucket).copied().unwrap_or(0)
     }
 }
 
@@ -260,6 +269,12 @@ fn s3(state: &State, method: &Method, raw_path: &str, length: u64) -> Response<F
             if bucket != DATA_BUCKET {
                 state.counters.recording_bytes.fetch_add(length, Ordering::Relaxed);
                 state.counters.recording_objects.fetch_add(1, Ordering::Relaxed);
+                let mut by_bucket = state
+                    .counters
+                    .recording_bytes_by_bucket
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                *by_bucket.entry(bucket.to_owned()).or_default() += length;
             }
             Response::builder()
                 .status(StatusCode::OK)

@@ -52,6 +52,8 @@ fn quick_mode_completes_every_call_every_way_with_verified_signatures() {
         gateway_binary: gateway,
         bench_binary: PathBuf::from(env!("CARGO_BIN_EXE_chaperone-bench")),
         peers_dir: None,
+        sigv4_proxy: None,
+        pin: true,
         profile_requests: None,
         settle: Duration::from_secs(3),
     };
@@ -63,9 +65,20 @@ fn quick_mode_completes_every_call_every_way_with_verified_signatures() {
         WayKind::PassThrough,
         WayKind::GatewayUnrecorded,
         WayKind::GatewayRecorded,
+        WayKind::GatewayRecordedWritten,
     ];
     assert_eq!(measurements.ways, ways);
-    assert_eq!(measurements.cells.len(), Scenario::ALL.len() * 2 * ways.len());
+    // Every cell once unpinned, and once pinned where the machine has two cores.
+    let passes = match &measurements.pinning {
+        Ok(_) => 2,
+        Err(_) => 1,
+    };
+    assert_eq!(passes == 2, chaperone_bench::pin::online() >= 2, "{:?}", measurements.pinning);
+    assert_eq!(measurements.cells.len(), Scenario::ALL.len() * 2 * ways.len() * passes);
+    assert_eq!(
+        measurements.cells.iter().filter(|c| c.pinned).count(),
+        Scenario::ALL.len() * 2 * ways.len() * (passes - 1)
+    );
     for cell in &measurements.cells {
         assert_eq!(
             (cell.result.ok, cell.result.errors),
@@ -77,7 +90,7 @@ fn quick_mode_completes_every_call_every_way_with_verified_signatures() {
             cell.result.first_error
         );
     }
-    for cell in measurements.cells.iter().filter(|c| c.way == WayKind::GatewayRecorded) {
+    for cell in measurements.cells.iter().filter(|c| c.way.is_recording_gateway()) {
         let (events, fsyncs) = cell.spool_events_fsyncs.expect("the gateway's /metrics counts");
         // Each call spools its request before it is answered, and a response (fsynced up to
         // 10 ms later, so some may not be counted yet); a group commit serves one or more.
@@ -97,4 +110,8 @@ fn quick_mode_completes_every_call_every_way_with_verified_signatures() {
     assert!(measurements.recording_objects > 0, "the recorder uploaded nothing");
     let report = chaperone_bench::report::render(&measurements);
     assert!(report.contains("gateway, recording on"), "{report}");
+    assert!(report.contains("gateway, recording on, Written"), "{report}");
+    if passes == 2 {
+        assert!(report.contains("the proxy under test on a core of its own"), "{report}");
+    }
 }

@@ -51,6 +51,12 @@ pub struct RecordingPolicySpec {
     /// FailOpen forwards them unrecorded and says so in logs and metrics.
     #[serde(default)]
     pub on_failure: FailureMode,
+    /// When a request event counts as recorded, so that the call may go upstream: Fsync (the
+    /// default) once it is fsynced to the gateway's spool (survives a crash of the gateway and of
+    /// its node); Written once it is written to the spool file, fsynced at most 10 ms later
+    /// (survives a crash of the gateway, not of its node). docs/recorder.md, "Durability".
+    #[serde(default)]
+    pub durability: RecordingDurability,
 }
 
 /// The S3 location of recordings.
@@ -225,6 +231,18 @@ pub enum FailureMode {
     FailClosed,
     /// Forward calls unrecorded, loudly.
     FailOpen,
+}
+
+/// When a request event counts as recorded (RecordingPolicy `durability`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RecordingDurability {
+    /// Fsynced to the spool before the call is forwarded: survives a crash of the gateway and of
+    /// its node (power loss, kernel panic).
+    #[default]
+    Fsync,
+    /// Written to the spool file (the kernel's page cache) before the call is forwarded, fsynced
+    /// within 10 ms: survives a crash of the gateway process, not of its node.
+    Written,
 }
 
 /// Observed state of a RecordingPolicy.

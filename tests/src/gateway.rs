@@ -46,6 +46,8 @@ pub struct GatewaySpec {
     pub max_body_bytes: u64,
     /// RecordingPolicy `onFailure`.
     pub on_failure: String,
+    /// RecordingPolicy `durability` (`Fsync` or `Written`).
+    pub durability: String,
     /// Extra `approvalRules` entries, by name, as JSON.
     pub approval_rules: Value,
     /// Extra command-line flags for the gateway (e.g. `--max-spool-mib=1`).
@@ -82,6 +84,7 @@ impl GatewaySpec {
             recording_bucket: format!("{namespace}-audit"),
             max_body_bytes: 1024 * 1024,
             on_failure: "FailClosed".into(),
+            durability: "Fsync".into(),
             approval_rules: json!({}),
             extra_args: Vec::new(),
             upstream: None,
@@ -294,6 +297,7 @@ impl GatewayProcess {
                     "retention": {"days": 30},
                     "capture": {"maxBodyBytes": spec.max_body_bytes},
                     "onFailure": spec.on_failure,
+                    "durability": spec.durability,
                 }
             },
             "recordingCredentials": {"default": static_keys},

@@ -4,7 +4,9 @@
 //!   test binaries share one environment started for the run (docs/local-environment.md).
 //! - `crdgen`: writes the CRD YAML into `charts/chaperone/crds/`.
 //! - `bench`: builds `chaperone-gateway` and `chaperone-bench` in release mode and runs the
-//!   benchmarks (docs/benchmarks.md); `--quick` is a smoke run of seconds.
+//!   benchmarks (docs/benchmarks.md); `--quick` is a smoke run of seconds. Passes
+//!   `--sigv4-proxy-source` a `shared/peers/aws-sigv4-proxy-*.tar.gz` found above the workspace
+//!   (a development machine's copy) unless the arguments name an aws-sigv4-proxy.
 //! - `demo`: the whole story (see its issue).
 
 use std::{
@@ -320,8 +322,43 @@ fn bench(quick: bool, bench_args: &[String]) -> anyhow::Result<()> {
     } else {
         command.arg(format!("--docs={}", workspace_root().join("docs/benchmarks.md").display()));
     }
+    let sigv4_proxy_given = bench_args
+        .iter()
+        .any(|a| a.starts_with("--sigv4-proxy-source") || a.starts_with("--sigv4-proxy-binary"));
+    if !sigv4_proxy_given {
+        match sigv4_proxy_tarball() {
+            Some(tarball) => {
+                println!("aws-sigv4-proxy: building from {}", tarball.display());
+                command.arg(format!("--sigv4-proxy-source={}", tarball.display()));
+            }
+            None => println!(
+                "aws-sigv4-proxy: no --sigv4-proxy-source/--sigv4-proxy-binary and no \
+                 shared/peers/aws-sigv4-proxy-*.tar.gz beside the workspace; measured without it"
+            ),
+        }
+    }
     command.args(bench_args);
     step("chaperone-bench", &mut command)
+}
+
+/// A development machine's copy of aws-sigv4-proxy's source with its dependencies:
+/// `shared/peers/aws-sigv4-proxy-*.tar.gz` in a folder above the workspace (newest name first).
+fn sigv4_proxy_tarball() -> Option<PathBuf> {
+    let root = workspace_root();
+    root.ancestors().skip(1).find_map(|dir| {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir.join("shared/peers"))
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("aws-sigv4-proxy-") && n.ends_with(".tar.gz"))
+            })
+            .collect();
+        found.sort();
+        found.pop()
+    })
 }
 
 fn crdgen() -> anyhow::Result<()> {

@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use chaperone_crds::RecordingPolicySpec;
+use chaperone_crds::{RecordingDurability, RecordingPolicySpec};
 use chaperone_recording::{
     CutPolicy, EndReason, EventBody, RecordingSigner, SessionStart, Timestamp,
 };
@@ -61,10 +61,11 @@ pub struct RecorderSettings {
     pub digest_interval: Duration,
     /// How long after its credentials expire a stream is closed (`session.end` expired).
     pub expiry_grace: Duration,
-    /// Longest time a response event is written to the spool but not yet fsynced (it is
-    /// fsynced earlier with the next request's group commit). Requests are always durable
+    /// Longest time an event is written to the spool but not yet fsynced: a response (fsynced
+    /// earlier with the next request's group commit), or a request under a RecordingPolicy with
+    /// `durability: Written`. Under `durability: Fsync` (the default) requests are fsynced
     /// before they are forwarded.
-    pub response_sync_within: Duration,
+    pub sync_within: Duration,
     /// Longest wait between retries of a failing upload.
     pub max_upload_backoff: Duration,
     /// How long [`Recorder::shutdown`] waits for uploads before leaving them to recovery.
@@ -77,7 +78,7 @@ pub struct RecorderSettings {
 
 impl RecorderSettings {
     /// Settings with defaults: 1 GiB spool, segments cut at 8 MiB or 60 s, digests every 5
-    /// minutes, 30 s expiry grace, responses fsynced within 10 ms, retries at most 5 s apart, 30 s shutdown.
+    /// minutes, 30 s expiry grace, written events fsynced within 10 ms, retries at most 5 s apart, 30 s shutdown.
     pub fn new(spool_dir: PathBuf, replica: impl Into<String>, signer: RecordingSigner) -> Self {
         Self {
             spool_dir,
@@ -87,7 +88,7 @@ impl RecorderSettings {
             cut: CutPolicy { max_bytes: 8 << 20, max_age: Duration::from_secs(60) },
             digest_interval: Duration::from_secs(300),
             expiry_grace: Duration::from_secs(30),
-            response_sync_within: Duration::from_millis(10),
+            sync_within: Duration::from_millis(10),
             max_upload_backoff: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
             max_upload_outage: None,
@@ -351,7 +352,7 @@ impl Recorder {
                 replica: settings.replica.clone(),
                 cut: settings.cut,
                 expiry_grace: settings.expiry_grace,
-                soon_within: settings.response_sync_within,
+                soon_within: settings.sync_within,
             },
             ended,
             jobs_tx,
@@ -406,10 +407,12 @@ impl Recorder {
         })?;
         self.shared.check_outage(&session.connection, &target.target.policy.s3.bucket)?;
         // A response gates nothing: it is written now and fsynced with the next request's group
-        // commit (or within `soon_within`), so requests never queue behind its fsync.
-        let durability = match body {
-            EventBody::Response(_) => spool::Durability::Soon,
-            _ => spool::Durability::Now,
+        // commit (or within `sync_within`), so requests never queue behind its fsync. Other
+        // events wait for their fsync, or only for their write under `durability: Written`.
+        let durability = match (&body, target.target.policy.durability) {
+            (EventBody::Response(_), _) => spool::Durability::Soon,
+            (_, RecordingDurability::Fsync) => spool::Durability::Now,
+            (_, RecordingDurability::Written) => spool::Durability::Written,
         };
         let call = self.shared.call_context(&session.session, &body);
         target.capture.apply(&mut body, &call);
@@ -637,6 +640,7 @@ mod tests {
                 capture: Capture::default(),
                 redact: Redaction::default(),
                 on_failure: Default::default(),
+                durability: Default::default(),
             },
             credentials: None,
         }

@@ -358,6 +358,7 @@ mod tests {
             capture: Capture { max_body_bytes },
             redact,
             on_failure: Default::default(),
+            durability: Default::default(),
         }
     }
 

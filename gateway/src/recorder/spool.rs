@@ -136,6 +136,10 @@ pub enum Durability {
     /// [`Durability::Now`] event, a cut or a close, and at the latest
     /// [`SpoolSettings::soon_within`] later. Nothing waits on it (a response event).
     Soon,
+    /// Written to the spool file (the page cache: it survives the process, not the node) and
+    /// acknowledged at once; fsynced like [`Durability::Soon`] (RecordingPolicy `durability:
+    /// Written`, a request before it is forwarded).
+    Written,
 }
 
 /// Settings of the spool writer.
@@ -146,7 +150,8 @@ pub struct SpoolSettings {
     pub cut: CutPolicy,
     /// How long after its credentials expire a stream is closed.
     pub expiry_grace: Duration,
-    /// Longest time a [`Durability::Soon`] event stays written but not fsynced.
+    /// Longest time a [`Durability::Soon`] or [`Durability::Written`] event stays written but not
+    /// fsynced.
     pub soon_within: Duration,
 }
 
@@ -403,7 +408,8 @@ pub struct SpoolWriter {
 
 struct Waiter {
     session: String,
-    ack: oneshot::Sender<Result<(), RecordError>>,
+    /// `None` once acknowledged ([`Durability::Written`], before its fsync).
+    ack: Option<oneshot::Sender<Result<(), RecordError>>>,
     durability: Durability,
 }
 
@@ -516,7 +522,7 @@ impl SpoolWriter {
             }
             let result = self.write_one(&stream, &payload, now, &mut touched);
             match result {
-                Ok(_) => waiters.push(Waiter { session, ack, durability }),
+                Ok(_) => waiters.push(Waiter { session, ack: Some(ack), durability }),
                 Err(error) => {
                     self.fail_stream(&session, &touched);
                     failed.insert(session.clone(), error.clone());
@@ -534,6 +540,16 @@ impl SpoolWriter {
         for (session, error) in unflushed {
             self.fail_stream(&session, &touched);
             failed.insert(session, error);
+        }
+        // Written events are acknowledged once in the file, before their fsync.
+        for waiter in waiters.iter_mut().filter(|w| w.durability == Durability::Written) {
+            if failed.contains_key(&waiter.session) {
+                continue;
+            }
+            if let Some(ack) = waiter.ack.take() {
+                self.metrics.events_recorded_total.fetch_add(1, Ordering::Relaxed);
+                let _ = ack.send(Ok(()));
+            }
         }
         let due_for_cut = |this: &Self, session: &String| {
             this.streams
@@ -587,14 +603,24 @@ impl SpoolWriter {
             }
         }
         for waiter in waiters {
-            match failed.get(&waiter.session) {
-                Some(error) => {
-                    let _ = waiter.ack.send(Err(error.clone()));
+            match (failed.get(&waiter.session), waiter.ack) {
+                (Some(error), Some(ack)) => {
+                    let _ = ack.send(Err(error.clone()));
                 }
-                None => {
+                (None, Some(ack)) => {
                     self.metrics.events_recorded_total.fetch_add(1, Ordering::Relaxed);
-                    let _ = waiter.ack.send(Ok(()));
+                    let _ = ack.send(Ok(()));
                 }
+                (Some(error), None) => {
+                    // Acknowledged when written (durability Written): its call went upstream;
+                    // the fsync failed and the stream was rolled back past it.
+                    tracing::error!(
+                        session = %waiter.session,
+                        %error,
+                        "an event acknowledged when written (durability Written) is lost: its fsync failed after the call was forwarded"
+                    );
+                }
+                (None, None) => {}
             }
         }
         for session in touched.keys() {
@@ -933,6 +959,39 @@ pub(crate) mod tests {
         }
         let m = metrics.snapshot();
         assert_eq!((m.fsyncs_total, m.events_recorded_total), (1, 4));
+        drop(commands);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_written_event_is_acknowledged_once_in_the_file_and_fsynced_within_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        // A long deadline: the acknowledgement cannot be waiting for an fsync.
+        let (commands, thread, metrics) = running_writer(dir.path(), Duration::from_secs(600));
+        let written = append(&commands, "w", Durability::Written);
+        assert!(written.blocking_recv().unwrap().is_ok());
+        let spool_file = dir.path().join(SESSION).join("000001.jsonl");
+        let lines = fs::read(&spool_file).unwrap();
+        assert_eq!(lines.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count(), 2);
+        let m = metrics.snapshot();
+        assert_eq!((m.fsyncs_total, m.events_recorded_total), (0, 1));
+        // The next event that needs an fsync takes the written one with it.
+        assert!(append(&commands, "q", Durability::Now).blocking_recv().unwrap().is_ok());
+        let m = metrics.snapshot();
+        assert_eq!((m.fsyncs_total, m.events_recorded_total), (1, 2));
+        drop(commands);
+        thread.join().unwrap();
+
+        // Alone, it is fsynced once its deadline passes, with no other event to carry it.
+        let dir = tempfile::tempdir().unwrap();
+        let (commands, thread, metrics) = running_writer(dir.path(), Duration::from_millis(20));
+        assert!(append(&commands, "w", Durability::Written).blocking_recv().unwrap().is_ok());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while metrics.snapshot().fsyncs_total == 0 {
+            assert!(std::time::Instant::now() < deadline, "the written event was never fsynced");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(metrics.snapshot().fsyncs_total, 1);
         drop(commands);
         thread.join().unwrap();
     }

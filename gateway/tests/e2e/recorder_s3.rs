@@ -72,6 +72,7 @@ fn target(env: &LocalEnv, bucket: &str, endpoint: &str, max_body_bytes: i64) -> 
             capture: Capture { max_body_bytes },
             redact: Redaction::default(),
             on_failure: Default::default(),
+            durability: Default::default(),
         },
         credentials: Some(UpstreamCredentials {
             access_key_id: env.moto.gateway_user.access_key_id.clone(),
