@@ -54,6 +54,9 @@ pub struct DemoOptions {
     /// Leave everything running, write `<target>/demo/agent.env` and `<target>/demo/kubeconfig`,
     /// print `demo ready` and wait for Ctrl-C.
     pub keep: bool,
+    /// Run the binaries taken out of these OCI layouts (`cargo xtask images`' output folder)
+    /// instead of the workspace's debug builds.
+    pub images: Option<PathBuf>,
 }
 
 /// The folder `--keep` writes the agent's env and the kubeconfig into: `<target>/demo`.
@@ -69,6 +72,33 @@ struct Binaries {
 }
 
 impl Binaries {
+    /// The operator, gateway and CLI binaries of the images in `layouts`, unpacked for this
+    /// machine's architecture under `<target>/demo/image-roots/`.
+    fn from_images(layouts: &Path) -> anyhow::Result<Self> {
+        let roots = demo_dir().join("image-roots");
+        let unpack = |name: &str| -> anyhow::Result<PathBuf> {
+            let root = roots.join(name);
+            if root.exists() {
+                std::fs::remove_dir_all(&root)?;
+            }
+            let unpacked =
+                crate::images::unpack(&layouts.join(name), crate::images::host_arch(), &root)
+                    .with_context(|| {
+                        format!("unpacking the {name} image from {}", layouts.display())
+                    })?;
+            let entrypoint = unpacked
+                .entrypoint
+                .first()
+                .with_context(|| format!("the {name} image has no entrypoint"))?;
+            Ok(root.join(entrypoint.trim_start_matches('/')))
+        };
+        Ok(Self {
+            operator: unpack("chaperone-operator")?,
+            gateway: unpack("chaperone-gateway")?,
+            cli: unpack("kubectl-chaperone")?,
+        })
+    }
+
     fn locate() -> anyhow::Result<Self> {
         Ok(Self {
             operator: paths::workspace_binary("chaperone-operator", "chaperone-operator")?,
@@ -106,7 +136,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     install_crds(&admin).await?;
     progress.show(format!("API server   {}", env.control_plane.url()));
     progress.show(format!("S3/AWS moto  {}", env.moto.endpoint()));
-    let binaries = Binaries::locate()?;
+    let binaries = match &options.images {
+        Some(layouts) => {
+            let binaries = Binaries::from_images(layouts)?;
+            progress.show(format!("binaries from the images in {}", layouts.display()));
+            binaries
+        }
+        None => Binaries::locate()?,
+    };
 
     progress.step("starting chaperone-operator; its webhooks are reached over loopback");
     ensure_namespace(&admin, "chaperone-system").await?;

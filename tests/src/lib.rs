@@ -17,6 +17,7 @@ pub mod control_plane;
 pub mod demo;
 pub mod env;
 pub mod gateway;
+pub mod images;
 pub mod objects;
 pub mod paths;
 pub mod pki;

@@ -12,8 +12,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Build kube-apiserver, etcd, helm and kubeconform and install the Python tools and npm
-    /// packages, unless cached.
+    /// Check the toolchain (README.md, Requirements), build kube-apiserver, etcd, helm,
+    /// kubeconform and actionlint, install the Python tools and npm packages and fetch the images'
+    /// Debian packages, unless cached.
     Provision,
     /// Start the environment, print how to reach it, and run until interrupted.
     Up {
@@ -34,6 +35,28 @@ enum Command {
         /// print `demo ready` and wait for Ctrl-C.
         #[arg(long)]
         keep: bool,
+        /// Run the binaries of the images in this folder (`cargo xtask images`' output, e.g.
+        /// target/images) instead of the workspace's debug builds.
+        #[arg(long, value_name = "DIR")]
+        images: Option<std::path::PathBuf>,
+    },
+    /// Build the operator, gateway and CLI images as OCI layouts from binaries already built
+    /// (`cargo xtask images` builds release binaries first; docs/images.md).
+    Images {
+        /// `ARCH=DIR`: the images for ARCH (amd64 or arm64) take their binaries from DIR.
+        /// Repeatable (one image index per image, one manifest per platform). Default: this
+        /// machine's architecture from `<target>/release`.
+        #[arg(long = "platform", value_name = "ARCH=DIR", conflicts_with = "binaries")]
+        platforms: Vec<String>,
+        /// This machine's architecture only, with the binaries in DIR (e.g. target/debug).
+        #[arg(long, value_name = "DIR")]
+        binaries: Option<std::path::PathBuf>,
+        /// Where the layouts go (`<out>/<image>/`, plus `<out>/digests.json`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// The tag recorded in the layouts and labels; default: the workspace version.
+        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+        version: String,
     },
 }
 
@@ -41,6 +64,9 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Provision => {
+            for tool in chaperone_tests::provision::check_toolchain()? {
+                println!("found {tool}");
+            }
             let provisioned =
                 tokio::task::spawn_blocking(chaperone_tests::provision::provision_all).await??;
             println!("kube-apiserver: {}", provisioned.kube_apiserver.display());
@@ -51,9 +77,45 @@ async fn main() -> anyhow::Result<()> {
                 .await??;
             println!("helm:           {}", chart.helm.display());
             println!("kubeconform:    {}", chart.kubeconform.display());
+            let actionlint = tokio::task::spawn_blocking(|| {
+                chaperone_tests::provision::ensure_go_program(
+                    chaperone_tests::provision::ACTIONLINT,
+                )
+            })
+            .await??;
+            println!("actionlint:     {}", actionlint.display());
+            let debs = tokio::task::spawn_blocking(|| {
+                chaperone_tests::provision::ensure_debian_packages(
+                    chaperone_tests::images::host_arch(),
+                )
+            })
+            .await??;
+            println!("image packages: {} .debs (containers/debian-packages.txt)", debs.len());
         }
-        Command::Demo { keep } => {
-            chaperone_tests::demo::run(chaperone_tests::demo::DemoOptions { keep }).await?;
+        Command::Demo { keep, images } => {
+            chaperone_tests::demo::run(chaperone_tests::demo::DemoOptions { keep, images }).await?;
+        }
+        Command::Images { platforms, binaries, out, version } => {
+            let platforms = if platforms.is_empty() {
+                vec![chaperone_tests::images::Platform {
+                    arch: chaperone_tests::images::host_arch().into(),
+                    binaries: binaries
+                        .unwrap_or_else(|| chaperone_tests::paths::target_dir().join("release")),
+                }]
+            } else {
+                platforms
+                    .iter()
+                    .map(|spec| chaperone_tests::images::parse_platform(spec))
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let out = out.unwrap_or_else(|| chaperone_tests::paths::target_dir().join("images"));
+            let built = tokio::task::spawn_blocking(move || {
+                chaperone_tests::images::build_and_record(&platforms, &version, &out)
+            })
+            .await??;
+            for image in built {
+                println!("{}: {} ({})", image.name, image.digest, image.layout.display());
+            }
         }
         Command::Up { describe, until_stdin_closes } => {
             let started = std::time::Instant::now();

@@ -1,8 +1,11 @@
 //! Builds and installs what the environment needs, once, cached by version under the target dir.
 //!
 //! - `kube-apiserver` and `etcd` are built with `go build` from the wrapper modules in `tests/go/`,
-//!   and so are `helm` and `kubeconform` (commands named in their wrappers' `tool` directives) and
-//!   the AWS SDK for Go v2 session program the end-to-end tests run; the cache key is the pinned upstream version plus a hash of the wrapper's files.
+//!   and so are `helm` and `kubeconform` (commands named in their wrappers' `tool` directives),
+//!   the AWS SDK for Go v2 session program the end-to-end tests run and actionlint (the workflow
+//!   linter); the cache key is the pinned upstream version plus a hash of the wrapper's files.
+//! - The Debian packages of the images (`containers/debian-packages.txt`) are fetched with
+//!   `apt-get download`, cached by name, version and architecture.
 //! - moto's server, the AWS CLI and boto3 go into a virtualenv keyed by the hash of
 //!   `tests/python/requirements.txt`.
 //! - The AWS SDK for JavaScript v3 is installed with `npm ci` into a folder keyed by the hash of
@@ -87,6 +90,15 @@ pub const AWS_SDK_GO_V2_SESSION: GoProgram = GoProgram {
     upstream: "github.com/aws/aws-sdk-go-v2",
     kubernetes_version_stamp: false,
     package: ".",
+};
+
+/// actionlint, for linting the release pipeline in `.github/workflows/`.
+pub const ACTIONLINT: GoProgram = GoProgram {
+    name: "actionlint",
+    module: "actionlint",
+    upstream: "github.com/rhysd/actionlint",
+    kubernetes_version_stamp: false,
+    package: "github.com/rhysd/actionlint/cmd/actionlint",
 };
 
 /// The version of `upstream` that a wrapper module's go.mod requires.
@@ -486,6 +498,182 @@ pub fn ensure_chart_tools() -> anyhow::Result<ChartTools> {
     Ok(ChartTools { helm, kubeconform, home, service_monitor_crd })
 }
 
+/// The `.deb` files of `containers/debian-packages.txt` for `arch` (amd64 or arm64), in pin
+/// order, fetched with `apt-get download` once and cached under `<cache>/debs/` by name, version
+/// and architecture. A package of another architecture than this machine's needs that
+/// architecture added to dpkg first (`dpkg --add-architecture arm64 && apt-get update`).
+pub fn ensure_debian_packages(arch: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let pin_file = crate::images::pin_file();
+    let text =
+        fs::read_to_string(&pin_file).with_context(|| format!("reading {}", pin_file.display()))?;
+    let pins =
+        crate::images::parse_pins(&text).with_context(|| format!("in {}", pin_file.display()))?;
+    let dir = paths::cache_dir().join("debs");
+    let file_name = |pin: &crate::images::DebianPin| {
+        let arch = if pin.arch_all { "all" } else { arch };
+        format!("{}_{}_{arch}.deb", pin.name, pin.version.replace(':', "%3a"))
+    };
+    if pins.iter().all(|pin| dir.join(file_name(pin)).exists()) {
+        return Ok(pins.iter().map(|pin| dir.join(file_name(pin))).collect());
+    }
+    let _lock = FileLock::acquire(&paths::cache_dir().join("locks").join("debs"))?;
+    let apt_get = which("apt-get").context(
+        "apt-get is needed to fetch the images' pinned Debian packages: build the images on \
+         Debian or in a debian:bookworm container (docs/images.md)",
+    )?;
+    let mut debs = Vec::new();
+    for pin in &pins {
+        let deb = dir.join(file_name(pin));
+        if !deb.exists() {
+            let work = dir.join(format!(".download-{}", std::process::id()));
+            if work.exists() {
+                fs::remove_dir_all(&work)?;
+            }
+            fs::create_dir_all(&work)?;
+            let spec = if pin.arch_all {
+                format!("{}={}", pin.name, pin.version)
+            } else {
+                format!("{}:{arch}={}", pin.name, pin.version)
+            };
+            eprintln!("chaperone-env: apt-get download {spec} (once; cached in {})", dir.display());
+            let output = Command::new(&apt_get)
+                .current_dir(&work)
+                .args(["download", "--quiet", &spec])
+                .output()
+                .with_context(|| format!("running apt-get download {spec}"))?;
+            if !output.status.success() {
+                bail!(
+                    "apt-get download {spec} failed: {}\nIf apt has no package lists, run \
+                     `apt-get update` first; if the version has left the Debian mirror, update \
+                     {} (docs/images.md explains how)",
+                    String::from_utf8_lossy(&output.stderr).trim(),
+                    pin_file.display()
+                );
+            }
+            let downloaded = fs::read_dir(&work)?
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .find(|path| path.extension().is_some_and(|ext| ext == "deb"))
+                .with_context(|| format!("apt-get download {spec} wrote no .deb"))?;
+            fs::rename(&downloaded, &deb)?;
+            fs::remove_dir_all(&work)?;
+        }
+        debs.push(deb);
+    }
+    Ok(debs)
+}
+
+/// The oldest tools the project builds with (README.md, Requirements).
+pub const RUST_MIN: (u32, u32) = (1, 90);
+/// Go: the wrapper modules in `tests/go/` say `go 1.26`.
+pub const GO_MIN: (u32, u32) = (1, 26);
+/// Python: moto, the AWS CLI and boto3 as pinned.
+pub const PYTHON_MIN: (u32, u32) = (3, 9);
+
+/// `(major, minor)` of the first `N.N` in `text` after `prefix` (`rustc 1.95.0 (...)`,
+/// `go version go1.26.8 linux/amd64`, `Python 3.12.1`).
+pub fn version_after(text: &str, prefix: &str) -> Option<(u32, u32)> {
+    let rest = &text[text.find(prefix)? + prefix.len()..];
+    let mut numbers = rest.split(|c: char| !c.is_ascii_digit());
+    let major = numbers.next()?.parse().ok()?;
+    let minor = numbers.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Checks that each tool of README.md's Requirements is on PATH and new enough; returns one line
+/// per tool found, or an error listing every missing or old tool with what to install.
+pub fn check_toolchain() -> anyhow::Result<Vec<String>> {
+    check_toolchain_in(&std::env::var_os("PATH").unwrap_or_default())
+}
+
+/// [`check_toolchain`] with the programs looked up in `path` (a PATH-style list of folders).
+pub fn check_toolchain_in(path: &std::ffi::OsStr) -> anyhow::Result<Vec<String>> {
+    let which = |program: &str| {
+        std::env::split_paths(path).map(|dir| dir.join(program)).find(|c| c.is_file())
+    };
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    let mut check = |program: &str, args: &[&str], prefix: &str, min: (u32, u32), install: &str| {
+        let Some(path) = which(program) else {
+            problems.push(format!("{program} is not on PATH: {install}"));
+            return;
+        };
+        let output = Command::new(&path).args(args).output();
+        let text = match &output {
+            Ok(output) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            Err(e) => {
+                problems.push(format!("{} {}: {e}", path.display(), args.join(" ")));
+                return;
+            }
+        };
+        match version_after(&text, prefix) {
+            Some(version) if version >= min => {
+                found.push(format!("{program} {}.{} ({})", version.0, version.1, path.display()));
+            }
+            Some(version) => problems.push(format!(
+                "{program} is {}.{}, older than {}.{} ({}): {install}",
+                version.0,
+                version.1,
+                min.0,
+                min.1,
+                path.display()
+            )),
+            None => problems.push(format!(
+                "could not read {program}'s version from {:?}: {install}",
+                text.trim()
+            )),
+        }
+    };
+    check(
+        "rustc",
+        &["--version"],
+        "rustc ",
+        RUST_MIN,
+        "install Rust with rustup (https://rustup.rs) and run `rustup update stable`",
+    );
+    check(
+        "go",
+        &["version"],
+        "go version go",
+        GO_MIN,
+        "install Go 1.26 or later from https://go.dev/dl and put its bin/ on PATH",
+    );
+    check(
+        "node",
+        &["--version"],
+        "v",
+        (NODE_MIN_MAJOR, 0),
+        "install Node.js 20 or later with npm (https://nodejs.org)",
+    );
+    check(
+        "python3",
+        &["-c", "import sys, venv; print('Python %d.%d' % sys.version_info[:2])"],
+        "Python ",
+        PYTHON_MIN,
+        "install Python 3.9 or later with its venv module (Debian/Ubuntu: apt-get install python3-venv)",
+    );
+    if which("npm").is_none() {
+        problems.push("npm is not on PATH: install Node.js 20 or later with npm".into());
+    }
+    match ["cc", "gcc", "clang"].into_iter().find_map(which) {
+        Some(cc) => found.push(format!("C compiler {}", cc.display())),
+        None => problems.push(
+            "no C compiler (cc, gcc or clang) on PATH: ring and aws-lc-rs compile C; install \
+             build-essential (Debian/Ubuntu) or the Xcode command line tools"
+                .into(),
+        ),
+    }
+    if problems.is_empty() {
+        Ok(found)
+    } else {
+        bail!("the toolchain is incomplete (README.md, Requirements):\n  {}", problems.join("\n  "))
+    }
+}
+
 /// Provisions everything (builds run one after the other: the machine has few cores).
 pub fn provision_all() -> anyhow::Result<Provisioned> {
     Ok(Provisioned {
@@ -498,7 +686,49 @@ pub fn provision_all() -> anyhow::Result<Provisioned> {
 
 #[cfg(test)]
 mod tests {
-    use super::{node_major_version, required_version};
+    use super::{node_major_version, required_version, version_after};
+
+    #[test]
+    fn an_old_or_missing_tool_is_named_with_what_to_install() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("chaperone-toolchain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, says) in [
+            ("rustc", "rustc 1.95.0 (59807616e 2026-04-14)"),
+            ("go", "go version go1.22.5 linux/amd64"),
+            ("node", "v18.19.0"),
+            ("python3", "Python 3.12"),
+            ("cc", ""),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\necho '{says}'\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let error = super::check_toolchain_in(dir.as_os_str()).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(error.contains("go is 1.22, older than 1.26"), "{error}");
+        assert!(error.contains("install Go 1.26 or later"), "{error}");
+        assert!(error.contains("node is 18.19, older than 20.0"), "{error}");
+        assert!(error.contains("npm is not on PATH"), "{error}");
+        assert!(!error.contains("rustc"), "{error}");
+        assert!(!error.contains("Python"), "{error}");
+        assert!(!error.contains("C compiler"), "{error}");
+    }
+
+    #[test]
+    fn version_after_reads_the_tools_version_lines() {
+        assert_eq!(version_after("rustc 1.95.0 (59807616e 2026-04-14)", "rustc "), Some((1, 95)));
+        assert_eq!(
+            version_after("go version go1.26.8 linux/amd64", "go version go"),
+            Some((1, 26))
+        );
+        assert_eq!(version_after("go version go1.9 linux/amd64", "go version go"), Some((1, 9)));
+        assert_eq!(version_after("Python 3.12\n", "Python "), Some((3, 12)));
+        assert_eq!(version_after("v20.20.2\n", "v"), Some((20, 20)));
+        assert_eq!(version_after("command not found", "Python "), None);
+        // Compared as numbers, not text: 1.9 is older than 1.26.
+        assert!(version_after("go version go1.9.2", "go version go").unwrap() < (1, 26));
+    }
 
     #[test]
     fn node_major_version_reads_the_major_of_node_version_output() {

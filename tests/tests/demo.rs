@@ -6,7 +6,7 @@
 #[tokio::test]
 async fn the_demo_runs_every_step_to_the_end() {
     chaperone_tests::control_plane::install_crypto_provider();
-    chaperone_tests::demo::run(chaperone_tests::demo::DemoOptions { keep: false })
+    chaperone_tests::demo::run(chaperone_tests::demo::DemoOptions { keep: false, images: None })
         .await
         .expect("the demo ran to the end");
 }

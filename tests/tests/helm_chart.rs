@@ -40,6 +40,12 @@ const EVERYTHING: &[&str] = &[
     "--set",
     "gateway.image.tag=v9.9.9",
     "--set",
+    "gateway.image.digest=sha256:1111111111111111111111111111111111111111111111111111111111111111",
+    "--set",
+    "operator.image.digest=sha256:2222222222222222222222222222222222222222222222222222222222222222",
+    "--set",
+    "operator.podAntiAffinity=required",
+    "--set",
     "webhooks.excludeNamespaces={monitoring,flux-system}",
     "--set",
     "imagePullSecrets[0].name=registry",
@@ -174,6 +180,9 @@ fn values_outside_the_schema_are_refused_naming_the_key() {
         (&["--set", "operator.logFormat=xml"][..], "logFormat"),
         (&["--set", "operator.sessionKeyRotationHours=6"][..], "sessionKeyRotationHours"),
         (&["--set", "unknown=1"][..], "unknown"),
+        (&["--set", "gateway.image.digest=latest"][..], "digest"),
+        (&["--set", "operator.image.digest=sha256:ABC"][..], "digest"),
+        (&["--set", "operator.podAntiAffinity=always"][..], "podAntiAffinity"),
     ] {
         match render(tools(), "chaperone", "chaperone-system", args).unwrap() {
             Ok(_) => panic!("{args:?} was accepted"),
@@ -233,10 +242,45 @@ fn gateway_values_reach_the_operators_flags() {
         "--gateway-replicas=1",
         "--gateway-spool-mib=4096",
         "--gateway-image-pull-secret=regcred",
-        "--gateway-image=ghcr.io/chaperone-dev/chaperone-gateway:v9.9.9",
+        "--gateway-image=ghcr.io/chaperone-dev/chaperone-gateway:v9.9.9@sha256:1111111111111111111111111111111111111111111111111111111111111111",
     ] {
         assert!(args.contains(&expected), "{expected} missing from {args:?}");
     }
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "ghcr.io/chaperone-dev/chaperone-operator:0.1.0@sha256:2222222222222222222222222222222222222222222222222222222222222222"
+    );
+}
+
+#[test]
+fn operator_replicas_spread_over_nodes() {
+    let selector = json!({"matchLabels": {
+        "app.kubernetes.io/name": "chaperone-operator",
+        "app.kubernetes.io/instance": "chaperone",
+    }});
+    let affinity = |args: &[&str]| {
+        let objects = objects(&rendered(args)).unwrap();
+        let deployment =
+            find(&objects, "Deployment", "chaperone-operator").expect("operator Deployment");
+        deployment["spec"]["template"]["spec"]["affinity"].clone()
+    };
+    let preferred = affinity(&[]);
+    let term = &preferred["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(term["podAffinityTerm"]["topologyKey"], "kubernetes.io/hostname", "{preferred}");
+    assert_eq!(term["podAffinityTerm"]["labelSelector"], selector);
+    let required = affinity(&["--set", "operator.podAntiAffinity=required"]);
+    let term = &required["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(term["topologyKey"], "kubernetes.io/hostname", "{required}");
+    assert_eq!(term["labelSelector"], selector);
+    assert!(affinity(&["--set", "operator.podAntiAffinity=none"]).is_null());
+    // An affinity of the user's replaces the default.
+    let own = affinity(&[
+        "--set",
+        "operator.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=pool",
+        "--set",
+        "operator.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
+    ]);
+    assert!(own["podAntiAffinity"].is_null() && own["nodeAffinity"].is_object(), "{own}");
 }
 
 #[test]
@@ -275,4 +319,18 @@ fn every_rbac_rule_in_the_chart_carries_a_comment_saying_why() {
         }
     }
     assert!(rules >= 10, "{rules} rules found");
+}
+
+#[test]
+fn notes_apply_only_examples_that_exist_and_the_webhook_accepts() {
+    let notes = std::fs::read_to_string(chart::chart_dir().join("templates/NOTES.txt")).unwrap();
+    let applied: Vec<&str> =
+        notes.lines().filter_map(|line| line.trim().strip_prefix("kubectl apply -f ")).collect();
+    assert!(applied.len() >= 4, "NOTES.txt applies {applied:?}");
+    for file in applied {
+        let path = chaperone_tests::paths::workspace_root().join(file);
+        assert!(path.is_file(), "NOTES.txt applies {file}, which is not a file");
+        // ApprovalRequests come from gateways only: the webhook refuses anyone else's.
+        assert!(!file.contains("approvalrequest"), "NOTES.txt applies {file}");
+    }
 }

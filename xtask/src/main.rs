@@ -8,6 +8,8 @@
 //!   `--sigv4-proxy-source` a `shared/peers/aws-sigv4-proxy-*.tar.gz` found above the workspace
 //!   (a development machine's copy) unless the arguments name an aws-sigv4-proxy.
 //! - `demo`: the whole story (see its issue).
+//! - `images`: the operator, gateway and CLI images as OCI layouts, built without a container
+//!   engine from release binaries and pinned Debian packages (docs/images.md).
 
 use std::{
     path::{Path, PathBuf},
@@ -42,6 +44,22 @@ enum Task {
         #[arg(long)]
         keep: bool,
     },
+    /// Build the operator, gateway and CLI images (OCI layouts, no container engine) from
+    /// `cargo build --release --locked` binaries and the Debian packages pinned in
+    /// containers/debian-packages.txt; writes target/images/<image>/ and target/images/digests.json.
+    Images {
+        /// Take this machine's binaries from DIR instead of building release binaries (e.g.
+        /// target/debug for a quick local check; published images use release builds).
+        #[arg(long, value_name = "DIR", conflicts_with = "platforms")]
+        binaries: Option<PathBuf>,
+        /// `ARCH=DIR`, repeatable: a multi-arch build from binaries built elsewhere (the release
+        /// pipeline passes amd64 and arm64).
+        #[arg(long = "platform", value_name = "ARCH=DIR")]
+        platforms: Vec<String>,
+        /// Output folder (default: <target>/images).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Measure the gateway against direct calls and peers; writes docs/benchmarks.md.
     Bench {
         /// A short smoke run (seconds); prints the tables but leaves docs/benchmarks.md alone.
@@ -69,6 +87,7 @@ fn run(task: Task) -> anyhow::Result<()> {
         Task::Crdgen => crdgen(),
         Task::Demo { keep } => demo(keep),
         Task::Bench { quick, bench_args } => bench(quick, &bench_args),
+        Task::Images { binaries, platforms, out } => images(binaries, &platforms, out),
     }
 }
 
@@ -292,6 +311,67 @@ fn target_dir() -> PathBuf {
             if dir.is_absolute() { dir } else { workspace_root().join(dir) }
         }
         _ => workspace_root().join("target"),
+    }
+}
+
+fn images(
+    binaries: Option<PathBuf>,
+    platforms: &[String],
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    if binaries.is_none() && platforms.is_empty() {
+        step(
+            "cargo build --release --locked (chaperone-operator, chaperone-gateway, kubectl-chaperone)",
+            cargo().args([
+                "build",
+                "--release",
+                "--locked",
+                "--package",
+                "chaperone-operator",
+                "--bin",
+                "chaperone-operator",
+                "--package",
+                "chaperone-gateway",
+                "--bin",
+                "chaperone-gateway",
+                "--package",
+                "kubectl-chaperone",
+                "--bin",
+                "kubectl-chaperone",
+            ]),
+        )?;
+    }
+    // chaperone-env defaults to this machine's architecture and <target>/release.
+    let mut command = cargo();
+    command.args([
+        "run",
+        "--quiet",
+        "--package",
+        "chaperone-tests",
+        "--bin",
+        "chaperone-env",
+        "--",
+    ]);
+    command.arg("images");
+    if let Some(dir) = binaries {
+        command.arg(format!("--binaries={}", absolute(dir).display()));
+    }
+    for platform in platforms {
+        command.arg(format!("--platform={platform}"));
+    }
+    if let Some(out) = out {
+        command.arg(format!("--out={}", absolute(out).display()));
+    }
+    step("write the OCI layouts", &mut command)
+}
+
+/// `path` relative to the directory `cargo xtask` was started in (`cargo run` keeps it, but the
+/// commands xtask starts run in the workspace root).
+fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        path
+    } else {
+        std::env::current_dir().map(|dir| dir.join(&path)).unwrap_or(path)
     }
 }
 

@@ -28,10 +28,20 @@ app.kubernetes.io/name: chaperone-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* <repository>:<tag>, or <repository>:<tag>@<digest> when a digest is set (nodes then pull by digest). */}}
+{{- define "chaperone.image" -}}
+{{- $reference := printf "%s:%s" .image.repository (default .appVersion .image.tag) -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $reference .image.digest -}}
+{{- else -}}
+{{- $reference -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "chaperone.operatorImage" -}}
-{{- printf "%s:%s" .Values.operator.image.repository (default .Chart.AppVersion .Values.operator.image.tag) -}}
+{{- include "chaperone.image" (dict "image" .Values.operator.image "appVersion" .Chart.AppVersion) -}}
 {{- end -}}
 
 {{- define "chaperone.gatewayImage" -}}
-{{- printf "%s:%s" .Values.gateway.image.repository (default .Chart.AppVersion .Values.gateway.image.tag) -}}
+{{- include "chaperone.image" (dict "image" .Values.gateway.image "appVersion" .Chart.AppVersion) -}}
 {{- end -}}
