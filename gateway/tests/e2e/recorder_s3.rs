@@ -561,7 +561,13 @@ async fn an_open_stream_writes_a_digest_every_interval_even_when_nothing_was_upl
     assert!(!while_open.keys().any(|k| k.ends_with(".jsonl.zst")), "nothing was cut yet");
     let report = verify(&download_session(env, bucket, &handle.session).await);
     assert!(report.is_valid(), "{:#?}", report.problems);
-    assert_eq!(report.streams[0].digests, open_digests + 1);
+    // Shutdown adds the closing digest; an interval digest may also land between the download
+    // above and the shutdown, so the count is at least one more, not exactly one more.
+    assert!(
+        report.streams[0].digests > open_digests,
+        "{} digests after shutdown, {open_digests} while open",
+        report.streams[0].digests
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
