@@ -1,5 +1,5 @@
 //! The report of one run: tables (Markdown, printed and written into docs/benchmarks.md between
-//! markers) and the targets of DESIGN.md "Performance", met or missed by how much.
+//! markers) and the targets of docs/architecture.md "Performance", met or missed by how much.
 
 use std::{fmt::Write as _, path::Path, process::Command};
 
@@ -266,7 +266,10 @@ pub fn render(m: &Measurements) -> String {
         );
     }
 
-    let _ = writeln!(out, "\n### Targets (DESIGN.md \"Performance\"), gateway with recording on\n");
+    let _ = writeln!(
+        out,
+        "\n### Targets (architecture.md \"Performance\"), gateway with recording on\n"
+    );
     let _ = writeln!(out, "| target | measured | verdict |");
     let _ = writeln!(out, "|---|---|---|");
     for (target, measured, verdict) in targets(m) {

@@ -1,7 +1,7 @@
 //! The "recording off" way: the gateway's own data path (`chaperone_gateway::server::Gateway`,
 //! same configuration and keys files as the real binary) with a recorder that discards events.
 //!
-//! The `chaperone-gateway` binary has no switch to turn recording off (DESIGN.md promise 3: no
+//! The `chaperone-gateway` binary has no switch to turn recording off (docs/architecture.md promise 3: no
 //! call reaches AWS unrecorded), so the benchmark serves this from its own binary
 //! (`chaperone-bench serve-unrecorded-gateway`) to measure what recording costs.
 

@@ -1,4 +1,4 @@
-//! The recorder interface the data path calls at its two write points (DESIGN.md, "The data path
+//! The recorder interface the data path calls at its two write points (docs/architecture.md, "The data path
 //! of one call"): the request event, durable before the call is forwarded, and the response event.
 
 use std::{future::Future, pin::Pin};

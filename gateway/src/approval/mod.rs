@@ -1,4 +1,4 @@
-//! Approvals: a call an ApprovalRule matches waits for human reviewers (DESIGN.md, "Approvals";
+//! Approvals: a call an ApprovalRule matches waits for human reviewers (docs/architecture.md, promise 4;
 //! docs/approvals.md).
 //!
 //! Pure core: which rule holds a call ([`rules`]), the fingerprint an approval is bound to

@@ -1,4 +1,4 @@
-//! The data path of one agent call (DESIGN.md, "The data path of one call"), one stage per file:
+//! The data path of one agent call (docs/architecture.md, "The data path of one call"), one stage per file:
 //!
 //! 1. [`authenticate`]: SigV4 against the session the gateway minted;
 //! 2. [`body`]: small bodies read whole, large ones streamed; body-hash signatures finished;
