@@ -714,28 +714,8 @@ async fn apply(
         Timestamp::now(),
     );
     if policy.status.as_ref() != Some(&status) {
-        for condition in &status.conditions {
-            let before = status::find(policy.status.as_ref(), &condition.type_);
-            let changed =
-                before.is_none_or(|b| b.status != condition.status || b.reason != condition.reason);
-            if changed {
-                let type_ =
-                    if condition.status == "True" { EventType::Normal } else { EventType::Warning };
-                context
-                    .base
-                    .publish(
-                        &reference,
-                        type_,
-                        &condition.reason,
-                        "Reconcile",
-                        format!(
-                            "{} is {}: {}",
-                            condition.type_, condition.status, condition.message
-                        ),
-                    )
-                    .await;
-            }
-        }
+        let before = policy.status.as_ref().map_or(&[][..], |s| &s.conditions[..]);
+        context.base.publish_condition_changes(&reference, before, &status.conditions).await;
         context.base.apply_status::<RecordingPolicy>(namespace, &name, &status).await?;
         info!(policy = %name, namespace, "status written");
     }

@@ -10,7 +10,10 @@ use std::{
 
 use chaperone_config::UpstreamCredentials;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::{
+    api::core::v1::{ObjectReference, Secret},
+    apimachinery::pkg::apis::meta::v1::Condition,
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams, ValidationDirective},
@@ -152,6 +155,29 @@ impl ControllerBase {
         };
         if let Err(error) = self.recorder.publish(&event, reference).await {
             warn!(%error, reason, "could not publish an event");
+        }
+    }
+
+    /// Publishes an event for each condition of `after` whose status or reason differs from the
+    /// same type in `before` (Normal when it is True, Warning otherwise).
+    pub async fn publish_condition_changes(
+        &self,
+        reference: &ObjectReference,
+        before: &[Condition],
+        after: &[Condition],
+    ) {
+        for condition in after {
+            let previous = before.iter().find(|c| c.type_ == condition.type_);
+            let changed = previous
+                .is_none_or(|b| b.status != condition.status || b.reason != condition.reason);
+            if !changed {
+                continue;
+            }
+            let type_ =
+                if condition.status == "True" { EventType::Normal } else { EventType::Warning };
+            let note =
+                format!("{} is {}: {}", condition.type_, condition.status, condition.message);
+            self.publish(reference, type_, &condition.reason, "Reconcile", note).await;
         }
     }
 
