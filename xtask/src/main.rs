@@ -101,6 +101,22 @@ fn cargo() -> Command {
     command
 }
 
+/// `cargo run` of the local environment's command line (`chaperone-env <subcommand>`).
+fn chaperone_env(subcommand: &str) -> Command {
+    let mut command = cargo();
+    command.args([
+        "run",
+        "--quiet",
+        "--package",
+        "chaperone-tests",
+        "--bin",
+        "chaperone-env",
+        "--",
+    ]);
+    command.arg(subcommand);
+    command
+}
+
 fn step(name: &str, command: &mut Command) -> anyhow::Result<()> {
     println!("==> {name}");
     let started = Instant::now();
@@ -133,17 +149,7 @@ fn demo(keep: bool) -> anyhow::Result<()> {
             "--bins",
         ]),
     )?;
-    let mut command = cargo();
-    command.args([
-        "run",
-        "--quiet",
-        "--package",
-        "chaperone-tests",
-        "--bin",
-        "chaperone-env",
-        "--",
-        "demo",
-    ]);
+    let mut command = chaperone_env("demo");
     if keep {
         command.arg("--keep");
     }
@@ -155,16 +161,7 @@ fn test(cargo_test_args: &[String]) -> anyhow::Result<()> {
     step("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
     step(
         "provision the local environment (kube-apiserver, etcd, moto, AWS CLI)",
-        cargo().args([
-            "run",
-            "--quiet",
-            "--package",
-            "chaperone-tests",
-            "--bin",
-            "chaperone-env",
-            "--",
-            "provision",
-        ]),
+        &mut chaperone_env("provision"),
     )?;
     step(
         "cargo clippy -D warnings",
@@ -209,9 +206,8 @@ impl SharedEnv {
         std::fs::create_dir_all(&dir)?;
         let description = dir.join(format!("test-env-{}.json", std::process::id()));
         let _ = std::fs::remove_file(&description);
-        let child = cargo()
-            .args(["run", "--quiet", "--package", "chaperone-tests", "--bin", "chaperone-env"])
-            .args(["--", "up", "--until-stdin-closes", "--describe"])
+        let child = chaperone_env("up")
+            .args(["--until-stdin-closes", "--describe"])
             .arg(&description)
             .stdin(std::process::Stdio::piped())
             .spawn()
@@ -342,17 +338,7 @@ fn images(
         )?;
     }
     // chaperone-env defaults to this machine's architecture and <target>/release.
-    let mut command = cargo();
-    command.args([
-        "run",
-        "--quiet",
-        "--package",
-        "chaperone-tests",
-        "--bin",
-        "chaperone-env",
-        "--",
-    ]);
-    command.arg("images");
+    let mut command = chaperone_env("images");
     if let Some(dir) = binaries {
         command.arg(format!("--binaries={}", absolute(dir).display()));
     }
