@@ -125,6 +125,8 @@ struct Harness {
 
 impl Harness {
     async fn start(on_failure: &str, recorder: MemoryRecorder) -> Self {
+        // The forwarder's TLS client needs a provider, as in the binary's main.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let (upstream, upstream_calls) = counting_upstream().await;
         let config = GatewayConfig::parse(&format!(
             r#"
