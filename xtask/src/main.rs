@@ -170,7 +170,7 @@ fn test(cargo_test_args: &[String]) -> anyhow::Result<()> {
     let env = SharedEnv::start()?;
     let totals = cargo_test(
         cargo()
-            .args(["test", "--workspace"])
+            .args(["test", "--workspace", "--no-fail-fast"])
             .args(cargo_test_args)
             .env(TEST_ENV_VAR, env.description()),
     );
