@@ -26,9 +26,9 @@ use hyper_util::{
 
 use crate::{
     body::Inbound,
-    classify::{Classification, S3Addressing},
+    classify::{Classification, OperationTable, S3Addressing},
     identity::SessionContext,
-    partition::Partition,
+    partition::{Partition, is_region_name, is_signing_name},
     sigv4::{PayloadMode, VerifiedRequest},
 };
 use chaperone_config::UpstreamCredentials;
@@ -267,6 +267,86 @@ pub fn default_endpoint(endpoint_prefix: &str, region: &str) -> String {
     }
 }
 
+/// Why a call has no upstream endpoint. Nothing from the client's credential scope goes into an
+/// upstream URL unless it passed the grammar checked here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// The credential scope's region is not a region name.
+    #[error(
+        "the credential scope names region {region:?}, which is not an AWS region name (lowercase words and a number, such as us-east-1 or us-gov-west-1); sign the request for the region you mean (AWS_REGION, or the client's region setting)"
+    )]
+    Region {
+        /// The region as the client wrote it.
+        region: String,
+    },
+    /// The credential scope's service is not a signing name.
+    #[error(
+        "the credential scope names service {service:?}, which is not an AWS signing name (lowercase letters, digits and '-', such as s3 or execute-api); sign the request with the service's own signing name"
+    )]
+    Service {
+        /// The service as the client wrote it.
+        service: String,
+    },
+    /// Neither a model nor the connection says where the service is.
+    #[error(
+        "no endpoint is known for service {service}: the gateway has no model of it and AgentConnection {connection} names none; set spec.aws.endpoints.{service} on the AgentConnection"
+    )]
+    UnknownService {
+        /// The service.
+        service: String,
+        /// `<namespace>/<name>` of the connection.
+        connection: String,
+    },
+}
+
+/// Checks the credential scope's region and service against their grammar (before either is
+/// used anywhere: resources, endpoints, signing).
+pub fn check_scope(region: &str, service: &str) -> Result<(), EndpointError> {
+    if !is_region_name(region) {
+        return Err(EndpointError::Region { region: region.to_owned() });
+    }
+    if !is_signing_name(service) {
+        return Err(EndpointError::Service { service: service.to_owned() });
+    }
+    Ok(())
+}
+
+/// Where a call for `service` in `region` goes upstream: the connection's `endpoints` override
+/// for the service, else the partition's endpoint for the model's endpoint prefix (`model_prefix`,
+/// the classified operation's, or the one the models signed as `service` share). Region and
+/// service must pass [`check_scope`] first, override or not; a service with neither is refused.
+pub fn resolve_endpoint(
+    overrides: &BTreeMap<String, String>,
+    namespace: &str,
+    connection: &str,
+    service: &str,
+    model_prefix: Option<&'static str>,
+    region: &str,
+) -> Result<String, EndpointError> {
+    check_scope(region, service)?;
+    if let Some(endpoint) = overrides.get(service) {
+        return Ok(endpoint.clone());
+    }
+    let prefix = model_prefix.or_else(|| model_endpoint_prefix(service)).ok_or_else(|| {
+        EndpointError::UnknownService {
+            service: service.to_owned(),
+            connection: format!("{namespace}/{connection}"),
+        }
+    })?;
+    Ok(default_endpoint(prefix, region))
+}
+
+/// The endpoint prefix of the models signed as `service`: the one named like the service, else the
+/// one they all share; `None` when there is no model or the models disagree.
+fn model_endpoint_prefix(service: &str) -> Option<&'static str> {
+    let models = OperationTable::get().services_signed_as(service);
+    if let Some(model) = models.iter().find(|m| m.endpoint_prefix == service) {
+        return Some(model.endpoint_prefix);
+    }
+    let first = models.first()?.endpoint_prefix;
+    models.iter().all(|m| m.endpoint_prefix == first).then_some(first)
+}
+
 /// The region a service is signed for (IAM is global, signed in us-east-1).
 pub fn signing_region<'a>(service: &str, region: &'a str) -> &'a str {
     if service == "iam" && Partition::of_region(region).has_global_iam() {
@@ -305,16 +385,6 @@ impl UpstreamForwarder {
             .pool_max_idle_per_host(64)
             .build(https);
         Self { client }
-    }
-
-    /// Resolves the endpoint for `request`: the connection's override for the service, else AWS's.
-    pub fn endpoint_for(overrides: &BTreeMap<String, String>, request: &OutboundRequest) -> String {
-        overrides.get(&request.service).cloned().unwrap_or_else(|| {
-            default_endpoint(
-                request.endpoint_prefix.as_deref().unwrap_or(&request.service),
-                &request.region,
-            )
-        })
     }
 
     /// Builds the signed upstream request (separate from sending, so it can be tested).
@@ -531,6 +601,59 @@ mod tests {
             "https://sts.cn-north-1.amazonaws.com.cn"
         );
         assert_eq!(signing_region("iam", "eu-west-1"), "us-east-1");
+    }
+
+    #[test]
+    fn endpoints_come_from_overrides_or_the_models_never_from_client_text() {
+        let overrides: BTreeMap<String, String> =
+            [("execute-api".to_owned(), "https://api.example.com".to_owned())].into();
+        let resolve = |service: &str, prefix: Option<&'static str>, region: &str| {
+            resolve_endpoint(&overrides, "ns", "conn", service, prefix, region)
+        };
+        assert_eq!(resolve("s3", None, "eu-west-1").unwrap(), "https://s3.eu-west-1.amazonaws.com");
+        assert_eq!(
+            resolve("ecr", None, "cn-north-1").unwrap(),
+            "https://api.ecr.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            resolve("monitoring", None, "us-gov-west-1").unwrap(),
+            "https://monitoring.us-gov-west-1.amazonaws.com"
+        );
+        assert_eq!(resolve("iam", None, "eu-west-1").unwrap(), "https://iam.amazonaws.com");
+        assert_eq!(
+            resolve("bedrock", Some("bedrock-runtime"), "us-east-1").unwrap(),
+            "https://bedrock-runtime.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            resolve("bedrock", None, "us-east-1").unwrap(),
+            "https://bedrock.us-east-1.amazonaws.com"
+        );
+        assert_eq!(resolve("execute-api", None, "us-east-1").unwrap(), "https://api.example.com");
+        let unknown = resolve("route66", None, "us-east-1").unwrap_err();
+        assert_eq!(
+            unknown,
+            EndpointError::UnknownService {
+                service: "route66".into(),
+                connection: "ns/conn".into()
+            }
+        );
+        assert!(unknown.to_string().contains("set spec.aws.endpoints.route66"), "{unknown}");
+        // The grammar comes first, override or not.
+        assert!(matches!(
+            resolve("s3", None, "us-east-1@evil:1234"),
+            Err(EndpointError::Region { .. })
+        ));
+        assert!(matches!(resolve("s3", None, "x#"), Err(EndpointError::Region { .. })));
+        assert!(matches!(resolve("execute-api", None, "a/b"), Err(EndpointError::Region { .. })));
+        assert!(matches!(
+            resolve("s3.evil:1#", None, "us-east-1"),
+            Err(EndpointError::Service { .. })
+        ));
+        let error = resolve("s3", None, "US-EAST-1").unwrap_err().to_string();
+        assert!(
+            error.contains("\"US-EAST-1\"") && error.contains("not an AWS region name"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! the IAM actions and resources it needs.
 
 use chaperone_recording::AwsCall;
+use http::StatusCode;
 
 use super::{Call, Refusal};
 use crate::{
     aws_error::{AwsError, shape_for_protocol},
     body::Inbound,
     classify::{AwsRequest, Classification, ResourceContext},
-    forward::forward_unsigned,
+    forward::{EndpointError, check_scope, forward_unsigned, resolve_endpoint},
     identity::SessionContext,
     metrics::CallLabels,
     partition::Partition,
@@ -27,6 +28,9 @@ pub(super) struct Classified<'a> {
     pub(super) classification: Classification,
     /// The first IAM action (`<service>:Unknown` when there is none): what metrics and logs name.
     pub(super) first_action: String,
+    /// Where the call goes upstream (the connection's override or the partition's endpoint of the
+    /// modelled service), resolved before the call is decided and recorded.
+    pub(super) endpoint: String,
 }
 
 impl Classified<'_> {
@@ -62,6 +66,11 @@ impl<'a> Call<'a> {
             ),
             shape: self.shape,
         })?;
+        let service = &verified.scope.service;
+        let region = &verified.scope.region;
+        // Client text never steers the upstream: the scope passes its grammar before it names a
+        // resource, an endpoint or a signing scope.
+        check_scope(region, service).map_err(|error| self.unroutable(&error))?;
         let header_pairs: Vec<(&str, &str)> = self
             .parts
             .headers
@@ -78,8 +87,6 @@ impl<'a> Call<'a> {
             }
             None => (None, true),
         };
-        let service = &verified.scope.service;
-        let region = &verified.scope.region;
         let classification = self.gateway.classifier.classify(
             &AwsRequest {
                 signing_name: service,
@@ -99,6 +106,15 @@ impl<'a> Call<'a> {
         if let Some(protocol) = classification.protocol {
             self.shape = shape_for_protocol(protocol);
         }
+        let endpoint = resolve_endpoint(
+            &connection.endpoints,
+            &session.namespace,
+            &connection.name,
+            service,
+            classification.endpoint_prefix,
+            region,
+        )
+        .map_err(|error| self.unroutable(&error))?;
         let actions: Vec<String> =
             classification.actions.iter().map(|a| a.action.clone()).collect();
         let resources: Vec<String> =
@@ -110,6 +126,20 @@ impl<'a> Call<'a> {
             actions,
             resources,
         };
-        Ok((Classified { connection, classification, first_action }, aws))
+        Ok((Classified { connection, classification, first_action, endpoint }, aws))
+    }
+
+    /// The refusal of a call with no upstream: a scope outside the grammar is a malformed
+    /// signature (400), a service nobody says where to send is refused (403).
+    fn unroutable(&self, error: &EndpointError) -> Refusal {
+        let message = format!("{error} (Chaperone gateway; request {})", self.request_id);
+        match error {
+            EndpointError::Region { .. } | EndpointError::Service { .. } => {
+                self.refuse(StatusCode::BAD_REQUEST, "AuthorizationHeaderMalformed", message)
+            }
+            EndpointError::UnknownService { .. } => {
+                self.refuse(StatusCode::FORBIDDEN, "AccessDenied", message)
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use super::{Call, Refusal, classify::Classified, record::header_list};
 use crate::{
     body::{CapturingBody, Inbound},
-    forward::{BoxError, OutboundRequest, UpstreamForwarder, strip_hop_by_hop},
+    forward::{BoxError, OutboundRequest, strip_hop_by_hop},
     identity::{CallerIdentity, SessionContext},
     metrics::ServiceLabels,
     server::{GatewayBody, xml},
@@ -69,7 +69,7 @@ impl Call<'_> {
         let sent = Instant::now();
         let outbound =
             OutboundRequest::from_agent(&self.parts, verified, inbound, &classified.classification);
-        let endpoint = UpstreamForwarder::endpoint_for(&connection.endpoints, &outbound);
+        let endpoint = &classified.endpoint;
         let credentials = match self
             .gateway
             .credentials
@@ -92,7 +92,7 @@ impl Call<'_> {
                 ));
             }
         };
-        let response = match self.gateway.forwarder.send(&endpoint, outbound, &credentials).await {
+        let response = match self.gateway.forwarder.send(endpoint, outbound, &credentials).await {
             Ok(response) => response,
             Err(error) => {
                 tracing::warn!(session = %session.session_id, %error, "upstream call failed");

@@ -2,9 +2,13 @@
 //!
 //! 1. [`authenticate`]: SigV4 against the session the gateway minted;
 //! 2. [`body`]: small bodies read whole, large ones streamed; body-hash signatures finished;
-//! 3. [`classify`]: the connection, the operation, its IAM actions and resources;
-//! 4. [`decide`]: the connection's policy, then approval rules (a held call waits for reviewers);
-//!    a denied call is recorded and refused;
+//! 3. [`classify`]: the credential scope's region and service checked against their grammar; the
+//!    connection, the operation, its IAM actions and resources; the upstream endpoint (the
+//!    connection's override, else the partition's endpoint of the modelled service), so the call
+//!    decided and recorded is the one forwarded;
+//! 4. [`decide`]: calls naming a RecordingPolicy's bucket are denied, then the connection's
+//!    policy, then approval rules (a held call waits for reviewers); a denied call is recorded
+//!    and refused;
 //! 5. [`record`]: the request event, write-ahead (FailClosed refuses what it cannot record,
 //!    FailOpen forwards it unrecorded);
 //! 6. [`forward`]: re-signed with the connection's upstream credentials and sent, then the
