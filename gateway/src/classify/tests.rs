@@ -762,6 +762,9 @@ mod properties {
     proptest! {
         #[test]
         fn any_object_key_round_trips_into_its_arn(key in "[^\u{0}]{1,40}") {
+            // A key with a `.` or `..` segment is a dot segment on the wire, which the gateway
+            // refuses as ambiguous (clients and proxies may normalize it away).
+            prop_assume!(!key.split('/').any(|segment| segment == "." || segment == ".."));
             let path = format!("/bkt/{}", encode(&key));
             let got = classifier().classify(&request("s3", "GET", &path, "", &[], None), &CONTEXT);
             prop_assert_eq!(got.operation, Some("GetObject"));
