@@ -232,6 +232,7 @@ async fn a_labelled_pod_comes_back_with_the_gateway_env_and_a_read_only_chaperon
         let env = env_of(&stored, container);
         for (name, value) in [
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_STS", endpoint.as_str()),
             ("AWS_REGION", "us-east-1"),
             ("AWS_DEFAULT_REGION", "us-east-1"),
             ("AWS_ROLE_ARN", "arn:aws:iam::000000000000:role/chaperone/pod-inject/prod-aws"),

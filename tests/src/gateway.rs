@@ -461,6 +461,7 @@ impl GatewayProcess {
         fs::write(&token_file, token)?;
         Ok(vec![
             ("AWS_ENDPOINT_URL".into(), self.endpoint.clone()),
+            ("AWS_ENDPOINT_URL_STS".into(), self.endpoint.clone()),
             ("AWS_REGION".into(), REGION.into()),
             ("AWS_DEFAULT_REGION".into(), REGION.into()),
             ("AWS_ROLE_ARN".into(), self.role_arn()),

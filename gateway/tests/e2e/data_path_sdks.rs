@@ -1,5 +1,5 @@
 //! The AWS SDK for JavaScript v3 on Node, the AWS SDK for Go v2 and the Rust aws-sdk-s3 through
-//! the real gateway, with only the injected environment (web identity at AWS_ENDPOINT_URL); a denied action reaches each
+//! the real gateway, with only the injected environment (web identity at AWS_ENDPOINT_URL, and AWS_ENDPOINT_URL_STS for the Go SDK); a denied action reaches each
 //! as AccessDenied naming the rule.
 
 use crate::common;
@@ -70,10 +70,6 @@ async fn a_full_rust_sdk_session_goes_through_with_only_web_identity() {
     assert_eq!(steps.len(), 6, "{steps:?}");
 }
 
-// Ignored until solved: with only the injected environment, the Go SDK v2's web identity provider
-// (config v1.33.20) sends AssumeRoleWithWebIdentity to sts.<region>.amazonaws.com, not to
-// AWS_ENDPOINT_URL (see docs/clients.md). Run with --ignored to see it.
-#[ignore = "the Go SDK v2's web identity STS call ignores AWS_ENDPOINT_URL (docs/clients.md)"]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_go_sdk_v2_runs_web_identity_s3_and_dynamodb_through_the_gateway() {
     let env = LocalEnv::shared();

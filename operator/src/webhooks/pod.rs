@@ -128,6 +128,10 @@ impl Injection {
         Self {
             env: vec![
                 literal("AWS_ENDPOINT_URL", endpoint),
+                // The same endpoint again for STS alone: the Go SDK v2 builds the STS client of
+                // its web identity provider before it reads AWS_ENDPOINT_URL, and that client
+                // looks only at AWS_ENDPOINT_URL_STS (docs/clients.md).
+                literal("AWS_ENDPOINT_URL_STS", endpoint),
                 literal("AWS_REGION", region),
                 literal("AWS_DEFAULT_REGION", region),
                 literal("AWS_ROLE_ARN", &role_arn(namespace, connection)),
@@ -720,6 +724,7 @@ mod tests {
         for index in 0..2 {
             let env = env_of(&injected, index);
             assert!(env.contains(&("AWS_ENDPOINT_URL".into(), "http://10.0.0.12:8080".into())));
+            assert!(env.contains(&("AWS_ENDPOINT_URL_STS".into(), "http://10.0.0.12:8080".into())));
             assert!(env.contains(&(
                 "AWS_ROLE_ARN".into(),
                 "arn:aws:iam::000000000000:role/chaperone/agents/s3-readonly".into()
@@ -819,7 +824,7 @@ mod tests {
         assert_eq!(env_of(&injected, 1), vec![("AWS_ACCESS_KEY_ID".into(), "AKIA".into())]);
         let spec = injected.spec.unwrap_or_default();
         assert!(spec.containers[1].volume_mounts.is_none());
-        assert_eq!(env_of_len(&spec.containers[0]), 6);
+        assert_eq!(env_of_len(&spec.containers[0]), 7);
     }
 
     fn env_of_len(container: &Container) -> usize {

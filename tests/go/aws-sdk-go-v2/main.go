@@ -1,5 +1,5 @@
 // Command aws-sdk-go-v2-session runs a session with the AWS SDK for Go v2 configured by nothing
-// but the environment an agent gets (AWS_ENDPOINT_URL, AWS_REGION, AWS_ROLE_ARN,
+// but the environment an agent gets (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_STS, AWS_REGION, AWS_ROLE_ARN,
 // AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_SESSION_NAME): STS web identity, S3 create-bucket, put,
 // list, get, and DynamoDB ListTables. It prints one JSON line per step ({"step", "ok", "code",
 // "message"}) and exits 1 at the first failed step.
