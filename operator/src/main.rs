@@ -9,6 +9,7 @@ use chaperone_operator::{
     approvals::lifecycle::LifecycleSettings,
     gateway, recording_policy,
     runtime::admin,
+    runtime::gateway_pod::GatewayPodSettings,
     runtime::leader_election::LeaderLease,
     runtime::service_account_issuer::discover_issuer,
     webhooks::{
@@ -69,6 +70,11 @@ struct Args {
     /// every namespace that has an AgentConnection, as for any pod.
     #[arg(long = "gateway-image-pull-secret", value_name = "SECRET")]
     gateway_image_pull_secrets: Vec<String>,
+    /// The gateway pods' resources and scheduling, as one JSON object with any of the keys
+    /// resources, nodeSelector, tolerations, affinity, topologySpreadConstraints and
+    /// priorityClassName (the chart renders it from its `gateway.*` values).
+    #[arg(long, env = "CHAPERONE_GATEWAY_POD", default_value = "{}")]
+    gateway_pod: String,
     /// The cluster's service-account token issuer; discovered from the API server when unset.
     #[arg(long, env = "CHAPERONE_SERVICE_ACCOUNT_ISSUER")]
     service_account_issuer: Option<String>,
@@ -145,6 +151,8 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
 
+    let gateway_pod =
+        GatewayPodSettings::from_json(&args.gateway_pod).map_err(anyhow::Error::msg)?;
     let webhook_endpoint = match &args.webhook_url {
         Some(url) => WebhookEndpoint::url(url),
         None => WebhookEndpoint::service(&args.webhook_service, &args.namespace),
@@ -169,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         spool_mib: args.gateway_spool_mib,
         image_pull_secrets: args.gateway_image_pull_secrets,
+        pod: gateway_pod,
     };
     settings.check().map_err(anyhow::Error::msg)?;
 
