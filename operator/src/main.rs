@@ -11,10 +11,11 @@ use chaperone_operator::{
     runtime::admin,
     runtime::gateway_pod::GatewayPodSettings,
     runtime::leader_election::LeaderLease,
+    runtime::readiness::Readiness,
     runtime::service_account_issuer::discover_issuer,
     webhooks::{
         PodWebhookSettings, WebhookEndpoint, WebhookSettings,
-        run::{WebhookOptions, run_webhooks},
+        run::{WebhookOptions, run_webhooks_reporting},
         tls::CertificateLifetimes,
     },
 };
@@ -43,7 +44,7 @@ enum Stop {
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
-    /// Address of /healthz and /metrics.
+    /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     admin: SocketAddr,
     /// Namespace the operator runs in.
@@ -186,7 +187,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the admin address {}", args.admin))?;
     let (stop, stopping) = watch::channel(Stop::Running);
-    let admin = tokio::spawn(admin::serve_admin(listener, metrics.clone(), {
+    let readiness = if args.webhooks {
+        Readiness::new("the webhook serving certificate is not loaded yet")
+    } else {
+        Readiness::ready()
+    };
+    let admin = tokio::spawn(admin::serve_admin(listener, metrics.clone(), readiness.clone(), {
         let mut stopping = stopping.clone();
         async move {
             let _ = stopping.wait_for(|s| *s != Stop::Running).await;
@@ -222,9 +228,15 @@ async fn main() -> anyhow::Result<()> {
             },
         };
         let mut stopping = stopping.clone();
-        Some(tokio::spawn(run_webhooks(client.clone(), listener, options, async move {
-            let _ = stopping.wait_for(|s| *s != Stop::Running).await;
-        })))
+        Some(tokio::spawn(run_webhooks_reporting(
+            client.clone(),
+            listener,
+            options,
+            readiness,
+            async move {
+                let _ = stopping.wait_for(|s| *s != Stop::Running).await;
+            },
+        )))
     } else {
         None
     };

@@ -6,13 +6,14 @@
 //!   the gateway pods' resources and scheduling among them.
 //! - [`service_account_issuer`]: discovers the cluster's token issuer.
 //! - [`leader_election`]: one replica reconciles at a time, through a Lease.
-//! - [`admin`] and [`metrics`]: `/healthz` and Prometheus `/metrics`.
+//! - [`admin`], [`readiness`] and [`metrics`]: `/healthz`, `/readyz` and Prometheus `/metrics`.
 //! - [`tls`]: the process's TLS crypto provider.
 
 pub mod admin;
 pub mod gateway_pod;
 pub mod leader_election;
 pub mod metrics;
+pub mod readiness;
 pub mod scaffolding;
 pub mod service_account_issuer;
 pub mod settings;
