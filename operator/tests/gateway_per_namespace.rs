@@ -834,3 +834,27 @@ fn the_charts_default_gateway_pod_values_keep_the_built_in_resources() {
     assert!(pod.affinity.is_none() && pod.topology_spread_constraints.is_empty());
     assert_eq!(pod.priority_class_name, None);
 }
+
+#[test]
+fn the_operator_refuses_to_start_with_a_misspelt_gateway_value_naming_it() {
+    for (carried, expected) in [
+        (
+            r#"{"affinity": {"nodeAffinty": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}}"#,
+            "gateway.affinity.nodeAffinty is not a field Kubernetes knows there",
+        ),
+        (
+            r#"{"resources": {"limits": {"memory": "lots"}}}"#,
+            "gateway.resources.limits.memory \"lots\" is not a Kubernetes quantity",
+        ),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_chaperone-operator"))
+            .env("CHAPERONE_GATEWAY_POD", carried)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .args(["--log-format", "text"])
+            .output()
+            .expect("the operator binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}
