@@ -347,7 +347,11 @@ async fn gateway_ready(client: &Client, namespace: &str) {
 
 /// Runs `kubectl-chaperone doctor` as the cluster admin.
 async fn doctor(env: &LocalEnv, args: &[&str]) -> (Output, String) {
-    let kubeconfig = env.control_plane.admin_kubeconfig().to_owned();
+    doctor_as(env.control_plane.admin_kubeconfig().to_owned(), args).await
+}
+
+/// Runs `kubectl-chaperone doctor` with `kubeconfig`.
+async fn doctor_as(kubeconfig: std::path::PathBuf, args: &[&str]) -> (Output, String) {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_kubectl-chaperone"))
@@ -595,4 +599,21 @@ async fn an_unreachable_webhook_server_fails_the_dry_run_with_what_to_open() {
     );
     assert!(line.contains("failed calling webhook \"pods.chaperone.dev\""), "{line}");
     assert!(fix.contains("port 9443"), "{fix}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_without_read_access_is_told_which_access_is_missing() {
+    let env = environment();
+    let nobody = env.control_plane.write_kubeconfig_for("doctor-nobody", &[]).expect("kubeconfig");
+    let (output, text) = doctor_as(nobody, &["-n", "doctor-none"]).await;
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let (line, fix) = line_and_fix(&text, "FAIL  crd agentconnections.chaperone.dev:");
+    assert!(line.contains("could not read customresourcedefinitions"), "{line}");
+    assert!(
+        fix.contains("your kubeconfig's user needs access to customresourcedefinitions"),
+        "{fix}"
+    );
+    assert!(fix.contains("\"doctor-nobody\" cannot get resource"), "{fix}");
+    let (line, _) = line_and_fix(&text, "FAIL  operator:");
+    assert!(line.contains("could not read deployments"), "{line}");
 }

@@ -71,8 +71,20 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     };
     match connections.iter().next() {
         Some((namespace, connection)) => {
-            let outcome = dry_run_labelled_pod(&client, namespace, connection).await;
-            print(webhook_dry_run_check(namespace, &outcome));
+            match dry_run_labelled_pod(&client, namespace, connection).await {
+                Err(kube::Error::Api(status)) if status.code == 403 => {
+                    print(unreadable(
+                        "webhooks reachable",
+                        "pods (create, dry run)",
+                        kube::Error::Api(status),
+                    ));
+                }
+                Err(kube::Error::Api(status)) => {
+                    print(webhook_dry_run_check(namespace, &Err(status.message)));
+                }
+                Err(e) => print(webhook_dry_run_check(namespace, &Err(e.to_string()))),
+                Ok(pod) => print(webhook_dry_run_check(namespace, &Ok(pod))),
+            }
         }
         None => print(CheckLine::note(
             "webhooks reachable",
@@ -121,7 +133,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
 fn unreadable(check: &str, resource: &str, error: kube::Error) -> CheckLine {
     let fix = match &error {
         kube::Error::Api(status) if status.code == 403 => {
-            format!("your kubeconfig's user needs get and list on {resource}")
+            format!("your kubeconfig's user needs access to {resource}: {}", status.message)
         }
         _ => "check that the API server answers (kubectl get --raw /readyz)".to_owned(),
     };
@@ -162,7 +174,7 @@ async fn dry_run_labelled_pod(
     client: &Client,
     namespace: &str,
     connection: &str,
-) -> Result<Pod, String> {
+) -> Result<Pod, kube::Error> {
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": PROBE_POD, "labels": {CONNECTION_LABEL: connection}},
         "spec": {
@@ -170,13 +182,9 @@ async fn dry_run_labelled_pod(
             "containers": [{"name": "probe", "image": "registry.k8s.io/pause:3.10"}],
         },
     }))
-    .map_err(|e| e.to_string())?;
+    .map_err(kube::Error::SerdeError)?;
     let params = PostParams { dry_run: true, ..PostParams::default() };
-    match Api::<Pod>::namespaced(client.clone(), namespace).create(&params, &pod).await {
-        Ok(pod) => Ok(pod),
-        Err(kube::Error::Api(status)) => Err(status.message),
-        Err(e) => Err(e.to_string()),
-    }
+    Api::<Pod>::namespaced(client.clone(), namespace).create(&params, &pod).await
 }
 
 /// The gateway's Deployment and the ready endpoints behind its Service.
