@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
-/// Read, verify and replay Chaperone recordings; decide approval requests.
+/// Read, verify and replay Chaperone recordings; decide approval requests; check an install.
 #[derive(Parser, Debug)]
 #[command(name = "kubectl-chaperone", version, about, long_about)]
 pub struct Cli {
@@ -27,6 +27,33 @@ pub enum Command {
     /// Policies from recordings: suggest.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Check an install end to end: CRDs, operator, webhooks, each namespace's gateway and
+    /// recording bucket, NetworkPolicy support. One line per check, with the fix when it fails.
+    /// Exits 0 when every check passed, 1 when any failed, 2 when it could not check.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// Check only this agent namespace's gateway and recording (default: every namespace with an
+    /// AgentConnection).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Namespace the chart was installed in.
+    #[arg(long, default_value = "chaperone-system")]
+    pub operator_namespace: String,
+    /// Name of the operator's Deployment.
+    #[arg(long, default_value = "chaperone-operator")]
+    pub operator_deployment: String,
+    /// Name of the operator's MutatingWebhookConfiguration (the Helm release's full name).
+    #[arg(long, default_value = "chaperone")]
+    pub webhook_configuration: String,
+    /// Path to the kubeconfig (default: KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current context).
+    #[arg(long)]
+    pub context: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,6 +5,7 @@ mod approvals;
 mod cluster;
 mod commands;
 mod flags;
+mod install_checks;
 mod policy_builder;
 mod recording_bucket;
 mod replay_diff;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
             Command::Policy(PolicyCommand::Suggest(args)) => {
                 commands::policy_suggest::run(*args).await
             }
+            Command::Doctor(args) => commands::doctor::run(args).await,
         }
     });
     match outcome {

@@ -9,11 +9,13 @@ use chaperone_operator::{
     approvals::lifecycle::LifecycleSettings,
     gateway, recording_policy,
     runtime::admin,
+    runtime::gateway_pod::GatewayPodSettings,
     runtime::leader_election::LeaderLease,
+    runtime::readiness::Readiness,
     runtime::service_account_issuer::discover_issuer,
     webhooks::{
         PodWebhookSettings, WebhookEndpoint, WebhookSettings,
-        run::{WebhookOptions, run_webhooks},
+        run::{WebhookOptions, run_webhooks_reporting},
         tls::CertificateLifetimes,
     },
 };
@@ -42,7 +44,7 @@ enum Stop {
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
-    /// Address of /healthz and /metrics.
+    /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     admin: SocketAddr,
     /// Namespace the operator runs in.
@@ -69,6 +71,11 @@ struct Args {
     /// every namespace that has an AgentConnection, as for any pod.
     #[arg(long = "gateway-image-pull-secret", value_name = "SECRET")]
     gateway_image_pull_secrets: Vec<String>,
+    /// The gateway pods' resources and scheduling, as one JSON object with any of the keys
+    /// resources, nodeSelector, tolerations, affinity, topologySpreadConstraints and
+    /// priorityClassName (the chart renders it from its `gateway.*` values).
+    #[arg(long, env = "CHAPERONE_GATEWAY_POD", default_value = "{}")]
+    gateway_pod: String,
     /// The cluster's service-account token issuer; discovered from the API server when unset.
     #[arg(long, env = "CHAPERONE_SERVICE_ACCOUNT_ISSUER")]
     service_account_issuer: Option<String>,
@@ -145,6 +152,8 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
 
+    let gateway_pod =
+        GatewayPodSettings::from_json(&args.gateway_pod).map_err(anyhow::Error::msg)?;
     let webhook_endpoint = match &args.webhook_url {
         Some(url) => WebhookEndpoint::url(url),
         None => WebhookEndpoint::service(&args.webhook_service, &args.namespace),
@@ -169,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         spool_mib: args.gateway_spool_mib,
         image_pull_secrets: args.gateway_image_pull_secrets,
+        pod: gateway_pod,
     };
     settings.check().map_err(anyhow::Error::msg)?;
 
@@ -177,7 +187,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the admin address {}", args.admin))?;
     let (stop, stopping) = watch::channel(Stop::Running);
-    let admin = tokio::spawn(admin::serve_admin(listener, metrics.clone(), {
+    let readiness = if args.webhooks {
+        Readiness::new("the webhook serving certificate is not loaded yet")
+    } else {
+        Readiness::ready()
+    };
+    let admin = tokio::spawn(admin::serve_admin(listener, metrics.clone(), readiness.clone(), {
         let mut stopping = stopping.clone();
         async move {
             let _ = stopping.wait_for(|s| *s != Stop::Running).await;
@@ -213,9 +228,15 @@ async fn main() -> anyhow::Result<()> {
             },
         };
         let mut stopping = stopping.clone();
-        Some(tokio::spawn(run_webhooks(client.clone(), listener, options, async move {
-            let _ = stopping.wait_for(|s| *s != Stop::Running).await;
-        })))
+        Some(tokio::spawn(run_webhooks_reporting(
+            client.clone(),
+            listener,
+            options,
+            readiness,
+            async move {
+                let _ = stopping.wait_for(|s| *s != Stop::Running).await;
+            },
+        )))
     } else {
         None
     };

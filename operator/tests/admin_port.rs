@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use chaperone_operator::{OperatorMetrics, runtime::admin::serve_admin};
+use chaperone_operator::{
+    OperatorMetrics,
+    runtime::{admin::serve_admin, readiness::Readiness},
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -26,7 +29,7 @@ async fn healthz_answers_ok_and_metrics_count_reconciliations_by_controller() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve_admin(listener, metrics, async move {
+    let server = tokio::spawn(serve_admin(listener, metrics, Readiness::ready(), async move {
         let _ = stopped.await;
     }));
 
@@ -57,4 +60,37 @@ async fn healthz_answers_ok_and_metrics_count_reconciliations_by_controller() {
         .await
         .expect("the admin server stops on shutdown")
         .unwrap();
+}
+
+#[tokio::test]
+async fn readyz_answers_503_with_the_reason_until_the_replica_is_ready() {
+    let readiness = Readiness::new("the webhook serving certificate is not loaded yet");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve_admin(
+        listener,
+        Arc::new(OperatorMetrics::new()),
+        readiness.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let waiting = get(address, "/readyz").await;
+    assert!(waiting.starts_with("HTTP/1.1 503"), "{waiting}");
+    assert!(
+        waiting.ends_with("not ready: the webhook serving certificate is not loaded yet\n"),
+        "{waiting}"
+    );
+    let health = get(address, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "the process is alive meanwhile: {health}");
+
+    readiness.set_ready();
+    let ready = get(address, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(ready.ends_with("ok\n"), "{ready}");
+
+    stop.send(()).unwrap();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
 }

@@ -18,11 +18,13 @@ use chaperone_operator::{
         CONFIG_SECRET_KEY, CONFIG_SECRET_NAME, GATEWAY_NAME, KEYS_SECRET_KEY, KEYS_SECRET_NAME,
         gateway_label_selector, issuer_discovery_binding_name,
     },
+    runtime::gateway_pod::GatewayPodSettings,
 };
 use chaperone_tests::{
-    LocalEnv,
+    LocalEnv, chart,
     env::install_crds,
     objects::{create_in, ensure_namespace, example, set},
+    provision::ensure_chart_tools,
 };
 use k8s_openapi::{
     api::{
@@ -67,6 +69,7 @@ fn settings() -> GatewaySettings {
         session_key_rotation: Duration::from_secs(7 * 24 * 3600),
         spool_mib: 1024,
         image_pull_secrets: Vec::new(),
+        pod: Default::default(),
     }
 }
 
@@ -79,8 +82,12 @@ struct RunningOperator {
 
 impl RunningOperator {
     fn start(client: &Client, namespace: &str) -> Self {
+        Self::start_with(client, namespace, settings())
+    }
+
+    fn start_with(client: &Client, namespace: &str, settings: GatewaySettings) -> Self {
         let context =
-            Arc::new(Context::new(client.clone(), settings(), Arc::new(OperatorMetrics::new())));
+            Arc::new(Context::new(client.clone(), settings, Arc::new(OperatorMetrics::new())));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(controller::run(
             context.clone(),
@@ -743,4 +750,111 @@ async fn an_operator_killed_midway_and_restarted_converges_without_duplicates_or
     let keys_after =
         secrets.get(KEYS_SECRET_NAME).await.unwrap().data.unwrap()[KEYS_SECRET_KEY].clone();
     assert_eq!(keys_before, keys_after, "a restart must not regenerate the gateway's keys");
+}
+
+/// The `CHAPERONE_GATEWAY_POD` value the chart gives the operator for `values`.
+fn chart_gateway_pod(values: &[&str]) -> String {
+    let tools = ensure_chart_tools().expect("helm is provisioned");
+    let rendered = chart::render(&tools, "chaperone", "chaperone-system", values)
+        .unwrap()
+        .unwrap_or_else(|failure| panic!("helm template failed: {}", failure.stderr));
+    let objects = chart::objects(&rendered).unwrap();
+    let deployment = chart::find(&objects, "Deployment", "chaperone-operator").unwrap();
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+    let variable = env.iter().find(|v| v["name"] == "CHAPERONE_GATEWAY_POD").unwrap();
+    variable["value"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_charts_gateway_pod_values_reach_the_reconciled_deployment() {
+    let _logs = env().logs_on_failure();
+    let client = admin_client().await;
+    let ns = "operator-gateway-pod";
+    let carried = chart_gateway_pod(&[
+        "--set",
+        "gateway.resources.requests.cpu=1",
+        "--set",
+        "gateway.resources.limits.memory=512Mi",
+        "--set",
+        "gateway.nodeSelector.pool=agents",
+        "--set",
+        "gateway.tolerations[0].key=dedicated",
+        "--set",
+        "gateway.tolerations[0].operator=Exists",
+        "--set",
+        "gateway.tolerations[0].effect=NoSchedule",
+        "--set",
+        "gateway.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=zone-class",
+        "--set",
+        "gateway.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
+        "--set",
+        "gateway.topologySpreadConstraints[0].maxSkew=1",
+        "--set",
+        "gateway.topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+        "--set",
+        "gateway.topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+        "--set",
+        "gateway.priorityClassName=agents-high",
+    ]);
+    let mut settings = settings();
+    settings.pod = GatewayPodSettings::from_json(&carried).expect("the chart's JSON is accepted");
+    namespace_with_examples(&client, ns, true).await;
+    let operator = RunningOperator::start_with(&client, ns, settings);
+
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+    let pod = eventually("the gateway Deployment", || async {
+        deployments.get_opt(GATEWAY_NAME).await.ok()?.and_then(|d| d.spec?.template.spec)
+    })
+    .await;
+    let resources = pod.containers[0].resources.clone().unwrap();
+    assert_eq!(resources.requests.unwrap()["cpu"].0, "1");
+    assert_eq!(resources.limits.unwrap()["memory"].0, "512Mi");
+    assert_eq!(pod.node_selector.unwrap()["pool"], "agents");
+    let toleration = &pod.tolerations.unwrap()[0];
+    assert_eq!(toleration.key.as_deref(), Some("dedicated"));
+    assert_eq!(toleration.effect.as_deref(), Some("NoSchedule"));
+    let node_affinity = pod.affinity.unwrap().node_affinity.unwrap();
+    let required = node_affinity.required_during_scheduling_ignored_during_execution.unwrap();
+    let term = &required.node_selector_terms[0].match_expressions.as_ref().unwrap()[0];
+    assert_eq!(term.key, "zone-class");
+    let spread = &pod.topology_spread_constraints.unwrap()[0];
+    assert_eq!(spread.topology_key, "topology.kubernetes.io/zone");
+    assert_eq!(spread.when_unsatisfiable, "ScheduleAnyway");
+    assert_eq!(pod.priority_class_name.as_deref(), Some("agents-high"));
+    operator.stop().await;
+}
+
+#[test]
+fn the_charts_default_gateway_pod_values_keep_the_built_in_resources() {
+    let carried = chart_gateway_pod(&[]);
+    let pod = GatewayPodSettings::from_json(&carried).expect("the chart's defaults are accepted");
+    let resources = pod.resources.expect("the chart sets gateway.resources");
+    assert_eq!(resources.requests.unwrap()["cpu"].0, "100m");
+    assert!(pod.node_selector.is_empty() && pod.tolerations.is_empty());
+    assert!(pod.affinity.is_none() && pod.topology_spread_constraints.is_empty());
+    assert_eq!(pod.priority_class_name, None);
+}
+
+#[test]
+fn the_operator_refuses_to_start_with_a_misspelt_gateway_value_naming_it() {
+    for (carried, expected) in [
+        (
+            r#"{"affinity": {"nodeAffinty": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}}"#,
+            "gateway.affinity.nodeAffinty is not a field Kubernetes knows there",
+        ),
+        (
+            r#"{"resources": {"limits": {"memory": "lots"}}}"#,
+            "gateway.resources.limits.memory \"lots\" is not a Kubernetes quantity",
+        ),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_chaperone-operator"))
+            .env("CHAPERONE_GATEWAY_POD", carried)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .args(["--log-format", "text"])
+            .output()
+            .expect("the operator binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
 }

@@ -33,6 +33,16 @@ fn env() -> &'static LocalEnv {
 
 /// Starts `chaperone-operator` with its webhooks on a free loopback port, registered by URL.
 fn start_operator(env: &LocalEnv, name: &str) -> ManagedProcess {
+    start_operator_registering(env, name, CONFIGURATION).0
+}
+
+/// [`start_operator`] with the webhook configuration named `configuration`; also returns the
+/// admin port.
+fn start_operator_registering(
+    env: &LocalEnv,
+    name: &str,
+    configuration: &str,
+) -> (ManagedProcess, u16) {
     let webhook_port = free_port().expect("a free port");
     let admin_port = free_port().expect("a free port");
     let mut command = Command::new(env!("CARGO_BIN_EXE_chaperone-operator"));
@@ -45,11 +55,49 @@ fn start_operator(env: &LocalEnv, name: &str) -> ManagedProcess {
         .args(["--admin", &format!("127.0.0.1:{admin_port}")])
         .args(["--webhook-listen", &format!("127.0.0.1:{webhook_port}")])
         .args(["--webhook-url", &format!("https://127.0.0.1:{webhook_port}")])
-        .args(["--webhook-config-name", CONFIGURATION])
+        .args(["--webhook-config-name", configuration])
         .args(["--leader-election", "false"])
         .args(["--log-format", "text"]);
     let log = env.dir().join(format!("{name}.log"));
-    ManagedProcess::start(name, command, &log).expect("the operator starts")
+    (ManagedProcess::start(name, command, &log).expect("the operator starts"), admin_port)
+}
+
+/// `GET /readyz` on the admin port: (status line, body), or None while nothing listens.
+async fn readyz(admin_port: u16) -> Option<(String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", admin_port)).await.ok()?;
+    let request = "GET /readyz HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.ok()?;
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    Some((status, body))
+}
+
+/// Polls `/readyz` until `wanted` says the answer is the one awaited.
+async fn readyz_until(
+    operator: &mut ManagedProcess,
+    admin_port: u16,
+    wanted: impl Fn(&str, &str) -> bool,
+) -> (String, String) {
+    let started = Instant::now();
+    let mut last = None;
+    loop {
+        operator.ensure_running().expect("the operator runs");
+        if let Some((status, body)) = readyz(admin_port).await {
+            if wanted(&status, &body) {
+                return (status, body);
+            }
+            last = Some((status, body));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "/readyz did not give the awaited answer within 60 s (last: {last:?}); log:\n{}",
+            log_tail(operator.log_path(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until the API server calls the operator's ApprovalRequest webhook: the admin (not the
@@ -84,8 +132,12 @@ async fn wait_until_called(client: &Client, operator: &mut ManagedProcess) {
 }
 
 async fn ca_bundle(client: &Client) -> Vec<u8> {
+    ca_bundle_of(client, CONFIGURATION).await
+}
+
+async fn ca_bundle_of(client: &Client, configuration: &str) -> Vec<u8> {
     let configuration = Api::<MutatingWebhookConfiguration>::all(client.clone())
-        .get(CONFIGURATION)
+        .get(configuration)
         .await
         .expect("the operator registered its webhook configuration");
     let webhooks = configuration.webhooks.unwrap_or_default();
@@ -205,4 +257,48 @@ async fn replicas_racing_for_the_tls_secret_all_end_up_with_the_same_ca() {
     let secret = Api::<Secret>::namespaced(admin, namespace).get("race-tls").await.expect("get");
     let stored = secret.data.unwrap_or_default()["ca.crt"].0.clone();
     assert_eq!(String::from_utf8(stored).expect("PEM"), cas[0]);
+}
+
+#[tokio::test]
+async fn the_operator_turns_ready_once_its_webhook_configuration_carries_the_serving_certificates_ca()
+ {
+    let env = env();
+    let _logs = env.logs_on_failure();
+    let admin = env.control_plane.client().await.expect("admin client");
+    chaperone_tests::env::install_crds(&admin).await.expect("CRDs");
+    ensure_namespace(&admin, OPERATOR_NAMESPACE).await.expect("operator namespace");
+    let configuration = "chaperone-readiness";
+
+    let (mut operator, admin_port) =
+        start_operator_registering(env, "chaperone-operator-readiness", configuration);
+    let (status, body) =
+        readyz_until(&mut operator, admin_port, |status, _| status.contains(" 200 ")).await;
+    assert_eq!(body, "ok\n", "{status}");
+    // Ready means registered: the configuration is there, every caBundle the stored CA.
+    assert_eq!(ca_bundle_of(&admin, configuration).await, stored_ca(&admin).await);
+    operator.terminate(Duration::from_secs(45));
+}
+
+#[tokio::test]
+async fn an_operator_that_cannot_register_its_webhook_configuration_stays_unready_saying_why() {
+    let env = env();
+    let _logs = env.logs_on_failure();
+    let admin = env.control_plane.client().await.expect("admin client");
+    chaperone_tests::env::install_crds(&admin).await.expect("CRDs");
+    ensure_namespace(&admin, OPERATOR_NAMESPACE).await.expect("operator namespace");
+
+    // The API server refuses the name, so the configuration is never applied.
+    let (mut operator, admin_port) =
+        start_operator_registering(env, "chaperone-operator-unregistered", "Not_A_Name");
+    let (status, body) = readyz_until(&mut operator, admin_port, |_, body| {
+        body.contains("applying MutatingWebhookConfiguration")
+    })
+    .await;
+    assert!(status.contains(" 503 "), "{status}");
+    assert!(
+        body.starts_with("not ready: applying MutatingWebhookConfiguration \"Not_A_Name\" failed:"),
+        "{body}"
+    );
+    assert!(body.trim_end().ends_with("; retrying"), "{body}");
+    operator.terminate(Duration::from_secs(45));
 }

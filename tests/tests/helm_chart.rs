@@ -53,6 +53,22 @@ const EVERYTHING: &[&str] = &[
     "operator.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::111122223333:role/chaperone-operator",
     "--set",
     "operator.priorityClassName=system-cluster-critical",
+    "--set",
+    "gateway.priorityClassName=agents-high",
+    "--set",
+    "gateway.nodeSelector.pool=agents",
+    "--set",
+    "gateway.resources.limits.memory=512Mi",
+    "--set",
+    "gateway.tolerations[0].key=dedicated",
+    "--set",
+    "gateway.tolerations[0].operator=Exists",
+    "--set",
+    "gateway.topologySpreadConstraints[0].maxSkew=1",
+    "--set",
+    "gateway.topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+    "--set",
+    "gateway.topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
 ];
 
 fn tools() -> &'static ChartTools {
@@ -210,7 +226,8 @@ fn the_operator_runs_non_root_read_only_without_privilege_escalation_and_is_prob
     assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(container["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
-    assert!(container["readinessProbe"].is_object());
+    // Ready once the webhook certificate is loaded and registered, not merely alive.
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert!(container["resources"]["requests"].is_object());
     assert!(container["resources"]["limits"]["memory"].is_string());
     let args: Vec<&str> =
@@ -250,6 +267,12 @@ fn gateway_values_reach_the_operators_flags() {
         deployment["spec"]["template"]["spec"]["containers"][0]["image"],
         "ghcr.io/chaperone-dev/chaperone-operator:0.1.0@sha256:2222222222222222222222222222222222222222222222222222222222222222"
     );
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+    let pod = env.iter().find(|v| v["name"] == "CHAPERONE_GATEWAY_POD").expect("gateway pod env");
+    let pod: Value = serde_json::from_str(pod["value"].as_str().unwrap()).unwrap();
+    assert_eq!(pod["priorityClassName"], "agents-high", "{pod}");
+    assert_eq!(pod["nodeSelector"], json!({"pool": "agents"}), "{pod}");
+    assert_eq!(pod["resources"]["limits"]["memory"], "512Mi", "{pod}");
 }
 
 #[test]

@@ -43,6 +43,10 @@ enum Task {
         /// Leave everything running; write target/demo/agent.env and target/demo/kubeconfig.
         #[arg(long)]
         keep: bool,
+        /// Run the operator, gateway and CLI binaries taken out of the images in DIR (`cargo
+        /// xtask images`' output, e.g. target/images) instead of the workspace's debug builds.
+        #[arg(long, value_name = "DIR")]
+        images: Option<PathBuf>,
     },
     /// Build the operator, gateway and CLI images (OCI layouts, no container engine) from
     /// `cargo build --release --locked` binaries and the Debian packages pinned in
@@ -85,7 +89,7 @@ fn run(task: Task) -> anyhow::Result<()> {
     match task {
         Task::Test { cargo_test_args } => test(&cargo_test_args),
         Task::Crdgen => crdgen(),
-        Task::Demo { keep } => demo(keep),
+        Task::Demo { keep, images } => demo(keep, images),
         Task::Bench { quick, bench_args } => bench(quick, &bench_args),
         Task::Images { binaries, platforms, out } => images(binaries, &platforms, out),
     }
@@ -132,26 +136,36 @@ fn step(name: &str, command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn demo(keep: bool) -> anyhow::Result<()> {
-    step(
-        "build the operator, gateway, kubectl-chaperone and the local environment",
-        cargo().args([
-            "build",
-            "--quiet",
-            "--package",
-            "chaperone-operator",
-            "--package",
-            "chaperone-gateway",
-            "--package",
-            "kubectl-chaperone",
-            "--package",
-            "chaperone-tests",
-            "--bins",
-        ]),
-    )?;
+fn demo(keep: bool, images: Option<PathBuf>) -> anyhow::Result<()> {
+    match &images {
+        // The images bring the operator, gateway and CLI; only the environment is built.
+        Some(_) => step(
+            "build the local environment",
+            cargo().args(["build", "--quiet", "--package", "chaperone-tests", "--bins"]),
+        )?,
+        None => step(
+            "build the operator, gateway, kubectl-chaperone and the local environment",
+            cargo().args([
+                "build",
+                "--quiet",
+                "--package",
+                "chaperone-operator",
+                "--package",
+                "chaperone-gateway",
+                "--package",
+                "kubectl-chaperone",
+                "--package",
+                "chaperone-tests",
+                "--bins",
+            ]),
+        )?,
+    }
     let mut command = chaperone_env("demo");
     if keep {
         command.arg("--keep");
+    }
+    if let Some(images) = images {
+        command.arg("--images").arg(images);
     }
     step("demo", &mut command)
 }

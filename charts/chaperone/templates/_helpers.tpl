@@ -45,3 +45,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "chaperone.gatewayImage" -}}
 {{- include "chaperone.image" (dict "image" .Values.gateway.image "appVersion" .Chart.AppVersion) -}}
 {{- end -}}
+
+{{/* The gateway pods' resources and scheduling as one JSON object (the operator's CHAPERONE_GATEWAY_POD). */}}
+{{- define "chaperone.gatewayPod" -}}
+{{- $g := .Values.gateway -}}
+{{- dict "resources" $g.resources "nodeSelector" $g.nodeSelector "tolerations" $g.tolerations "affinity" $g.affinity "topologySpreadConstraints" $g.topologySpreadConstraints "priorityClassName" $g.priorityClassName | toJson -}}
+{{- end -}}

@@ -1,6 +1,7 @@
 //! The subcommands, and what they share: opening the recording bucket from flags or from a
 //! RecordingPolicy.
 
+pub mod doctor;
 pub mod list;
 pub mod policy_suggest;
 pub mod replay;

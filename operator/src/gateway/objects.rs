@@ -23,7 +23,7 @@ use k8s_openapi::{
 use kube::{Resource, api::ApiResource};
 use serde_json::{Value, json};
 
-use crate::runtime::settings::GatewaySettings;
+use crate::runtime::{gateway_pod::GatewayPodSettings, settings::GatewaySettings};
 
 /// Name of the gateway's Deployment, Service, ServiceAccount, Role, RoleBinding and PDB.
 pub const GATEWAY_NAME: &str = "chaperone-gateway";
@@ -402,7 +402,34 @@ pub fn deployment(
         manifest.body["spec"]["template"]["spec"]["imagePullSecrets"] =
             settings.image_pull_secrets.iter().map(|name| json!({"name": name})).collect();
     }
+    apply_pod_settings(&mut manifest.body["spec"]["template"]["spec"], &settings.pod);
     manifest
+}
+
+/// Puts the chart's `gateway.*` resources and scheduling values into the gateway's pod spec.
+fn apply_pod_settings(pod: &mut Value, settings: &GatewayPodSettings) {
+    // Serializing these types cannot fail: their maps have string keys.
+    fn json<T: serde::Serialize>(value: &T) -> Value {
+        serde_json::to_value(value).unwrap_or(Value::Null)
+    }
+    if let Some(resources) = &settings.resources {
+        pod["containers"][0]["resources"] = json(resources);
+    }
+    if !settings.node_selector.is_empty() {
+        pod["nodeSelector"] = json(&settings.node_selector);
+    }
+    if !settings.tolerations.is_empty() {
+        pod["tolerations"] = json(&settings.tolerations);
+    }
+    if let Some(affinity) = &settings.affinity {
+        pod["affinity"] = json(affinity);
+    }
+    if !settings.topology_spread_constraints.is_empty() {
+        pod["topologySpreadConstraints"] = json(&settings.topology_spread_constraints);
+    }
+    if let Some(name) = &settings.priority_class_name {
+        pod["priorityClassName"] = json!(name);
+    }
 }
 
 /// Keeps all but one gateway replica up through voluntary disruptions (never blocks a drain of a
@@ -473,6 +500,7 @@ mod tests {
             session_key_rotation: std::time::Duration::from_secs(7 * 24 * 3600),
             spool_mib: 1024,
             image_pull_secrets: Vec::new(),
+            pod: Default::default(),
         }
     }
 
@@ -522,6 +550,50 @@ mod tests {
         settings.image_pull_secrets = vec!["Reg_Cred".into()];
         let refused = settings.check().unwrap_err();
         assert!(refused.contains("--gateway-image-pull-secret \"Reg_Cred\""), "{refused}");
+    }
+
+    #[test]
+    fn gateway_pod_settings_reach_the_pod_spec_and_unset_ones_keep_the_defaults() {
+        let defaults = deployment("agents", &settings(), &[owner()], false);
+        let pod = &defaults.body["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["resources"]["requests"]["cpu"], "100m");
+        for absent in [
+            "nodeSelector",
+            "tolerations",
+            "affinity",
+            "topologySpreadConstraints",
+            "priorityClassName",
+        ] {
+            assert!(pod.get(absent).is_none(), "{absent} without a setting: {pod}");
+        }
+
+        let mut settings = settings();
+        settings.pod = GatewayPodSettings::from_json(
+            r#"{"resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}},
+                "nodeSelector": {"pool": "agents"},
+                "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+                "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}},
+                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}],
+                "priorityClassName": "agents-high"}"#,
+        )
+        .unwrap();
+        let rendered = deployment("agents", &settings, &[owner()], false);
+        let typed: Deployment = serde_json::from_value(rendered.body.clone()).unwrap();
+        let pod = typed.spec.unwrap().template.spec.unwrap();
+        let resources = pod.containers[0].resources.clone().unwrap();
+        assert_eq!(resources.requests.unwrap()["cpu"].0, "250m");
+        assert_eq!(resources.limits.unwrap()["memory"].0, "1Gi");
+        assert_eq!(pod.node_selector.unwrap()["pool"], "agents");
+        assert_eq!(pod.tolerations.unwrap()[0].key.as_deref(), Some("dedicated"));
+        assert!(pod.affinity.unwrap().pod_anti_affinity.is_some());
+        assert_eq!(
+            pod.topology_spread_constraints.unwrap()[0].topology_key,
+            "topology.kubernetes.io/zone"
+        );
+        assert_eq!(pod.priority_class_name.as_deref(), Some("agents-high"));
+        // What the operator decides stays: the locked-down security context and the volumes.
+        assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+        assert_eq!(pod.volumes.unwrap().len(), 4);
     }
 
     #[test]

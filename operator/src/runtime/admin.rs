@@ -1,4 +1,5 @@
-//! The admin port: `/healthz` and `/metrics`.
+//! The admin port: `/healthz` (the process is up), `/readyz` (the replica can take webhook
+//! traffic: see [`crate::runtime::readiness`]) and `/metrics`.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -9,17 +10,29 @@ use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-use crate::runtime::metrics::OperatorMetrics;
+use crate::runtime::{metrics::OperatorMetrics, readiness::Readiness};
 
-fn respond(metrics: &OperatorMetrics, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(
+    metrics: &OperatorMetrics,
+    readiness: &Readiness,
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match request.uri().path() {
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/readyz" => match readiness.check() {
+            Ok(()) => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+            Err(reason) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("not ready: {reason}\n"))
+            }
+        },
         "/metrics" => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             metrics.encode(),
         ),
-        _ => (StatusCode::NOT_FOUND, "text/plain", "try /healthz or /metrics\n".to_owned()),
+        _ => {
+            (StatusCode::NOT_FOUND, "text/plain", "try /healthz, /readyz or /metrics\n".to_owned())
+        }
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
@@ -31,6 +44,7 @@ fn respond(metrics: &OperatorMetrics, request: &Request<Incoming>) -> Response<F
 pub async fn serve_admin(
     listener: TcpListener,
     metrics: Arc<OperatorMetrics>,
+    readiness: Readiness,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -41,9 +55,10 @@ pub async fn serve_admin(
         };
         let Ok((stream, _peer)) = accepted else { continue };
         let metrics = metrics.clone();
+        let readiness = readiness.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
-                let response = respond(&metrics, &request);
+                let response = respond(&metrics, &readiness, &request);
                 async move { Ok::<_, Infallible>(response) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use crate::runtime::gateway_pod::GatewayPodSettings;
+
 /// How gateways are deployed and how their identity and keys are set up.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GatewaySettings {
     /// Container image of the gateway.
     pub image: String,
@@ -21,10 +23,13 @@ pub struct GatewaySettings {
     pub spool_mib: u64,
     /// Secrets (in each agent namespace) the gateway pods pull their image with.
     pub image_pull_secrets: Vec<String>,
+    /// The gateway pods' resources, node selector, tolerations, affinity, topology spread and
+    /// priority class (`--gateway-pod`).
+    pub pod: GatewayPodSettings,
 }
 
 /// Whether `name` is a valid Kubernetes object name (RFC 1123 subdomain).
-fn is_dns_subdomain(name: &str) -> bool {
+pub(crate) fn is_dns_subdomain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {

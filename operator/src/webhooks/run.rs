@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use kube::Client;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -13,6 +14,7 @@ use tokio::sync::watch;
 use super::certificate_store::{CertificateStoreError, ensure_certificates};
 use super::tls::{CertificateLifetimes, ServingCertificate, WebhookTlsError};
 use super::{WebhookEndpoint, WebhookSettings, register_webhooks};
+use crate::runtime::readiness::Readiness;
 
 /// Everything the webhooks of one replica need.
 #[derive(Clone, Debug)]
@@ -52,6 +54,23 @@ pub async fn run_webhooks<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    let readiness = Readiness::new("the webhook serving certificate is not loaded yet");
+    run_webhooks_reporting(client, listener, options, readiness, shutdown).await
+}
+
+/// [`run_webhooks`], reporting in `readiness` whether the API server can call them: ready once the
+/// serving certificate is loaded and the applied configuration's every caBundle is its CA.
+pub async fn run_webhooks_reporting<F>(
+    client: Client,
+    listener: TcpListener,
+    options: WebhookOptions,
+    readiness: Readiness,
+    shutdown: F,
+) -> Result<(), RunWebhooksError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    readiness.set_not_ready("the webhook serving certificate is not loaded yet");
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -78,6 +97,10 @@ where
     };
     let serving = ServingCertificate::new(&current)?;
     let tls = serving.clone().server_config();
+    readiness.set_not_ready(format!(
+        "the webhook configuration {:?} is not registered with this replica's CA yet",
+        options.configuration_name
+    ));
     tracing::info!(
         endpoint = ?options.endpoint,
         configuration = %options.configuration_name,
@@ -99,9 +122,23 @@ where
                 )
                 .await
                 {
-                    Ok(_) => true,
+                    Ok(applied) => {
+                        match mismatched_ca_bundle(&applied, current.ca_pem()) {
+                            None => readiness.set_ready(),
+                            Some(webhook) => readiness.set_not_ready(format!(
+                                "the caBundle of webhook {webhook:?} in {:?} is not the CA of the \
+                                 serving certificate",
+                                options.configuration_name
+                            )),
+                        }
+                        true
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "registering the webhooks failed; retrying");
+                        // A registered configuration stays valid through a failed re-apply.
+                        if !readiness.is_ready() {
+                            readiness.set_not_ready(format!("{error}; retrying"));
+                        }
                         false
                     }
                 };
@@ -114,6 +151,12 @@ where
                     Ok(certificates) if certificates != current => {
                         match serving.replace(&certificates) {
                             Ok(()) => {
+                                if certificates.ca_pem() != current.ca_pem() {
+                                    // Until the loop re-applies the configuration with it.
+                                    readiness.set_not_ready(
+                                        "the webhook CA changed; re-registering the configuration",
+                                    );
+                                }
                                 tracing::info!(
                                     not_after = %certificates.cert_not_after(),
                                     ca_changed = certificates.ca_pem() != current.ca_pem(),
@@ -147,6 +190,21 @@ where
     Ok(())
 }
 
+/// The first webhook of `configuration` whose caBundle is not `ca_pem`.
+pub fn mismatched_ca_bundle(
+    configuration: &MutatingWebhookConfiguration,
+    ca_pem: &str,
+) -> Option<String> {
+    configuration
+        .webhooks
+        .iter()
+        .flatten()
+        .find(|w| {
+            w.client_config.ca_bundle.as_ref().map(|b| b.0.as_slice()) != Some(ca_pem.as_bytes())
+        })
+        .map(|w| w.name.clone())
+}
+
 async fn fetch(
     client: &Client,
     options: &WebhookOptions,
@@ -154,4 +212,27 @@ async fn fetch(
 ) -> Result<super::WebhookCertificates, CertificateStoreError> {
     ensure_certificates(client, &options.namespace, &options.tls_secret, names, options.lifetimes)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configuration_matches_only_when_every_webhook_carries_the_ca() {
+        let endpoint = WebhookEndpoint::Url("https://127.0.0.1:9443".into());
+        let mut configuration = super::super::webhook_configuration("chaperone", &endpoint, "CA1");
+        assert_eq!(mismatched_ca_bundle(&configuration, "CA1"), None);
+        assert_eq!(
+            mismatched_ca_bundle(&configuration, "CA2").as_deref(),
+            Some("approvalrequests.chaperone.dev")
+        );
+        if let Some(webhooks) = configuration.webhooks.as_mut() {
+            webhooks[1].client_config.ca_bundle = None;
+        }
+        assert_eq!(
+            mismatched_ca_bundle(&configuration, "CA1").as_deref(),
+            Some("pods.chaperone.dev")
+        );
+    }
 }
