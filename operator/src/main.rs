@@ -69,6 +69,10 @@ struct Args {
     /// every namespace that has an AgentConnection, as for any pod.
     #[arg(long = "gateway-image-pull-secret", value_name = "SECRET")]
     gateway_image_pull_secrets: Vec<String>,
+    /// The namespace whose pods may scrape the gateways' admin port (metrics) through the
+    /// gateway's NetworkPolicy; unset: no namespace may.
+    #[arg(long, env = "CHAPERONE_GATEWAY_METRICS_NAMESPACE")]
+    gateway_metrics_namespace: Option<String>,
     /// The cluster's service-account token issuer; discovered from the API server when unset.
     #[arg(long, env = "CHAPERONE_SERVICE_ACCOUNT_ISSUER")]
     service_account_issuer: Option<String>,
@@ -169,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         spool_mib: args.gateway_spool_mib,
         image_pull_secrets: args.gateway_image_pull_secrets,
+        metrics_namespace: args.gateway_metrics_namespace,
     };
     settings.check().map_err(anyhow::Error::msg)?;
 

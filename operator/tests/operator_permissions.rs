@@ -87,6 +87,7 @@ fn settings() -> GatewaySettings {
         session_key_rotation: Duration::from_secs(7 * 24 * 3600),
         spool_mib: 1024,
         image_pull_secrets: Vec::new(),
+        metrics_namespace: None,
     }
 }
 
