@@ -245,6 +245,7 @@ fn gateway_values_reach_the_operators_flags() {
         "--gateway-replicas=1",
         "--gateway-spool-mib=4096",
         "--gateway-image-pull-secret=regcred",
+        "--gateway-metrics-namespace=monitoring",
         "--gateway-image=ghcr.io/chaperone-dev/chaperone-gateway:v9.9.9@sha256:1111111111111111111111111111111111111111111111111111111111111111",
     ] {
         assert!(args.contains(&expected), "{expected} missing from {args:?}");
