@@ -242,18 +242,15 @@ async fn apply(
             )
             .await;
     }
-    for (_, problem) in rendered.ignored_network.iter().filter(|(c, _)| *c == name) {
+    for ignored in rendered.ignored_network.iter().filter(|i| i.connection == name) {
         context
             .base
             .publish(
                 &reference,
                 EventType::Warning,
-                "EgressEntryIgnored",
+                ignored.reason,
                 "Apply",
-                format!(
-                    "NetworkPolicy {namespace}/{}: {problem}.",
-                    network_policies::agent_policy_name(&name)
-                ),
+                ignored.message.clone(),
             )
             .await;
     }
@@ -353,8 +350,8 @@ struct RenderedGateway {
     replicas: GatewayReplicas,
     /// Objects created or changed, as `Kind name`.
     changed: Vec<String>,
-    /// Per connection, the `spec.network` entries its NetworkPolicy leaves out, and why.
-    ignored_network: Vec<(String, String)>,
+    /// What of the connections the NetworkPolicies could not honour.
+    ignored_network: Vec<network_policies::Ignored>,
 }
 
 async fn render_gateway(

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use crate::gateway::objects::{ADMIN_PORT, AGENTS_PORT, GATEWAY_NAME, Manifest, metadata};
 use crate::webhooks::pod::CONNECTION_LABEL;
 
+/// The longest label value Kubernetes accepts.
+pub const MAX_LABEL_VALUE: usize = 63;
 /// Name of the policy on the gateway's pods (ingress).
 pub const GATEWAY_POLICY_NAME: &str = GATEWAY_NAME;
 /// Prefix of each connection's egress policy: `chaperone-agents-<connection>`.
@@ -37,8 +39,19 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 pub struct NetworkPolicies {
     /// The manifests to apply, the gateway's first.
     pub manifests: Vec<Manifest>,
-    /// Per connection, each `spec.network` entry left out and why (the policy is stricter for it).
-    pub ignored: Vec<(String, String)>,
+    /// What could not be honoured, each for one connection (the policies are stricter for it).
+    pub ignored: Vec<Ignored>,
+}
+
+/// Something of a connection the policies could not honour, as an event says it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ignored {
+    /// The connection's name.
+    pub connection: String,
+    /// The event's reason: `EgressEntryIgnored` or `ConnectionNameTooLong`.
+    pub reason: &'static str,
+    /// The event's note, a sentence naming the object or field and what to do.
+    pub message: String,
 }
 
 /// Name of `connection`'s egress policy.
@@ -55,15 +68,33 @@ pub fn network_policies(
     owners: &[OwnerReference],
     metrics_namespace: Option<&str>,
 ) -> NetworkPolicies {
-    let names: Vec<String> = live.iter().map(ResourceExt::name_any).collect();
-    let mut manifests = vec![gateway_policy(namespace, &names, owners, metrics_namespace)];
     let mut ignored = Vec::new();
+    // A label value has at most 63 characters: a longer connection name labels no pod, and would
+    // make the API server refuse the selectors naming it.
+    let (live, unlabelable): (Vec<&AgentConnection>, Vec<&AgentConnection>) =
+        live.iter().partition(|c| c.name_any().len() <= MAX_LABEL_VALUE);
+    for connection in unlabelable {
+        ignored.push(Ignored {
+            connection: connection.name_any(),
+            reason: "ConnectionNameTooLong",
+            message: format!(
+                "AgentConnection {namespace}/{}: the name is longer than {MAX_LABEL_VALUE} characters, so no pod can carry it as the label {CONNECTION_LABEL}: the connection gets no NetworkPolicy and no pod reaches the gateway through it; recreate it with a shorter name.",
+                connection.name_any()
+            ),
+        });
+    }
+    let names: Vec<String> = live.iter().map(|c| c.name_any()).collect();
+    let mut manifests = vec![gateway_policy(namespace, &names, owners, metrics_namespace)];
     for connection in live {
         let name = connection.name_any();
         let own: Vec<OwnerReference> = owners.iter().filter(|o| o.name == name).cloned().collect();
         let (manifest, problems) = agent_policy(namespace, connection, &own);
         manifests.push(manifest);
-        ignored.extend(problems.into_iter().map(|p| (name.clone(), p)));
+        ignored.extend(problems.into_iter().map(|problem| Ignored {
+            connection: name.clone(),
+            reason: "EgressEntryIgnored",
+            message: format!("NetworkPolicy {namespace}/{}: {problem}.", agent_policy_name(&name)),
+        }));
     }
     NetworkPolicies { manifests, ignored }
 }
@@ -314,7 +345,13 @@ mod tests {
         );
         let rendered = network_policies("agents", &[connection], &[], None);
         assert_eq!(rendered.ignored.len(), 1, "{:?}", rendered.ignored);
-        assert!(rendered.ignored[0].1.contains("\"169.254.170.2/32\""));
+        let ignored = &rendered.ignored[0];
+        assert_eq!(ignored.reason, "EgressEntryIgnored");
+        assert!(
+            ignored.message.starts_with("NetworkPolicy agents/chaperone-agents-a: spec.network.allowedEgressCidrs entry \"169.254.170.2/32\""),
+            "{}",
+            ignored.message
+        );
         let blocks = &rendered.manifests[1].body["spec"]["egress"][2]["to"];
         assert_eq!(
             blocks[0]["ipBlock"],
@@ -325,6 +362,26 @@ mod tests {
             json!({"cidr": "fd00:ec2::/32", "except": ["fd00:ec2::254/128", "fd00:ec2::23/128"]})
         );
         assert_eq!(blocks[2]["ipBlock"], json!({"cidr": "10.0.0.0/8"}));
+    }
+
+    #[test]
+    fn a_connection_name_too_long_for_a_label_gets_no_policy_and_says_why() {
+        let long = "a".repeat(64);
+        let rendered = network_policies(
+            "agents",
+            &[live("short", "u1", json!({})), live(&long, "u2", json!({}))],
+            &[],
+            None,
+        );
+        let names: Vec<&str> = rendered.manifests.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["chaperone-gateway", "chaperone-agents-short"]);
+        let values = &rendered.manifests[0].body["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"]
+            [0]["values"];
+        assert_eq!(values, &json!(["short"]));
+        assert_eq!(rendered.ignored.len(), 1);
+        assert_eq!(rendered.ignored[0].connection, long);
+        assert_eq!(rendered.ignored[0].reason, "ConnectionNameTooLong");
+        assert!(rendered.ignored[0].message.contains("longer than 63 characters"));
     }
 
     #[test]
