@@ -45,6 +45,10 @@ pub struct AgentConnectionSpec {
     /// Security checks the operator performs on the admitted service accounts.
     #[serde(default)]
     pub security: SecuritySettings,
+    /// Where the connection's pods (labelled `chaperone.dev/connection: <name>`) may send
+    /// traffic: the NetworkPolicy the operator manages for them.
+    #[serde(default)]
+    pub network: NetworkSettings,
 }
 
 /// Which workloads may use the connection.
@@ -256,6 +260,41 @@ pub struct SecuritySettings {
     /// account could read the Secrets that hold upstream credentials.
     #[serde(default)]
     pub refuse_if_agent_can_read_credentials: bool,
+}
+
+/// The egress the operator's NetworkPolicy leaves the connection's pods.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.allowedEgressCidrs) || size(self.allowedEgressCidrs) == 0 || (has(self.egress) && self.egress == 'GatewayOnly')",
+    "message": "allowedEgressCidrs applies only with egress: GatewayOnly (with MetadataDenied every destination but the metadata endpoints is open already)"
+}]))]
+pub struct NetworkSettings {
+    /// `MetadataDenied` (the default): the pods may reach anything except the cloud metadata and
+    /// pod-identity endpoints (169.254.169.254, 169.254.170.2, 169.254.170.23, fd00:ec2::254,
+    /// fd00:ec2::23). `GatewayOnly`: the pods may reach only the namespace's gateway, the cluster
+    /// DNS and `allowedEgressCidrs`.
+    #[serde(default)]
+    pub egress: EgressMode,
+    /// With `egress: GatewayOnly`, further destinations (every port) as CIDRs, e.g.
+    /// `10.20.0.0/16` or `2001:db8::/64`. The metadata endpoints stay denied inside them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 64)))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.all(c, isCIDR(c))",
+        "message": "each entry must be a CIDR such as 10.20.0.0/16 or 2001:db8::/64"
+    }]))]
+    pub allowed_egress_cidrs: Vec<String>,
+}
+
+/// How far the connection's pods' egress is restricted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum EgressMode {
+    /// Everything but the cloud metadata and pod-identity endpoints.
+    #[default]
+    MetadataDenied,
+    /// Only the namespace's gateway, the cluster DNS and `allowedEgressCidrs`.
+    GatewayOnly,
 }
 
 /// Observed state of an AgentConnection.

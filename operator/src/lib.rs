@@ -6,6 +6,8 @@
 //! fetches, applies and writes status:
 //! - [`gateway`]: AgentConnections into a namespace's gateway (configuration file, keys Secret,
 //!   Kubernetes objects, connection status).
+//! - [`network_policy`]: the NetworkPolicies that keep agents' traffic on the gateway (the
+//!   gateway's ingress, each connection's pods' egress), applied with the gateway.
 //! - [`recording_policy`]: each RecordingPolicy's bucket (lifecycle rules, checks, published
 //!   keys) and status.
 //! - [`approvals`]: ApprovalRequests' phase, notifications, expiry and cleanup.
@@ -21,6 +23,7 @@
 pub mod approvals;
 pub mod error;
 pub mod gateway;
+pub mod network_policy;
 pub mod recording_policy;
 pub mod runtime;
 pub mod webhooks;

@@ -76,6 +76,10 @@ struct Args {
     /// priorityClassName (the chart renders it from its `gateway.*` values).
     #[arg(long, env = "CHAPERONE_GATEWAY_POD", default_value = "{}")]
     gateway_pod: String,
+    /// The namespace whose pods may scrape the gateways' admin port (metrics) through the
+    /// gateway's NetworkPolicy; unset: no namespace may.
+    #[arg(long, env = "CHAPERONE_GATEWAY_METRICS_NAMESPACE")]
+    gateway_metrics_namespace: Option<String>,
     /// The cluster's service-account token issuer; discovered from the API server when unset.
     #[arg(long, env = "CHAPERONE_SERVICE_ACCOUNT_ISSUER")]
     service_account_issuer: Option<String>,
@@ -179,6 +183,7 @@ async fn main() -> anyhow::Result<()> {
         spool_mib: args.gateway_spool_mib,
         image_pull_secrets: args.gateway_image_pull_secrets,
         pod: gateway_pod,
+        metrics_namespace: args.gateway_metrics_namespace,
     };
     settings.check().map_err(anyhow::Error::msg)?;
 

@@ -70,6 +70,7 @@ fn settings() -> GatewaySettings {
         spool_mib: 1024,
         image_pull_secrets: Vec::new(),
         pod: Default::default(),
+        metrics_namespace: None,
     }
 }
 

@@ -184,6 +184,7 @@ async fn a_policy_change_reaches_the_running_gateway_within_seconds_and_an_in_fl
         spool_mib: 1024,
         image_pull_secrets: Vec::new(),
         pod: Default::default(),
+        metrics_namespace: None,
     };
     let context =
         Arc::new(Context::new(client.clone(), settings, Arc::new(OperatorMetrics::new())));

@@ -452,6 +452,79 @@ async fn an_agent_that_can_read_the_credentials_secret_is_reported_naming_the_bi
 }
 
 #[tokio::test]
+async fn an_agent_that_can_list_secrets_or_watch_the_recorders_secret_is_reported_and_refused_when_the_connection_asks()
+ {
+    let env = environment();
+    let _logs = env.logs_on_failure();
+    let namespace = "pod-security-list";
+    let (admin, _) = agent_namespace(namespace).await;
+    let mut policy = example("recordingpolicy").expect("example");
+    set(&mut policy, "/metadata/namespace", json!(namespace));
+    keep(create_in(&admin, namespace, &policy).await.expect("create").map(|_| ()));
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), namespace);
+    let connections: Api<AgentConnection> = Api::namespaced(admin.clone(), namespace);
+
+    // No `get` anywhere: `list` on every Secret, `watch` on the recorder's by name.
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "secret-lister"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["recorder"], "verbs": ["watch"]},
+        ],
+    }))
+    .expect("role");
+    keep(
+        Api::<Role>::namespaced(admin.clone(), namespace)
+            .create(&PostParams::default(), &role)
+            .await,
+    );
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "agent-lists-secrets"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "secret-lister"},
+        "subjects": [{"kind": "ServiceAccount", "name": AGENT, "namespace": namespace}],
+    }))
+    .expect("binding");
+    keep(
+        Api::<RoleBinding>::namespaced(admin.clone(), namespace)
+            .create(&PostParams::default(), &binding)
+            .await,
+    );
+
+    let (outcome, condition) = admit_until(&pods, &connections, "granted", |_, c| {
+        c.is_some_and(|c| c.status == "False" && c.message.contains("watch"))
+    })
+    .await;
+    outcome.expect("still admitted: the connection does not ask for refusal");
+    let condition = condition.expect("condition");
+    assert_eq!(condition.reason, "AgentCanReadCredentials");
+    let message = &condition.message;
+    let lists =
+        format!("ServiceAccount {namespace}/{AGENT} can list Secrets in namespace {namespace}");
+    assert!(message.contains(&lists), "{message}");
+    let watches =
+        format!("ServiceAccount {namespace}/{AGENT} can watch Secret {namespace}/recorder");
+    assert!(message.contains(&watches), "{message}");
+    assert!(message.contains("agent-lists-secrets"), "{message}");
+    // The namespace-wide list is reported once, not again for each Secret; no get was granted.
+    assert!(!message.contains(&format!("can list Secret {namespace}/")), "{message}");
+    assert!(!message.contains("can get"), "{message}");
+
+    connections
+        .patch(
+            CONNECTION,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"security": {"refuseIfAgentCanReadCredentials": true}}})),
+        )
+        .await
+        .expect("patch");
+    let (outcome, _) = admit_until(&pods, &connections, "refused", |o, _| o.is_err()).await;
+    let message = refusal(outcome);
+    assert!(message.contains("refuseIfAgentCanReadCredentials"), "{message}");
+    assert!(message.contains(&lists), "{message}");
+    assert!(message.contains(&watches), "{message}");
+}
+
+#[tokio::test]
 async fn a_pod_taking_variables_from_a_secret_is_admitted_with_a_warning_naming_it() {
     let env = environment();
     let _logs = env.logs_on_failure();

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod env;
 pub mod gateway;
 pub mod images;
+pub mod network_policy;
 pub mod objects;
 pub mod paths;
 pub mod pki;

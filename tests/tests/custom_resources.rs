@@ -106,6 +106,28 @@ async fn invalid_agent_connections_are_refused_naming_the_field() {
     set(&mut no_agents, "/spec/agents/serviceAccounts", json!([]));
     assert_refused(&client, no_agents, "spec.agents.serviceAccounts", "at least 1").await;
 
+    let mut bad_cidr = named(base.clone(), "bad-egress-cidr");
+    set(
+        &mut bad_cidr,
+        "/spec/network",
+        json!({"egress": "GatewayOnly", "allowedEgressCidrs": ["10.20.0.0/16", "10.0.0.0/33"]}),
+    );
+    let hint = "each entry must be a CIDR such as 10.20.0.0/16 or 2001:db8::/64";
+    assert_refused(&client, bad_cidr, "spec.network.allowedEgressCidrs", hint).await;
+
+    let mut cidrs_without_gateway_only = named(base.clone(), "egress-cidrs-without-gateway-only");
+    set(
+        &mut cidrs_without_gateway_only,
+        "/spec/network",
+        json!({"allowedEgressCidrs": ["10.0.0.0/8"]}),
+    );
+    let hint = "allowedEgressCidrs applies only with egress: GatewayOnly";
+    assert_refused(&client, cidrs_without_gateway_only, "spec.network", hint).await;
+
+    let mut unknown_egress = named(base.clone(), "unknown-egress-mode");
+    set(&mut unknown_egress, "/spec/network", json!({"egress": "Everything"}));
+    assert_refused(&client, unknown_egress, "spec.network.egress", "MetadataDenied").await;
+
     let mut short_session = named(base, "short-session");
     set(&mut short_session, "/spec/session/maxDurationSeconds", json!(60));
     assert_refused(&client, short_session, "spec.session.maxDurationSeconds", "900").await;

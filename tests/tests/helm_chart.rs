@@ -38,6 +38,8 @@ const EVERYTHING: &[&str] = &[
     "--set",
     "gateway.imagePullSecrets[0].name=regcred",
     "--set",
+    "gateway.metricsNamespace=monitoring",
+    "--set",
     "gateway.image.tag=v9.9.9",
     "--set",
     "gateway.image.digest=sha256:1111111111111111111111111111111111111111111111111111111111111111",
@@ -194,6 +196,7 @@ fn values_outside_the_schema_are_refused_naming_the_key() {
         (&["--set", "gateway.spoolMiB=16"][..], "spoolMiB"),
         (&["--set", "gateway.imagePullSecrets[0].name=Reg_Cred"][..], "imagePullSecrets"),
         (&["--set", "operator.logFormat=xml"][..], "logFormat"),
+        (&["--set", "gateway.metricsNamespace=Monitoring"][..], "metricsNamespace"),
         (&["--set", "operator.sessionKeyRotationHours=6"][..], "sessionKeyRotationHours"),
         (&["--set", "unknown=1"][..], "unknown"),
         (&["--set", "gateway.image.digest=latest"][..], "digest"),
@@ -259,6 +262,7 @@ fn gateway_values_reach_the_operators_flags() {
         "--gateway-replicas=1",
         "--gateway-spool-mib=4096",
         "--gateway-image-pull-secret=regcred",
+        "--gateway-metrics-namespace=monitoring",
         "--gateway-image=ghcr.io/chaperone-dev/chaperone-gateway:v9.9.9@sha256:1111111111111111111111111111111111111111111111111111111111111111",
     ] {
         assert!(args.contains(&expected), "{expected} missing from {args:?}");

@@ -20,7 +20,7 @@ use std::{
 use chaperone_config::IdentitySource;
 use chaperone_crds::{AgentConnection, ApprovalRule, RecordingPolicy};
 use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Secret},
+    api::{apps::v1::Deployment, core::v1::Secret, networking::v1::NetworkPolicy},
     apimachinery::pkg::apis::meta::v1::OwnerReference,
     jiff::Timestamp,
 };
@@ -45,6 +45,7 @@ use crate::{
     gateway::connection_status::{self, GatewayReplicas, StatusInputs},
     gateway::keys::{self, ExistingKeys, KeysChange, KeysPlan},
     gateway::objects::{self, Manifest},
+    network_policy::policies::{self as network_policies, NetworkPolicies},
     runtime::{
         metrics::OperatorMetrics,
         scaffolding::{self, ControllerBase, apply_params},
@@ -241,6 +242,18 @@ async fn apply(
             )
             .await;
     }
+    for ignored in rendered.ignored_network.iter().filter(|i| i.connection == name) {
+        context
+            .base
+            .publish(
+                &reference,
+                EventType::Warning,
+                ignored.reason,
+                "Apply",
+                ignored.message.clone(),
+            )
+            .await;
+    }
     if let KeysChange::Rotated { reason } | KeysChange::Regenerated { problem: reason } =
         &rendered.keys.change
     {
@@ -337,6 +350,8 @@ struct RenderedGateway {
     replicas: GatewayReplicas,
     /// Objects created or changed, as `Kind name`.
     changed: Vec<String>,
+    /// What of the connections the NetworkPolicies could not honour.
+    ignored_network: Vec<network_policies::Ignored>,
 }
 
 async fn render_gateway(
@@ -436,7 +451,17 @@ async fn render_gateway(
             _ => {}
         }
     }
-    Ok(RenderedGateway { compilation, keys, endpoint, replicas, changed })
+    let NetworkPolicies { manifests, ignored } = network_policies::network_policies(
+        namespace,
+        live,
+        &owners,
+        context.settings.metrics_namespace.as_deref(),
+    );
+    for manifest in &manifests {
+        apply_manifest(context, manifest, &mut changed).await?;
+    }
+    changed.extend(delete_network_policies(context, namespace, &manifests).await?);
+    Ok(RenderedGateway { compilation, keys, endpoint, replicas, changed, ignored_network: ignored })
 }
 
 fn service_endpoint(ip: &str) -> String {
@@ -579,9 +604,41 @@ async fn apply_keys(
     Ok(plan)
 }
 
+/// Deletes the operator's NetworkPolicies of `namespace` that `wanted` does not name; returns
+/// them as `NetworkPolicy name (deleted)`.
+async fn delete_network_policies(
+    context: &Context,
+    namespace: &str,
+    wanted: &[Manifest],
+) -> Result<Vec<String>, Error> {
+    let api: Api<NetworkPolicy> = Api::namespaced(context.base.client.clone(), namespace);
+    let existing: Vec<String> = api
+        .list_metadata(&ListParams::default().labels(&objects::gateway_label_selector()))
+        .await
+        .map_err(Error::kube(format!("listing the operator's NetworkPolicies in {namespace}")))?
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    let mut removed = Vec::new();
+    for name in network_policies::stale(&existing, wanted) {
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => removed.push(format!("NetworkPolicy {name} (deleted)")),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Kube {
+                    action: format!("deleting NetworkPolicy {name} of namespace {namespace}"),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Deletes every gateway object of the namespace; returns those that existed.
 async fn delete_gateway(context: &Context, namespace: &str) -> Result<Vec<String>, Error> {
-    let mut removed = Vec::new();
+    let mut removed = delete_network_policies(context, namespace, &[]).await?;
     for (resource, name, object_namespace) in objects::gateway_object_names(namespace) {
         let api = dynamic_api(context, &resource, object_namespace.as_deref());
         match api.delete(&name, &DeleteParams::background()).await {

@@ -105,7 +105,8 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    fn new<K: Resource<DynamicType = ()>>(
+    /// A manifest of kind `K` from its metadata and the rest of its body.
+    pub fn new<K: Resource<DynamicType = ()>>(
         name: &str,
         namespace: Option<&str>,
         metadata: Value,
@@ -129,7 +130,8 @@ impl Manifest {
     }
 }
 
-fn metadata(name: &str, namespace: &str, owners: &[OwnerReference]) -> Value {
+/// Metadata of a namespaced gateway object: name, namespace, [`gateway_labels`], owners.
+pub fn metadata(name: &str, namespace: &str, owners: &[OwnerReference]) -> Value {
     json!({
         "name": name,
         "namespace": namespace,
@@ -501,6 +503,7 @@ mod tests {
             spool_mib: 1024,
             image_pull_secrets: Vec::new(),
             pod: Default::default(),
+            metrics_namespace: None,
         }
     }
 

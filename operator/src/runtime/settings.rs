@@ -26,6 +26,9 @@ pub struct GatewaySettings {
     /// The gateway pods' resources, node selector, tolerations, affinity, topology spread and
     /// priority class (`--gateway-pod`).
     pub pod: GatewayPodSettings,
+    /// The namespace whose pods may scrape the gateways' admin port (metrics); `None`: none may
+    /// (kubelet probes are the CNI's to let through).
+    pub metrics_namespace: Option<String>,
 }
 
 /// Whether `name` is a valid Kubernetes object name (RFC 1123 subdomain).
@@ -38,6 +41,11 @@ pub(crate) fn is_dns_subdomain(name: &str) -> bool {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
+}
+
+/// Whether `name` is a valid namespace name (RFC 1123 label).
+fn is_dns_label(name: &str) -> bool {
+    name.len() <= 63 && !name.contains('.') && is_dns_subdomain(name)
 }
 
 /// The default spool limit of a gateway, MiB.
@@ -79,6 +87,11 @@ impl GatewaySettings {
         if let Some(bad) = self.image_pull_secrets.iter().find(|s| !is_dns_subdomain(s)) {
             return Err(format!(
                 "--gateway-image-pull-secret {bad:?} is not a Secret name (lowercase letters, digits, '-' and '.', at most 253)"
+            ));
+        }
+        if let Some(bad) = self.metrics_namespace.as_deref().filter(|n| !is_dns_label(n)) {
+            return Err(format!(
+                "--gateway-metrics-namespace {bad:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
             ));
         }
         if self.spool_mib < MIN_SPOOL_MIB {

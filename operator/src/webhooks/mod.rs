@@ -418,8 +418,10 @@ pub fn webhook_configuration(
     configuration
 }
 
-/// Creates or updates (server-side apply) the configuration `name` with every webhook
-/// ([`webhook_configuration`]).
+/// Creates the configuration `name` with every webhook ([`webhook_configuration`]) when it does
+/// not exist; when it does (the chart installs it), patches only each webhook's `clientConfig`
+/// (address and `caBundle`, [`client_config_patch`]), so that the installer's `timeoutSeconds`,
+/// `sideEffects`, `failurePolicy` and selectors stay as given.
 pub async fn register_webhooks(
     client: &Client,
     name: &str,
@@ -429,12 +431,70 @@ pub async fn register_webhooks(
     apply_configuration(client, name, webhook_configuration(name, endpoint, ca_pem)).await
 }
 
+/// The strategic merge patch that gives each webhook of `existing` named in `wanted` the
+/// `clientConfig` of `wanted` (webhooks merge by name; `url` or `service`, whichever is not
+/// wanted, is cleared). Nothing else is touched; webhooks `wanted` does not name are left alone.
+/// `None` when nothing differs.
+pub fn client_config_patch(
+    existing: &MutatingWebhookConfiguration,
+    wanted: &MutatingWebhookConfiguration,
+) -> Option<serde_json::Value> {
+    let webhooks: Vec<serde_json::Value> = existing
+        .webhooks
+        .iter()
+        .flatten()
+        .filter_map(|webhook| {
+            let desired = wanted.webhooks.iter().flatten().find(|w| w.name == webhook.name)?;
+            let config = &desired.client_config;
+            (config != &webhook.client_config).then(|| {
+                serde_json::json!({
+                    "name": webhook.name,
+                    "clientConfig": {
+                        "caBundle": config.ca_bundle,
+                        "url": config.url,
+                        "service": config.service,
+                    },
+                })
+            })
+        })
+        .collect();
+    (!webhooks.is_empty()).then(|| serde_json::json!({ "webhooks": webhooks }))
+}
+
 async fn apply_configuration(
     client: &Client,
     name: &str,
     mut configuration: MutatingWebhookConfiguration,
 ) -> Result<MutatingWebhookConfiguration, WebhookError> {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let register = |source| WebhookError::Register { name: name.to_owned(), source };
+    if let Some(existing) = api.get_opt(name).await.map_err(register)? {
+        let missing: Vec<&str> = configuration
+            .webhooks
+            .iter()
+            .flatten()
+            .filter(|w| !existing.webhooks.iter().flatten().any(|e| e.name == w.name))
+            .map(|w| w.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            tracing::warn!(
+                configuration = name,
+                ?missing,
+                "the webhook configuration lacks webhooks the operator serves; they are not called until it names them"
+            );
+        }
+        let Some(patch) = client_config_patch(&existing, &configuration) else {
+            return Ok(existing);
+        };
+        return api
+            .patch(
+                name,
+                &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
+                &Patch::Strategic(patch),
+            )
+            .await
+            .map_err(register);
+    }
     configuration.metadata.managed_fields = None;
     let patch = serde_json::json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -444,7 +504,7 @@ async fn apply_configuration(
     });
     api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
-        .map_err(|source| WebhookError::Register { name: name.to_owned(), source })
+        .map_err(register)
 }
 
 /// Creates or updates (server-side apply) the ApprovalRequest webhook configuration `name`.

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use chaperone_config::DEFAULT_AUDIENCE;
-use chaperone_crds::AgentConnection;
+use chaperone_crds::{AgentConnection, RecordingPolicy};
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::authorization::v1::{
@@ -29,7 +29,7 @@ use kube::{Api, Client, Resource as _};
 use serde_json::json;
 
 use crate::gateway::config_compiler::Check;
-use crate::gateway::objects::{AGENTS_PORT, CONFIG_SECRET_NAME, GATEWAY_NAME};
+use crate::gateway::objects::{AGENTS_PORT, CONFIG_SECRET_NAME, GATEWAY_NAME, KEYS_SECRET_NAME};
 
 /// The label that asks for injection; its value names an AgentConnection of the pod's namespace.
 pub const CONNECTION_LABEL: &str = "chaperone.dev/connection";
@@ -371,7 +371,7 @@ pub fn mutate(pod: &Pod, injection: &Injection, connection: &str) -> Result<Patc
 pub struct AccessFinding {
     /// The service account's name.
     pub service_account: String,
-    /// `get`, `list`.
+    /// `get`, `list`, `watch`.
     pub verb: String,
     /// `Secret agents/aws-upstream`, `Secrets in namespace agents`.
     pub what: String,
@@ -386,7 +386,7 @@ pub fn isolation(namespace: &str, checked: &[String], allowed: &[AccessFinding])
             passed: true,
             reason: "AgentsCannotReadCredentials".to_owned(),
             message: format!(
-                "No admitted service account ({}) can get the Secrets holding upstream credentials or list Secrets in namespace {namespace}.",
+                "No admitted service account ({}) can get, list or watch the Secrets holding upstream credentials, the recorder's credentials or the gateway's config and keys, nor list or watch Secrets in namespace {namespace}.",
                 checked.join(", ")
             ),
         };
@@ -410,6 +410,82 @@ pub fn isolation(namespace: &str, checked: &[String], allowed: &[AccessFinding])
             findings.join("; ")
         ),
     }
+}
+
+/// The Secrets whose reading would let an agent around the gateway: the connection's upstream
+/// credentials (`spec.aws.credentials.secretRef`), the recorder's (its RecordingPolicy's
+/// `spec.s3.credentials.secretRef`), the gateway's config Secret (which holds the resolved
+/// credentials) and its keys Secret (whose session MAC keys mint credentials the gateway
+/// accepts). Without duplicates, in that order.
+pub fn guarded_secrets(connection: &AgentConnection, recorder_secret: Option<&str>) -> Vec<String> {
+    let mut secrets: Vec<String> = Vec::new();
+    let candidates = [
+        connection.spec.aws.credentials.secret_ref.as_ref().map(|r| r.name.as_str()),
+        recorder_secret,
+        Some(CONFIG_SECRET_NAME),
+        Some(KEYS_SECRET_NAME),
+    ];
+    for name in candidates.into_iter().flatten() {
+        if !secrets.iter().any(|s| s == name) {
+            secrets.push(name.to_owned());
+        }
+    }
+    secrets
+}
+
+/// One SubjectAccessReview to ask about Secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretAccessCheck {
+    /// `get`, `list` or `watch`.
+    pub verb: &'static str,
+    /// The Secret's name; `None`: every Secret of the namespace.
+    pub name: Option<String>,
+    /// How a finding names it: `Secret agents/aws-prod`, `Secrets in namespace agents`.
+    pub what: String,
+}
+
+/// The verbs that reveal a Secret's data: `get` it, `list` it (the list carries the data), or
+/// `watch` it (every event carries the object).
+pub const SECRET_READ_VERBS: [&str; 3] = ["get", "list", "watch"];
+
+/// The checks for `secrets`: each verb of [`SECRET_READ_VERBS`] on each named Secret (RBAC
+/// grants `list` and `watch` by name too, through a `metadata.name` field selector), then `list`
+/// and `watch` on every Secret of the namespace.
+pub fn secret_access_checks(namespace: &str, secrets: &[String]) -> Vec<SecretAccessCheck> {
+    let mut checks: Vec<SecretAccessCheck> = secrets
+        .iter()
+        .flat_map(|secret| {
+            SECRET_READ_VERBS.into_iter().map(move |verb| SecretAccessCheck {
+                verb,
+                name: Some(secret.clone()),
+                what: format!("Secret {namespace}/{secret}"),
+            })
+        })
+        .collect();
+    checks.extend(["list", "watch"].into_iter().map(|verb| SecretAccessCheck {
+        verb,
+        name: None,
+        what: format!("Secrets in namespace {namespace}"),
+    }));
+    checks
+}
+
+/// The findings worth reporting: a service account allowed to `list` (or `watch`) every Secret
+/// of the namespace is reported once for it, not again for each named Secret.
+pub fn condense(findings: Vec<AccessFinding>) -> Vec<AccessFinding> {
+    let namespace_wide: Vec<(String, String)> = findings
+        .iter()
+        .filter(|f| f.what.starts_with("Secrets in namespace "))
+        .map(|f| (f.service_account.clone(), f.verb.clone()))
+        .collect();
+    findings
+        .into_iter()
+        .filter(|f| {
+            f.what.starts_with("Secrets in namespace ")
+                || f.verb == "get"
+                || !namespace_wide.contains(&(f.service_account.clone(), f.verb.clone()))
+        })
+        .collect()
 }
 
 /// The pod webhook's shell: API reads, SubjectAccessReviews, the condition and the answer.
@@ -555,26 +631,25 @@ impl PodWebhook {
         ))
     }
 
-    /// The accesses to upstream credentials each of `service_accounts` is allowed.
+    /// The accesses to upstream credentials each of `service_accounts` is allowed: every
+    /// [`secret_access_checks`] of the connection's Secrets (its credentials, the recorder's of
+    /// its RecordingPolicy, the gateway's config and keys), reported through [`condense`].
     async fn accesses(
         &self,
         namespace: &str,
         connection: &AgentConnection,
         service_accounts: &[String],
     ) -> Result<Vec<AccessFinding>, kube::Error> {
-        let mut secrets = vec![CONFIG_SECRET_NAME.to_owned()];
-        if let Some(reference) = &connection.spec.aws.credentials.secret_ref {
-            secrets.insert(0, reference.name.clone());
-        }
+        let policies: Api<RecordingPolicy> = Api::namespaced(self.client.clone(), namespace);
+        let recorder_secret = policies
+            .get_opt(&connection.spec.recording_policy_ref.name)
+            .await?
+            .and_then(|p| p.spec.s3.credentials.map(|c| c.secret_ref.name));
+        let secrets = guarded_secrets(connection, recorder_secret.as_deref());
         let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
         let mut allowed = Vec::new();
         for account in service_accounts {
-            let mut checks: Vec<(String, Option<String>, String)> = secrets
-                .iter()
-                .map(|s| ("get".to_owned(), Some(s.clone()), format!("Secret {namespace}/{s}")))
-                .collect();
-            checks.push(("list".to_owned(), None, format!("Secrets in namespace {namespace}")));
-            for (verb, name, what) in checks {
+            for check in secret_access_checks(namespace, &secrets) {
                 let review = SubjectAccessReview {
                     spec: SubjectAccessReviewSpec {
                         user: Some(format!("system:serviceaccount:{namespace}:{account}")),
@@ -585,9 +660,9 @@ impl PodWebhook {
                         ]),
                         resource_attributes: Some(ResourceAttributes {
                             namespace: Some(namespace.to_owned()),
-                            verb: Some(verb.clone()),
+                            verb: Some(check.verb.to_owned()),
                             resource: Some("secrets".to_owned()),
-                            name,
+                            name: check.name.clone(),
                             ..Default::default()
                         }),
                         ..Default::default()
@@ -600,14 +675,14 @@ impl PodWebhook {
                 {
                     allowed.push(AccessFinding {
                         service_account: account.clone(),
-                        verb,
-                        what,
+                        verb: check.verb.to_owned(),
+                        what: check.what,
                         reason: status.reason.unwrap_or_default(),
                     });
                 }
             }
         }
-        Ok(allowed)
+        Ok(condense(allowed))
     }
 
     /// Writes `AgentsIsolated` when it changed (server-side apply of the conditions under
@@ -863,6 +938,72 @@ mod tests {
             bad.message
         );
         assert!(bad.message.contains("RoleBinding \"read-secrets/agents\""), "{}", bad.message);
+    }
+
+    #[test]
+    fn the_check_covers_get_list_and_watch_of_every_secret_that_leads_around_the_gateway() {
+        let mut connection: AgentConnection = serde_json::from_value(json!({
+            "apiVersion": "chaperone.dev/v1alpha1",
+            "kind": "AgentConnection",
+            "metadata": {"name": "prod-aws", "namespace": "agents"},
+            "spec": {
+                "agents": {"serviceAccounts": ["pr-bot"]},
+                "aws": {"region": "us-east-1", "credentials": {"secretRef": {"name": "aws-prod"}}},
+                "recordingPolicyRef": {"name": "default"},
+            },
+        }))
+        .unwrap();
+        let secrets = guarded_secrets(&connection, Some("recorder-keys"));
+        assert_eq!(
+            secrets,
+            ["aws-prod", "recorder-keys", CONFIG_SECRET_NAME, KEYS_SECRET_NAME].map(String::from)
+        );
+        let checks = secret_access_checks("agents", &secrets);
+        for secret in &secrets {
+            for verb in SECRET_READ_VERBS {
+                assert!(
+                    checks.iter().any(|c| c.verb == verb && c.name.as_deref() == Some(secret)),
+                    "{verb} {secret}"
+                );
+            }
+        }
+        for verb in ["list", "watch"] {
+            let wide = checks.iter().find(|c| c.verb == verb && c.name.is_none()).unwrap();
+            assert_eq!(wide.what, "Secrets in namespace agents");
+        }
+        // A web identity connection whose recorder shares the gateway's ambient credentials.
+        connection.spec.aws.credentials.secret_ref = None;
+        assert_eq!(
+            guarded_secrets(&connection, None),
+            [CONFIG_SECRET_NAME, KEYS_SECRET_NAME].map(String::from)
+        );
+    }
+
+    #[test]
+    fn a_namespace_wide_list_is_reported_once_not_again_for_each_secret() {
+        let finding = |verb: &str, what: &str| AccessFinding {
+            service_account: "pr-bot".to_owned(),
+            verb: verb.to_owned(),
+            what: what.to_owned(),
+            reason: String::new(),
+        };
+        let findings = vec![
+            finding("get", "Secret agents/aws-prod"),
+            finding("list", "Secret agents/aws-prod"),
+            finding("watch", "Secret agents/aws-prod"),
+            finding("list", "Secrets in namespace agents"),
+        ];
+        let kept: Vec<(String, String)> =
+            condense(findings).into_iter().map(|f| (f.verb, f.what)).collect();
+        assert_eq!(
+            kept,
+            [
+                ("get", "Secret agents/aws-prod"),
+                ("watch", "Secret agents/aws-prod"),
+                ("list", "Secrets in namespace agents"),
+            ]
+            .map(|(v, w)| (v.to_owned(), w.to_owned()))
+        );
     }
 
     #[test]
