@@ -11,7 +11,7 @@ use http::header;
 
 use super::{Call, Refusal, classify::Classified, record::RequestRecord};
 use crate::{
-    approval::{ApprovalGate, BodyDigest, CallUnderReview},
+    approval::{ApprovalError, ApprovalGate, BodyDigest, CallUnderReview},
     aws_error::AwsError,
     classify::Classification,
     identity::SessionContext,
@@ -61,6 +61,7 @@ impl Call<'_> {
                 .headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
+            headers: &classified.semantic_headers,
             body,
             body_preview,
         };
@@ -108,6 +109,10 @@ impl Call<'_> {
                     tracing::warn!(session = %session.session_id, %failure, "could not record an approval");
                 }
                 result.decision()
+            }
+            Err(error @ ApprovalError::UnboundBody { .. }) => {
+                tracing::info!(session = %session.session_id, connection = %session.connection, action = ?call.actions, %error, "refused a held call whose body no approval can bind");
+                error.decision(&session.namespace)
             }
             Err(error) => {
                 tracing::error!(session = %session.session_id, connection = %session.connection, action = ?call.actions, %error, "approval store failed; refusing the held call");

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 
 use super::{Call, Refusal, classify::Classified, record::header_list};
 use crate::{
-    body::{CapturingBody, Inbound},
+    body::{CapturingBody, Inbound, StreamedPayload},
     forward::{BoxError, OutboundRequest, strip_hop_by_hop},
     identity::{CallerIdentity, SessionContext},
     metrics::ServiceLabels,
@@ -118,12 +118,14 @@ impl Call<'_> {
     }
 
     /// The upstream's response on its way back to the agent; once its body has passed (or the
-    /// agent dropped it), the response event is recorded with what was captured.
+    /// agent dropped it), the response event is recorded with what was captured, and with what
+    /// was measured of a streamed request body (`streamed`).
     pub(super) fn stream_back(
         &self,
         session: SessionContext,
         forwarded: Forwarded,
         capture_limit: usize,
+        streamed: Option<StreamedPayload>,
     ) -> Response<GatewayBody> {
         let Forwarded { response, sent, first_byte_us } = forwarded;
         let (mut parts, upstream_body) = response.into_parts();
@@ -149,6 +151,7 @@ impl Call<'_> {
                 },
                 upstream_error: captured.error,
                 redacted: Vec::new(),
+                request_body: streamed.as_ref().and_then(StreamedPayload::get),
             });
             tokio::spawn(async move {
                 if let Err(failure) = recorder.append(&session, event).await {

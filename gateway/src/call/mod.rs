@@ -93,8 +93,9 @@ impl<'a> Call<'a> {
         if let Some(response) = call.answer_locally(&verified, &classified) {
             return Ok(response);
         }
+        let (inbound, streamed) = inbound.measured();
         let forwarded = call.forward(&verified, &classified, inbound).await?;
-        Ok(call.stream_back(verified.session, forwarded, recording.capture_limit))
+        Ok(call.stream_back(verified.session, forwarded, recording.capture_limit, streamed))
     }
 
     /// Stops the call with an AWS error of `status` and `code`, in the shape known so far.

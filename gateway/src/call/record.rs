@@ -174,6 +174,7 @@ impl<'a> Call<'a> {
             },
             upstream_error,
             redacted: Vec::new(),
+            request_body: None,
         });
         let recorder = self.gateway.recorder.clone();
         tokio::spawn(async move {

@@ -709,6 +709,7 @@ mod tests {
                     timings: Timings::default(),
                     upstream_error: None,
                     redacted: vec![],
+                    request_body: None,
                 });
                 recorder.append(&session, body).await.map(|()| started.elapsed())
             });

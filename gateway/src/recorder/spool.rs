@@ -847,6 +847,7 @@ pub(crate) mod tests {
             timings: Timings::default(),
             upstream_error: None,
             redacted: vec![],
+            request_body: None,
         }))
         .unwrap()
     }
