@@ -128,17 +128,17 @@ pub struct Response {
     pub request_body: Option<StreamedBody>,
 }
 
-/// A request body as the gateway streamed it upstream: its payload's length and sha256,
-/// computed over every byte that passed (aws-chunked framing removed).
+/// A request body as the gateway streamed it upstream: the length and sha256 of the payload it
+/// received from the agent (aws-chunked framing removed), computed while it streamed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamedBody {
-    /// Payload bytes that passed.
+    /// Payload bytes received from the agent.
     pub size: u64,
-    /// SHA-256 of the payload bytes that passed.
+    /// SHA-256 of the payload bytes received from the agent.
     pub sha256: Hash256,
-    /// True when the body passed to its end; false when it broke off (the agent or upstream
-    /// stopped, or the gateway cut it because it did not match its declared hash), in which case
-    /// `size` and `sha256` describe the part that passed.
+    /// True when the body went upstream to its end; false when it broke off (the agent or the
+    /// upstream stopped, or the gateway cut it off because it did not match its declared
+    /// sha256), in which case `size` and `sha256` describe what the agent sent up to then.
     pub complete: bool,
 }
 

@@ -94,7 +94,7 @@ impl<'a> Call<'a> {
             return Ok(response);
         }
         let (inbound, streamed) = inbound.measured();
-        let forwarded = call.forward(&verified, &classified, inbound).await?;
+        let forwarded = call.forward(&verified, &classified, inbound, streamed.as_ref()).await?;
         Ok(call.stream_back(verified.session, forwarded, recording.capture_limit, streamed))
     }
 
