@@ -141,6 +141,7 @@ impl<'a> Call<'a> {
                 ),
             ),
             RecordError::SpoolFull { .. }
+            | RecordError::ConnectionQuota { .. }
             | RecordError::Unavailable { .. }
             | RecordError::BadEvent { .. } => self.refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
