@@ -947,6 +947,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_aws_chunked_body_forwarded_as_is_is_measured_by_its_payload() {
+        let measured = StreamedPayload::default();
+        let decoder =
+            ChunkedPayloadVerifier::new(None, true, vec!["x-amz-checksum-crc32".to_owned()], None);
+        let wire: &[&[u8]] = &[b"5\r\nhel", b"lo\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n"];
+        let body = PayloadHashingBody::new(
+            frames(wire),
+            None,
+            None,
+            Some(Box::new(decoder)),
+            measured.clone(),
+        );
+        let passed = body.collect().await.unwrap().to_bytes();
+        assert_eq!(passed, wire.concat(), "the wire goes upstream unchanged");
+        let seen = measured.get().unwrap();
+        assert!(seen.complete);
+        assert_eq!((seen.size, seen.sha256), (5, Hash256::of(b"hello")));
+    }
+
+    #[tokio::test]
     async fn a_streamed_body_dropped_early_is_measured_incomplete() {
         let measured = StreamedPayload::default();
         let mut body = PayloadHashingBody::new(
