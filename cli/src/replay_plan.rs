@@ -372,6 +372,7 @@ mod tests {
             timings: Timings::default(),
             upstream_error: None,
             redacted: vec![],
+            request_body: None,
         }
     }
 

@@ -258,6 +258,7 @@ mod tests {
             timings: Timings { total_us: Some(12_345), ..Timings::default() },
             upstream_error: None,
             redacted: vec![],
+            request_body: None,
         };
         writer.append(ts(2), EventBody::Response(response)).unwrap();
         let r = request("c2", "iam:CreateUser");

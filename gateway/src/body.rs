@@ -7,8 +7,10 @@ use std::{
     task::{Context, Poll},
 };
 
+use std::sync::{Arc, Mutex};
+
 use bytes::{Bytes, BytesMut};
-use chaperone_recording::{Body as RecordedBody, Hash256};
+use chaperone_recording::{Body as RecordedBody, Hash256, StreamedBody};
 use http::{HeaderMap, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -53,6 +55,9 @@ pub enum Inbound {
         payload: OutboundPayload,
         /// The first bytes, read ahead for the write-ahead record.
         prefix: Bytes,
+        /// For a body that goes upstream still aws-chunked (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`):
+        /// the decoder that finds its payload, so the payload's hash can be measured.
+        wire_decoder: Option<Box<ChunkedPayloadVerifier>>,
     },
 }
 
@@ -109,6 +114,7 @@ impl Inbound {
                 declared_sha256: Some(expected),
                 payload: OutboundPayload::Sha256Hex(hex::encode(expected)),
                 prefix: Bytes::new(),
+                wire_decoder: None,
             }),
             PayloadMode::Unsigned | PayloadMode::BodyHashVerified => Ok(Inbound::Streamed {
                 body: body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
@@ -116,6 +122,7 @@ impl Inbound {
                 declared_sha256: None,
                 payload: OutboundPayload::Unsigned,
                 prefix: Bytes::new(),
+                wire_decoder: None,
             }),
             PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer => {
                 let Some(mut decoder) = verified.chunked_payload_verifier() else {
@@ -135,6 +142,7 @@ impl Inbound {
                         declared_sha256: None,
                         payload: OutboundPayload::StreamingUnsignedTrailer,
                         prefix: Bytes::new(),
+                        wire_decoder: Some(Box::new(decoder)),
                     })
                 } else {
                     // Verified chunk by chunk here, re-chunked and re-signed upstream.
@@ -148,6 +156,7 @@ impl Inbound {
                         declared_sha256: None,
                         payload,
                         prefix: Bytes::new(),
+                        wire_decoder: None,
                     })
                 }
             }
@@ -158,7 +167,9 @@ impl Inbound {
     /// record; a buffered body, or `limit` 0, as it is.
     pub async fn with_prefix(self, limit: usize) -> Result<Inbound, BoxError> {
         match self {
-            Inbound::Streamed { body, size, declared_sha256, payload, .. } if limit > 0 => {
+            Inbound::Streamed { body, size, declared_sha256, payload, wire_decoder, .. }
+                if limit > 0 =>
+            {
                 let (prefix, rest) = split_prefix(body, limit).await?;
                 Ok(Inbound::Streamed {
                     body: rest.boxed_unsync(),
@@ -166,6 +177,7 @@ impl Inbound {
                     declared_sha256,
                     payload,
                     prefix,
+                    wire_decoder,
                 })
             }
             other => Ok(other),
@@ -191,14 +203,56 @@ impl Inbound {
         }
     }
 
-    /// The body as an approval fingerprint sees it.
+    /// The body as an approval fingerprint sees it: a streamed body without a declared sha256
+    /// (unsigned, or signed chunk by chunk by the agent itself) is unbound.
     pub fn body_digest(&self) -> BodyDigest {
         match self {
             Inbound::Buffered { hash, .. } => BodyDigest::Sha256(*hash),
             Inbound::Streamed { declared_sha256: Some(hash), .. } => {
                 BodyDigest::DeclaredSha256(*hash)
             }
-            Inbound::Streamed { size, .. } => BodyDigest::DeclaredSize(*size),
+            Inbound::Streamed { size, payload, .. } => BodyDigest::Unbound {
+                size: *size,
+                payload_mode: match payload {
+                    OutboundPayload::Sha256Hex(_) => "a payload hash",
+                    OutboundPayload::Unsigned => "UNSIGNED-PAYLOAD",
+                    OutboundPayload::StreamingUnsignedTrailer => {
+                        "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+                    }
+                    OutboundPayload::StreamingSigned { .. } => "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+                },
+            },
+        }
+    }
+
+    /// The body with a streamed one measured as it passes (its payload's size and sha256, and
+    /// checked against a declared sha256: a body that does not match is cut off before its last
+    /// byte); what was measured lands in the returned [`StreamedPayload`]. A buffered body is
+    /// measured already: `None`.
+    pub fn measured(self) -> (Inbound, Option<StreamedPayload>) {
+        match self {
+            Inbound::Streamed { body, size, declared_sha256, payload, prefix, wire_decoder } => {
+                let measured = StreamedPayload::default();
+                // Still aws-chunked on the wire: the payload ends where the decoder says.
+                let length = if wire_decoder.is_some() { None } else { size };
+                let body = PayloadHashingBody::new(
+                    body,
+                    length,
+                    declared_sha256,
+                    wire_decoder,
+                    measured.clone(),
+                );
+                let inbound = Inbound::Streamed {
+                    body: body.boxed_unsync(),
+                    size,
+                    declared_sha256,
+                    payload,
+                    prefix,
+                    wire_decoder: None,
+                };
+                (inbound, Some(measured))
+            }
+            buffered => (buffered, None),
         }
     }
 
@@ -361,6 +415,190 @@ where
     }
 }
 
+/// What a streamed request body turned out to be once it passed, shared between the body on its
+/// way upstream and the response event that records it.
+#[derive(Clone, Debug, Default)]
+pub struct StreamedPayload(Arc<Mutex<Option<StreamedBody>>>);
+
+impl StreamedPayload {
+    /// The measurement, once the body ended (or broke off).
+    pub fn get(&self) -> Option<StreamedBody> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, measured: StreamedBody) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(measured);
+    }
+}
+
+/// A request body that does not match the sha256 its request declared.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the request body does not match its x-amz-content-sha256 (declared {declared}, the {size} bytes sent hash to {sent}); the gateway cut it off before its end, so the upstream never received it whole"
+)]
+pub struct PayloadMismatch {
+    /// The declared hash, hex.
+    pub declared: String,
+    /// The hash of what was sent, hex.
+    pub sent: String,
+    /// Bytes sent.
+    pub size: u64,
+}
+
+/// Streams a request body through while hashing its payload (the decoded payload of a raw
+/// aws-chunked body); with a declared sha256 and length, the frame that completes the body is
+/// released only when the hash matches, so a body that differs from what was signed and decided
+/// never reaches the upstream whole.
+pub struct PayloadHashingBody<B> {
+    inner: B,
+    hasher: Sha256,
+    size: u64,
+    length: Option<u64>,
+    declared: Option<[u8; 32]>,
+    decoder: Option<Box<ChunkedPayloadVerifier>>,
+    measured: StreamedPayload,
+    ended: bool,
+}
+
+impl<B> PayloadHashingBody<B> {
+    /// Wraps `inner`: `length` is the payload's declared length (where the body ends), `declared`
+    /// its declared sha256, `decoder` the aws-chunked decoder of a body that stays chunked on the
+    /// wire.
+    pub fn new(
+        inner: B,
+        length: Option<u64>,
+        declared: Option<[u8; 32]>,
+        decoder: Option<Box<ChunkedPayloadVerifier>>,
+        measured: StreamedPayload,
+    ) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+            length,
+            declared,
+            decoder,
+            measured,
+            ended: false,
+        }
+    }
+
+    fn finish(&mut self, complete: bool) -> [u8; 32] {
+        let sha256: [u8; 32] = self.hasher.clone().finalize().into();
+        if !self.ended {
+            self.ended = true;
+            self.measured.set(StreamedBody {
+                size: self.size,
+                sha256: Hash256::from_bytes(sha256),
+                complete,
+            });
+        }
+        sha256
+    }
+
+    /// Whether the payload has reached its end: the inner body says so, or it is as long as
+    /// declared.
+    fn reached_end(&self, inner_ended: bool) -> bool {
+        inner_ended || self.length.is_some_and(|length| self.size >= length)
+    }
+
+    /// Ends the measurement: the aws-chunked decoder must have seen a whole body, and a declared
+    /// hash and length must match what passed.
+    fn end(&mut self) -> Result<(), BoxError> {
+        if let Some(decoder) = self.decoder.take()
+            && let Err(error) = decoder.finish()
+        {
+            self.finish(false);
+            return Err(Box::new(error));
+        }
+        let sent: [u8; 32] = self.hasher.clone().finalize().into();
+        if let Some(declared) = self.declared
+            && (sent != declared || self.length.is_some_and(|l| l != self.size))
+        {
+            self.finish(false);
+            let mismatch = PayloadMismatch {
+                declared: hex::encode(declared),
+                sent: hex::encode(sent),
+                size: self.size,
+            };
+            tracing::warn!(%mismatch, "cut off a request body");
+            return Err(Box::new(mismatch));
+        }
+        self.finish(true);
+        Ok(())
+    }
+}
+
+impl<B> Drop for PayloadHashingBody<B> {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+impl<B> Body for PayloadHashingBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    match this.decoder.as_mut() {
+                        Some(decoder) => {
+                            let mut payload = Vec::new();
+                            if let Err(error) = decoder.feed(data, &mut payload) {
+                                this.finish(false);
+                                return Poll::Ready(Some(Err(Box::new(error))));
+                            }
+                            this.hasher.update(&payload);
+                            this.size += payload.len() as u64;
+                        }
+                        None => {
+                            this.hasher.update(data);
+                            this.size += data.len() as u64;
+                        }
+                    }
+                }
+                // The frame that completes the body is released only once the body checks out.
+                if this.reached_end(this.inner.is_end_stream())
+                    && let Err(error) = this.end()
+                {
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                this.finish(false);
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(None) => match this.end() {
+                Ok(()) => Poll::Ready(None),
+                Err(error) => Poll::Ready(Some(Err(error))),
+            },
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Decodes an aws-chunked upload as it streams, releasing only payload whose chunk signatures
 /// (when signed) verified; a bad chunk ends the body with an error, so the upstream never
 /// receives a complete forged upload.
@@ -485,6 +723,10 @@ where
             return Poll::Ready(None);
         }
         Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && (self.ended || self.inner.is_end_stream())
     }
 }
 
@@ -640,6 +882,105 @@ mod tests {
         assert_eq!(captured.size, 1000);
         assert_eq!(captured.prefix.len(), 250);
         assert_eq!(captured.sha256, <[u8; 32]>::from(Sha256::digest(&all)));
+    }
+
+    fn frames(
+        chunks: &[&[u8]],
+    ) -> StreamBody<
+        impl futures_util::Stream<Item = Result<Frame<Bytes>, std::convert::Infallible>> + Unpin,
+    > {
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+            chunks.iter().map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_is_measured_as_it_passes() {
+        let measured = StreamedPayload::default();
+        let body = PayloadHashingBody::new(
+            frames(&[b"hello ", b"streamed ", b"world"]),
+            Some(20),
+            None,
+            None,
+            measured.clone(),
+        );
+        assert_eq!(body.collect().await.unwrap().to_bytes(), &b"hello streamed world"[..]);
+        let seen = measured.get().unwrap();
+        assert!(seen.complete);
+        assert_eq!(seen.size, 20);
+        assert_eq!(seen.sha256, Hash256::of(b"hello streamed world"));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_differs_from_its_declared_sha256_is_cut_before_its_last_frame() {
+        let measured = StreamedPayload::default();
+        let declared: [u8; 32] = Sha256::digest(b"hello approved world").into();
+        let mut body = PayloadHashingBody::new(
+            frames(&[b"hello ", b"switched ", b"world"]),
+            Some(20),
+            Some(declared),
+            None,
+            measured.clone(),
+        );
+        let mut passed = Vec::new();
+        let error = loop {
+            match body.frame().await {
+                Some(Ok(frame)) => passed.extend_from_slice(&frame.into_data().unwrap()),
+                Some(Err(error)) => break error,
+                None => panic!("the mismatching body ended normally"),
+            }
+        };
+        assert_eq!(passed, b"hello switched ", "the completing frame is held back");
+        assert!(error.to_string().contains("does not match its x-amz-content-sha256"), "{error}");
+        assert!(!measured.get().unwrap().complete);
+
+        let matching = StreamedPayload::default();
+        let body = PayloadHashingBody::new(
+            frames(&[b"hello ", b"approved ", b"world"]),
+            Some(20),
+            Some(declared),
+            None,
+            matching.clone(),
+        );
+        assert_eq!(body.collect().await.unwrap().to_bytes().len(), 20);
+        assert!(matching.get().unwrap().complete);
+    }
+
+    #[tokio::test]
+    async fn an_aws_chunked_body_forwarded_as_is_is_measured_by_its_payload() {
+        let measured = StreamedPayload::default();
+        let decoder =
+            ChunkedPayloadVerifier::new(None, true, vec!["x-amz-checksum-crc32".to_owned()], None);
+        let wire: &[&[u8]] = &[b"5\r\nhel", b"lo\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n"];
+        let body = PayloadHashingBody::new(
+            frames(wire),
+            None,
+            None,
+            Some(Box::new(decoder)),
+            measured.clone(),
+        );
+        let passed = body.collect().await.unwrap().to_bytes();
+        assert_eq!(passed, wire.concat(), "the wire goes upstream unchanged");
+        let seen = measured.get().unwrap();
+        assert!(seen.complete);
+        assert_eq!((seen.size, seen.sha256), (5, Hash256::of(b"hello")));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_dropped_early_is_measured_incomplete() {
+        let measured = StreamedPayload::default();
+        let mut body = PayloadHashingBody::new(
+            frames(&[b"abc", b"def"]),
+            Some(6),
+            None,
+            None,
+            measured.clone(),
+        );
+        body.frame().await.unwrap().unwrap();
+        drop(body);
+        let seen = measured.get().unwrap();
+        assert!(!seen.complete);
+        assert_eq!((seen.size, seen.sha256), (3, Hash256::of(b"abc")));
     }
 
     #[tokio::test]

@@ -53,6 +53,10 @@ struct Args {
     /// Spool size beyond which calls are refused (FailClosed) until uploads catch up, in MiB.
     #[arg(long, default_value_t = 1024)]
     max_spool_mib: u64,
+    /// Spool one AgentConnection may hold before its calls are refused (FailClosed) until its
+    /// uploads catch up, in MiB; default: an equal share of --max-spool-mib per connection.
+    #[arg(long)]
+    max_connection_spool_mib: Option<u64>,
     /// Seconds between signed digest objects per open stream.
     #[arg(long, default_value_t = 300)]
     digest_interval_seconds: u64,
@@ -153,6 +157,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         RecordingSigner::from_seed(keys.recording_signing_key.seed()),
     );
     settings.max_spool_bytes = args.max_spool_mib.saturating_mul(1024 * 1024);
+    settings.max_connection_spool_bytes =
+        args.max_connection_spool_mib.map(|mib| mib.saturating_mul(1024 * 1024));
     settings.digest_interval = Duration::from_secs(args.digest_interval_seconds.max(1));
     settings.cut.max_age = Duration::from_secs(args.segment_max_age_seconds.max(1));
     let recorder = Arc::new(

@@ -108,7 +108,7 @@ impl Collector for RecorderCollector {
                 gauge.metric_type(),
             )?)?;
         }
-        let counters: [(&str, &str, Option<Unit>, u64); 7] = [
+        let counters: [(&str, &str, Option<Unit>, u64); 8] = [
             ("recorder_events", "Events made durable in the spool", None, m.events_recorded_total),
             (
                 "recorder_fsyncs",
@@ -140,6 +140,12 @@ impl Collector for RecorderCollector {
                 "Appends refused because the spool was full",
                 None,
                 m.spool_full_refusals_total,
+            ),
+            (
+                "recorder_connection_quota_refusals",
+                "Appends refused because their connection's share of the spool was used up",
+                None,
+                m.connection_quota_refusals_total,
             ),
         ];
         for (name, help, unit, value) in counters {

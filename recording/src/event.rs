@@ -121,6 +121,25 @@ pub struct Response {
     pub upstream_error: Option<String>,
     #[serde(default)]
     pub redacted: Vec<String>,
+    /// The request body the gateway streamed upstream, measured while it passed: present only
+    /// for streamed request bodies (the `request` event, written before the body passed, holds
+    /// only what the request declared). Absent in recordings made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<StreamedBody>,
+}
+
+/// A request body as the gateway streamed it upstream: the length and sha256 of the payload it
+/// received from the agent (aws-chunked framing removed), computed while it streamed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamedBody {
+    /// Payload bytes received from the agent.
+    pub size: u64,
+    /// SHA-256 of the payload bytes received from the agent.
+    pub sha256: Hash256,
+    /// True when the body went upstream to its end; false when it broke off (the agent or the
+    /// upstream stopped, or the gateway cut it off because it did not match its declared
+    /// sha256), in which case `size` and `sha256` describe what the agent sent up to then.
+    pub complete: bool,
 }
 
 /// A call the gateway refused without forwarding: the request and the answer it gave.
@@ -342,6 +361,31 @@ mod tests {
         assert_eq!(value["body"]["size"], 5);
         assert_eq!(value["decision"]["effect"], "allow");
         assert_eq!(value["timings"], json!({"decide_us": 42}));
+    }
+
+    #[test]
+    fn a_response_without_request_body_reads_as_before_and_one_with_it_round_trips() {
+        // A response line as written before `request_body` existed: no member, no `null`.
+        let old =
+            serde_json::to_value(EventBody::Response(crate::fixtures::response("c-1"))).unwrap();
+        assert!(old.get("request_body").is_none(), "{old}");
+        let EventBody::Response(read) = serde_json::from_value::<EventBody>(old).unwrap() else {
+            panic!("not a response");
+        };
+        assert_eq!(read.request_body, None);
+
+        let mut response = crate::fixtures::response("c-2");
+        response.request_body =
+            Some(StreamedBody { size: 3, sha256: Hash256::of(b"abc"), complete: true });
+        let value = serde_json::to_value(EventBody::Response(response.clone())).unwrap();
+        assert_eq!(
+            value["request_body"],
+            json!({"size": 3, "sha256": Hash256::of(b"abc").to_string(), "complete": true})
+        );
+        assert_eq!(
+            serde_json::from_value::<EventBody>(value).unwrap(),
+            EventBody::Response(response)
+        );
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub(crate) fn response(call: &str) -> Response {
         timings: Timings { total_us: Some(900), ..Timings::default() },
         upstream_error: None,
         redacted: vec![],
+        request_body: None,
     }
 }
 

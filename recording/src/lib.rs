@@ -26,7 +26,7 @@ pub use digest::{DIGEST_FORMAT, Digest, DigestChain, SignedDigest};
 pub use event::{
     AgentIdentity, Approval, ApprovalDecision, Approver, AwsCall, Body, BodyEncoding, Decision,
     Denied, Effect, EndReason, Event, EventBody, FORMAT_VERSION, Request, Response, SessionEnd,
-    SessionStart, Timings,
+    SessionStart, StreamedBody, Timings,
 };
 pub use hash::{Hash256, chain_genesis, line_hash};
 pub use layout::{LayoutError, ObjectKey, ObjectName, SessionLocation, StreamLocation};

@@ -217,6 +217,7 @@ fn record_call(writer: &mut SegmentWriter, at: Timestamp, call_id: &str, call: &
                 timings: Timings { total_us: Some(2_500), ..Timings::default() },
                 upstream_error: None,
                 redacted: vec![],
+                request_body: None,
             };
             writer.append(at, EventBody::Response(response)).expect("append");
         }

@@ -6,11 +6,14 @@
 //! sorted. The session id is deliberately left out: a retry from the agent's next session (new
 //! credentials, same pod or service account) must match.
 //!
-//! The parameters digest is `sha256(canonical(method, raw path, query, body))`: the query as
-//! `(name, value)` pairs sorted, as they appear on the wire, without the signature, credential,
-//! date and token parameters of presigned URLs and without the SDK's `x-id` hint; the body by the
-//! sha256 of its payload, or for streamed bodies by the hash the request declared, or else its
-//! declared size.
+//! The parameters digest is `sha256(canonical(method, raw path, query, headers, body))`: the
+//! query as `(name, value)` pairs sorted, as they appear on the wire, without the signature,
+//! credential, date and token parameters of presigned URLs and without the SDK's `x-id` hint; the
+//! semantic headers ([`semantic_headers`]: every `x-amz-*` header but the signing ones, and the
+//! standard headers that change what a call does or stores) as `(name, value)` pairs sorted; the
+//! body by the sha256 of its payload, or for streamed bodies by the hash the request declared
+//! (checked while the body streams). A streamed body without a declared hash binds nothing: a
+//! call an approval rule holds is refused instead ([`BodyDigest::Unbound`]).
 
 use sha2::{Digest, Sha256};
 
@@ -31,15 +34,89 @@ pub fn is_volatile_query(name: &str) -> bool {
     VOLATILE_QUERY.iter().any(|v| name.eq_ignore_ascii_case(v))
 }
 
+/// `x-amz-*` headers that only sign the request or frame its body (the body itself is bound by
+/// its hash): they differ between two sendings of the same call.
+const SIGNING_HEADERS: &[&str] = &[
+    "x-amz-date",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
+    "x-amz-decoded-content-length",
+    "x-amz-trailer",
+    "x-amz-user-agent",
+];
+
+/// Standard headers that change what a call does, stores or returns.
+const SEMANTIC_STANDARD_HEADERS: &[&str] = &[
+    "content-type",
+    "content-md5",
+    "content-encoding",
+    "content-language",
+    "content-disposition",
+    "cache-control",
+    "expires",
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+];
+
+/// Whether a header changes the meaning of a call, so an approval binds its value: every
+/// `x-amz-*` header but the signing and framing ones, and the standard headers that change what
+/// a call does or stores.
+pub fn is_semantic_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    (name.starts_with("x-amz-") && !SIGNING_HEADERS.contains(&name.as_str()))
+        || SEMANTIC_STANDARD_HEADERS.contains(&name.as_str())
+}
+
+/// The semantic headers of a call (see [`is_semantic_header`]) as an approval binds them: names
+/// lowercase, values trimmed, `aws-chunked` (framing) dropped from `content-encoding`, sorted.
+pub fn semantic_headers<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<(String, String)> {
+    let mut semantic: Vec<(String, String)> = headers
+        .into_iter()
+        .filter(|(name, _)| is_semantic_header(name))
+        .filter_map(|(name, value)| {
+            let name = name.to_ascii_lowercase();
+            let value = if name == "content-encoding" {
+                let codings: Vec<&str> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
+                    .collect();
+                if codings.is_empty() {
+                    return None;
+                }
+                codings.join(",")
+            } else {
+                value.trim().to_owned()
+            };
+            Some((name, value))
+        })
+        .collect();
+    semantic.sort_unstable();
+    semantic
+}
+
 /// What the gateway knows of a request body when it decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyDigest {
     /// The payload was read whole; its sha256.
     Sha256([u8; 32]),
-    /// It streams; the sha256 it declared (`x-amz-content-sha256`).
+    /// It streams; the sha256 it declared (`x-amz-content-sha256`), which the gateway checks
+    /// while it streams (a body that does not match never reaches the upstream whole).
     DeclaredSha256([u8; 32]),
-    /// It streams without a declared hash; its declared size, if any.
-    DeclaredSize(Option<u64>),
+    /// It streams without a declared hash (unsigned, or signed chunk by chunk with the agent's
+    /// own key): nothing the gateway knows before forwarding binds its bytes, so an approval
+    /// cannot be bound to it.
+    Unbound {
+        /// The declared payload size, if any.
+        size: Option<u64>,
+        /// How the agent sent it, e.g. `UNSIGNED-PAYLOAD`.
+        payload_mode: &'static str,
+    },
 }
 
 impl BodyDigest {
@@ -48,8 +125,12 @@ impl BodyDigest {
             BodyDigest::Sha256(hash) | BodyDigest::DeclaredSha256(hash) => {
                 format!("sha256:{}", hex::encode(hash))
             }
-            BodyDigest::DeclaredSize(Some(size)) => format!("size:{size}"),
-            BodyDigest::DeclaredSize(None) => "size:unknown".into(),
+            BodyDigest::Unbound { size: Some(size), payload_mode } => {
+                format!("unbound:{payload_mode}:{size}")
+            }
+            BodyDigest::Unbound { size: None, payload_mode } => {
+                format!("unbound:{payload_mode}:unknown")
+            }
         }
     }
 }
@@ -63,6 +144,8 @@ pub struct CallParameters<'a> {
     pub raw_path: &'a str,
     /// The query string as on the wire, without `?`.
     pub raw_query: &'a str,
+    /// The semantic headers, as [`semantic_headers`] gives them.
+    pub headers: &'a [(String, String)],
     /// The body.
     pub body: BodyDigest,
 }
@@ -78,11 +161,19 @@ impl CallParameters<'_> {
             .filter(|(name, _)| !is_volatile_query(name))
             .collect();
         query.sort_unstable();
-        let mut encoder = CanonicalEncoder::new("chaperone.approval.parameters.v1");
+        let mut encoder = CanonicalEncoder::new("chaperone.approval.parameters.v2");
         encoder.field(self.method);
         encoder.field(self.raw_path);
         encoder.count(query.len());
         for (name, value) in query {
+            encoder.field(name);
+            encoder.field(value);
+        }
+        let mut headers: Vec<(&str, &str)> =
+            self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        headers.sort_unstable();
+        encoder.count(headers.len());
+        for (name, value) in headers {
             encoder.field(name);
             encoder.field(value);
         }
@@ -206,6 +297,7 @@ mod tests {
                 method: "DELETE",
                 raw_path: path,
                 raw_query: query,
+                headers: &[],
                 body: BodyDigest::Sha256([0; 32]),
             },
         }
@@ -276,11 +368,58 @@ mod tests {
         other_connection.connection = "staging-aws";
         assert_ne!(fingerprint, CallFingerprint::of(&other_connection));
 
-        let mut streamed = base;
-        streamed.parameters.body = BodyDigest::DeclaredSize(Some(10));
-        let mut streamed_larger = base;
-        streamed_larger.parameters.body = BodyDigest::DeclaredSize(Some(11));
-        assert_ne!(CallFingerprint::of(&streamed), CallFingerprint::of(&streamed_larger));
+        let mut other_body = base;
+        other_body.parameters.body = BodyDigest::Sha256([1; 32]);
+        assert_ne!(fingerprint, CallFingerprint::of(&other_body));
+        let mut declared = base;
+        declared.parameters.body = BodyDigest::DeclaredSha256([1; 32]);
+        assert_eq!(CallFingerprint::of(&other_body), CallFingerprint::of(&declared));
+    }
+
+    #[test]
+    fn every_semantic_header_is_bound_and_signing_headers_are_not() {
+        let actions = strings(&["s3:PutObject"]);
+        let base = delete_bucket(&actions, &[], "/b/k", "");
+        let bound = |headers: &[(&str, &str)]| {
+            let headers = semantic_headers(headers.iter().copied());
+            let mut call = base;
+            call.parameters.headers = &headers;
+            CallFingerprint::of(&call)
+        };
+        let plain = bound(&[("x-amz-date", "20261125T100000Z"), ("content-type", "text/plain")]);
+        assert_eq!(
+            plain,
+            bound(&[
+                ("Content-Type", " text/plain "),
+                ("x-amz-date", "20261125T101500Z"),
+                ("x-amz-security-token", "other"),
+                ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+                ("x-amz-decoded-content-length", "5"),
+                ("content-encoding", "aws-chunked"),
+                ("amz-sdk-invocation-id", "abc"),
+                ("user-agent", "aws-cli/2"),
+            ]),
+            "signing, framing and client headers do not change the call"
+        );
+        for header in [
+            ("x-amz-storage-class", "GLACIER"),
+            ("x-amz-website-redirect-location", "/elsewhere"),
+            ("x-amz-server-side-encryption", "aws:kms"),
+            ("x-amz-meta-owner", "agent"),
+            ("x-amz-target", "DynamoDB_20120810.DeleteTable"),
+            ("x-amz-checksum-crc32", "AAAAAA=="),
+            ("content-md5", "1B2M2Y8AsgTpgAmY7PhCfg=="),
+            ("content-encoding", "aws-chunked,gzip"),
+            ("cache-control", "no-cache"),
+            ("if-match", "\"etag\""),
+        ] {
+            assert_ne!(
+                plain,
+                bound(&[("content-type", "text/plain"), header]),
+                "{header:?} must change the fingerprint"
+            );
+        }
+        assert_ne!(plain, bound(&[("content-type", "application/octet-stream")]));
     }
 
     #[test]

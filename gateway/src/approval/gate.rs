@@ -66,17 +66,33 @@ pub enum ApprovalError {
         /// The last suffix tried.
         last: usize,
     },
+    /// The held call's body streams without a declared sha256, so no approval can be bound to
+    /// its bytes.
+    #[error(
+        "ApprovalRule {rule} holds this call, and its body streams {payload_mode}{size}: an approval is bound to the sha256 of the whole body, which the gateway cannot know before forwarding. Sign the payload (x-amz-content-sha256 set to the body's sha256; the AWS CLI and boto3 do over HTTP unless s3 payload_signing_enabled is false) or send at most 1048576 bytes, which the gateway reads whole"
+    )]
+    UnboundBody {
+        /// The rule that holds the call.
+        rule: String,
+        /// How the body was sent, e.g. `UNSIGNED-PAYLOAD`.
+        payload_mode: &'static str,
+        /// ` (<n> bytes)` when the size is declared.
+        size: String,
+    },
 }
 
 impl ApprovalError {
     /// The data path's decision: the held call is refused (fail closed).
     pub fn decision(&self, namespace: &str) -> PolicyDecision {
-        let rule = match self {
-            ApprovalError::Api { rule, .. } | ApprovalError::NoFreeName { rule, .. } => rule,
+        let (rule, what) = match self {
+            ApprovalError::Api { rule, .. } | ApprovalError::NoFreeName { rule, .. } => {
+                (rule, "approval store")
+            }
+            ApprovalError::UnboundBody { rule, .. } => (rule, "approval binding: unsigned body"),
         };
         PolicyDecision::Deny {
             object: format!("ApprovalRule/{namespace}/{rule}"),
-            rule: "approval store".into(),
+            rule: what.into(),
             message: self.to_string(),
         }
     }
@@ -102,6 +118,8 @@ pub struct CallUnderReview<'a> {
     pub raw_query: &'a str,
     /// The request's Content-Type.
     pub content_type: Option<&'a str>,
+    /// The semantic headers that go upstream ([`super::fingerprint::semantic_headers`]).
+    pub headers: &'a [(String, String)],
     /// The body, as the fingerprint sees it.
     pub body: BodyDigest,
     /// The body when it was read whole, for the preview.
@@ -275,6 +293,13 @@ impl ApprovalGate {
             call.resources,
             call.resources_complete,
         )?;
+        if let BodyDigest::Unbound { size, payload_mode } = call.body {
+            return Some(Err(ApprovalError::UnboundBody {
+                rule: rule.name.clone(),
+                payload_mode,
+                size: size.map(|size| format!(" ({size} bytes)")).unwrap_or_default(),
+            }));
+        }
         let fingerprint = CallFingerprint::of(&CallIdentity {
             connection: &session.connection,
             namespace: &session.namespace,
@@ -285,6 +310,7 @@ impl ApprovalGate {
                 method: call.method,
                 raw_path: call.raw_path,
                 raw_query: call.raw_query,
+                headers: call.headers,
                 body: call.body,
             },
         });

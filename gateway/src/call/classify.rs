@@ -6,6 +6,7 @@ use http::StatusCode;
 
 use super::{Call, Refusal};
 use crate::{
+    approval::fingerprint::semantic_headers,
     aws_error::{AwsError, shape_for_protocol},
     body::Inbound,
     classify::{AwsRequest, Classification, ResourceContext},
@@ -31,6 +32,9 @@ pub(super) struct Classified<'a> {
     /// Where the call goes upstream (the connection's override or the partition's endpoint of the
     /// modelled service), resolved before the call is decided and recorded.
     pub(super) endpoint: String,
+    /// The semantic headers that go upstream (signed, or harmless unsigned ones), as an approval
+    /// binds them.
+    pub(super) semantic_headers: Vec<(String, String)>,
 }
 
 impl Classified<'_> {
@@ -126,7 +130,11 @@ impl<'a> Call<'a> {
             actions,
             resources,
         };
-        Ok((Classified { connection, classification, first_action, endpoint }, aws))
+        let semantic_headers = semantic_headers(header_pairs.iter().copied());
+        Ok((
+            Classified { connection, classification, first_action, endpoint, semantic_headers },
+            aws,
+        ))
     }
 
     /// The refusal of a call with no upstream: a scope outside the grammar is a malformed

@@ -6,17 +6,22 @@ use std::{collections::BTreeMap, time::Instant};
 
 use chaperone_crds::RecordingPolicySpec;
 
-use chaperone_recording::{Decision, Denied, Effect, EventBody, Timings};
+use chaperone_recording::{Body as RecordedBody, Decision, Denied, Effect, EventBody, Timings};
 use http::header;
 
 use super::{Call, Refusal, classify::Classified, record::RequestRecord};
 use crate::{
-    approval::{ApprovalGate, BodyDigest, CallUnderReview},
+    approval::{ApprovalError, ApprovalGate, BodyDigest, CallUnderReview},
     aws_error::AwsError,
     classify::Classification,
     identity::SessionContext,
     policy::PolicyDecision,
 };
+
+/// Body bytes a `denied` event keeps: a refused call forwards nothing, so its body is evidence,
+/// not data, and an agent sending refused calls cannot fill the spool with their bodies. The
+/// recording keeps the full size and sha256 and marks the body `truncated`.
+pub(super) const DENIED_BODY_CAP: usize = 4096;
 
 impl Call<'_> {
     /// The decision on the call, after approval rules; how long a held call waited goes into
@@ -61,6 +66,7 @@ impl Call<'_> {
                 .headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
+            headers: &classified.semantic_headers,
             body,
             body_preview,
         };
@@ -109,6 +115,10 @@ impl Call<'_> {
                 }
                 result.decision()
             }
+            Err(error @ ApprovalError::UnboundBody { .. }) => {
+                tracing::info!(session = %session.session_id, connection = %session.connection, action = ?call.actions, %error, "refused a held call whose body no approval can bind");
+                error.decision(&session.namespace)
+            }
             Err(error) => {
                 tracing::error!(session = %session.session_id, connection = %session.connection, action = ?call.actions, %error, "approval store failed; refusing the held call");
                 error.decision(&session.namespace)
@@ -140,7 +150,7 @@ impl Call<'_> {
             path: request.path,
             query: request.query,
             headers: request.headers,
-            body: request.body,
+            body: capped(request.body, DENIED_BODY_CAP),
             aws: request.aws,
             decision: Decision { effect: Effect::Deny, object: Some(object), rule: Some(rule) },
             timings: Timings {
@@ -157,6 +167,17 @@ impl Call<'_> {
             tracing::warn!(session = %session.session_id, %failure, "could not record a denial");
         }
         Refusal { error, shape: self.shape }
+    }
+}
+
+/// `body` with at most `cap` captured bytes (size and sha256 unchanged, `truncated` set when
+/// bytes were left out).
+fn capped(body: RecordedBody, cap: usize) -> RecordedBody {
+    match body.captured_bytes() {
+        Ok(bytes) if bytes.len() > cap => {
+            RecordedBody::captured(&bytes[..cap], body.size, body.sha256)
+        }
+        _ => body,
     }
 }
 

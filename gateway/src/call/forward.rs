@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 
 use super::{Call, Refusal, classify::Classified, record::header_list};
 use crate::{
-    body::{CapturingBody, Inbound},
+    body::{CapturingBody, Inbound, PayloadMismatch, StreamedPayload},
     forward::{BoxError, OutboundRequest, strip_hop_by_hop},
     identity::{CallerIdentity, SessionContext},
     metrics::ServiceLabels,
@@ -50,6 +50,7 @@ impl Call<'_> {
             &HeaderMap::new(),
             RecordedBody::complete(body.as_bytes()),
             None,
+            None,
         );
         Some(response)
     }
@@ -61,6 +62,7 @@ impl Call<'_> {
         verified: &VerifiedRequest<SessionContext>,
         classified: &Classified<'_>,
         inbound: Inbound,
+        streamed: Option<&StreamedPayload>,
     ) -> Result<Forwarded, Refusal> {
         let (session, service) = (&verified.session, &verified.scope.service);
         let connection = classified.connection;
@@ -89,12 +91,18 @@ impl Call<'_> {
                     StatusCode::SERVICE_UNAVAILABLE,
                     failure.to_string(),
                     message,
+                    streamed,
                 ));
             }
         };
         let response = match self.gateway.forwarder.send(endpoint, outbound, &credentials).await {
             Ok(response) => response,
             Err(error) => {
+                if let Some(mismatch) = payload_mismatch(&error) {
+                    return Err(self.switched_body(session, mismatch, streamed));
+                }
+                // The causes name what broke: a connection, or the agent's body (broken off).
+                let error = error_with_causes(&error);
                 tracing::warn!(session = %session.session_id, %error, "upstream call failed");
                 let message = format!(
                     "the gateway could not reach {endpoint}: {error} (request {request_id})"
@@ -103,8 +111,9 @@ impl Call<'_> {
                     session,
                     service,
                     StatusCode::BAD_GATEWAY,
-                    error.to_string(),
+                    error,
                     message,
+                    streamed,
                 ));
             }
         };
@@ -118,12 +127,14 @@ impl Call<'_> {
     }
 
     /// The upstream's response on its way back to the agent; once its body has passed (or the
-    /// agent dropped it), the response event is recorded with what was captured.
+    /// agent dropped it), the response event is recorded with what was captured, and with what
+    /// was measured of a streamed request body (`streamed`).
     pub(super) fn stream_back(
         &self,
         session: SessionContext,
         forwarded: Forwarded,
         capture_limit: usize,
+        streamed: Option<StreamedPayload>,
     ) -> Response<GatewayBody> {
         let Forwarded { response, sent, first_byte_us } = forwarded;
         let (mut parts, upstream_body) = response.into_parts();
@@ -149,6 +160,7 @@ impl Call<'_> {
                 },
                 upstream_error: captured.error,
                 redacted: Vec::new(),
+                request_body: streamed.as_ref().and_then(StreamedPayload::get),
             });
             tokio::spawn(async move {
                 if let Err(failure) = recorder.append(&session, event).await {
@@ -157,6 +169,26 @@ impl Call<'_> {
             });
         });
         Response::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync())
+    }
+
+    /// A streamed body that did not match its declared sha256, cut off before its end: recorded
+    /// with what the agent sent, and refused as S3 refuses it.
+    fn switched_body(
+        &self,
+        session: &SessionContext,
+        mismatch: &PayloadMismatch,
+        streamed: Option<&StreamedPayload>,
+    ) -> Refusal {
+        let message = format!("{mismatch} (Chaperone gateway; request {})", self.request_id);
+        self.record_response(
+            session.clone(),
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            RecordedBody::empty(),
+            Some(mismatch.to_string()),
+            streamed.and_then(StreamedPayload::get),
+        );
+        self.refuse(StatusCode::BAD_REQUEST, "XAmzContentSHA256Mismatch", message)
     }
 
     /// A call that could not be forwarded (no upstream credentials, upstream unreachable):
@@ -169,6 +201,7 @@ impl Call<'_> {
         status: StatusCode,
         failure: String,
         message: String,
+        streamed: Option<&StreamedPayload>,
     ) -> Refusal {
         self.gateway
             .metrics
@@ -181,7 +214,38 @@ impl Call<'_> {
             &HeaderMap::new(),
             RecordedBody::empty(),
             Some(failure),
+            streamed.and_then(StreamedPayload::get),
         );
         self.refuse(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message)
     }
+}
+
+/// An error and its causes, `: `-separated (a hyper error alone says only "error sending
+/// request").
+fn error_with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
+/// The payload mismatch among an error's causes, if the agent's body was cut off for one.
+fn payload_mismatch<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e PayloadMismatch> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(inner) = cause {
+        if let Some(mismatch) = inner.downcast_ref::<PayloadMismatch>() {
+            return Some(mismatch);
+        }
+        cause = inner.source();
+    }
+    None
 }

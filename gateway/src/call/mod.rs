@@ -7,12 +7,14 @@
 //!    connection's override, else the partition's endpoint of the modelled service), so the call
 //!    decided and recorded is the one forwarded;
 //! 4. [`decide`]: calls naming a RecordingPolicy's bucket are denied, then the connection's
-//!    policy, then approval rules (a held call waits for reviewers); a denied call is recorded
-//!    and refused;
+//!    policy, then approval rules (a held call waits for reviewers; its approval binds the
+//!    semantic headers and the body's sha256, and a held body no hash binds is refused); a
+//!    denied call is recorded (4 KiB of its body) and refused;
 //! 5. [`record`]: the request event, write-ahead (FailClosed refuses what it cannot record,
 //!    FailOpen forwards it unrecorded);
-//! 6. [`forward`]: re-signed with the connection's upstream credentials and sent, then the
-//!    response streamed back, captured for the response event.
+//! 6. [`forward`]: re-signed with the connection's upstream credentials and sent (a streamed
+//!    body hashed as it passes and cut off if it does not match its declared sha256), then the
+//!    response streamed back, captured for the response event with the streamed body's hash.
 //!
 //! [`Call`] is the per-call value every stage reads; a stage that stops the call returns a
 //! [`Refusal`] made by [`Call::refuse`].
@@ -93,8 +95,9 @@ impl<'a> Call<'a> {
         if let Some(response) = call.answer_locally(&verified, &classified) {
             return Ok(response);
         }
-        let forwarded = call.forward(&verified, &classified, inbound).await?;
-        Ok(call.stream_back(verified.session, forwarded, recording.capture_limit))
+        let (inbound, streamed) = inbound.measured();
+        let forwarded = call.forward(&verified, &classified, inbound, streamed.as_ref()).await?;
+        Ok(call.stream_back(verified.session, forwarded, recording.capture_limit, streamed))
     }
 
     /// Stops the call with an AWS error of `status` and `code`, in the shape known so far.

@@ -6,7 +6,7 @@
 use chaperone_crds::FailureMode;
 use chaperone_recording::{
     AwsCall, Body as RecordedBody, Decision, Effect, EventBody, Request as RequestEvent,
-    Response as ResponseEvent, Timings,
+    Response as ResponseEvent, StreamedBody, Timings,
 };
 use http::{HeaderMap, StatusCode};
 
@@ -141,6 +141,7 @@ impl<'a> Call<'a> {
                 ),
             ),
             RecordError::SpoolFull { .. }
+            | RecordError::ConnectionQuota { .. }
             | RecordError::Unavailable { .. }
             | RecordError::BadEvent { .. } => self.refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -162,6 +163,7 @@ impl<'a> Call<'a> {
         headers: &HeaderMap,
         body: RecordedBody,
         upstream_error: Option<String>,
+        request_body: Option<StreamedBody>,
     ) {
         let event = EventBody::Response(ResponseEvent {
             call: self.request_id.to_owned(),
@@ -174,6 +176,7 @@ impl<'a> Call<'a> {
             },
             upstream_error,
             redacted: Vec::new(),
+            request_body,
         });
         let recorder = self.gateway.recorder.clone();
         tokio::spawn(async move {

@@ -263,6 +263,24 @@ async fn a_denied_call_is_recorded_as_denied_and_never_forwarded() {
 }
 
 #[tokio::test]
+async fn a_denied_call_keeps_only_a_small_part_of_its_body_and_marks_it_truncated() {
+    let harness = Harness::start("FailClosed", MemoryRecorder::default()).await;
+    let body: &'static [u8] =
+        Vec::leak((0..64 * 1024).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>());
+    let (status, answer) = harness.send("s3", Method::DELETE, "/some-bucket", body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(harness.upstream_calls.load(Ordering::SeqCst), 0);
+    let events = harness.recorder.events.lock().unwrap();
+    let [EventBody::Denied(denied)] = events.as_slice() else {
+        panic!("one denied event: {events:?}");
+    };
+    assert!(denied.body.truncated);
+    assert_eq!(denied.body.captured_bytes().unwrap(), &body[..super::decide::DENIED_BODY_CAP]);
+    assert_eq!(denied.body.size, body.len() as u64);
+    assert_eq!(denied.body.sha256.to_string(), hex::encode(Sha256::digest(body)));
+}
+
+#[tokio::test]
 async fn get_caller_identity_is_answered_by_the_gateway_and_recorded() {
     let harness = Harness::start("FailClosed", MemoryRecorder::default()).await;
     let (status, body) = harness

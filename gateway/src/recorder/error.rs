@@ -45,6 +45,24 @@ pub enum RecordError {
         /// The last upload error, if uploads are failing.
         last_error: Option<String>,
     },
+    /// The connection's share of the local spool is used up: its recordings are not reaching
+    /// S3 as fast as it makes them. Other connections keep recording.
+    #[error(
+        "AgentConnection {connection} holds its whole share of the recording spool ({used} of {share} bytes, 1/{connections} of the spool): its recordings are not reaching S3 fast enough{}; its calls are refused until its backlog uploads, other connections keep recording (check its RecordingPolicy's bucket, credentials and endpoint, or give each connection more with the gateway's --max-spool-mib or --max-connection-spool-mib)",
+        last_error.as_deref().map(|e| format!(" (last upload error: {e})")).unwrap_or_default()
+    )]
+    ConnectionQuota {
+        /// The AgentConnection.
+        connection: String,
+        /// Its bytes in the spool.
+        used: u64,
+        /// Its share.
+        share: u64,
+        /// How many connections share the spool.
+        connections: usize,
+        /// The connection's last upload error, if its uploads are failing.
+        last_error: Option<String>,
+    },
     /// Recording is not possible at all right now.
     #[error("recording is unavailable: {reason}")]
     Unavailable {

@@ -1,5 +1,7 @@
 //! Counters and gauges of the recorder, read by the gateway's Prometheus exporter.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Live counters (monotonic, `_total`) and gauges of one recorder.
@@ -25,6 +27,11 @@ pub struct RecorderMetrics {
     pub upload_failures_total: AtomicU64,
     /// Appends refused because the spool was full.
     pub spool_full_refusals_total: AtomicU64,
+    /// Appends refused because their connection's share of the spool was used up.
+    pub connection_quota_refusals_total: AtomicU64,
+    /// Bytes in spool files not yet uploaded, by AgentConnection (each connection's part of
+    /// `spool_bytes`).
+    connection_spool_bytes: Mutex<HashMap<String, u64>>,
 }
 
 /// A copy of [`RecorderMetrics`] at one moment.
@@ -40,6 +47,7 @@ pub struct RecorderMetricsSnapshot {
     pub uploaded_bytes_total: u64,
     pub upload_failures_total: u64,
     pub spool_full_refusals_total: u64,
+    pub connection_quota_refusals_total: u64,
 }
 
 impl RecorderMetrics {
@@ -57,7 +65,35 @@ impl RecorderMetrics {
             uploaded_bytes_total: get(&self.uploaded_bytes_total),
             upload_failures_total: get(&self.upload_failures_total),
             spool_full_refusals_total: get(&self.spool_full_refusals_total),
+            connection_quota_refusals_total: get(&self.connection_quota_refusals_total),
         }
+    }
+
+    /// `connection`'s spool files grew by `bytes`.
+    pub(crate) fn spool_grew(&self, connection: &str, bytes: u64) {
+        self.spool_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let mut by_connection =
+            self.connection_spool_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        *by_connection.entry(connection.to_owned()).or_default() += bytes;
+    }
+
+    /// `bytes` of `connection`'s spool files were uploaded or set aside.
+    pub(crate) fn spool_shrank(&self, connection: &str, bytes: u64) {
+        Self::sub_saturating(&self.spool_bytes, bytes);
+        let mut by_connection =
+            self.connection_spool_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(used) = by_connection.get_mut(connection) {
+            *used = used.saturating_sub(bytes);
+            if *used == 0 {
+                by_connection.remove(connection);
+            }
+        }
+    }
+
+    /// Bytes of `connection`'s spool files not yet uploaded.
+    pub fn connection_spool_bytes(&self, connection: &str) -> u64 {
+        let by_connection = self.connection_spool_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        by_connection.get(connection).copied().unwrap_or(0)
     }
 
     pub(crate) fn sub_saturating(gauge: &AtomicU64, by: u64) {

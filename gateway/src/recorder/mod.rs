@@ -55,6 +55,11 @@ pub struct RecorderSettings {
     pub signer: RecordingSigner,
     /// Spool bytes beyond which appends are refused with [`RecordError::SpoolFull`].
     pub max_spool_bytes: u64,
+    /// Spool bytes one connection may hold before its appends are refused with
+    /// [`RecordError::ConnectionQuota`], so one agent whose recordings do not drain cannot
+    /// starve the others. `None` (the default): an equal share, `max_spool_bytes` divided by the
+    /// number of connections with a RecordingPolicy.
+    pub max_connection_spool_bytes: Option<u64>,
     /// When segments are cut.
     pub cut: CutPolicy,
     /// How often each open stream writes a digest.
@@ -85,6 +90,7 @@ impl RecorderSettings {
             replica: replica.into(),
             signer,
             max_spool_bytes: 1 << 30,
+            max_connection_spool_bytes: None,
             cut: CutPolicy { max_bytes: 8 << 20, max_age: Duration::from_secs(60) },
             digest_interval: Duration::from_secs(300),
             expiry_grace: Duration::from_secs(30),
@@ -183,6 +189,16 @@ impl Shared {
         targets.get(connection).map(|t| t.bucket.clone())
     }
 
+    /// The spool bytes one connection may hold, and how many connections share the spool.
+    fn connection_share(&self) -> (u64, usize) {
+        let connections = self.targets.read().unwrap_or_else(|e| e.into_inner()).len().max(1);
+        let share = self
+            .settings
+            .max_connection_spool_bytes
+            .unwrap_or(self.settings.max_spool_bytes / connections as u64);
+        (share, connections)
+    }
+
     fn target(&self, connection: &str) -> Option<Arc<ResolvedTarget>> {
         let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
         targets.get(connection).cloned()
@@ -211,6 +227,12 @@ impl Shared {
     fn last_upload_error(&self) -> Option<String> {
         let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         health.values().max_by_key(|h| h.last_failure).map(|h| h.last_error.clone())
+    }
+
+    /// The last upload error of `connection`, if its uploads are failing.
+    fn last_upload_error_of(&self, connection: &str) -> Option<String> {
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        health.get(connection).map(|h| h.last_error.clone())
     }
 
     /// Refuses when `connection`'s uploads have failed for longer than the allowed outage.
@@ -323,7 +345,7 @@ impl Recorder {
         let mut ended = Vec::new();
         for stream in recovered {
             let spooled: u64 = stream.segments.iter().map(|s| s.bytes).sum();
-            metrics.spool_bytes.fetch_add(spooled, Ordering::Relaxed);
+            metrics.spool_grew(&stream.meta.connection, spooled);
             metrics
                 .upload_backlog_segments
                 .fetch_add(stream.segments.len() as u64, Ordering::Relaxed);
@@ -425,6 +447,18 @@ impl Recorder {
                 used,
                 limit,
                 last_error: self.shared.last_upload_error(),
+            });
+        }
+        let (share, connections) = self.shared.connection_share();
+        let used = self.shared.metrics.connection_spool_bytes(&session.connection);
+        if used.saturating_add(payload.len() as u64) > share {
+            self.shared.metrics.connection_quota_refusals_total.fetch_add(1, Ordering::Relaxed);
+            return Err(RecordError::ConnectionQuota {
+                connection: session.connection.clone(),
+                used,
+                share,
+                connections,
+                last_error: self.shared.last_upload_error_of(&session.connection),
             });
         }
         let commands = self
@@ -709,6 +743,7 @@ mod tests {
                     timings: Timings::default(),
                     upstream_error: None,
                     redacted: vec![],
+                    request_body: None,
                 });
                 recorder.append(&session, body).await.map(|()| started.elapsed())
             });
@@ -767,6 +802,62 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("\"audit\"") && message.contains("fix the bucket"), "{message}");
         assert!(recorder.status().uploads_failing_since.is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_over_its_spool_share_is_refused_and_the_others_keep_recording() {
+        let spool = tempfile::tempdir().unwrap();
+        let mut settings = RecorderSettings::new(
+            spool.path().to_owned(),
+            "gw-0",
+            RecordingSigner::from_seed(&[1; 32]),
+        );
+        settings.max_spool_bytes = 64 * 1024;
+        settings.cut = CutPolicy { max_bytes: 1 << 30, max_age: Duration::from_secs(3600) };
+        let mut staging = target();
+        staging.connection = "staging".into();
+        let recorder = Recorder::open(settings, vec![target(), staging]).await.unwrap();
+        let prod = handle();
+        let mut noisy = handle();
+        noisy.session = chaperone_recording::new_session_id(Timestamp::now());
+        noisy.connection = "staging".into();
+        let event = || {
+            EventBody::Response(Response {
+                call: "c".into(),
+                status: Some(200),
+                headers: vec![],
+                body: Body::complete(&[b'x'; 2048]),
+                timings: Timings::default(),
+                upstream_error: None,
+                redacted: vec![],
+                request_body: None,
+            })
+        };
+        let error = loop {
+            match recorder.append(&noisy, event()).await {
+                Err(error) => break error,
+                Ok(()) => {
+                    assert!(recorder.metrics().snapshot().spool_bytes <= 64 * 1024, "never refused")
+                }
+            }
+        };
+        assert!(
+            matches!(&error, RecordError::ConnectionQuota { connection, share: 32768, connections: 2, .. } if connection == "staging"),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message
+                .contains("AgentConnection staging holds its whole share of the recording spool")
+                && message.contains("--max-connection-spool-mib"),
+            "{message}"
+        );
+        assert!(recorder.metrics().connection_spool_bytes("staging") <= 32768);
+        // The other connection's calls keep being recorded.
+        for _ in 0..4 {
+            recorder.append(&prod, event()).await.unwrap();
+        }
+        assert_eq!(recorder.metrics().snapshot().connection_quota_refusals_total, 1);
     }
 
     #[tokio::test]

@@ -399,6 +399,7 @@ mod tests {
             timings: Timings::default(),
             upstream_error: None,
             redacted: vec![],
+            request_body: None,
         }
     }
 

@@ -588,7 +588,7 @@ impl SpoolWriter {
                 Snapshot::New => 0,
                 Snapshot::Existing { open_len, .. } => open_len.unwrap_or(0),
             };
-            self.metrics.spool_bytes.fetch_add(now_len.saturating_sub(before), Ordering::Relaxed);
+            self.metrics.spool_grew(&stream.meta.connection, now_len.saturating_sub(before));
         }
         self.metrics.fsyncs_total.fetch_add(touched.len() as u64, Ordering::Relaxed);
         for (session, snapshot) in &touched {
@@ -796,7 +796,7 @@ impl SpoolWriter {
             .and_then(|bytes| stream.flush().and_then(|()| stream.sync()).map(|()| bytes));
         match written {
             Ok(bytes) => {
-                self.metrics.spool_bytes.fetch_add(bytes, Ordering::Relaxed);
+                self.metrics.spool_grew(&stream.meta.connection, bytes);
                 let expires = stream.meta.start.credentials_expire;
                 self.cut(session);
                 self.streams.remove(session);
@@ -847,6 +847,7 @@ pub(crate) mod tests {
             timings: Timings::default(),
             upstream_error: None,
             redacted: vec![],
+            request_body: None,
         }))
         .unwrap()
     }

@@ -177,7 +177,7 @@ impl StreamUploader {
             Ok(Err(error)) => {
                 tracing::error!(session = %self.meta.session, segment = spooled.index, %error, "spool file cannot become a segment; it is kept as .unreadable for inspection");
                 let _ = std::fs::rename(&spooled.path, spooled.path.with_extension("unreadable"));
-                RecorderMetrics::sub_saturating(&metrics.spool_bytes, spooled.bytes);
+                metrics.spool_shrank(&self.meta.connection, spooled.bytes);
                 RecorderMetrics::sub_saturating(&metrics.upload_backlog_segments, 1);
                 return;
             }
@@ -195,7 +195,7 @@ impl StreamUploader {
         if let Err(error) = std::fs::remove_file(&spooled.path) {
             tracing::warn!(path = %spooled.path.display(), %error, "could not delete an uploaded spool file");
         }
-        RecorderMetrics::sub_saturating(&metrics.spool_bytes, spooled.bytes);
+        metrics.spool_shrank(&self.meta.connection, spooled.bytes);
         RecorderMetrics::sub_saturating(&metrics.upload_backlog_segments, 1);
         metrics.segments_uploaded_total.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(session = %self.meta.session, %key, bytes = size, "segment uploaded");

@@ -491,7 +491,7 @@ fn snapshot(env: &LocalEnv) -> String {
 }
 
 /// The agent's session credentials, from the gateway's STS.
-fn session(env: &LocalEnv, agent: &[(String, String)]) -> Credentials {
+pub(crate) fn session(env: &LocalEnv, agent: &[(String, String)]) -> Credentials {
     let mut python = env.moto.python_command();
     python.args(["-c", ASSUME]);
     for (key, value) in agent {

@@ -18,28 +18,37 @@ use serde_json::json;
 /// The CLI's read timeout (its default, 60 s, stated) stays above every hold used here.
 const CLI_FLAGS: &[&str] = &["--cli-read-timeout", "60", "--cli-connect-timeout", "10"];
 
-struct ApprovalSetup {
-    env: &'static LocalEnv,
-    gateway: GatewayProcess,
-    agent: Vec<(String, String)>,
+pub(crate) struct ApprovalSetup {
+    pub(crate) env: &'static LocalEnv,
+    pub(crate) gateway: GatewayProcess,
+    pub(crate) agent: Vec<(String, String)>,
     admin: Client,
     namespace: String,
 }
 
 impl ApprovalSetup {
     async fn start(namespace: &str, hold_seconds: u32) -> Self {
+        Self::start_with_rules(
+            namespace,
+            json!({
+                "bucket-deletes": {
+                    "match": {"actions": ["s3:DeleteBucket"], "resources": ["arn:aws:s3:::*"]},
+                    "reviewers": {"groups": ["sre"], "required": 1},
+                    "holdSeconds": hold_seconds,
+                    "approvalValidSeconds": 600,
+                }
+            }),
+        )
+        .await
+    }
+
+    /// A gateway for `namespace` with the ApprovalRules `rules`.
+    pub(crate) async fn start_with_rules(namespace: &str, rules: serde_json::Value) -> Self {
         let env = LocalEnv::shared();
         let admin = env.control_plane.client().await.unwrap();
         chaperone_tests::env::install_crds(&admin).await.unwrap();
         let mut spec = GatewaySpec::new(namespace);
-        spec.approval_rules = json!({
-            "bucket-deletes": {
-                "match": {"actions": ["s3:DeleteBucket"], "resources": ["arn:aws:s3:::*"]},
-                "reviewers": {"groups": ["sre"], "required": 1},
-                "holdSeconds": hold_seconds,
-                "approvalValidSeconds": 600,
-            }
-        });
+        spec.approval_rules = rules;
         let kubeconfig = gateway_kubeconfig(env, &admin, namespace).await;
         spec.extra_args = vec![format!("--kubeconfig={}", kubeconfig.display())];
         let gateway = GatewayProcess::start(env, common::binary(), spec).await.unwrap();
@@ -50,12 +59,12 @@ impl ApprovalSetup {
     }
 
     /// Runs the CLI; returns (success, stdout, stderr).
-    fn aws(&self, args: &[&str]) -> (bool, String, String) {
+    pub(crate) fn aws(&self, args: &[&str]) -> (bool, String, String) {
         let args: Vec<&str> = CLI_FLAGS.iter().chain(args).copied().collect();
         aws_cli(self.env, &self.agent, &args)
     }
 
-    fn must(&self, args: &[&str]) -> String {
+    pub(crate) fn must(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.aws(args);
         assert!(
             ok,
@@ -77,10 +86,15 @@ impl ApprovalSetup {
     }
 
     /// The ApprovalRequests of the namespace, oldest first.
-    async fn all_requests(&self) -> Vec<ApprovalRequest> {
+    pub(crate) async fn all_requests(&self) -> Vec<ApprovalRequest> {
         let mut items = self.requests().list(&ListParams::default()).await.unwrap().items;
         items.sort_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp));
         items
+    }
+
+    /// The phase of ApprovalRequest `name`.
+    pub(crate) async fn requests_phase(&self, name: &str) -> ApprovalPhase {
+        phase(&self.requests().get(name).await.unwrap())
     }
 
     /// Waits until an ApprovalRequest for `bucket` exists and returns its name.
@@ -107,7 +121,7 @@ impl ApprovalSetup {
     }
 
     /// Appends a review the way `kubectl patch --type=json` does, stamped as the webhook would.
-    async fn review(&self, name: &str, decision: &str, user: &str, reason: &str) {
+    pub(crate) async fn review(&self, name: &str, decision: &str, user: &str, reason: &str) {
         let patch = json!([{
             "op": "add",
             "path": "/spec/reviews/-",
@@ -130,7 +144,7 @@ impl ApprovalSetup {
     }
 
     /// Stops the gateway and returns its verified recording's events.
-    async fn recorded_events(&mut self) -> Vec<chaperone_recording::Event> {
+    pub(crate) async fn recorded_events(&mut self) -> Vec<chaperone_recording::Event> {
         self.gateway.stop();
         let objects = common::recorded_objects(self.env, &self.gateway).await;
         let report = common::verify(&self.gateway, &objects);

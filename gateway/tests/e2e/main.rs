@@ -6,6 +6,9 @@
 mod common;
 
 mod adversarial;
+mod adversarial_approval;
+mod adversarial_bodies;
+mod adversarial_quota;
 mod adversarial_scope;
 mod approvals_aws_cli;
 mod data_path_aws_cli;

@@ -147,6 +147,7 @@ fn response(call: &str, body: Body) -> EventBody {
         timings: Timings::default(),
         upstream_error: None,
         redacted: vec![],
+        request_body: None,
     })
 }
 

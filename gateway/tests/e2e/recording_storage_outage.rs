@@ -16,7 +16,7 @@ use chaperone_tests::{
 };
 use serde_json::json;
 
-const AGENT: &str = r#"
+pub(crate) const AGENT: &str = r#"
 import sys, json, boto3, botocore
 from botocore.config import Config
 sqs = boto3.client("sqs", config=Config(retries={"max_attempts": 1}))
@@ -32,7 +32,7 @@ for i in range(int(sys.argv[2]), int(sys.argv[3])):
 print(json.dumps(results))
 "#;
 
-const DRAIN: &str = r#"
+pub(crate) const DRAIN: &str = r#"
 import sys, json, boto3
 sqs = boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1",
                    aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])
