@@ -121,14 +121,9 @@ fn policies_using_secret(
     secret: &Secret,
 ) -> Vec<ObjectRef<RecordingPolicy>> {
     let name = secret.name_any();
-    let namespace = secret.namespace();
-    store
-        .state()
-        .iter()
-        .filter(|p| p.namespace() == namespace)
-        .filter(|p| p.spec.s3.credentials.as_ref().is_some_and(|c| c.secret_ref.name == name))
-        .map(|p| ObjectRef::from_obj(p.as_ref()))
-        .collect()
+    scaffolding::objects_in(store, secret.namespace().as_deref(), |p| {
+        p.spec.s3.credentials.as_ref().is_some_and(|c| c.secret_ref.name == name)
+    })
 }
 
 /// Reconciles one RecordingPolicy: checks and configures its bucket and writes its status, or,
