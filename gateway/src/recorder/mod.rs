@@ -620,7 +620,6 @@ fn start_stream(
 mod tests {
     use super::*;
     use chaperone_crds::{Capture, Redaction, Retention, S3Destination};
-    use chaperone_recording::{Body, Response, Timings};
 
     fn target() -> RecordingTarget {
         RecordingTarget {
@@ -693,15 +692,7 @@ mod tests {
             let session = sessions[i % sessions.len()].clone();
             tasks.spawn(async move {
                 let started = Instant::now();
-                let body = EventBody::Response(Response {
-                    call: format!("c{i}"),
-                    status: Some(200),
-                    headers: vec![],
-                    body: Body::complete(b"{}"),
-                    timings: Timings::default(),
-                    upstream_error: None,
-                    redacted: vec![],
-                });
+                let body = spool::tests::response(&format!("c{i}"));
                 recorder.append(&session, body).await.map(|()| started.elapsed())
             });
         }
