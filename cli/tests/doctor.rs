@@ -271,6 +271,7 @@ impl Controllers {
             spool_mib: 1024,
             image_pull_secrets: Vec::new(),
             pod: Default::default(),
+            metrics_namespace: None,
         };
         let (gateway_stop, gateway_stopped) = oneshot::channel::<()>();
         tokio::spawn(chaperone_operator::run(

@@ -450,6 +450,11 @@ impl GatewayConfig {
 mod tests {
     use super::*;
 
+    /// Why the example, with `from` replaced by `to`, is refused.
+    fn refusal(from: &str, to: &str) -> String {
+        GatewayConfig::parse(&EXAMPLE.replace(from, to)).unwrap_err().to_string()
+    }
+
     const EXAMPLE: &str = r#"
 version: 1
 namespace: agents
@@ -481,8 +486,7 @@ recordingPolicies:
 
     #[test]
     fn a_dangling_recording_policy_reference_names_the_field() {
-        let text = EXAMPLE.replace("recordingPolicy: default", "recordingPolicy: missing");
-        let error = GatewayConfig::parse(&text).unwrap_err().to_string();
+        let error = refusal("recordingPolicy: default", "recordingPolicy: missing");
         assert!(error.contains("connections[0].recordingPolicy"), "{error}");
         assert!(error.contains("\"missing\""), "{error}");
     }
@@ -498,8 +502,7 @@ recordingPolicies:
 
     #[test]
     fn a_relative_endpoint_is_refused() {
-        let text = EXAMPLE.replace("\"http://127.0.0.1:9000\"", "\"127.0.0.1:9000\"");
-        let error = GatewayConfig::parse(&text).unwrap_err().to_string();
+        let error = refusal("\"http://127.0.0.1:9000\"", "\"127.0.0.1:9000\"");
         assert!(error.contains("connections[0].endpoints.s3"), "{error}");
     }
 
@@ -543,53 +546,47 @@ recordingPolicies:
         );
         let config = GatewayConfig::parse(&role).unwrap();
         assert_eq!(config.connection("prod-aws").unwrap().account_id(), Some("123456789012"));
-        let bad = EXAMPLE.replace(
+        let error = refusal(
             "  recordingPolicy: default",
             "  recordingPolicy: default\n  accountId: \"12345\"",
         );
-        let error = GatewayConfig::parse(&bad).unwrap_err().to_string();
         assert!(error.contains("connections[0].accountId"), "{error}");
     }
 
     #[test]
     fn an_unclassified_opt_in_must_name_a_service_exactly() {
-        let text = EXAMPLE.replace(
+        let error = refusal(
             "policy: {allow: [\"s3:*\"], deny: [\"iam:*\"]}",
             "policy: {allow: [\"s3:*\"], allowUnclassified: [\"cognito-*\"]}",
         );
-        let error = GatewayConfig::parse(&text).unwrap_err().to_string();
         assert!(error.contains("connections[0].policy.allowUnclassified[0]"), "{error}");
         assert!(error.contains("no wildcards"), "{error}");
     }
 
     #[test]
     fn static_keys_and_a_web_identity_together_are_refused() {
-        let text = EXAMPLE.replace(
+        let error = refusal(
             "secretAccessKey: secret}",
             "secretAccessKey: secret, webIdentity: {roleArn: \"arn:aws:iam::123456789012:role/gw\", tokenFile: /t}}",
         );
-        let error = GatewayConfig::parse(&text).unwrap_err().to_string();
         assert!(error.contains("connections[0].upstream.webIdentity"), "{error}");
         assert!(error.contains("not both"), "{error}");
     }
 
     #[test]
     fn an_upstream_without_credentials_or_with_half_a_key_is_refused() {
-        let none = EXAMPLE.replace("{accessKeyId: AKIAEXAMPLE, secretAccessKey: secret}", "{}");
-        let error = GatewayConfig::parse(&none).unwrap_err().to_string();
+        let error = refusal("{accessKeyId: AKIAEXAMPLE, secretAccessKey: secret}", "{}");
         assert!(error.contains("connections[0].upstream.accessKeyId"), "{error}");
-        let half = EXAMPLE.replace(", secretAccessKey: secret}", "}");
-        let error = GatewayConfig::parse(&half).unwrap_err().to_string();
+        let error = refusal(", secretAccessKey: secret}", "}");
         assert!(error.contains("connections[0].upstream.secretAccessKey"), "{error}");
     }
 
     #[test]
     fn an_assumed_role_that_is_not_a_role_arn_is_refused() {
-        let text = EXAMPLE.replace(
+        let error = refusal(
             "secretAccessKey: secret}",
             "secretAccessKey: secret, assumeRole: {roleArn: \"arn:aws:iam::123456789012:user/x\"}}",
         );
-        let error = GatewayConfig::parse(&text).unwrap_err().to_string();
         assert!(error.contains("connections[0].upstream.assumeRole.roleArn"), "{error}");
     }
 

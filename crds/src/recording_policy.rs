@@ -86,8 +86,9 @@ pub struct S3Destination {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^https?://.+"), length(max = 2048))]
     pub endpoint: Option<String>,
-    /// Credentials for writing recordings. When unset the gateway uses its own ambient credentials
-    /// (e.g. IRSA).
+    /// Credentials for writing recordings. When unset, the gateways record and the operator manages
+    /// the bucket with their own ambient credentials: the AWS SDK's default chain (environment
+    /// keys, IRSA web identity, EKS Pod Identity, the instance profile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<RecorderCredentials>,
     /// Server-side encryption of recording objects.

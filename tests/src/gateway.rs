@@ -60,6 +60,10 @@ pub struct GatewaySpec {
     pub upstream_endpoint: Option<String>,
     /// The gateway's `RUST_LOG`.
     pub log_filter: String,
+    /// `None`: the recording policy names the moto gateway user's keys. `Some(vars)`: it names
+    /// none, so the recorder uses the gateway's ambient credentials, and the gateway process gets
+    /// `vars` (e.g. the web identity variables IRSA injects).
+    pub ambient_recorder_env: Option<Vec<(String, String)>>,
 }
 
 impl GatewaySpec {
@@ -90,6 +94,7 @@ impl GatewaySpec {
             upstream: None,
             upstream_endpoint: None,
             log_filter: "info,chaperone_gateway=debug".into(),
+            ambient_recorder_env: None,
         }
     }
 }
@@ -300,7 +305,10 @@ impl GatewayProcess {
                     "durability": spec.durability,
                 }
             },
-            "recordingCredentials": {"default": static_keys},
+            "recordingCredentials": match spec.ambient_recorder_env {
+                None => json!({"default": static_keys}),
+                Some(_) => json!({}),
+            },
             "approvalRules": spec.approval_rules,
         });
         let config_path = dir.join("gateway.yaml");
@@ -352,7 +360,7 @@ impl GatewayProcess {
         [port, admin_port]: [u16; 2],
     ) -> anyhow::Result<Self> {
         let mut gateway = Self {
-            process: Self::spawn(binary, &args, &dir, &spec.log_filter)?,
+            process: Self::spawn(binary, &args, &dir, &spec)?,
             endpoint: format!("http://127.0.0.1:{port}"),
             admin: format!("http://127.0.0.1:{admin_port}"),
             dir,
@@ -371,11 +379,12 @@ impl GatewayProcess {
         binary: &Path,
         args: &[String],
         dir: &Path,
-        log_filter: &str,
+        spec: &GatewaySpec,
     ) -> anyhow::Result<ManagedProcess> {
         let mut command = Command::new(binary);
-        command.args(args).env("RUST_LOG", log_filter);
+        command.args(args).env("RUST_LOG", &spec.log_filter);
         crate::aws::scrub_aws_env(&mut command);
+        command.envs(spec.ambient_recorder_env.iter().flatten().map(|(k, v)| (k, v)));
         ManagedProcess::start("chaperone-gateway", command, &dir.join("gateway.log"))
     }
 
@@ -403,7 +412,7 @@ impl GatewayProcess {
     /// Starts the gateway again with the same files and ports.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.process.kill();
-        self.process = Self::spawn(&self.binary, &self.args, &self.dir, &self.spec.log_filter)?;
+        self.process = Self::spawn(&self.binary, &self.args, &self.dir, &self.spec)?;
         let port: u16 =
             self.endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).context("port")?;
         self.wait_listening(port)

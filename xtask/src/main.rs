@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's tasks.
 //!
-//! - `test`: provisions the local environment, then fmt, clippy, unit and integration tests; all
-//!   test binaries share one environment started for the run (docs/local-environment.md).
+//! - `test`: provisions the local environment, then fmt, clippy, unit and integration tests; the
+//!   test binaries that need a cluster share one environment started for the run, one binary at a
+//!   time, while the others run alongside (test_runner.rs, docs/local-environment.md).
 //! - `crdgen`: writes the CRD YAML into `charts/chaperone/crds/`.
 //! - `bench`: builds `chaperone-gateway` and `chaperone-bench` in release mode and runs the
 //!   benchmarks (docs/benchmarks.md); `--quick` is a smoke run of seconds. Passes
@@ -19,6 +20,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+
+mod test_runner;
 
 #[derive(Parser, Debug)]
 #[command(name = "cargo xtask", about = "Chaperone's project tasks")]
@@ -181,13 +184,19 @@ fn test(cargo_test_args: &[String]) -> anyhow::Result<()> {
         "cargo clippy -D warnings",
         cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
     )?;
+    // Without arguments, the test binaries are built first and run in two lanes
+    // (test_runner.rs); with them, `cargo test` runs as given, one binary after another.
+    let binaries = if cargo_test_args.is_empty() { Some(test_runner::build()?) } else { None };
     let env = SharedEnv::start()?;
-    let totals = cargo_test(
-        cargo()
-            .args(["test", "--workspace", "--no-fail-fast"])
-            .args(cargo_test_args)
-            .env(TEST_ENV_VAR, env.description()),
-    );
+    let totals = match &binaries {
+        Some(binaries) => test_runner::run(binaries, TEST_ENV_VAR, env.description()),
+        None => cargo_test(
+            cargo()
+                .args(["test", "--workspace", "--no-fail-fast"])
+                .args(cargo_test_args)
+                .env(TEST_ENV_VAR, env.description()),
+        ),
+    };
     drop(env);
     let totals = totals?;
     println!(

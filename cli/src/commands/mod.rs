@@ -13,6 +13,8 @@ use anyhow::{Context, bail};
 use crate::cluster::Cluster;
 use crate::flags::{ClusterFlags, SourceFlags};
 use crate::recording_bucket::{BucketAddress, RecordingBucket};
+use crate::session_catalog::locate_session;
+use chaperone_recording::SessionLocation;
 
 /// The bucket to read, the namespace sessions are limited to, and the cluster if one was used.
 pub struct RecordingSource {
@@ -77,4 +79,17 @@ pub async fn open_source(
     }
     let bucket = RecordingBucket::open(&address).await?;
     Ok(RecordingSource { bucket, namespace, cluster })
+}
+
+/// Opens the bucket as [`open_source`] does (one namespace) and finds session `session` in it,
+/// in `connection` only when given: what `show`, `verify` and `replay` start from.
+pub async fn open_session(
+    flags: &SourceFlags,
+    session: &str,
+    connection: Option<&str>,
+) -> anyhow::Result<(RecordingSource, SessionLocation)> {
+    let source = open_source(flags, false).await?;
+    let location =
+        locate_session(&source.bucket, session, source.namespace.as_deref(), connection).await?;
+    Ok((source, location))
 }

@@ -19,12 +19,11 @@ use chaperone_recording::{
 };
 use http::{HeaderName, HeaderValue};
 
-use crate::commands::open_source;
+use crate::commands::open_session;
 use crate::commands::verify::TrustSources;
 use crate::flags::ReplayArgs;
 use crate::replay_diff::{ResponseView, Verdict, compare};
 use crate::replay_plan::{Action, ReplayRequest, plan};
-use crate::session_catalog::locate_session;
 use crate::session_reader::{read_session, session_keys};
 
 /// Exit status when some call's answer differed.
@@ -47,15 +46,9 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if base.authority().is_none() || base.scheme().is_none() {
         bail!("--endpoint {:?} must be an absolute URL like http://localhost:5000", args.endpoint);
     }
-    let source = open_source(&args.source, false).await?;
+    let (source, location) =
+        open_session(&args.source, &args.session, args.connection.as_deref()).await?;
     let bucket = &source.bucket;
-    let location = locate_session(
-        bucket,
-        &args.session,
-        source.namespace.as_deref(),
-        args.connection.as_deref(),
-    )
-    .await?;
     let events: Vec<Event> = if args.no_verify {
         eprintln!(
             "warning: --no-verify: replaying session {} without verifying it; an altered recording would be replayed as if the agent had made those calls",

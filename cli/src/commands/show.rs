@@ -6,23 +6,16 @@ use std::process::ExitCode;
 use anyhow::bail;
 use chaperone_recording::merge_by_time;
 
-use crate::commands::open_source;
+use crate::commands::open_session;
 use crate::flags::{OutputFormat, ShowArgs};
-use crate::session_catalog::locate_session;
 use crate::session_reader::read_session;
 use crate::session_summary::summarize;
 use crate::timeline::{calls, render, short_time};
 
 pub async fn run(args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let source = open_source(&args.source, false).await?;
+    let (source, location) =
+        open_session(&args.source, &args.session, args.connection.as_deref()).await?;
     let bucket = &source.bucket;
-    let location = locate_session(
-        bucket,
-        &args.session,
-        source.namespace.as_deref(),
-        args.connection.as_deref(),
-    )
-    .await?;
     let streams = read_session(bucket, &location, &args.replica).await?;
     if streams.is_empty() {
         let all = read_session(bucket, &location, &[]).await?;

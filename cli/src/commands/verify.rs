@@ -9,9 +9,8 @@ use chaperone_recording::{
     KeyId, SessionLocation, SessionVerifier, Timestamp, TrustedKeys, VerifyOptions,
 };
 
-use crate::commands::{RecordingSource, connect_cluster, open_source};
+use crate::commands::{RecordingSource, connect_cluster, open_session};
 use crate::flags::{ClusterFlags, TrustFlags, VerifyArgs};
-use crate::session_catalog::locate_session;
 use crate::session_reader::session_keys;
 use crate::session_summary::status_name;
 use crate::time_bound::parse_age;
@@ -20,15 +19,9 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let trust = TrustSources::from(&args.trust);
     trust.ensure_any()?;
     let grace = args.trust.grace()?;
-    let source = open_source(&args.source, false).await?;
+    let (source, location) =
+        open_session(&args.source, &args.session, args.connection.as_deref()).await?;
     let bucket = &source.bucket;
-    let location = locate_session(
-        bucket,
-        &args.session,
-        source.namespace.as_deref(),
-        args.connection.as_deref(),
-    )
-    .await?;
     let (keys, key_ids) = trust.load(&source, &args.source.cluster, &location).await?;
     let keys_used: Vec<&str> = key_ids.iter().map(KeyId::as_str).collect();
     let object_keys = session_keys(bucket, &location).await?;

@@ -2,7 +2,11 @@
 //! the recorder's own credentials, and the PUT of one recording object with the policy's
 //! checksum, Object Lock and encryption headers.
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
+
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
@@ -26,6 +30,32 @@ pub enum ObjectKind {
     SignedJson,
 }
 
+/// The gateway's own AWS credentials, for RecordingPolicies that name none: the AWS SDK's default
+/// chain (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, web identity as IRSA injects it, EKS Pod
+/// Identity and other container credentials, the shared config files, then the instance
+/// metadata service), built on first use. Each bucket's client caches what it returns and
+/// refreshes it before it expires.
+pub fn ambient_credentials() -> SharedCredentialsProvider {
+    static AMBIENT: OnceLock<SharedCredentialsProvider> = OnceLock::new();
+    AMBIENT.get_or_init(|| SharedCredentialsProvider::new(LazyDefaultChain::default())).clone()
+}
+
+/// [`DefaultCredentialsChain`], whose construction is async, made on the first call.
+#[derive(Debug, Default)]
+struct LazyDefaultChain(tokio::sync::OnceCell<DefaultCredentialsChain>);
+
+impl ProvideCredentials for LazyDefaultChain {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let chain = self.0.get_or_init(|| DefaultCredentialsChain::builder().build()).await;
+            chain.provide_credentials().await
+        })
+    }
+}
+
 /// Writes recording objects to one RecordingPolicy's bucket.
 #[derive(Clone, Debug)]
 pub struct RecordingBucket {
@@ -34,8 +64,8 @@ pub struct RecordingBucket {
 }
 
 impl RecordingBucket {
-    /// A client for `policy`'s bucket. Without `credentials`, the recorder's process environment
-    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) is used.
+    /// A client for `policy`'s bucket. Without `credentials`, the gateway's ambient credentials
+    /// ([`ambient_credentials`]).
     pub fn new(policy: &RecordingPolicySpec, credentials: Option<&UpstreamCredentials>) -> Self {
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
@@ -53,29 +83,16 @@ impl RecordingBucket {
                     .build(),
             );
         let credentials = match credentials {
-            Some(c) => Some(Credentials::new(
+            Some(c) => SharedCredentialsProvider::new(Credentials::new(
                 c.access_key_id.clone(),
                 c.secret_access_key.clone(),
                 c.session_token.clone(),
                 None,
                 "chaperone-recording-policy",
             )),
-            None => {
-                match (std::env::var("AWS_ACCESS_KEY_ID"), std::env::var("AWS_SECRET_ACCESS_KEY")) {
-                    (Ok(id), Ok(secret)) => Some(Credentials::new(
-                        id,
-                        secret,
-                        std::env::var("AWS_SESSION_TOKEN").ok(),
-                        None,
-                        "environment",
-                    )),
-                    _ => None,
-                }
-            }
+            None => ambient_credentials(),
         };
-        if let Some(credentials) = credentials {
-            config = config.credentials_provider(credentials);
-        }
+        config = config.credentials_provider(credentials);
         if let Some(endpoint) = &policy.s3.endpoint {
             config = config.endpoint_url(endpoint.clone()).force_path_style(true);
         }

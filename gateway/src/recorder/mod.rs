@@ -654,7 +654,7 @@ fn start_stream(
 mod tests {
     use super::*;
     use chaperone_crds::{Capture, Redaction, Retention, S3Destination};
-    use chaperone_recording::{AgentIdentity, Body, Response, Timings};
+    use chaperone_recording::{Body, Response, Timings};
 
     fn target() -> RecordingTarget {
         RecordingTarget {
@@ -681,22 +681,26 @@ mod tests {
     }
 
     fn handle() -> SessionHandle {
-        let now = Timestamp::now();
+        let start = spool::tests::start();
         SessionHandle {
-            session: chaperone_recording::new_session_id(now),
-            connection: "prod".into(),
-            start: SessionStart {
-                connection: "prod".into(),
-                agent: AgentIdentity {
-                    namespace: "team-a".into(),
-                    service_account: "bot".into(),
-                    pod_name: "bot-1".into(),
-                    pod_uid: "uid".into(),
-                    role_session_name: "bot".into(),
-                },
-                credentials_expire: now.checked_add(Duration::from_secs(3600)).unwrap_or(now),
-            },
+            session: chaperone_recording::new_session_id(Timestamp::now()),
+            connection: start.connection.clone(),
+            start,
         }
+    }
+
+    /// An approval event of `call` (timed out): a small event that needs no request before it.
+    fn approval(call: &str) -> EventBody {
+        EventBody::Approval(chaperone_recording::Approval {
+            call: call.into(),
+            approval_request: "r".into(),
+            rule: "r".into(),
+            outcome: chaperone_recording::ApprovalDecision::TimedOut,
+            approvers: vec![],
+            reason: None,
+            waited_ms: 0,
+            fingerprint: "f".into(),
+        })
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -710,22 +714,10 @@ mod tests {
         settings.cut = CutPolicy { max_bytes: 1 << 30, max_age: Duration::from_secs(3600) };
         let recorder = Arc::new(Recorder::open(settings, vec![target()]).await.unwrap());
         let sessions: Vec<SessionHandle> = (0..8).map(|_| handle()).collect();
-        let warm_up = || {
-            EventBody::Approval(chaperone_recording::Approval {
-                call: "warm-up".into(),
-                approval_request: "r".into(),
-                rule: "r".into(),
-                outcome: chaperone_recording::ApprovalDecision::TimedOut,
-                approvers: vec![],
-                reason: None,
-                waited_ms: 0,
-                fingerprint: "f".into(),
-            })
-        };
         let opened = Instant::now();
         for session in &sessions {
             // Opening a stream costs its directory, metadata and first file (several fsyncs).
-            recorder.append(session, warm_up()).await.unwrap();
+            recorder.append(session, approval("warm-up")).await.unwrap();
         }
         let opening = opened.elapsed() / 8;
         let fsyncs_before = recorder.metrics().snapshot().fsyncs_total;
@@ -735,16 +727,7 @@ mod tests {
             let session = sessions[i % sessions.len()].clone();
             tasks.spawn(async move {
                 let started = Instant::now();
-                let body = EventBody::Response(Response {
-                    call: format!("c{i}"),
-                    status: Some(200),
-                    headers: vec![],
-                    body: Body::complete(b"{}"),
-                    timings: Timings::default(),
-                    upstream_error: None,
-                    redacted: vec![],
-                    request_body: None,
-                });
+                let body = spool::tests::response(&format!("c{i}"));
                 recorder.append(&session, body).await.map(|()| started.elapsed())
             });
         }
@@ -776,22 +759,10 @@ mod tests {
         settings.max_upload_outage = Some(Duration::from_millis(300));
         let recorder = Recorder::open(settings, vec![target()]).await.unwrap();
         let session = handle();
-        let approval = || {
-            EventBody::Approval(chaperone_recording::Approval {
-                call: "c".into(),
-                approval_request: "r".into(),
-                rule: "r".into(),
-                outcome: chaperone_recording::ApprovalDecision::TimedOut,
-                approvers: vec![],
-                reason: None,
-                waited_ms: 0,
-                fingerprint: "f".into(),
-            })
-        };
-        recorder.append(&session, approval()).await.unwrap();
+        recorder.append(&session, approval("c")).await.unwrap();
         let started = Instant::now();
         let error = loop {
-            match recorder.append(&session, approval()).await {
+            match recorder.append(&session, approval("c")).await {
                 Err(error) => break error,
                 Ok(()) => assert!(started.elapsed() < Duration::from_secs(20), "never refused"),
             }

@@ -838,8 +838,9 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn response_payload(call: &str) -> Vec<u8> {
-        payload_of(&EventBody::Response(Response {
+    /// A 200 response of `call` with body `{}`.
+    pub(crate) fn response(call: &str) -> EventBody {
+        EventBody::Response(Response {
             call: call.into(),
             status: Some(200),
             headers: vec![],
@@ -848,8 +849,11 @@ pub(crate) mod tests {
             upstream_error: None,
             redacted: vec![],
             request_body: None,
-        }))
-        .unwrap()
+        })
+    }
+
+    pub(crate) fn response_payload(call: &str) -> Vec<u8> {
+        payload_of(&response(call)).unwrap()
     }
 
     /// Runs a spool writer over `calls` appends queued before it starts (so they form one batch);

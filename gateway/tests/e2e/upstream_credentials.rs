@@ -310,3 +310,86 @@ async fn a_role_sts_refuses_answers_the_agent_service_unavailable_naming_the_rol
     assert!(!gateway.log().contains(&auditor.secret_access_key), "static keys were logged");
     gateway.stop();
 }
+
+/// The sum of every series of metric `name` (whatever its labels).
+fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_policy_without_credentials_records_with_the_gateways_web_identity() {
+    let _one_at_a_time = MOTO.lock().await;
+    let env = LocalEnv::own();
+    let _logs = env.logs_on_failure();
+    let namespace = "ambient-rec";
+    // The role may write only ambient-* buckets; the recording bucket is ambient-rec-audit.
+    let role_arn = create_role(env, "chaperone-recorder-ambient", "ambient-");
+    let client = env.control_plane.client().await.unwrap();
+    let token = service_account_token(&client, namespace, "chaperone-gateway", "sts.amazonaws.com")
+        .await
+        .unwrap();
+    let token_dir = env.dir().join("ambient-rec-token");
+    std::fs::create_dir_all(&token_dir).unwrap();
+    let token_file = token_dir.join("token");
+    std::fs::write(&token_file, &token).unwrap();
+
+    // What IRSA injects into the gateway's pod (with STS at moto), and nothing else the SDK's
+    // default chain could take first.
+    let mut spec = GatewaySpec::new(namespace);
+    let missing = env.dir().join("no-such-aws-file");
+    spec.ambient_recorder_env = Some(
+        [
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.display().to_string()),
+            ("AWS_ROLE_ARN", role_arn.clone()),
+            ("AWS_ROLE_SESSION_NAME", "chaperone-recorder".to_owned()),
+            ("AWS_ENDPOINT_URL_STS", env.moto.endpoint().to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_CONFIG_FILE", missing.display().to_string()),
+            ("AWS_SHARED_CREDENTIALS_FILE", missing.display().to_string()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .to_vec(),
+    );
+    let mut gateway = GatewayProcess::start(env, common::binary(), spec).await.unwrap();
+    assert_eq!(gateway.config["recordingCredentials"], json!({}), "no recorder keys configured");
+
+    let agent = gateway.agent_env(env, "pr-bot").await.unwrap();
+    let (ok, _, err) = aws_cli(env, &agent, &["s3", "ls"]);
+    assert!(ok, "aws s3 ls failed:\n{err}\n----- gateway log -----\n{}", gateway.log());
+
+    // The recorder's first upload makes the SDK chain exchange the token at moto's STS, which
+    // moto serves only with its checks open (see the module's note): open them for one call at a
+    // time until a segment is uploaded.
+    let started = Instant::now();
+    while metric_sum(&metrics(env, &gateway), "chaperone_gateway_recorder_segments_uploaded_total")
+        < 1.0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the recorder never uploaded with its ambient credentials; log:\n{}",
+            gateway.log()
+        );
+        open_moto_checks_for(env, 1);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(moto_checks_signatures(env), "moto's signature checks are back on");
+    let sessions = assumed_roles(env);
+    assert!(
+        sessions.iter().any(
+            |s| s["role_arn"] == role_arn.as_str() && s["session_name"] == "chaperone-recorder"
+        ),
+        "moto issued no session chaperone-recorder of {role_arn}: {sessions:?}"
+    );
+
+    gateway.stop();
+    let objects = common::recorded_objects(env, &gateway).await;
+    let report = common::verify(&gateway, &objects);
+    assert!(report.is_valid(), "{:#?}", report.problems);
+    let actions = common::requested_actions(&common::events(&objects));
+    assert!(actions.iter().any(|a| a == "s3:ListAllMyBuckets"), "{actions:?}");
+}

@@ -122,37 +122,26 @@ pub async fn run(
             let store = store.clone();
             move |policy: RecordingPolicy| {
                 let name = policy.name_any();
-                connections_in(&store, policy.namespace().as_deref(), |c| {
+                scaffolding::objects_in(&store, policy.namespace().as_deref(), |c| {
                     c.spec.recording_policy_ref.name == name
                 })
             }
         })
         .watches(rules, watcher::Config::default(), {
             let store = store.clone();
-            move |rule: ApprovalRule| connections_in(&store, rule.namespace().as_deref(), |_| true)
+            move |rule: ApprovalRule| {
+                scaffolding::objects_in(&store, rule.namespace().as_deref(), |_| true)
+            }
         })
         .watches(deployments, watcher::Config::default().labels(&gateway_selector), {
             let store = store.clone();
             move |deployment: Deployment| {
-                connections_in(&store, deployment.namespace().as_deref(), |_| true)
+                scaffolding::objects_in(&store, deployment.namespace().as_deref(), |_| true)
             }
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context);
     scaffolding::drain(results).await;
-}
-
-fn connections_in(
-    store: &Store<AgentConnection>,
-    namespace: Option<&str>,
-    wanted: impl Fn(&AgentConnection) -> bool,
-) -> Vec<ObjectRef<AgentConnection>> {
-    store
-        .state()
-        .iter()
-        .filter(|c| c.namespace().as_deref() == namespace && wanted(c))
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect()
 }
 
 fn connections_using_secret(
@@ -161,7 +150,7 @@ fn connections_using_secret(
 ) -> Vec<ObjectRef<AgentConnection>> {
     let name = secret.name_any();
     let own = name == objects::CONFIG_SECRET_NAME || name == objects::KEYS_SECRET_NAME;
-    connections_in(store, secret.namespace().as_deref(), |c| {
+    scaffolding::objects_in(store, secret.namespace().as_deref(), |c| {
         own || c.spec.aws.credentials.secret_ref.as_ref().is_some_and(|r| r.name == name)
     })
 }

@@ -312,6 +312,11 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// The plan at RFC 3339 time `now`, keys rotating weekly, from `existing`.
+    fn plan_at(existing: Option<&ExistingKeys>, now: &str) -> KeysPlan {
+        plan_keys(existing, at(now), WEEK, &mut counter()).unwrap()
+    }
+
     fn existing_from(plan: &KeysPlan) -> ExistingKeys {
         ExistingKeys {
             keys_json: Some(plan.keys_json.clone()),
@@ -326,7 +331,7 @@ mod tests {
 
     #[test]
     fn first_keys_are_generated_and_validate_as_the_gateways_keys_file() {
-        let plan = plan_keys(None, at("2026-11-25T18:00:00Z"), WEEK, &mut counter()).unwrap();
+        let plan = plan_at(None, "2026-11-25T18:00:00Z");
         assert_eq!(plan.change, KeysChange::Generated);
         GatewayKeys::parse(&plan.keys_json).unwrap();
         assert_eq!(ids(&plan), ["s20261125T180000Z"]);
@@ -337,14 +342,8 @@ mod tests {
 
     #[test]
     fn existing_keys_are_kept_byte_for_byte_until_they_are_due() {
-        let first = plan_keys(None, at("2026-11-25T18:00:00Z"), WEEK, &mut counter()).unwrap();
-        let again = plan_keys(
-            Some(&existing_from(&first)),
-            at("2026-11-30T18:00:00Z"),
-            WEEK,
-            &mut counter(),
-        )
-        .unwrap();
+        let first = plan_at(None, "2026-11-25T18:00:00Z");
+        let again = plan_at(Some(&existing_from(&first)), "2026-11-30T18:00:00Z");
         assert_eq!(again.change, KeysChange::Unchanged);
         assert_eq!(again.keys_json, first.keys_json);
         assert_eq!(again.annotations, first.annotations);
@@ -353,24 +352,12 @@ mod tests {
 
     #[test]
     fn an_old_session_key_is_rotated_and_kept_as_previous_with_the_signing_key_unchanged() {
-        let first = plan_keys(None, at("2026-11-25T18:00:00Z"), WEEK, &mut counter()).unwrap();
-        let rotated = plan_keys(
-            Some(&existing_from(&first)),
-            at("2026-12-02T18:00:00Z"),
-            WEEK,
-            &mut counter(),
-        )
-        .unwrap();
+        let first = plan_at(None, "2026-11-25T18:00:00Z");
+        let rotated = plan_at(Some(&existing_from(&first)), "2026-12-02T18:00:00Z");
         assert!(matches!(rotated.change, KeysChange::Rotated { .. }));
         assert_eq!(ids(&rotated), ["s20261202T180000Z", "s20261125T180000Z"]);
         assert_eq!(rotated.recording_public_keys, first.recording_public_keys);
-        let twice = plan_keys(
-            Some(&existing_from(&rotated)),
-            at("2026-12-09T18:00:00Z"),
-            WEEK,
-            &mut counter(),
-        )
-        .unwrap();
+        let twice = plan_at(Some(&existing_from(&rotated)), "2026-12-09T18:00:00Z");
         assert_eq!(
             ids(&twice),
             ["s20261209T180000Z", "s20261202T180000Z"],
@@ -380,19 +367,17 @@ mod tests {
 
     #[test]
     fn a_rotation_asked_for_by_annotation_happens_once() {
-        let first = plan_keys(None, at("2026-11-25T18:00:00Z"), WEEK, &mut counter()).unwrap();
+        let first = plan_at(None, "2026-11-25T18:00:00Z");
         let mut asked = existing_from(&first);
         asked.annotations.insert(ROTATE_SESSION_KEY_ANNOTATION.into(), "please".into());
-        let rotated =
-            plan_keys(Some(&asked), at("2026-11-25T19:00:00Z"), WEEK, &mut counter()).unwrap();
+        let rotated = plan_at(Some(&asked), "2026-11-25T19:00:00Z");
         assert!(
             matches!(rotated.change, KeysChange::Rotated { ref reason } if reason.contains("please"))
         );
         assert_eq!(rotated.annotations[ROTATION_HANDLED_ANNOTATION], "please");
         let mut after = existing_from(&rotated);
         after.annotations.insert(ROTATE_SESSION_KEY_ANNOTATION.into(), "please".into());
-        let again =
-            plan_keys(Some(&after), at("2026-11-25T19:01:00Z"), WEEK, &mut counter()).unwrap();
+        let again = plan_at(Some(&after), "2026-11-25T19:01:00Z");
         assert_eq!(again.change, KeysChange::Unchanged);
         assert_eq!(again.keys_json, rotated.keys_json);
     }
@@ -403,19 +388,17 @@ mod tests {
             keys_json: Some(b"{\"sessionKeys\": []}".to_vec()),
             ..Default::default()
         };
-        let plan =
-            plan_keys(Some(&broken), at("2026-11-25T18:00:00Z"), WEEK, &mut counter()).unwrap();
+        let plan = plan_at(Some(&broken), "2026-11-25T18:00:00Z");
         assert!(matches!(plan.change, KeysChange::Regenerated { .. }));
         GatewayKeys::parse(&plan.keys_json).unwrap();
     }
 
     #[test]
     fn a_recording_key_rotation_asked_for_keeps_the_old_public_key_listed_and_the_session_key() {
-        let first = plan_keys(None, at("2026-11-25T18:00:00Z"), WEEK, &mut counter()).unwrap();
+        let first = plan_at(None, "2026-11-25T18:00:00Z");
         let mut asked = existing_from(&first);
         asked.annotations.insert(ROTATE_RECORDING_KEY_ANNOTATION.into(), "leak-1".into());
-        let rotated =
-            plan_keys(Some(&asked), at("2026-11-26T18:00:00Z"), WEEK, &mut counter()).unwrap();
+        let rotated = plan_at(Some(&asked), "2026-11-26T18:00:00Z");
         assert!(
             matches!(rotated.change, KeysChange::Rotated { ref reason } if reason.contains("leak-1"))
         );
@@ -429,8 +412,7 @@ mod tests {
         );
         let mut after = existing_from(&rotated);
         after.annotations.insert(ROTATE_RECORDING_KEY_ANNOTATION.into(), "leak-1".into());
-        let again =
-            plan_keys(Some(&after), at("2026-11-26T18:05:00Z"), WEEK, &mut counter()).unwrap();
+        let again = plan_at(Some(&after), "2026-11-26T18:05:00Z");
         assert_eq!(again.change, KeysChange::Unchanged);
         assert_eq!(again.recording_public_keys, rotated.recording_public_keys);
     }

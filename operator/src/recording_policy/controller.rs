@@ -121,14 +121,9 @@ fn policies_using_secret(
     secret: &Secret,
 ) -> Vec<ObjectRef<RecordingPolicy>> {
     let name = secret.name_any();
-    let namespace = secret.namespace();
-    store
-        .state()
-        .iter()
-        .filter(|p| p.namespace() == namespace)
-        .filter(|p| p.spec.s3.credentials.as_ref().is_some_and(|c| c.secret_ref.name == name))
-        .map(|p| ObjectRef::from_obj(p.as_ref()))
-        .collect()
+    scaffolding::objects_in(store, secret.namespace().as_deref(), |p| {
+        p.spec.s3.credentials.as_ref().is_some_and(|c| c.secret_ref.name == name)
+    })
 }
 
 /// Reconciles one RecordingPolicy: checks and configures its bucket and writes its status, or,
@@ -227,34 +222,27 @@ async fn policy_bucket(
                 source,
             )
         }
-        None => {
-            match (std::env::var("AWS_ACCESS_KEY_ID"), std::env::var("AWS_SECRET_ACCESS_KEY")) {
-                (Ok(id), Ok(secret_key)) => {
-                    let source = format!("the operator's environment (access key {id})");
-                    (
-                        Some(Credentials::new(
-                            id,
-                            secret_key,
-                            std::env::var("AWS_SESSION_TOKEN").ok(),
-                            None,
-                            "environment",
-                        )),
-                        source,
-                    )
-                }
-                _ => {
-                    return Ok(Err(check(
-                        false,
-                        "NoCredentials",
-                        format!(
-                            "spec.s3.credentials is unset and the operator has no AWS_ACCESS_KEY_ID and \
-                         AWS_SECRET_ACCESS_KEY of its own: set spec.s3.credentials.secretRef to a \
-                         Secret in {namespace} with the recorder's keys."
-                        ),
-                    )));
-                }
+        None => match ambient_credentials().await {
+            Ok(credentials) => {
+                let source = format!(
+                    "the operator's own credentials (the AWS SDK's default chain; access key {})",
+                    credentials.access_key_id()
+                );
+                (Some(credentials), source)
             }
-        }
+            Err(reason) => {
+                return Ok(Err(check(
+                    false,
+                    "NoCredentials",
+                    format!(
+                        "spec.s3.credentials is unset and the operator has no AWS credentials of \
+                         its own ({reason}): set spec.s3.credentials.secretRef to a Secret in \
+                         {namespace} with the recorder's keys, or give the operator's and the \
+                         gateways' service accounts an IAM role (IRSA or EKS Pod Identity)."
+                    ),
+                )));
+            }
+        },
     };
     let mut config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -283,6 +271,18 @@ async fn policy_bucket(
         location,
         credentials: source,
     }))
+}
+
+/// The operator's own AWS credentials, resolved now by the AWS SDK's default chain (environment
+/// keys, web identity as IRSA injects it, EKS Pod Identity and other container credentials, the
+/// shared config files, the instance metadata service); the chain is built once.
+async fn ambient_credentials() -> Result<Credentials, String> {
+    use aws_config::default_provider::credentials::DefaultCredentialsChain;
+    use aws_credential_types::provider::ProvideCredentials;
+    static CHAIN: tokio::sync::OnceCell<DefaultCredentialsChain> =
+        tokio::sync::OnceCell::const_new();
+    let chain = CHAIN.get_or_init(|| DefaultCredentialsChain::builder().build()).await;
+    chain.provide_credentials().await.map_err(|e| DisplayErrorContext(&e).to_string())
 }
 
 /// The SDK's full error text (it never contains secrets).

@@ -20,7 +20,7 @@ use kube::{
     runtime::{
         controller::{Action, Error as ControllerError},
         events::{Event, EventType, Recorder, Reporter},
-        reflector::ObjectRef,
+        reflector::{ObjectRef, Store},
         watcher,
     },
 };
@@ -217,6 +217,24 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// The objects of `store` in `namespace` for which `wanted` holds: what a watch of a related
+/// kind (a Secret, a policy) maps to, to reconcile them again.
+pub fn objects_in<K>(
+    store: &Store<K>,
+    namespace: Option<&str>,
+    wanted: impl Fn(&K) -> bool,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace().as_deref() == namespace && wanted(o))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
 }
 
 /// Drives a controller's result stream until the controller stops, logging what it reconciled
