@@ -679,7 +679,9 @@ async fn local_agent_env(
     let mut local: Vec<(String, String)> = injected
         .iter()
         .map(|(key, value)| match key.as_str() {
-            "AWS_ENDPOINT_URL" => (key.clone(), gateway_endpoint.to_owned()),
+            "AWS_ENDPOINT_URL" | "AWS_ENDPOINT_URL_STS" => {
+                (key.clone(), gateway_endpoint.to_owned())
+            }
             "AWS_WEB_IDENTITY_TOKEN_FILE" => (key.clone(), token_file.display().to_string()),
             _ => (key.clone(), value.clone()),
         })
