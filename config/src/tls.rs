@@ -436,6 +436,55 @@ impl ResolvesServerCert for CurrentCertificate {
     }
 }
 
+/// The common name of the CA of `namespace`'s gateway: each namespace has its own CA, trusted by
+/// that namespace's agents only.
+pub fn gateway_ca_name(namespace: &str) -> String {
+    format!("chaperone-gateway-ca.{namespace}")
+}
+
+/// The names a gateway's serving certificate is valid for: the Service's cluster IP (when it has
+/// one) and its DNS names `<service>`, `<service>.<namespace>`, `<service>.<namespace>.svc` and
+/// `<service>.<namespace>.svc.cluster.local`.
+pub fn gateway_serving_names(
+    service: &str,
+    namespace: &str,
+    cluster_ip: Option<&str>,
+) -> Vec<String> {
+    let mut names: Vec<String> = cluster_ip.map(str::to_owned).into_iter().collect();
+    names.extend([
+        service.to_owned(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+    ]);
+    names
+}
+
+/// The file name of the CA certificate inside the directory agents mount it in.
+pub const AGENT_CA_FILE: &str = "ca.crt";
+
+/// The variables that make each AWS client verify the gateway with the CA in `ca_dir` (a
+/// directory holding only [`AGENT_CA_FILE`]):
+///
+/// - `AWS_CA_BUNDLE`: the AWS CLI, boto3 and the Go SDK v2 trust this bundle (instead of the
+///   system's) for AWS calls, which all go to the gateway;
+/// - `NODE_EXTRA_CA_CERTS`: Node adds it to its built-in roots (the JavaScript SDK v3);
+/// - `SSL_CERT_DIR`: the Rust SDK's default HTTPS client (rustls with `rustls-native-certs`)
+///   then reads its roots from these directories instead of the system store, so the system's
+///   directory `/etc/ssl/certs` is listed first to keep the other roots; OpenSSL and Go programs
+///   read it as extra certificate directories.
+pub fn agent_trust_variables(ca_dir: &str) -> Vec<(&'static str, String)> {
+    let file = format!("{ca_dir}/{AGENT_CA_FILE}");
+    vec![
+        ("AWS_CA_BUNDLE", file.clone()),
+        ("NODE_EXTRA_CA_CERTS", file),
+        ("SSL_CERT_DIR", format!("{SYSTEM_CERT_DIR}:{ca_dir}")),
+    ]
+}
+
+/// The system's certificate directory on Debian, Ubuntu, Alpine and distroless images.
+pub const SYSTEM_CERT_DIR: &str = "/etc/ssl/certs";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +505,46 @@ mod tests {
             CertificateLifetimes::default(),
         )
         .unwrap_or_else(|e| panic!("generating: {e}"))
+    }
+
+    #[test]
+    fn a_gateway_certificate_names_the_cluster_ip_and_every_service_name() {
+        let names = gateway_serving_names("chaperone-gateway", "agents", Some("10.96.0.12"));
+        assert_eq!(
+            names,
+            [
+                "10.96.0.12",
+                "chaperone-gateway",
+                "chaperone-gateway.agents",
+                "chaperone-gateway.agents.svc",
+                "chaperone-gateway.agents.svc.cluster.local",
+            ]
+        );
+        let issued = IssuedCertificates::generate(&gateway_ca_name("agents"), &names)
+            .unwrap_or_else(|e| panic!("generating: {e}"));
+        assert_eq!(issued.ca_name(), "chaperone-gateway-ca.agents");
+        let (data, annotations) = issued.to_secret();
+        let read = IssuedCertificates::from_secret(&data, &annotations)
+            .unwrap_or_else(|e| panic!("reading: {e}"));
+        assert_eq!(read.ca_name(), "chaperone-gateway-ca.agents");
+        assert!(read.server_config().is_ok());
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_is_refused_naming_both_files() {
+        let one = generated();
+        let other = generated();
+        let error = certified_key(one.cert_pem().as_bytes(), other.key_pem().as_bytes()).err();
+        assert!(
+            error.as_ref().is_some_and(|e| e.to_string().contains("tls.crt and tls.key")),
+            "{error:?}"
+        );
+        let error = certified_key(b"not a certificate", one.key_pem().as_bytes()).err();
+        assert!(error.is_some_and(|e| e.to_string().contains("tls.crt")));
+        assert!(
+            CurrentCertificate::from_pem(one.cert_pem().as_bytes(), one.key_pem().as_bytes())
+                .is_ok()
+        );
     }
 
     #[test]
