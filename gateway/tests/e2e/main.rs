@@ -7,6 +7,7 @@ mod common;
 
 mod adversarial;
 mod adversarial_scope;
+mod agent_tls;
 mod approvals_aws_cli;
 mod data_path_aws_cli;
 mod data_path_boto3;
