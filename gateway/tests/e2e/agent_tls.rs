@@ -40,6 +40,7 @@ async fn a_client_without_the_gateways_ca_is_refused_by_its_own_certificate_veri
     let bare = without_ca(&agent);
     let (ok, _, err) = aws_cli(env, &bare, &["sts", "get-caller-identity"]);
     assert!(!ok && err.contains("CERTIFICATE_VERIFY_FAILED"), "AWS CLI: {err}");
+    eprintln!("AWS CLI without the CA: {err}");
 
     let node = &env.provisioned.node;
     let steps = node_s3_session(node, &bare, "tls-node-no-ca", None).await.unwrap();
@@ -49,11 +50,13 @@ async fn a_client_without_the_gateways_ca_is_refused_by_its_own_certificate_veri
         message.contains("self-signed certificate") || message.contains("unable to verify"),
         "JavaScript SDK: {message}"
     );
+    eprintln!("JavaScript SDK without the CA: {message}");
 
     let steps = rust_s3_session(&bare, "tls-rust-no-ca").await.unwrap();
     let failure = first_failure(&steps).expect("the Rust SDK must fail").clone();
     let message = failure.message.unwrap_or_default();
     assert!(message.contains("UnknownIssuer"), "Rust SDK: {message}");
+    eprintln!("Rust SDK without the CA: {message}");
 
     // Another namespace's CA does not verify this gateway either.
     let other = GatewayProcess::start(env, common::binary(), GatewaySpec::new("e2e-tls-other"))
