@@ -684,6 +684,8 @@ async fn start_recording_gateway(
 ) -> anyhow::Result<(GatewayProcess, Credentials)> {
     let mut spec = GatewaySpec::new(namespace);
     spec.upstream_endpoint = Some(upstream.endpoint());
+    // The load generator speaks plain HTTP: the benchmark measures the gateway without TLS.
+    spec.plaintext = true;
     spec.log_filter = "warn".into();
     spec.durability = durability.into();
     let gateway = GatewayProcess::start(env, binary, spec).await?;

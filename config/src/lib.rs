@@ -7,6 +7,8 @@
 //!   gateway derives from it ([`IdentityConfig`]), and the shared defaults (audience, leeway).
 //! - [`keys`]: the keys file (session MAC keys, recording signing key).
 //! - [`approval`]: what an ApprovalRequest's reviews decide, and when it expires.
+//! - [`tls`]: the CA and serving certificates the operator issues (webhooks, gateways), the
+//!   Secret layout they are stored in, and the rotating certificate a server presents.
 //!
 //! Session bounds live with the AgentConnection CRD that declares them and are re-exported here.
 
@@ -14,6 +16,7 @@ pub mod approval;
 pub mod gateway;
 pub mod identity;
 pub mod keys;
+pub mod tls;
 
 pub use chaperone_crds::{DEFAULT_SESSION_SECONDS, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS};
 pub use gateway::{

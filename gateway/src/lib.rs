@@ -19,5 +19,6 @@ pub mod policy;
 pub mod record;
 pub mod recorder;
 pub mod server;
+pub mod serving_tls;
 pub mod sigv4;
 pub mod upstream;

@@ -15,6 +15,7 @@ use chaperone_gateway::{
     metrics::GatewayMetrics,
     recorder::{Recorder, RecorderSettings, RecordingTarget},
     server::{Gateway, GatewayRuntime},
+    serving_tls::ServingFiles,
 };
 use chaperone_recording::RecordingSigner;
 use clap::Parser;
@@ -22,7 +23,8 @@ use tokio::net::TcpListener;
 
 /// Chaperone's per-namespace AWS gateway.
 ///
-/// Serves agents' AWS calls on --listen and health, readiness and Prometheus metrics on --admin.
+/// Serves agents' AWS calls on --listen (over TLS with --tls-cert and --tls-key, or in plain HTTP
+/// only with --plaintext) and health, readiness and Prometheus metrics on --admin.
 /// Its configuration is the file the operator writes into the namespace's config Secret; it is
 /// reloaded when it changes, without dropping calls in flight.
 #[derive(Parser, Debug)]
@@ -37,6 +39,16 @@ struct Args {
     /// Address agents' AWS calls arrive on.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// The agents' port's certificate chain (PEM), re-read when it changes (rotation).
+    #[arg(long, requires = "tls_key", conflicts_with = "plaintext")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM), re-read when it changes.
+    #[arg(long, requires = "tls_cert", conflicts_with = "plaintext")]
+    tls_key: Option<PathBuf>,
+    /// Serve the agents' port in plain HTTP: agents' tokens, credentials and bodies cross the
+    /// network in clear. Only for a cluster whose AgentConnections opt in.
+    #[arg(long)]
+    plaintext: bool,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:9090")]
     admin: SocketAddr,
@@ -139,6 +151,13 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let tls = match (&args.tls_cert, &args.tls_key, args.plaintext) {
+        (Some(cert), Some(key), false) => Some(ServingFiles::load(cert, key)?),
+        (None, None, true) => None,
+        _ => anyhow::bail!(
+            "the agents' port needs --tls-cert and --tls-key (the certificate the operator issues into Secret chaperone-gateway-tls), or --plaintext to serve plain HTTP"
+        ),
+    };
     let (runtime, keys) = load(&args.config, &args.keys, args.kubeconfig.as_deref()).await?;
     let metrics = Arc::new(GatewayMetrics::new());
     let admin_state = Arc::new(AdminState {
@@ -176,9 +195,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding the agents' address {}", args.listen))?;
-    tracing::info!(listen = %args.listen, admin = %args.admin, replica = %args.replica, "gateway serving");
+    tracing::info!(
+        listen = %args.listen,
+        admin = %args.admin,
+        replica = %args.replica,
+        tls = tls.is_some(),
+        "gateway serving"
+    );
     admin_state.set_ready(true, "");
-    let serving = tokio::spawn(gateway.clone().serve(listener));
+    let serving = match &tls {
+        Some(files) => tokio::spawn(gateway.clone().serve_tls(listener, files.server_config())),
+        None => tokio::spawn(gateway.clone().serve(listener)),
+    };
 
     // Reload the configuration and keys when their files change.
     let reload_gateway = gateway.clone();
@@ -186,10 +214,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (config_path, keys_path) = (args.config.clone(), args.keys.clone());
     let kubeconfig = args.kubeconfig.clone();
     let interval = Duration::from_secs(args.reload_interval_seconds.max(1));
+    let mut tls = tls;
     tokio::spawn(async move {
         let mut seen = (modified(&config_path), modified(&keys_path));
         loop {
             tokio::time::sleep(interval).await;
+            match tls.as_mut().map(ServingFiles::reload_if_changed) {
+                Some(Ok(true)) => tracing::info!("serving the changed TLS certificate"),
+                Some(Err(error)) => tracing::error!(
+                    error = %error,
+                    "the changed TLS certificate was refused; still serving the previous one"
+                ),
+                Some(Ok(false)) | None => {}
+            }
             let now = (modified(&config_path), modified(&keys_path));
             if now == seen {
                 continue;

@@ -18,7 +18,9 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::ServerConfig;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::{
     approval::{ApprovalGate, ApprovalRules},
@@ -114,10 +116,21 @@ impl Gateway {
         }
     }
 
-    /// Serves agents on `listener` until the task is dropped.
+    /// Serves agents on `listener` in plain HTTP until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        self.accept(listener, None).await
+    }
+
+    /// Serves agents on `listener` over TLS with `tls` until the task is dropped. A connection
+    /// whose handshake fails (a client that does not trust the certificate, or speaks plain
+    /// HTTP) is closed; the others are unaffected.
+    pub async fn serve_tls(self: Arc<Self>, listener: TcpListener, tls: Arc<ServerConfig>) {
+        self.accept(listener, Some(TlsAcceptor::from(tls))).await
+    }
+
+    async fn accept(self: Arc<Self>, listener: TcpListener, tls: Option<TlsAcceptor>) {
         loop {
-            let (stream, _peer) = match listener.accept().await {
+            let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!(%error, "accepting a connection failed");
@@ -126,19 +139,34 @@ impl Gateway {
             };
             let _ = stream.set_nodelay(true);
             let gateway = self.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let gateway = gateway.clone();
-                    async move { Ok::<_, Infallible>(gateway.handle(request).await) }
-                });
-                if let Err(error) =
-                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await
-                {
-                    tracing::debug!(%error, "agent connection ended with an error");
+                match tls {
+                    None => gateway.serve_connection(stream).await,
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(stream) => gateway.serve_connection(stream).await,
+                        Err(error) => {
+                            tracing::info!(%peer, %error, "TLS handshake with an agent failed");
+                        }
+                    },
                 }
             });
+        }
+    }
+
+    async fn serve_connection<IO>(self: Arc<Self>, stream: IO)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = service_fn(move |request: Request<Incoming>| {
+            let gateway = self.clone();
+            async move { Ok::<_, Infallible>(gateway.handle(request).await) }
+        });
+        if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+        {
+            tracing::debug!(%error, "agent connection ended with an error");
         }
     }
 

@@ -24,6 +24,15 @@ pub enum Error {
         /// The missing field.
         field: &'static str,
     },
+    /// The gateway's CA and serving certificate could not be issued or stored.
+    #[error("the TLS certificate of the gateway of namespace {namespace}: {source}")]
+    Certificates {
+        /// The namespace.
+        namespace: String,
+        /// What failed.
+        #[source]
+        source: crate::webhooks::certificate_store::CertificateStoreError,
+    },
     /// The namespace's configuration did not validate as the gateway's.
     #[error("the gateway configuration of namespace {namespace} does not validate: {source}")]
     Config {
@@ -73,6 +82,7 @@ impl Error {
             Error::Config { .. } => "config",
             Error::Yaml { .. } => "yaml",
             Error::Keys { .. } => "keys",
+            Error::Certificates { .. } => "certificates",
             Error::S3 { .. } => "s3",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)

@@ -15,8 +15,8 @@ use chaperone_operator::{
     gateway::controller::{self, FINALIZER},
     gateway::keys::{ROTATE_RECORDING_KEY_ANNOTATION, ROTATE_SESSION_KEY_ANNOTATION},
     gateway::objects::{
-        CONFIG_SECRET_KEY, CONFIG_SECRET_NAME, GATEWAY_NAME, KEYS_SECRET_KEY, KEYS_SECRET_NAME,
-        gateway_label_selector, issuer_discovery_binding_name,
+        CA_CONFIG_MAP_NAME, CONFIG_SECRET_KEY, CONFIG_SECRET_NAME, GATEWAY_NAME, KEYS_SECRET_KEY,
+        KEYS_SECRET_NAME, TLS_SECRET_NAME, gateway_label_selector, issuer_discovery_binding_name,
     },
     runtime::gateway_pod::GatewayPodSettings,
 };
@@ -29,7 +29,7 @@ use chaperone_tests::{
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
-        core::v1::{Secret, Service, ServiceAccount},
+        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
         events::v1::Event,
         policy::v1::PodDisruptionBudget,
         rbac::v1::{ClusterRoleBinding, Role, RoleBinding},
@@ -50,6 +50,28 @@ const SECRET_ACCESS_KEY: &str = "operator-test-secret-access-key";
 fn env() -> &'static LocalEnv {
     chaperone_operator::runtime::tls::install_crypto_provider();
     LocalEnv::shared()
+}
+
+/// Verifies `cert_pem` as a TLS client would for `name`, trusting only `ca_pem`.
+fn verify_serving_certificate(ca_pem: &str, cert_pem: &[u8], name: &str) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .map_err(|e| e.to_string())?;
+    let cert = CertificateDer::from_pem_slice(cert_pem).map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
+    verifier
+        .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 async fn admin_client() -> Client {
@@ -304,9 +326,39 @@ async fn applying_the_examples_produces_the_labelled_gateway_objects_and_a_confi
     let keys = keys_secret.data.unwrap()[KEYS_SECRET_KEY].0.clone();
     GatewayKeys::parse(&keys).expect("the keys Secret is a valid gateway keys file");
 
+    // TLS: the namespace's CA and a serving certificate that verifies for the Service's IP and
+    // every DNS name of it (and no other), the CA published to agents, the serving pair mounted.
+    let tls_secret = secrets.get(TLS_SECRET_NAME).await.unwrap();
+    assert_gateway_labels("TLS Secret", tls_secret.labels());
+    let tls_data = tls_secret.data.clone().unwrap();
+    let ca_pem = String::from_utf8(tls_data["ca.crt"].0.clone()).unwrap();
+    let cert_pem = tls_data["tls.crt"].0.clone();
+    let ca_map = Api::<ConfigMap>::namespaced(c.clone(), ns).get(CA_CONFIG_MAP_NAME).await.unwrap();
+    assert_gateway_labels("CA ConfigMap", ca_map.labels());
+    assert_eq!(ca_map.data.unwrap()["ca.crt"], ca_pem, "agents get the Secret's CA");
+    assert!(ca_pem.contains("BEGIN CERTIFICATE"));
+    let verifies = |name: &str| verify_serving_certificate(&ca_pem, &cert_pem, name);
+    for name in [
+        cluster_ip.clone(),
+        GATEWAY_NAME.to_owned(),
+        format!("{GATEWAY_NAME}.{ns}"),
+        format!("{GATEWAY_NAME}.{ns}.svc"),
+        format!("{GATEWAY_NAME}.{ns}.svc.cluster.local"),
+    ] {
+        assert!(verifies(&name).is_ok(), "{name}: {:?}", verifies(&name));
+    }
+    assert!(verifies(&format!("{GATEWAY_NAME}.other.svc")).is_err());
+    let pod_spec = pod.clone();
+    let tls_volume = pod_spec.volumes.unwrap().into_iter().find(|v| v.name == "tls").unwrap();
+    let items: Vec<String> =
+        tls_volume.secret.unwrap().items.unwrap().into_iter().map(|i| i.key).collect();
+    assert_eq!(items, ["tls.crt", "tls.key"], "the CA key stays out of the gateway's files");
+    let args = pod_spec.containers[0].args.clone().unwrap();
+    assert!(args.contains(&"--tls-cert=/etc/chaperone/tls/tls.crt".to_owned()), "{args:?}");
+
     let connection = connections(&client, ns).get("prod-aws").await.unwrap();
     let status = connection.status.clone().unwrap();
-    assert_eq!(status.endpoint.as_deref(), Some(format!("http://{cluster_ip}:8080").as_str()));
+    assert_eq!(status.endpoint.as_deref(), Some(format!("https://{cluster_ip}:8080").as_str()));
     assert_eq!(status.recording_public_keys.len(), 1);
     assert!(connection.finalizers().iter().any(|f| f == FINALIZER));
     let owned_by_prod_aws = |kind: &str, owners: Option<Vec<OwnerReference>>| {
@@ -741,7 +793,8 @@ async fn an_operator_killed_midway_and_restarted_converges_without_duplicates_or
     );
     assert_eq!(
         Api::<Secret>::namespaced(c.clone(), ns).list(&selector).await.unwrap().items.len(),
-        2
+        3,
+        "config, keys and TLS Secrets, once each"
     );
     let bindings = Api::<ClusterRoleBinding>::all(c)
         .list(&ListParams::default().labels(&format!("chaperone.dev/gateway-namespace={ns}")))

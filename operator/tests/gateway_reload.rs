@@ -63,7 +63,12 @@ request = AWSRequest(method="PUT", url=f"{endpoint}/{bucket}/{key}",
     headers={"Content-Length": str(size), "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
 S3SigV4Auth(credentials, "s3", "us-east-1").add_auth(request)
 url = urllib.parse.urlsplit(endpoint)
-conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+if url.scheme == "https":
+    import ssl
+    tls = ssl.create_default_context(cafile=os.environ["AWS_CA_BUNDLE"])
+    conn = http.client.HTTPSConnection(url.hostname, url.port, timeout=120, context=tls)
+else:
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
 conn.putrequest("PUT", f"/{bucket}/{key}", skip_accept_encoding=True)
 for name, value in request.headers.items():
     conn.putheader(name, value)

@@ -180,7 +180,7 @@ async fn agent_namespace(namespace: &str) -> (Client, String) {
         .spec
         .and_then(|s| s.cluster_ip)
         .expect("a cluster IP");
-    (admin, format!("http://{ip}:8080"))
+    (admin, format!("https://{ip}:8080"))
 }
 
 fn keep<T>(outcome: Result<T, kube::Error>) {
@@ -238,6 +238,9 @@ async fn a_labelled_pod_comes_back_with_the_gateway_env_and_a_read_only_chaperon
             ("AWS_ROLE_ARN", "arn:aws:iam::000000000000:role/chaperone/pod-inject/prod-aws"),
             ("AWS_ROLE_SESSION_NAME", AGENT),
             ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/chaperone.dev/serviceaccount/token"),
+            ("AWS_CA_BUNDLE", "/var/run/secrets/chaperone.dev/serviceaccount/ca.crt"),
+            ("NODE_EXTRA_CA_CERTS", "/var/run/secrets/chaperone.dev/serviceaccount/ca.crt"),
+            ("SSL_CERT_DIR", "/etc/ssl/certs:/var/run/secrets/chaperone.dev/serviceaccount"),
         ] {
             assert!(env.contains(&(name.to_owned(), value.to_owned())), "{name} in {env:?}");
         }
@@ -255,6 +258,10 @@ async fn a_labelled_pod_comes_back_with_the_gateway_env_and_a_read_only_chaperon
     assert_eq!(token.audience.as_deref(), Some("chaperone.dev"));
     assert_eq!(token.expiration_seconds, Some(TOKEN_EXPIRATION_SECONDS));
     assert_eq!(token.path, "token");
+    // The gateway's CA beside the token, from the ConfigMap the operator publishes.
+    let ca = sources[1].config_map.as_ref().expect("the gateway's CA");
+    assert_eq!(ca.name, "chaperone-gateway-ca");
+    assert_eq!(ca.items.clone().unwrap_or_default()[0].path, "ca.crt");
 
     // The same, already injected, pod created again passes the webhook unchanged.
     let mut again = stored.clone();

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use approval_webhook_env::ApprovalNamespace;
 use chaperone_crds::{ApprovalRequest, Decision, Review};
-use chaperone_operator::webhooks::certificate_store::{WEBHOOK_TLS_SECRET, ensure_certificates};
+use chaperone_operator::webhooks::certificate_store::{
+    CertificateSecret, WEBHOOK_TLS_SECRET, ensure_certificates,
+};
 use chaperone_operator::webhooks::tls::CertificateLifetimes;
 use chaperone_tests::LocalEnv;
 use chaperone_tests::objects::{create_in, ensure_namespace, example, set};
@@ -238,14 +240,10 @@ async fn replicas_racing_for_the_tls_secret_all_end_up_with_the_same_ca() {
         let admin = admin.clone();
         let names = names.clone();
         tokio::spawn(async move {
-            ensure_certificates(
-                &admin,
-                namespace,
-                "race-tls",
-                &names,
-                CertificateLifetimes::default(),
-            )
-            .await
+            let secret = CertificateSecret::webhooks(namespace, "race-tls");
+            ensure_certificates(&admin, &secret, &names, CertificateLifetimes::default())
+                .await
+                .map(|(certificates, _)| certificates)
         })
     });
     let mut cas = Vec::new();

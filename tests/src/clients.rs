@@ -4,9 +4,11 @@
 //! environment (endpoint, region, and static keys or a web identity), running the same S3 session
 //! and reporting each step as a [`StepResult`].
 //!
-//! The environment is passed explicitly: to the Node process as its environment (with every
-//! inherited `AWS_*` variable removed), and to the Rust SDK as an `aws_types::os_shim_internal::Env`
-//! given to `aws_config::ConfigLoader::env`, so no test mutates the process environment.
+//! The environment is passed explicitly, as a process environment with every inherited `AWS_*`
+//! variable removed: to the Node process, to the Go program, and to the Rust SDK, which runs in
+//! a child process (`chaperone-env rust-s3-session`) so that what its default HTTPS client reads
+//! from the environment (`SSL_CERT_DIR`, `SSL_CERT_FILE`, read once per process) is the agent's
+//! and no test mutates its own process environment.
 
 use std::{collections::HashMap, process::Output};
 
@@ -16,8 +18,7 @@ use aws_sdk_s3::{
     error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
     primitives::ByteStream,
 };
-use aws_types::os_shim_internal::Env;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     AwsUser,
@@ -56,6 +57,11 @@ impl S3Step {
         S3Step::DeleteBucket,
     ];
 
+    /// The step named `name` ([`S3Step::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|step| step.name() == name)
+    }
+
     /// The step's name as the scripts print it (`create-bucket`, `put`, ...).
     pub fn name(self) -> &'static str {
         match self {
@@ -70,7 +76,7 @@ impl S3Step {
 }
 
 /// What one step of a session did: one JSON line of `s3-session.mjs`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct StepResult {
     /// The step's name ([`S3Step::name`]).
     pub step: String,
@@ -245,10 +251,10 @@ pub async fn rust_s3_session_expecting_denied(
     run_rust_s3_session(env_vars, bucket, Some(step)).await
 }
 
-/// The environment the Rust SDK reads: `env_vars`, and unless they say otherwise, no shared
-/// config or credentials file and no instance metadata service (a session without credentials
-/// fails at once instead of reaching for a link-local address).
-fn sdk_env(env_vars: &[(String, String)]) -> Env {
+/// The environment the Rust SDK's process gets: `env_vars`, and unless they say otherwise, no
+/// shared config or credentials file and no instance metadata service (a session without
+/// credentials fails at once instead of reaching for a link-local address).
+fn sdk_env(env_vars: &[(String, String)]) -> HashMap<String, String> {
     let mut vars: HashMap<String, String> = env_vars.iter().cloned().collect();
     for (key, value) in [
         ("AWS_CONFIG_FILE", "/dev/null"),
@@ -257,7 +263,35 @@ fn sdk_env(env_vars: &[(String, String)]) -> Env {
     ] {
         vars.entry(key.into()).or_insert_with(|| value.into());
     }
-    Env::from(vars)
+    vars
+}
+
+/// `chaperone-env`, built once per process so that its `rust-s3-session` is this source's.
+fn session_binary() -> anyhow::Result<std::path::PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .current_dir(crate::paths::workspace_root())
+                .args([
+                    "build",
+                    "--quiet",
+                    "--package",
+                    "chaperone-tests",
+                    "--bin",
+                    "chaperone-env",
+                ])
+                .status()
+                .map_err(|e| format!("running cargo build of chaperone-env: {e}"))?;
+            if !status.success() {
+                return Err(format!("cargo build of chaperone-env failed ({status})"));
+            }
+            Ok(crate::paths::target_dir().join("debug").join("chaperone-env"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
 }
 
 async fn run_rust_s3_session(
@@ -265,8 +299,46 @@ async fn run_rust_s3_session(
     bucket: &str,
     expect_denied: Option<S3Step>,
 ) -> anyhow::Result<Vec<StepResult>> {
-    let config =
-        aws_config::defaults(BehaviorVersion::latest()).env(sdk_env(env_vars)).load().await;
+    let binary = tokio::task::spawn_blocking(session_binary)
+        .await
+        .context("building chaperone-env for the Rust SDK session")??;
+    let mut command = std::process::Command::new(&binary);
+    scrub_aws_env(&mut command);
+    for key in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
+        command.env_remove(key);
+    }
+    command.args(["rust-s3-session", bucket]).envs(sdk_env(env_vars));
+    if let Some(step) = expect_denied {
+        command.args(["--expect-denied", step.name()]);
+    }
+    let output = tokio::process::Command::from(command)
+        .output()
+        .await
+        .with_context(|| format!("running {} rust-s3-session", binary.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let steps = parse_step_lines(&stdout).with_context(|| {
+        format!("the Rust SDK session printed something other than step lines:\n{stdout}\n{stderr}")
+    })?;
+    let failed = first_failure(&steps).is_some();
+    match output.status.code() {
+        Some(0) if !steps.is_empty() && !failed => Ok(steps),
+        Some(1) if failed => Ok(steps),
+        _ => bail!(
+            "the Rust SDK session exited with {} after reporting {steps:?}:\n{stderr}",
+            output.status
+        ),
+    }
+}
+
+/// Runs the S3 session with the Rust `aws-sdk-s3` configured from this process's environment
+/// alone, as an agent's program would be (`chaperone-env rust-s3-session`); `expect_denied` must
+/// fail with AccessDenied and the session stops there.
+pub async fn rust_s3_session_in_this_process(
+    bucket: &str,
+    expect_denied: Option<S3Step>,
+) -> Vec<StepResult> {
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let s3 = aws_sdk_s3::Client::new(&config);
     let body = format!("written by the AWS SDK for Rust into {bucket}\n");
     let mut steps = Vec::new();
@@ -285,17 +357,17 @@ async fn run_rust_s3_session(
                 Err(failure) => StepResult::failed(step, &failure.code, failure.message),
             };
             steps.push(result);
-            return Ok(steps);
+            return steps;
         }
         match outcome {
             Ok(()) => steps.push(StepResult::passed(step)),
             Err(failure) => {
                 steps.push(StepResult::failed(step, &failure.code, failure.message));
-                return Ok(steps);
+                return steps;
             }
         }
     }
-    Ok(steps)
+    steps
 }
 
 /// Why a step of the Rust session failed.

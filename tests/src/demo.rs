@@ -280,7 +280,9 @@ async fn story(
     for (key, value) in &injected {
         progress.show(format!("{key}={value}"));
     }
-    let agent_env = local_agent_env(env, admin, &pod, &injected, &gateway.endpoint).await?;
+    let ca_pem = gateway.certificates.as_ref().map(|c| c.ca_pem().to_owned());
+    let agent_env =
+        local_agent_env(env, admin, &pod, &injected, &gateway.endpoint, ca_pem.as_deref()).await?;
 
     progress.step("the agent's AWS CLI session, through the gateway");
     let report = "build 4711: 0 failures\n";
@@ -643,6 +645,7 @@ async fn local_agent_env(
     pod: &Pod,
     injected: &[(String, String)],
     gateway_endpoint: &str,
+    gateway_ca_pem: Option<&str>,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), NAMESPACE);
     let request = TokenRequest {
@@ -674,6 +677,15 @@ async fn local_agent_env(
     fs::create_dir_all(&dir)?;
     let token_file = dir.join("token");
     fs::write(&token_file, token)?;
+    // The injected volume's contents (token and the gateway's CA), at a local folder: the CA
+    // variables the webhook injected then name the local copies.
+    let volume = dir.join("agent-volume");
+    fs::create_dir_all(&volume)?;
+    fs::write(volume.join("token"), fs::read(&token_file)?)?;
+    if let Some(ca) = gateway_ca_pem {
+        fs::write(volume.join(chaperone_config::tls::AGENT_CA_FILE), ca)?;
+    }
+    let mount = "/var/run/secrets/chaperone.dev/serviceaccount";
     let home = env.dir().join("agent-home");
     fs::create_dir_all(&home)?;
     let mut local: Vec<(String, String)> = injected
@@ -683,7 +695,7 @@ async fn local_agent_env(
                 (key.clone(), gateway_endpoint.to_owned())
             }
             "AWS_WEB_IDENTITY_TOKEN_FILE" => (key.clone(), token_file.display().to_string()),
-            _ => (key.clone(), value.clone()),
+            _ => (key.clone(), value.replace(mount, &volume.display().to_string())),
         })
         .collect();
     local.push(("HOME".into(), home.display().to_string()));

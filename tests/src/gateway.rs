@@ -1,6 +1,8 @@
 //! A gateway process started the way a cluster would run it: from a config file and a keys file
-//! in the shapes the operator writes, with an agent whose environment is what the pod webhook
-//! injects and whose token comes from a real TokenRequest.
+//! in the shapes the operator writes, serving TLS with a certificate made by the operator's own
+//! code ([`chaperone_config::tls`], a CA per namespace), with an agent whose environment is what
+//! the pod webhook injects (the https endpoint and the CA variables) and whose token comes from a
+//! real TokenRequest.
 
 use std::{
     fs,
@@ -12,6 +14,9 @@ use std::{
 
 use anyhow::{Context, bail};
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use chaperone_config::tls::{
+    AGENT_CA_FILE, CertificateLifetimes, IssuedCertificates, agent_trust_variables, gateway_ca_name,
+};
 use k8s_openapi::api::{
     authentication::v1::{TokenRequest, TokenRequestSpec},
     core::v1::ServiceAccount,
@@ -60,6 +65,8 @@ pub struct GatewaySpec {
     pub upstream_endpoint: Option<String>,
     /// The gateway's `RUST_LOG`.
     pub log_filter: String,
+    /// Serve plain HTTP (`--plaintext`) instead of TLS.
+    pub plaintext: bool,
     /// `None`: the recording policy names the moto gateway user's keys. `Some(vars)`: it names
     /// none, so the recorder uses the gateway's ambient credentials, and the gateway process gets
     /// `vars` (e.g. the web identity variables IRSA injects).
@@ -95,6 +102,7 @@ impl GatewaySpec {
             upstream_endpoint: None,
             log_filter: "info,chaperone_gateway=debug".into(),
             ambient_recorder_env: None,
+            plaintext: false,
         }
     }
 }
@@ -103,8 +111,11 @@ impl GatewaySpec {
 #[derive(Debug)]
 pub struct GatewayProcess {
     process: ManagedProcess,
-    /// The agents' endpoint, `http://127.0.0.1:<port>`.
+    /// The agents' endpoint, `https://127.0.0.1:<port>` (`http://` with
+    /// [`GatewaySpec::plaintext`]).
     pub endpoint: String,
+    /// The CA and serving certificate the gateway serves (none in plain HTTP).
+    pub certificates: Option<IssuedCertificates>,
     /// The admin endpoint.
     pub admin: String,
     /// The gateway's folder (config, keys, spool, tokens).
@@ -212,6 +223,44 @@ async fn gateway_token(client: &Client, namespace: &str) -> anyhow::Result<Strin
     let answer: TokenRequest =
         api.create_subresource("token", sa, &PostParams::default(), &request).await?;
     Ok(answer.status.context("TokenRequest without status")?.token)
+}
+
+/// The names a local gateway's certificate is valid for.
+pub const LOCAL_SERVING_NAMES: [&str; 2] = ["127.0.0.1", "localhost"];
+
+/// The folder of a gateway's CA file as agents mount it (only the CA inside).
+pub fn agent_ca_dir(dir: &Path) -> PathBuf {
+    dir.join("agent-ca")
+}
+
+/// Issues `namespace`'s gateway CA and a serving certificate for 127.0.0.1 with the operator's
+/// code, writes `tls.crt` and `tls.key` into `dir` and the CA into [`agent_ca_dir`], and returns
+/// the gateway's TLS flags with the certificates.
+fn issue_local_certificates(
+    dir: &Path,
+    namespace: &str,
+) -> anyhow::Result<(Vec<String>, IssuedCertificates)> {
+    let names: Vec<String> = LOCAL_SERVING_NAMES.map(String::from).to_vec();
+    let certificates = IssuedCertificates::generate(&gateway_ca_name(namespace), &names)?;
+    write_serving_files(dir, &certificates)?;
+    fs::create_dir_all(agent_ca_dir(dir))?;
+    fs::write(agent_ca_dir(dir).join(AGENT_CA_FILE), certificates.ca_pem())?;
+    let args = vec![
+        format!("--tls-cert={}", dir.join("tls.crt").display()),
+        format!("--tls-key={}", dir.join("tls.key").display()),
+    ];
+    Ok((args, certificates))
+}
+
+/// Replaces `tls.crt` and `tls.key` in `dir` the way a kubelet updates a Secret volume: each file
+/// written aside and renamed into place.
+fn write_serving_files(dir: &Path, certificates: &IssuedCertificates) -> anyhow::Result<()> {
+    for (name, pem) in [("tls.key", certificates.key_pem()), ("tls.crt", certificates.cert_pem())] {
+        let partial = dir.join(format!("{name}.partial"));
+        fs::write(&partial, pem)?;
+        fs::rename(&partial, dir.join(name))?;
+    }
+    Ok(())
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -333,7 +382,14 @@ impl GatewayProcess {
             "--segment-max-age-seconds=1".into(),
             "--reload-interval-seconds=1".into(),
         ];
-        let args: Vec<String> = args.into_iter().chain(spec.extra_args.iter().cloned()).collect();
+        let (tls_args, certificates) = if spec.plaintext {
+            (vec!["--plaintext".to_owned()], None)
+        } else {
+            let (args, certificates) = issue_local_certificates(&dir, &spec.namespace)?;
+            (args, Some(certificates))
+        };
+        let args: Vec<String> =
+            args.into_iter().chain(tls_args).chain(spec.extra_args.iter().cloned()).collect();
         Self::launch(
             binary,
             args,
@@ -343,6 +399,7 @@ impl GatewayProcess {
             recording_seed,
             spec,
             [port, admin_port],
+            certificates,
         )
     }
 
@@ -358,10 +415,13 @@ impl GatewayProcess {
         recording_seed: [u8; 32],
         spec: GatewaySpec,
         [port, admin_port]: [u16; 2],
+        certificates: Option<IssuedCertificates>,
     ) -> anyhow::Result<Self> {
+        let scheme = if certificates.is_some() { "https" } else { "http" };
         let mut gateway = Self {
             process: Self::spawn(binary, &args, &dir, &spec)?,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: format!("{scheme}://127.0.0.1:{port}"),
+            certificates,
             admin: format!("http://127.0.0.1:{admin_port}"),
             dir,
             config_path,
@@ -468,7 +528,7 @@ impl GatewayProcess {
         fs::create_dir_all(&home)?;
         let token_file = home.join("token");
         fs::write(&token_file, token)?;
-        Ok(vec![
+        let mut vars: Vec<(String, String)> = vec![
             ("AWS_ENDPOINT_URL".into(), self.endpoint.clone()),
             ("AWS_ENDPOINT_URL_STS".into(), self.endpoint.clone()),
             ("AWS_REGION".into(), REGION.into()),
@@ -477,7 +537,37 @@ impl GatewayProcess {
             ("AWS_ROLE_SESSION_NAME".into(), service_account.into()),
             ("AWS_WEB_IDENTITY_TOKEN_FILE".into(), token_file.display().to_string()),
             ("HOME".into(), home.display().to_string()),
-        ])
+        ];
+        if self.certificates.is_some() {
+            let ca_dir = agent_ca_dir(&self.dir);
+            vars.extend(
+                agent_trust_variables(&ca_dir.display().to_string())
+                    .into_iter()
+                    .map(|(name, value)| (name.to_owned(), value)),
+            );
+        }
+        Ok(vars)
+    }
+
+    /// The CA file agents verify the gateway with (none in plain HTTP).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.certificates.as_ref().map(|_| agent_ca_dir(&self.dir).join(AGENT_CA_FILE))
+    }
+
+    /// Issues a new serving certificate from the same CA (as the operator does when one is due)
+    /// and replaces the gateway's files with it, as a kubelet does; the gateway serves it from its
+    /// next reload on. Returns the new certificate (PEM).
+    pub fn rotate_certificate(&mut self) -> anyhow::Result<String> {
+        let current = self.certificates.as_ref().context("the gateway serves plain HTTP")?;
+        let rotated = current.reissue_serving(
+            current.names(),
+            time::OffsetDateTime::now_utc(),
+            CertificateLifetimes::default().serving,
+        )?;
+        write_serving_files(&self.dir, &rotated)?;
+        let pem = rotated.cert_pem().to_owned();
+        self.certificates = Some(rotated);
+        Ok(pem)
     }
 
     /// Rewrites the config file with `change` applied (the gateway reloads it).
@@ -561,6 +651,7 @@ impl GatewayProcess {
         spec.connection = connection.to_owned();
         let port = free_port()?;
         let admin_port = free_port()?;
+        let (tls_args, certificates) = issue_local_certificates(&dir, namespace)?;
         let args: Vec<String> = vec![
             format!("--config={}", config_path.display()),
             format!("--keys={}", dir.join("keys.json").display()),
@@ -571,6 +662,7 @@ impl GatewayProcess {
             "--reload-interval-seconds=1".into(),
         ]
         .into_iter()
+        .chain(tls_args)
         .chain(extra_args.iter().cloned())
         .collect();
         Self::launch(
@@ -582,6 +674,7 @@ impl GatewayProcess {
             recording_seed,
             spec,
             [port, admin_port],
+            Some(certificates),
         )
     }
 

@@ -40,6 +40,15 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         images: Option<std::path::PathBuf>,
     },
+    /// Run the S3 session with the Rust aws-sdk-s3 configured by this process's environment
+    /// alone, as an agent's program is; print one JSON step line per step (exit 1 if one failed).
+    RustS3Session {
+        /// The bucket the session creates, writes, reads and deletes.
+        bucket: String,
+        /// This step must be denied with AccessDenied; the session stops there.
+        #[arg(long)]
+        expect_denied: Option<String>,
+    },
     /// Build the operator, gateway and CLI images as OCI layouts from binaries already built
     /// (`cargo xtask images` builds release binaries first; docs/images.md).
     Images {
@@ -91,6 +100,24 @@ async fn main() -> anyhow::Result<()> {
             })
             .await??;
             println!("image packages: {} .debs (containers/debian-packages.txt)", debs.len());
+        }
+        Command::RustS3Session { bucket, expect_denied } => {
+            use chaperone_tests::clients::{
+                S3Step, first_failure, rust_s3_session_in_this_process,
+            };
+            let expect_denied = match expect_denied.as_deref() {
+                None => None,
+                Some(name) => Some(S3Step::from_name(name).ok_or_else(|| {
+                    anyhow::anyhow!("--expect-denied {name:?} is not a step of the session")
+                })?),
+            };
+            let steps = rust_s3_session_in_this_process(&bucket, expect_denied).await;
+            for step in &steps {
+                println!("{}", serde_json::to_string(step)?);
+            }
+            if first_failure(&steps).is_some() {
+                std::process::exit(1);
+            }
         }
         Command::Demo { keep, images } => {
             chaperone_tests::demo::run(chaperone_tests::demo::DemoOptions { keep, images }).await?;

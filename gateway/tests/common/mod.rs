@@ -134,3 +134,48 @@ pub fn http_get(base: &str, path: &str) -> (String, String) {
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
 }
+
+/// The connector of [`agent_client`]: https verified against the gateway's CA, or plain http.
+pub type AgentConnector =
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// A raw HTTP client of the gateway's agents' port, as an agent's HTTP stack would be: it
+/// verifies the gateway's certificate against the gateway's CA (and nothing else), or speaks
+/// plain HTTP to a `--plaintext` gateway.
+pub fn agent_client<B>(
+    gateway: &GatewayProcess,
+) -> hyper_util::client::legacy::Client<AgentConnector, B>
+where
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+{
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(certificates) = &gateway.certificates {
+        for cert in
+            <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(
+                certificates.ca_pem().as_bytes(),
+            )
+        {
+            roots.add(cert.expect("the gateway's CA PEM")).expect("the gateway's CA");
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector)
+}
+
+/// `host:port` of the gateway's agents' endpoint (its `Host` header).
+pub fn authority(gateway: &GatewayProcess) -> String {
+    gateway.endpoint.trim_start_matches("https://").trim_start_matches("http://").to_owned()
+}

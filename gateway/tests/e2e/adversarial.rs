@@ -33,7 +33,6 @@ use chaperone_tests::{
     gateway::{GatewayProcess, GatewaySpec, aws_cli},
 };
 use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -423,7 +422,7 @@ async fn send(
     unsigned: &[(&str, &str)],
 ) -> (u16, String) {
     let url = format!("{}{}", gateway.endpoint, case.target);
-    let host = gateway.endpoint.trim_start_matches("http://").to_owned();
+    let host = common::authority(gateway);
     let mut settings = SigningSettings::default();
     if case.service == "s3" || case.service == "s3express" {
         settings.percent_encoding_mode = PercentEncodingMode::Single;
@@ -457,7 +456,7 @@ async fn send(
     }
     let mut request = request.body(Full::new(Bytes::from(case.body.clone()))).unwrap();
     instructions.apply_to_request_http1x(&mut request);
-    let client = Client::builder(TokioExecutor::new()).build_http();
+    let client = common::agent_client(gateway);
     let response = client.request(request).await.unwrap();
     let status = response.status().as_u16();
     // REST-JSON services carry the error code in a header, the others in the body.

@@ -33,7 +33,6 @@ use chaperone_tests::{
     gateway::{GatewayProcess, GatewaySpec, aws_cli},
 };
 use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -124,7 +123,7 @@ async fn signed_get(
     target: &str,
 ) -> (u16, String) {
     let url = format!("{}{target}", gateway.endpoint);
-    let host = gateway.endpoint.trim_start_matches("http://").to_owned();
+    let host = common::authority(gateway);
     let empty = hex::encode(Sha256::digest(b""));
     let mut settings = SigningSettings::default();
     settings.percent_encoding_mode = PercentEncodingMode::Single;
@@ -153,7 +152,7 @@ async fn signed_get(
         .body(Full::new(Bytes::new()))
         .unwrap();
     instructions.apply_to_request_http1x(&mut request);
-    let client = Client::builder(TokioExecutor::new()).build_http();
+    let client = common::agent_client(gateway);
     let response = client.request(request).await.unwrap();
     let status = response.status().as_u16();
     let code = response

@@ -9,7 +9,7 @@ use chaperone_tests::{
 };
 
 const AGENT: &str = r#"
-import json, sys, urllib.request
+import json, os, ssl, sys, urllib.request
 import boto3, botocore
 from botocore.config import Config
 
@@ -22,7 +22,9 @@ results["list"] = [o["Key"] for o in s3.list_objects_v2(Bucket="boto-data")["Con
 presigner = boto3.client("s3", config=Config(signature_version="s3v4"))
 url = presigner.generate_presigned_url("get_object", Params={"Bucket": "boto-data", "Key": "notes/a b+c.txt"}, ExpiresIn=300)
 results["presigned_host"] = url.split("/")[2]
-results["presigned"] = urllib.request.urlopen(url).read().decode()
+# A plain HTTP client verifies the gateway with the injected CA bundle, as an agent's would.
+tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE"))
+results["presigned"] = urllib.request.urlopen(url, context=tls).read().decode()
 
 ddb = boto3.client("dynamodb")
 ddb.create_table(TableName="jobs", AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
@@ -95,10 +97,7 @@ async fn boto3_uses_s3_presigned_urls_dynamodb_sqs_and_lambda_through_the_gatewa
     let results: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(results["get"], "from boto3");
     assert_eq!(results["list"], serde_json::json!(["notes/a b+c.txt"]));
-    assert_eq!(
-        results["presigned_host"].as_str().unwrap(),
-        gateway.endpoint.trim_start_matches("http://")
-    );
+    assert_eq!(results["presigned_host"].as_str().unwrap(), common::authority(&gateway));
     assert_eq!(results["presigned"], "from boto3");
     assert_eq!(results["item"], "queued");
     assert_eq!(results["message"], "build #42");

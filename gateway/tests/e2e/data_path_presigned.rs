@@ -14,10 +14,11 @@ use chaperone_tests::{
 const BUCKET: &str = "presigned-v2";
 const KEY: &str = "shared/report 1.txt";
 
-/// Presigns with boto3's defaults and fetches with `http.client` (no SDK, no extra headers).
+/// Presigns with boto3's defaults and fetches with `http.client` (no SDK, no extra headers),
+/// verifying the gateway with `AWS_CA_BUNDLE`.
 /// argv: the bucket, the key, then URLs presigned elsewhere to GET.
 const AGENT: &str = r#"
-import json, sys, http.client, urllib.parse
+import json, os, ssl, sys, http.client, urllib.parse
 import boto3
 
 bucket, key, others = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -25,7 +26,12 @@ s3 = boto3.client("s3")
 
 def fetch(method, url, body=None):
     u = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(u.netloc, timeout=60)
+    if u.scheme == "https":
+        # Verified with the injected CA bundle, as an agent's own HTTP client would be.
+        tls = ssl.create_default_context(cafile=os.environ["AWS_CA_BUNDLE"])
+        conn = http.client.HTTPSConnection(u.netloc, timeout=60, context=tls)
+    else:
+        conn = http.client.HTTPConnection(u.netloc, timeout=60)
     conn.request(method, u.path + ("?" + u.query if u.query else ""), body=body)
     r = conn.getresponse()
     return {"status": r.status, "body": r.read().decode(errors="replace"), "query": u.query}

@@ -17,7 +17,6 @@ use chaperone_tests::{
     gateway::{GatewayProcess, GatewaySpec, aws_cli},
 };
 use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use sha2::{Digest, Sha256};
 
 const ASSUME: &str = r#"
@@ -69,7 +68,7 @@ async fn a_chunk_signed_upload_is_verified_and_re_signed_chunk_by_chunk() {
         (0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2246822519) >> 25) as u8).collect();
     let chunks: Vec<&[u8]> = payload.chunks(128 * 1024).collect();
     let url = format!("{}/chunked-data/stream.bin", gateway.endpoint);
-    let host = gateway.endpoint.trim_start_matches("http://").to_owned();
+    let host = common::authority(&gateway);
     let decoded_length = payload.len().to_string();
     let now = SystemTime::now();
     let mut settings = SigningSettings::default();
@@ -138,7 +137,7 @@ async fn a_chunk_signed_upload_is_verified_and_re_signed_chunk_by_chunk() {
     let mut request = request.body(Full::new(Bytes::from(wire))).unwrap();
     instructions.apply_to_request_http1x(&mut request);
     assert_eq!(request.headers()["x-amz-content-sha256"], "STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
-    let client = Client::builder(TokioExecutor::new()).build_http();
+    let client = common::agent_client(&gateway);
     let response = client.request(request).await.unwrap();
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();

@@ -10,6 +10,7 @@ mod adversarial_approval;
 mod adversarial_bodies;
 mod adversarial_quota;
 mod adversarial_scope;
+mod agent_tls;
 mod approvals_aws_cli;
 mod data_path_aws_cli;
 mod data_path_boto3;

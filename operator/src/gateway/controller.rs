@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chaperone_config::IdentitySource;
+use chaperone_config::{IdentitySource, tls};
 use chaperone_crds::{AgentConnection, ApprovalRule, RecordingPolicy};
 use k8s_openapi::{
     api::{apps::v1::Deployment, core::v1::Secret, networking::v1::NetworkPolicy},
@@ -51,6 +51,7 @@ use crate::{
         scaffolding::{self, ControllerBase, apply_params},
         settings::GatewaySettings,
     },
+    webhooks::certificate_store::{CertificateSecret, ensure_certificates},
 };
 
 /// The controller's name in metrics and events.
@@ -149,7 +150,9 @@ fn connections_using_secret(
     secret: &Secret,
 ) -> Vec<ObjectRef<AgentConnection>> {
     let name = secret.name_any();
-    let own = name == objects::CONFIG_SECRET_NAME || name == objects::KEYS_SECRET_NAME;
+    let own = name == objects::CONFIG_SECRET_NAME
+        || name == objects::KEYS_SECRET_NAME
+        || name == objects::TLS_SECRET_NAME;
     scaffolding::objects_in(store, secret.namespace().as_deref(), |c| {
         own || c.spec.aws.credentials.secret_ref.as_ref().is_some_and(|r| r.name == name)
     })
@@ -424,10 +427,13 @@ async fn render_gateway(
         let applied = apply_manifest(context, &manifest, &mut changed).await?;
         match manifest.resource.kind.as_str() {
             "Service" => {
-                endpoint = applied.data["spec"]["clusterIP"]
+                let cluster_ip = applied.data["spec"]["clusterIP"]
                     .as_str()
-                    .filter(|ip| !ip.is_empty() && *ip != "None")
-                    .map(service_endpoint);
+                    .filter(|ip| !ip.is_empty() && *ip != "None");
+                endpoint = cluster_ip.map(service_endpoint);
+                // Before the Deployment that mounts it: the serving certificate for the
+                // Service's names, and its CA for the agents.
+                apply_tls(context, namespace, &owners, cluster_ip, &mut changed).await?;
             }
             "Deployment" => {
                 let number = |v: &serde_json::Value| v.as_i64().and_then(|n| i32::try_from(n).ok());
@@ -455,10 +461,44 @@ async fn render_gateway(
 
 fn service_endpoint(ip: &str) -> String {
     if ip.contains(':') {
-        format!("http://[{ip}]:{}", objects::AGENTS_PORT)
+        format!("https://[{ip}]:{}", objects::AGENTS_PORT)
     } else {
-        format!("http://{ip}:{}", objects::AGENTS_PORT)
+        format!("https://{ip}:{}", objects::AGENTS_PORT)
     }
+}
+
+/// Issues (once), renews (when due, by the same CA) and keeps the namespace's gateway CA and
+/// serving certificate in [`objects::TLS_SECRET_NAME`], for the Service's cluster IP and DNS
+/// names, and publishes the CA in [`objects::CA_CONFIG_MAP_NAME`]. Runs at every reconcile, so a
+/// certificate is renewed well before it expires (a third of its lifetime remains).
+async fn apply_tls(
+    context: &Context,
+    namespace: &str,
+    owners: &[OwnerReference],
+    cluster_ip: Option<&str>,
+    changed: &mut Vec<String>,
+) -> Result<(), Error> {
+    let secret = CertificateSecret {
+        namespace: namespace.to_owned(),
+        name: objects::TLS_SECRET_NAME.to_owned(),
+        ca_name: tls::gateway_ca_name(namespace),
+        labels: objects::gateway_labels(),
+    };
+    let names = tls::gateway_serving_names(objects::GATEWAY_NAME, namespace, cluster_ip);
+    let (certificates, written) = ensure_certificates(
+        &context.base.client,
+        &secret,
+        &names,
+        tls::CertificateLifetimes::default(),
+    )
+    .await
+    .map_err(|source| Error::Certificates { namespace: namespace.to_owned(), source })?;
+    if written {
+        changed.push(format!("Secret {} (certificate issued)", objects::TLS_SECRET_NAME));
+    }
+    let config_map = objects::ca_config_map(namespace, owners, certificates.ca_pem());
+    apply_manifest(context, &config_map, changed).await?;
+    Ok(())
 }
 
 /// How gateways of this operator verify agents' tokens.

@@ -14,7 +14,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
-        core::v1::{Secret, Service, ServiceAccount},
+        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
         policy::v1::PodDisruptionBudget,
         rbac::v1::{ClusterRoleBinding, Role, RoleBinding},
     },
@@ -31,6 +31,11 @@ pub const GATEWAY_NAME: &str = "chaperone-gateway";
 pub const CONFIG_SECRET_NAME: &str = "chaperone-gateway-config";
 /// Key of the configuration file in the config Secret.
 pub const CONFIG_SECRET_KEY: &str = "gateway.yaml";
+/// Name of the Secret holding the namespace's gateway CA (with its key) and the serving
+/// certificate and key of the agents' port; the gateway mounts only the serving pair.
+pub const TLS_SECRET_NAME: &str = "chaperone-gateway-tls";
+/// Name of the ConfigMap publishing the gateway's CA certificate (`ca.crt`) to agents' pods.
+pub const CA_CONFIG_MAP_NAME: &str = "chaperone-gateway-ca";
 /// Name of the Secret holding the session MAC keys and the recording signing key.
 pub const KEYS_SECRET_NAME: &str = "chaperone-gateway-keys";
 /// Key of the keys file in the keys Secret.
@@ -46,6 +51,7 @@ pub const GATEWAY_NAMESPACE_LABEL: &str = "chaperone.dev/gateway-namespace";
 
 const CONFIG_DIR: &str = "/etc/chaperone/config";
 const KEYS_DIR: &str = "/etc/chaperone/keys";
+const TLS_DIR: &str = "/etc/chaperone/tls";
 const JWKS_CREDENTIALS_DIR: &str = "/var/run/secrets/chaperone.dev/jwks";
 const SPOOL_DIR: &str = "/var/lib/chaperone/spool";
 const AWS_TOKEN_DIR: &str = "/var/run/secrets/chaperone.dev/aws";
@@ -303,6 +309,8 @@ pub fn deployment(
             format!("--admin=0.0.0.0:{ADMIN_PORT}"),
             format!("--spool-dir={SPOOL_DIR}"),
             format!("--max-spool-mib={}", settings.spool_mib),
+            format!("--tls-cert={TLS_DIR}/{}", chaperone_config::tls::CERT_KEY),
+            format!("--tls-key={TLS_DIR}/{}", chaperone_config::tls::KEY_KEY),
         ],
         "env": [
             // The replica's name separates its recording stream from other replicas'.
@@ -336,6 +344,7 @@ pub fn deployment(
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": true},
             {"name": "keys", "mountPath": KEYS_DIR, "readOnly": true},
+            {"name": "tls", "mountPath": TLS_DIR, "readOnly": true},
             {"name": "jwks-credentials", "mountPath": JWKS_CREDENTIALS_DIR, "readOnly": true},
             {"name": "spool", "mountPath": SPOOL_DIR},
         ],
@@ -343,6 +352,11 @@ pub fn deployment(
     let mut volumes = json!([
         {"name": "config", "secret": {"secretName": CONFIG_SECRET_NAME, "defaultMode": 0o440}},
         {"name": "keys", "secret": {"secretName": KEYS_SECRET_NAME, "defaultMode": 0o440}},
+        // The serving pair only: the CA's key stays in the Secret, out of the gateway's files.
+        {"name": "tls", "secret": {"secretName": TLS_SECRET_NAME, "defaultMode": 0o440, "items": [
+            {"key": chaperone_config::tls::CERT_KEY, "path": chaperone_config::tls::CERT_KEY},
+            {"key": chaperone_config::tls::KEY_KEY, "path": chaperone_config::tls::KEY_KEY},
+        ]}},
         {"name": "jwks-credentials", "projected": {"defaultMode": 0o440, "sources": [
             // The API server's default audience: this token is for the API server itself
             // (the issuer's JWKS endpoint), never the agents' audience.
@@ -469,6 +483,17 @@ pub fn secret(
     Manifest::new::<Secret>(name, Some(namespace), meta, json!({"type": "Opaque", "data": data}))
 }
 
+/// The ConfigMap publishing the gateway's CA certificate to the namespace's agents (the pod
+/// webhook mounts its `ca.crt` read-only into every injected container).
+pub fn ca_config_map(namespace: &str, owners: &[OwnerReference], ca_pem: &str) -> Manifest {
+    Manifest::new::<ConfigMap>(
+        CA_CONFIG_MAP_NAME,
+        Some(namespace),
+        metadata(CA_CONFIG_MAP_NAME, namespace, owners),
+        json!({"data": {chaperone_config::tls::AGENT_CA_FILE: ca_pem}}),
+    )
+}
+
 /// Every gateway object of `namespace` by kind and name, for deletion (order: workload first).
 pub fn gateway_object_names(namespace: &str) -> Vec<(ApiResource, String, Option<String>)> {
     let ns = Some(namespace.to_owned());
@@ -478,6 +503,8 @@ pub fn gateway_object_names(namespace: &str) -> Vec<(ApiResource, String, Option
         (ApiResource::erase::<Service>(&()), GATEWAY_NAME.into(), ns.clone()),
         (ApiResource::erase::<Secret>(&()), CONFIG_SECRET_NAME.into(), ns.clone()),
         (ApiResource::erase::<Secret>(&()), KEYS_SECRET_NAME.into(), ns.clone()),
+        (ApiResource::erase::<Secret>(&()), TLS_SECRET_NAME.into(), ns.clone()),
+        (ApiResource::erase::<ConfigMap>(&()), CA_CONFIG_MAP_NAME.into(), ns.clone()),
         (ApiResource::erase::<RoleBinding>(&()), GATEWAY_NAME.into(), ns.clone()),
         (ApiResource::erase::<Role>(&()), GATEWAY_NAME.into(), ns.clone()),
         (ApiResource::erase::<ServiceAccount>(&()), GATEWAY_NAME.into(), ns),
@@ -672,7 +699,7 @@ mod tests {
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.run_as_non_root, Some(true));
         let mounts = c.volume_mounts.clone().unwrap();
-        for name in ["config", "keys", "jwks-credentials"] {
+        for name in ["config", "keys", "tls", "jwks-credentials"] {
             let m = mounts.iter().find(|m| m.name == name).unwrap();
             assert_eq!(m.read_only, Some(true), "{name}");
         }

@@ -1,6 +1,9 @@
 //! The pod mutating webhook: a pod labelled `chaperone.dev/connection: <name>` gets, in every
 //! container not opted out, the environment that sends its AWS SDK or CLI through the namespace's
-//! gateway and a read-only projected service-account token (audience `chaperone.dev`).
+//! gateway and a read-only projected volume holding a service-account token (audience
+//! `chaperone.dev`) and, for a TLS gateway, the gateway's CA (`ca.crt`, from the ConfigMap
+//! `chaperone-gateway-ca`) with the variables that make each AWS client verify the gateway
+//! with it ([`chaperone_config::tls::agent_trust_variables`]).
 //!
 //! Pure core: [`Injection`] (what a connection injects) and [`mutate`] (the JSONPatch, or the
 //! refusal naming what to fix), [`isolation`] (the security check's verdict). Thin shell:
@@ -10,6 +13,7 @@
 use std::collections::BTreeSet;
 
 use chaperone_config::DEFAULT_AUDIENCE;
+use chaperone_config::tls::{AGENT_CA_FILE, agent_trust_variables};
 use chaperone_crds::{AgentConnection, RecordingPolicy};
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
@@ -17,8 +21,8 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, Pod, ProjectedVolumeSource, Service, ServiceAccountTokenProjection, Volume,
-    VolumeMount, VolumeProjection,
+    ConfigMapProjection, Container, EnvVar, KeyToPath, Pod, ProjectedVolumeSource, Service,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
@@ -29,7 +33,9 @@ use kube::{Api, Client, Resource as _};
 use serde_json::json;
 
 use crate::gateway::config_compiler::Check;
-use crate::gateway::objects::{AGENTS_PORT, CONFIG_SECRET_NAME, GATEWAY_NAME, KEYS_SECRET_NAME};
+use crate::gateway::objects::{
+    AGENTS_PORT, CA_CONFIG_MAP_NAME, CONFIG_SECRET_NAME, GATEWAY_NAME, KEYS_SECRET_NAME,
+};
 
 /// The label that asks for injection; its value names an AgentConnection of the pod's namespace.
 pub const CONNECTION_LABEL: &str = "chaperone.dev/connection";
@@ -115,7 +121,8 @@ pub fn session_name(service_account: &str) -> String {
 
 impl Injection {
     /// The injection for a pod of `service_account` using AgentConnection `connection` of
-    /// `namespace`, whose gateway answers at `endpoint` in `region`.
+    /// `namespace`, whose gateway answers at `endpoint` in `region`. An `https://` endpoint also
+    /// gets the gateway's CA in the volume and the variables pointing each client at it.
     pub fn new(
         namespace: &str,
         connection: &str,
@@ -125,7 +132,35 @@ impl Injection {
         settings: &PodWebhookSettings,
     ) -> Self {
         let token_file = format!("{TOKEN_MOUNT_PATH}/{TOKEN_FILE_NAME}");
-        Self {
+        let tls = endpoint.starts_with("https://");
+        let mut sources = vec![VolumeProjection {
+            service_account_token: Some(ServiceAccountTokenProjection {
+                audience: Some(DEFAULT_AUDIENCE.to_owned()),
+                expiration_seconds: Some(settings.token_expiration_seconds),
+                path: TOKEN_FILE_NAME.to_owned(),
+            }),
+            ..Default::default()
+        }];
+        let mut trust = Vec::new();
+        if tls {
+            sources.push(VolumeProjection {
+                config_map: Some(ConfigMapProjection {
+                    name: CA_CONFIG_MAP_NAME.to_owned(),
+                    items: Some(vec![KeyToPath {
+                        key: AGENT_CA_FILE.to_owned(),
+                        path: AGENT_CA_FILE.to_owned(),
+                        mode: None,
+                    }]),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            });
+            trust = agent_trust_variables(TOKEN_MOUNT_PATH)
+                .into_iter()
+                .map(|(name, value)| literal(name, &value))
+                .collect();
+        }
+        let mut injection = Self {
             env: vec![
                 literal("AWS_ENDPOINT_URL", endpoint),
                 // The same endpoint again for STS alone: the Go SDK v2 builds the STS client of
@@ -141,14 +176,7 @@ impl Injection {
             volume: Volume {
                 name: TOKEN_VOLUME.to_owned(),
                 projected: Some(ProjectedVolumeSource {
-                    sources: Some(vec![VolumeProjection {
-                        service_account_token: Some(ServiceAccountTokenProjection {
-                            audience: Some(DEFAULT_AUDIENCE.to_owned()),
-                            expiration_seconds: Some(settings.token_expiration_seconds),
-                            path: TOKEN_FILE_NAME.to_owned(),
-                        }),
-                        ..Default::default()
-                    }]),
+                    sources: Some(sources),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -159,7 +187,9 @@ impl Injection {
                 read_only: Some(true),
                 ..Default::default()
             },
-        }
+        };
+        injection.env.extend(trust);
+        injection
     }
 }
 
@@ -603,7 +633,7 @@ impl PodWebhook {
         response
     }
 
-    /// `http://<ClusterIP>:8080` of the namespace's gateway Service, else the connection's
+    /// `https://<ClusterIP>:8080` of the namespace's gateway Service, else the connection's
     /// `status.endpoint`.
     async fn endpoint(
         &self,
@@ -620,7 +650,7 @@ impl PodWebhook {
             .filter(|ip| !ip.is_empty() && ip != "None");
         if let Some(ip) = cluster_ip {
             let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
-            return Ok(format!("http://{host}:{AGENTS_PORT}"));
+            return Ok(format!("https://{host}:{AGENTS_PORT}"));
         }
         if let Some(endpoint) = connection.status.as_ref().and_then(|s| s.endpoint.clone()) {
             return Ok(endpoint);
@@ -753,7 +783,7 @@ mod tests {
             "agents",
             "s3-readonly",
             "us-east-1",
-            "http://10.0.0.12:8080",
+            "https://10.0.0.12:8080",
             "pr-bot",
             &PodWebhookSettings::default(),
         )
@@ -798,8 +828,17 @@ mod tests {
         let injected = apply(&original, &patch);
         for index in 0..2 {
             let env = env_of(&injected, index);
-            assert!(env.contains(&("AWS_ENDPOINT_URL".into(), "http://10.0.0.12:8080".into())));
-            assert!(env.contains(&("AWS_ENDPOINT_URL_STS".into(), "http://10.0.0.12:8080".into())));
+            assert!(env.contains(&("AWS_ENDPOINT_URL".into(), "https://10.0.0.12:8080".into())));
+            assert!(
+                env.contains(&("AWS_ENDPOINT_URL_STS".into(), "https://10.0.0.12:8080".into()))
+            );
+            let ca = "/var/run/secrets/chaperone.dev/serviceaccount/ca.crt";
+            assert!(env.contains(&("AWS_CA_BUNDLE".into(), ca.into())));
+            assert!(env.contains(&("NODE_EXTRA_CA_CERTS".into(), ca.into())));
+            assert!(env.contains(&(
+                "SSL_CERT_DIR".into(),
+                "/etc/ssl/certs:/var/run/secrets/chaperone.dev/serviceaccount".into()
+            )));
             assert!(env.contains(&(
                 "AWS_ROLE_ARN".into(),
                 "arn:aws:iam::000000000000:role/chaperone/agents/s3-readonly".into()
@@ -822,6 +861,34 @@ mod tests {
         let again =
             mutate(&injected, &injection(), "s3-readonly").unwrap_or_else(|e| panic!("{e}"));
         assert!(again.0.is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn a_tls_gateway_puts_its_ca_beside_the_token_and_a_plain_one_injects_no_ca() {
+        let sources = |i: &Injection| {
+            i.volume.projected.as_ref().and_then(|p| p.sources.clone()).unwrap_or_default()
+        };
+        let tls = injection();
+        let ca = sources(&tls)[1].config_map.clone().unwrap_or_else(|| panic!("a CA source"));
+        assert_eq!(ca.name, "chaperone-gateway-ca");
+        assert_eq!(ca.items.unwrap_or_default()[0].key, "ca.crt");
+        assert_eq!(tls.mount.read_only, Some(true));
+        let plain = Injection::new(
+            "agents",
+            "s3-readonly",
+            "us-east-1",
+            "http://10.0.0.12:8080",
+            "pr-bot",
+            &PodWebhookSettings::default(),
+        );
+        assert_eq!(sources(&plain).len(), 1);
+        assert!(!plain.env.iter().any(|v| v.name == "AWS_CA_BUNDLE" || v.name == "SSL_CERT_DIR"));
+        // A container that points a client at another CA is refused, naming the variable.
+        let pod = labelled(json!([
+            {"name": "agent", "image": "agent", "env": [{"name": "AWS_CA_BUNDLE", "value": "/etc/other.pem"}]},
+        ]));
+        let refusal = mutate(&pod, &tls, "s3-readonly").err().map(|e| e.to_string());
+        assert!(refusal.is_some_and(|r| r.contains("AWS_CA_BUNDLE")));
     }
 
     #[test]
@@ -899,7 +966,7 @@ mod tests {
         assert_eq!(env_of(&injected, 1), vec![("AWS_ACCESS_KEY_ID".into(), "AKIA".into())]);
         let spec = injected.spec.unwrap_or_default();
         assert!(spec.containers[1].volume_mounts.is_none());
-        assert_eq!(env_of_len(&spec.containers[0]), 7);
+        assert_eq!(env_of_len(&spec.containers[0]), injection().env.len());
     }
 
     fn env_of_len(container: &Container) -> usize {

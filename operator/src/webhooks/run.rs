@@ -11,7 +11,7 @@ use kube::Client;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::certificate_store::{CertificateStoreError, ensure_certificates};
+use super::certificate_store::{CertificateSecret, CertificateStoreError, ensure_certificates};
 use super::tls::{CertificateLifetimes, ServingCertificate, WebhookTlsError};
 use super::{WebhookEndpoint, WebhookSettings, register_webhooks};
 use crate::runtime::readiness::Readiness;
@@ -210,8 +210,8 @@ async fn fetch(
     options: &WebhookOptions,
     names: &[String],
 ) -> Result<super::WebhookCertificates, CertificateStoreError> {
-    ensure_certificates(client, &options.namespace, &options.tls_secret, names, options.lifetimes)
-        .await
+    let secret = CertificateSecret::webhooks(&options.namespace, &options.tls_secret);
+    ensure_certificates(client, &secret, names, options.lifetimes).await.map(|(c, _)| c)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use base64::Engine;
 use chaperone_crds::ApprovalRequest;
+use chaperone_operator::webhooks::tls::WEBHOOK_CA_NAME;
 use chaperone_operator::webhooks::{
     ApprovalWebhookSettings, WebhookCertificates, WebhookEndpoint, register_approval_webhook,
     serve_webhooks,
@@ -94,7 +95,7 @@ async fn prepare_webhook(
     chaperone_tests::env::install_crds(&client).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    let certificates = WebhookCertificates::generate(&["127.0.0.1".to_owned()])?;
+    let certificates = WebhookCertificates::generate(WEBHOOK_CA_NAME, &["127.0.0.1".to_owned()])?;
     register_approval_webhook(
         &client,
         "chaperone-approvalrequests",
