@@ -59,8 +59,11 @@ c = boto3.client("sts").assume_role_with_web_identity(
     RoleArn=os.environ["AWS_ROLE_ARN"], RoleSessionName="held-upload",
     WebIdentityToken=open(os.environ["AWS_WEB_IDENTITY_TOKEN_FILE"]).read())["Credentials"]
 credentials = Credentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
-request = AWSRequest(method="PUT", url=f"{endpoint}/{bucket}/{key}",
-    headers={"Content-Length": str(size), "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+half = size // 2
+body = b"a" * half + b"b" * (size - half)
+# Signed over the whole body's sha256 (the gateway checks a streamed body against it).
+request = AWSRequest(method="PUT", url=f"{endpoint}/{bucket}/{key}", data=body,
+    headers={"Content-Length": str(size)})
 S3SigV4Auth(credentials, "s3", "us-east-1").add_auth(request)
 url = urllib.parse.urlsplit(endpoint)
 if url.scheme == "https":
@@ -73,11 +76,10 @@ conn.putrequest("PUT", f"/{bucket}/{key}", skip_accept_encoding=True)
 for name, value in request.headers.items():
     conn.putheader(name, value)
 conn.endheaders()
-half = size // 2
-conn.send(b"a" * half)
+conn.send(body[:half])
 print("in-flight", flush=True)
 sys.stdin.readline()
-conn.send(b"b" * (size - half))
+conn.send(body[half:])
 response = conn.getresponse()
 print(json.dumps({"status": response.status, "body": response.read().decode(errors="replace")}), flush=True)
 "#;

@@ -69,7 +69,7 @@ pub enum ApprovalError {
     /// The held call's body streams without a declared sha256, so no approval can be bound to
     /// its bytes.
     #[error(
-        "ApprovalRule {rule} holds this call, and its body streams {payload_mode}{size}: an approval is bound to the sha256 of the whole body, which the gateway cannot know before forwarding. Sign the payload (x-amz-content-sha256 set to the body's sha256; the AWS CLI and boto3 do over HTTP unless s3 payload_signing_enabled is false) or send at most 1048576 bytes, which the gateway reads whole"
+        "ApprovalRule {rule} holds this call, and its body streams {payload_mode}{size}: an approval is bound to the sha256 of the whole body, which the gateway cannot know before forwarding. Sign the payload (x-amz-content-sha256 set to the body's sha256; the AWS CLI and boto3 do with request_checksum_calculation = when_required and s3 payload_signing_enabled = true in their config, and by default only over plain HTTP) or send at most 1048576 bytes, which the gateway reads whole"
     )]
     UnboundBody {
         /// The rule that holds the call.

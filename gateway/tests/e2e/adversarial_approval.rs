@@ -50,8 +50,22 @@ pub(crate) fn unsigned_payload_agent(
     dir: &std::path::Path,
     agent: &[(String, String)],
 ) -> Vec<(String, String)> {
-    let config = dir.join("unsigned-payload.config");
-    std::fs::write(&config, "[default]\ns3 =\n    payload_signing_enabled = false\n").unwrap();
+    payload_signing_agent(dir, agent, false)
+}
+
+/// `agent` with an AWS config file that sets the CLI's S3 `payload_signing_enabled` (by default
+/// the CLI signs payloads over HTTP and not over HTTPS).
+pub(crate) fn payload_signing_agent(
+    dir: &std::path::Path,
+    agent: &[(String, String)],
+    enabled: bool,
+) -> Vec<(String, String)> {
+    let config = dir.join(format!("payload-signing-{enabled}.config"));
+    // Over HTTPS botocore streams uploads with a trailing checksum, unsigned, whenever it
+    // computes a checksum it need not: signing them takes checksums only when required too.
+    let checksums = if enabled { "request_checksum_calculation = when_required\n" } else { "" };
+    let text = format!("[default]\n{checksums}s3 =\n    payload_signing_enabled = {enabled}\n");
+    std::fs::write(&config, text).unwrap();
     let mut agent = agent.to_vec();
     agent.push(("AWS_CONFIG_FILE".into(), config.display().to_string()));
     agent
@@ -98,7 +112,9 @@ async fn a_held_upload_whose_streamed_body_no_hash_binds_is_refused_naming_what_
     for part in [
         "AccessDenied",
         "ApprovalRule object-writes holds this call",
-        "streams UNSIGNED-PAYLOAD (2097152 bytes)",
+        // UNSIGNED-PAYLOAD over HTTP, STREAMING-UNSIGNED-PAYLOAD-TRAILER over HTTPS.
+        "UNSIGNED-PAYLOAD",
+        "(2097152 bytes)",
         "an approval is bound to the sha256 of the whole body",
         "Sign the payload",
         "payload_signing_enabled",
@@ -108,9 +124,11 @@ async fn a_held_upload_whose_streamed_body_no_hash_binds_is_refused_naming_what_
     assert!(setup.all_requests().await.is_empty(), "no ApprovalRequest for an unbindable body");
     assert_eq!(moto_objects(env, "bind-body"), json!([]), "nothing reached moto");
 
-    // The same upload with its payload signed (the CLI's default over HTTP) is bindable: held,
-    // approved, and then admitted once, intact.
-    let (ok, _, err) = setup.aws(&["s3", "cp", &file, "s3://bind-body/signed.bin"]);
+    // The same upload with its payload signed (the CLI's default over HTTP; over HTTPS it takes
+    // payload_signing_enabled = true) is bindable: held, approved, and then admitted once, intact.
+    let signed = payload_signing_agent(&setup.gateway.dir, &setup.agent, true);
+    let cp_signed = ["s3", "cp", &file, "s3://bind-body/signed.bin"];
+    let (ok, _, err) = chaperone_tests::gateway::aws_cli(env, &signed, &cp_signed);
     assert!(!ok, "held without a decision: refused");
     assert!(err.contains("none decided within the hold"), "{err}");
     let requests = setup.all_requests().await;
@@ -118,7 +136,8 @@ async fn a_held_upload_whose_streamed_body_no_hash_binds_is_refused_naming_what_
     let name = requests[0].metadata.name.clone().unwrap();
     assert_eq!(moto_objects(env, "bind-body"), json!([]));
     setup.review(&name, "Approve", "alice", "").await;
-    setup.must(&["s3", "cp", &file, "s3://bind-body/signed.bin"]);
+    let (ok, _, err) = chaperone_tests::gateway::aws_cli(env, &signed, &cp_signed);
+    assert!(ok, "the approved upload failed: {err}\n{}", setup.gateway.log());
     let objects = moto_objects(env, "bind-body");
     assert_eq!(objects[0][0], "signed.bin");
     assert_eq!(objects[0][4], hex::encode(Sha256::digest(&content)), "{objects}");

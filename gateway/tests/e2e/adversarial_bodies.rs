@@ -32,10 +32,11 @@ use serde_json::json;
 async fn a_streamed_unsigned_upload_is_recorded_with_the_sha256_of_its_real_bytes() {
     let env = LocalEnv::shared();
     let _logs = env.logs_on_failure();
-    let mut gateway =
-        GatewayProcess::start(env, common::binary(), GatewaySpec::new("adv-streamed-sha"))
-            .await
-            .unwrap();
+    // Plain HTTP, where the AWS CLI with payload signing off sends UNSIGNED-PAYLOAD (over HTTPS
+    // it sends an aws-chunked body with a trailing checksum instead).
+    let mut spec = GatewaySpec::new("adv-streamed-sha");
+    spec.plaintext = true;
+    let mut gateway = GatewayProcess::start(env, common::binary(), spec).await.unwrap();
     let agent = gateway.agent_env(env, "pr-bot").await.unwrap();
     let (ok, _, err) = aws_cli(env, &agent, &["s3", "mb", "s3://streamed-sha"]);
     assert!(ok, "{err}");
@@ -85,10 +86,10 @@ async fn a_streamed_unsigned_upload_is_recorded_with_the_sha256_of_its_real_byte
 async fn a_streamed_body_that_differs_from_its_signed_sha256_never_reaches_upstream_whole() {
     let env = LocalEnv::shared();
     let _logs = env.logs_on_failure();
-    let mut gateway =
-        GatewayProcess::start(env, common::binary(), GatewaySpec::new("adv-switched-body"))
-            .await
-            .unwrap();
+    // Plain HTTP: the request below is sent by a bare HTTP client.
+    let mut spec = GatewaySpec::new("adv-switched-body");
+    spec.plaintext = true;
+    let mut gateway = GatewayProcess::start(env, common::binary(), spec).await.unwrap();
     let agent = gateway.agent_env(env, "pr-bot").await.unwrap();
     let (ok, _, err) = aws_cli(env, &agent, &["s3", "mb", "s3://switched-body"]);
     assert!(ok, "{err}");

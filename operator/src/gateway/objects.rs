@@ -623,7 +623,7 @@ mod tests {
         assert_eq!(pod.priority_class_name.as_deref(), Some("agents-high"));
         // What the operator decides stays: the locked-down security context and the volumes.
         assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
-        assert_eq!(pod.volumes.unwrap().len(), 4);
+        assert_eq!(pod.volumes.unwrap().len(), 5);
     }
 
     #[test]
