@@ -16,7 +16,8 @@ use chaperone_operator::webhooks::tls::CertificateLifetimes;
 use chaperone_operator::webhooks::{WebhookEndpoint, WebhookSettings};
 use chaperone_tests::LocalEnv;
 use chaperone_tests::objects::{create_in, ensure_namespace, example, set};
-use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -227,6 +228,8 @@ async fn a_labelled_pod_comes_back_with_the_gateway_env_and_a_read_only_chaperon
         ]),
     );
     let stored = pods.create(&PostParams::default(), &pod).await.expect("the pod is admitted");
+    let gateway_host = endpoint.trim_start_matches("https://").trim_end_matches(":8080").to_owned();
+    let gateway_host = gateway_host.as_str();
 
     for container in 0..2 {
         let env = env_of(&stored, container);
@@ -241,6 +244,8 @@ async fn a_labelled_pod_comes_back_with_the_gateway_env_and_a_read_only_chaperon
             ("AWS_CA_BUNDLE", "/var/run/secrets/chaperone.dev/serviceaccount/ca.crt"),
             ("NODE_EXTRA_CA_CERTS", "/var/run/secrets/chaperone.dev/serviceaccount/ca.crt"),
             ("SSL_CERT_DIR", "/etc/ssl/certs:/var/run/secrets/chaperone.dev/serviceaccount"),
+            ("NO_PROXY", gateway_host),
+            ("no_proxy", gateway_host),
         ] {
             assert!(env.contains(&(name.to_owned(), value.to_owned())), "{name} in {env:?}");
         }
@@ -532,32 +537,327 @@ async fn an_agent_that_can_list_secrets_or_watch_the_recorders_secret_is_reporte
 }
 
 #[tokio::test]
-async fn a_pod_taking_variables_from_a_secret_is_admitted_with_a_warning_naming_it() {
+async fn env_from_sources_holding_aws_keys_or_endpoints_are_refused_and_clean_ones_admitted() {
     let env = environment();
     let _logs = env.logs_on_failure();
     let namespace = "pod-env-from";
     let (admin, _) = agent_namespace(namespace).await;
-    let pod = pod_manifest(
-        "agent",
-        Some(CONNECTION),
-        json!([{"name": "agent", "image": "agent", "envFrom": [{"secretRef": {"name": "agent-settings"}}]}]),
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "agent-settings"},
+        "stringData": {"LOG_LEVEL": "debug", "AWS_SECRET_ACCESS_KEY": "wJalr"},
+    }))
+    .expect("secret");
+    keep(
+        Api::<Secret>::namespaced(admin.clone(), namespace)
+            .create(&PostParams::default(), &secret)
+            .await,
     );
-    // A raw POST: the API server passes the webhook's warnings on as `Warning` headers.
-    let request = http::Request::post(format!("/api/v1/namespaces/{namespace}/pods"))
-        .header("content-type", "application/json")
-        .body(kube::client::Body::from(serde_json::to_vec(&pod).expect("pod JSON")))
-        .expect("request");
-    let response = admin.send(request).await.expect("the API server answers");
-    let status = response.status();
-    let warnings: Vec<String> = response
-        .headers()
-        .get_all("warning")
-        .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect();
-    assert!(status.is_success(), "{status}: {warnings:?}");
+    let maps = Api::<ConfigMap>::namespaced(admin.clone(), namespace);
+    for (name, data) in [
+        ("agent-endpoints", json!({"ENDPOINT_URL_S3": "https://s3.amazonaws.com"})),
+        ("agent-config", json!({"LOG_LEVEL": "debug", "AWS_REGION": "us-east-1"})),
+    ] {
+        let map: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": name}, "data": data})).expect("map");
+        keep(maps.create(&PostParams::default(), &map).await);
+    }
+    let pods: Api<Pod> = Api::namespaced(admin, namespace);
+    let with = |name: &str, env_from: Value| {
+        pod_manifest(
+            name,
+            Some(CONNECTION),
+            json!([{"name": "agent", "image": "a", "envFrom": env_from}]),
+        )
+    };
+
+    let keys = refusal(
+        pods.create(
+            &PostParams::default(),
+            &with("keys", json!([{"secretRef": {"name": "agent-settings"}}])),
+        )
+        .await,
+    );
     assert!(
-        warnings.iter().any(|w| w.contains("envFrom Secret") && w.contains("agent-settings")),
-        "{warnings:?}"
+        keys.contains("container \"agent\" takes AWS_SECRET_ACCESS_KEY from Secret \"agent-settings\" (envFrom)"),
+        "{keys}"
     );
+    let prefixed = refusal(
+        pods.create(
+            &PostParams::default(),
+            &with(
+                "prefixed",
+                json!([{"configMapRef": {"name": "agent-endpoints"}, "prefix": "AWS_"}]),
+            ),
+        )
+        .await,
+    );
+    assert!(
+        prefixed.contains("takes AWS_ENDPOINT_URL_S3 from ConfigMap \"agent-endpoints\""),
+        "{prefixed}"
+    );
+    let missing = refusal(
+        pods.create(
+            &PostParams::default(),
+            &with("missing", json!([{"configMapRef": {"name": "later", "optional": true}}])),
+        )
+        .await,
+    );
+    assert!(missing.contains("ConfigMap \"later\" (envFrom), which does not exist"), "{missing}");
+
+    let clean = with("clean", json!([{"configMapRef": {"name": "agent-config"}}]));
+    let stored =
+        pods.create(&PostParams::default(), &clean).await.expect("a clean envFrom is admitted");
+    assert!(env_of(&stored, 0).iter().any(|(name, _)| name == "AWS_ROLE_ARN"));
+}
+
+#[tokio::test]
+async fn opting_a_container_out_needs_the_skip_injection_verb_for_the_creator_or_the_pods_service_account()
+ {
+    let env = environment();
+    let _logs = env.logs_on_failure();
+    let namespace = "pod-skip-rbac";
+    let (admin, _) = agent_namespace(namespace).await;
+    // mallory may create pods in the namespace, nothing more.
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "pod-creator"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get"]}],
+    }))
+    .expect("role");
+    keep(
+        Api::<Role>::namespaced(admin.clone(), namespace)
+            .create(&PostParams::default(), &role)
+            .await,
+    );
+    let binding = |name: &str, role: &str, subject: Value| -> RoleBinding {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [subject],
+        }))
+        .expect("binding")
+    };
+    let bindings = Api::<RoleBinding>::namespaced(admin.clone(), namespace);
+    let mallory =
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory"});
+    keep(
+        bindings.create(&PostParams::default(), &binding("mallory", "pod-creator", mallory)).await,
+    );
+    let as_mallory = env.control_plane.client_as("mallory", &[]).await.expect("mallory");
+    let pods: Api<Pod> = Api::namespaced(as_mallory, namespace);
+    let mut pod = pod_manifest(
+        "opted-out",
+        Some(CONNECTION),
+        json!([{"name": "agent", "image": "a"}, {"name": "legacy", "image": "l"}]),
+    );
+    pod.metadata.annotations =
+        Some([(INJECT_SKIP_ANNOTATION.to_owned(), "legacy".to_owned())].into());
+
+    let message = refusal(pods.create(&PostParams::default(), &pod).await);
+    assert!(
+        message.contains(&format!("the pod opts containers [\"legacy\"] out of the gateway ({INJECT_SKIP_ANNOTATION}), but neither user \"mallory\" nor ServiceAccount {namespace}/{AGENT} may skip-injection AgentConnection \"{CONNECTION}\"")),
+        "{message}"
+    );
+
+    // Granted to the pod's service account: its pods may keep a container outside.
+    let skipper: Role = serde_json::from_value(json!({
+        "metadata": {"name": "skipper"},
+        "rules": [{"apiGroups": ["chaperone.dev"], "resources": ["agentconnections"], "verbs": ["skip-injection"], "resourceNames": [CONNECTION]}],
+    }))
+    .expect("role");
+    keep(
+        Api::<Role>::namespaced(admin.clone(), namespace)
+            .create(&PostParams::default(), &skipper)
+            .await,
+    );
+    let account = json!({"kind": "ServiceAccount", "name": AGENT, "namespace": namespace});
+    keep(
+        bindings.create(&PostParams::default(), &binding("agent-skips", "skipper", account)).await,
+    );
+    let stored = admit_until_created(&pods, &pod).await;
+    let spec = stored.spec.as_ref().expect("spec");
+    assert!(spec.containers[1].env.as_ref().is_none_or(|e| e.is_empty()));
+}
+
+/// Creates `pod` until the API server stores it (RBAC changes reach the authorizer's cache
+/// within moments).
+async fn admit_until_created(pods: &Api<Pod>, pod: &Pod) -> Pod {
+    let started = Instant::now();
+    loop {
+        match pods.create(&PostParams::default(), pod).await {
+            Ok(stored) => return stored,
+            Err(e) if started.elapsed() > Duration::from_secs(20) => panic!("still refused: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn ephemeral_containers_added_to_an_agent_pod_get_the_gateway_environment_and_no_keys_of_their_own()
+ {
+    let env = environment();
+    let _logs = env.logs_on_failure();
+    let namespace = "pod-ephemeral";
+    let (admin, _) = agent_namespace(namespace).await;
+    let pods: Api<Pod> = Api::namespaced(admin, namespace);
+    let pod = pod_manifest("agent", Some(CONNECTION), json!([{"name": "agent", "image": "a"}]));
+    let stored = pods.create(&PostParams::default(), &pod).await.expect("admitted");
+
+    let mut keyed = stored.clone();
+    let debugger = |env: Value| json!([{"name": "debugger", "image": "busybox", "targetContainerName": "agent", "env": env}]);
+    keyed.spec.as_mut().expect("spec").ephemeral_containers = Some(
+        serde_json::from_value(debugger(json!([{"name": "AWS_ACCESS_KEY_ID", "value": "AKIA"}])))
+            .expect("ephemeral"),
+    );
+    let outcome = pods
+        .replace_subresource("ephemeralcontainers", "agent", &PostParams::default(), &keyed)
+        .await;
+    let message = refusal(outcome);
+    assert!(message.contains("container \"debugger\" sets AWS_ACCESS_KEY_ID"), "{message}");
+
+    let mut debugged = stored.clone();
+    debugged.spec.as_mut().expect("spec").ephemeral_containers =
+        Some(serde_json::from_value(debugger(json!([]))).expect("ephemeral"));
+    let updated = pods
+        .replace_subresource("ephemeralcontainers", "agent", &PostParams::default(), &debugged)
+        .await
+        .expect("the ephemeral container is admitted");
+    let ephemeral = updated
+        .spec
+        .and_then(|s| s.ephemeral_containers)
+        .and_then(|c| c.into_iter().next())
+        .expect("the ephemeral container");
+    let variables: Vec<String> =
+        ephemeral.env.unwrap_or_default().into_iter().map(|v| v.name).collect();
+    assert!(variables.iter().any(|v| v == "AWS_ROLE_ARN"), "{variables:?}");
+    assert!(variables.iter().any(|v| v == "AWS_WEB_IDENTITY_TOKEN_FILE"), "{variables:?}");
+    let mounts = ephemeral.volume_mounts.unwrap_or_default();
+    assert!(
+        mounts.iter().any(|m| m.name == "chaperone-token" && m.read_only == Some(true)),
+        "{mounts:?}"
+    );
+}
+
+#[tokio::test]
+async fn only_the_gateway_deployments_own_pods_may_run_as_the_gateways_service_account() {
+    let env = environment();
+    let _logs = env.logs_on_failure();
+    let namespace = "pod-gateway-identity";
+    let (admin, _) = agent_namespace(namespace).await;
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "chaperone-gateway"}}))
+            .expect("account");
+    keep(
+        Api::<ServiceAccount>::namespaced(admin.clone(), namespace)
+            .create(&PostParams::default(), &account)
+            .await,
+    );
+    let template = json!({
+        "metadata": {"labels": {"app.kubernetes.io/name": "chaperone-gateway"}},
+        "spec": {"serviceAccountName": "chaperone-gateway", "automountServiceAccountToken": false,
+                 "containers": [{"name": "gateway", "image": "chaperone-gateway:1"}]},
+    });
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "chaperone-gateway"},
+        "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "chaperone-gateway"}}, "template": template},
+    }))
+    .expect("deployment");
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), namespace);
+    keep(deployments.create(&PostParams::default(), &deployment).await);
+    let uid =
+        deployments.get("chaperone-gateway").await.expect("deployment").metadata.uid.expect("uid");
+    let replica_sets = Api::<ReplicaSet>::namespaced(admin.clone(), namespace);
+    for (name, image) in [
+        ("chaperone-gateway-6c9d", "chaperone-gateway:1"),
+        ("chaperone-gateway-evil", "attacker:1"),
+    ] {
+        let mut spec = template.clone();
+        spec["spec"]["containers"][0]["image"] = json!(image);
+        let replica_set: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": name, "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chaperone-gateway", "uid": uid, "controller": true},
+            ]},
+            "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "chaperone-gateway"}}, "template": spec},
+        }))
+        .expect("replica set");
+        keep(replica_sets.create(&PostParams::default(), &replica_set).await);
+    }
+    let rs_uid = |name: &str| {
+        let replica_sets = replica_sets.clone();
+        let name = name.to_owned();
+        async move { replica_sets.get(&name).await.expect("replica set").metadata.uid.expect("uid") }
+    };
+    let gateway_pod = |name: &str, replica_set: &str, uid: &str, image: &str| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "chaperone-gateway"}, "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replica_set, "uid": uid, "controller": true},
+            ]},
+            "spec": {"serviceAccountName": "chaperone-gateway", "automountServiceAccountToken": false,
+                     "containers": [{"name": "gateway", "image": image}]},
+        }))
+        .expect("pod")
+    };
+    let good_uid = rs_uid("chaperone-gateway-6c9d").await;
+    let evil_uid = rs_uid("chaperone-gateway-evil").await;
+
+    // Anyone but the ReplicaSet controller, even an admin copying the gateway's pod, is refused.
+    let by_admin = Api::<Pod>::namespaced(admin.clone(), namespace);
+    let copy = gateway_pod("copy", "chaperone-gateway-6c9d", &good_uid, "chaperone-gateway:1");
+    let message = refusal(by_admin.create(&PostParams::default(), &copy).await);
+    assert!(
+        message.contains(&format!(
+            "ServiceAccount {namespace}/chaperone-gateway is the Chaperone gateway's"
+        )),
+        "{message}"
+    );
+    assert!(message.contains("created by \"chaperone-admin\""), "{message}");
+
+    // The ReplicaSet controller creating for a ReplicaSet made by hand with another template: refused.
+    let controller = env
+        .control_plane
+        .client_as(
+            "system:serviceaccount:kube-system:replicaset-controller",
+            &["system:serviceaccounts"],
+        )
+        .await
+        .expect("the ReplicaSet controller's identity");
+    let by_controller = Api::<Pod>::namespaced(controller, namespace);
+    let evil = gateway_pod("evil", "chaperone-gateway-evil", &evil_uid, "attacker:1");
+    let message = refusal(by_controller.create(&PostParams::default(), &evil).await);
+    assert!(message.contains("pod template is not Deployment chaperone-gateway's"), "{message}");
+
+    // ... and for the gateway Deployment's own ReplicaSet: admitted.
+    let own = gateway_pod(
+        "chaperone-gateway-6c9d-x7k2p",
+        "chaperone-gateway-6c9d",
+        &good_uid,
+        "chaperone-gateway:1",
+    );
+    by_controller
+        .create(&PostParams::default(), &own)
+        .await
+        .expect("the gateway's own pod is admitted");
+
+    // No ephemeral container on it: it would run with the gateway's token.
+    let mut debugged = by_admin.get("chaperone-gateway-6c9d-x7k2p").await.expect("pod");
+    debugged.spec.as_mut().expect("spec").ephemeral_containers = Some(
+        serde_json::from_value(json!([{"name": "debugger", "image": "busybox"}]))
+            .expect("ephemeral"),
+    );
+    let outcome = by_admin
+        .replace_subresource(
+            "ephemeralcontainers",
+            "chaperone-gateway-6c9d-x7k2p",
+            &PostParams::default(),
+            &debugged,
+        )
+        .await;
+    let message = refusal(outcome);
+    assert!(message.contains("ephemeral containers would run with its token"), "{message}");
+
+    // An agent pod labelled for a connection but running as the gateway is refused too.
+    let mut agent =
+        pod_manifest("agent-as-gateway", Some(CONNECTION), json!([{"name": "a", "image": "a"}]));
+    agent.spec.as_mut().expect("spec").service_account_name = Some("chaperone-gateway".to_owned());
+    let message = refusal(by_admin.create(&PostParams::default(), &agent).await);
+    assert!(message.contains("is the Chaperone gateway's"), "{message}");
 }

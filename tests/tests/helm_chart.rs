@@ -316,7 +316,7 @@ fn the_webhooks_fail_closed_and_the_pod_webhook_sees_only_labelled_pods() {
     let configuration =
         find(&objects, "MutatingWebhookConfiguration", "chaperone").expect("webhook configuration");
     let webhooks = configuration["webhooks"].as_array().unwrap();
-    assert_eq!(webhooks.len(), 2);
+    assert_eq!(webhooks.len(), 3);
     for webhook in webhooks {
         assert_eq!(webhook["failurePolicy"], "Fail", "{webhook}");
         assert!(webhook["clientConfig"].get("caBundle").is_none(), "the operator patches caBundle");
@@ -326,6 +326,18 @@ fn the_webhooks_fail_closed_and_the_pod_webhook_sees_only_labelled_pods() {
         pods["objectSelector"]["matchExpressions"][0],
         json!({"key": "chaperone.dev/connection", "operator": "Exists"})
     );
+    let resources: Vec<&Value> =
+        pods["rules"].as_array().unwrap().iter().map(|r| &r["resources"][0]).collect();
+    assert_eq!(resources, [&json!("pods"), &json!("pods/ephemeralcontainers")]);
+    // Pods of a gateway's ServiceAccount are checked, whatever their labels.
+    let identity =
+        webhooks.iter().find(|w| w["name"] == "gateway-identity.pods.chaperone.dev").unwrap();
+    assert!(identity.get("objectSelector").is_none(), "{identity}");
+    assert_eq!(
+        identity["matchConditions"][0]["expression"],
+        "has(object.spec.serviceAccountName) && object.spec.serviceAccountName == 'chaperone-gateway'"
+    );
+    assert_eq!(identity["rules"], pods["rules"]);
 }
 
 #[test]

@@ -26,9 +26,9 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, DynamicObject, ListParams, Patch, PostParams},
+    api::{DeleteParams, DynamicObject, ListParams, PartialObjectMeta, Patch, PostParams},
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Action,
         events::EventType,
         finalizer::{Event as FinalizerEvent, finalizer},
@@ -107,7 +107,7 @@ pub async fn run(
     let client = context.base.client.clone();
     let ns = namespace.as_deref();
     let connections = scaffolding::scoped::<AgentConnection>(&client, ns);
-    let secrets = scaffolding::scoped::<Secret>(&client, ns);
+    let secrets = scaffolding::scoped::<PartialObjectMeta<Secret>>(&client, ns);
     let policies = scaffolding::scoped::<RecordingPolicy>(&client, ns);
     let rules = scaffolding::scoped::<ApprovalRule>(&client, ns);
     let deployments = scaffolding::scoped::<Deployment>(&client, ns);
@@ -115,9 +115,12 @@ pub async fn run(
     let store = controller.store();
     let gateway_selector = objects::gateway_label_selector();
     let results = controller
-        .watches(secrets, watcher::Config::default(), {
+        // Only the Secrets' metadata (`Api<PartialObjectMeta<_>>` asks the metadata API): which
+        // one changed is all a reconcile needs (it reads the ones it uses), and the operator's
+        // memory stays independent of the cluster's Secrets.
+        .watches_stream(watcher(secrets, watcher::Config::default()).touched_objects(), {
             let store = store.clone();
-            move |secret: Secret| connections_using_secret(&store, &secret)
+            move |secret: PartialObjectMeta<Secret>| connections_using_secret(&store, &secret)
         })
         .watches(policies, watcher::Config::default(), {
             let store = store.clone();
@@ -147,7 +150,7 @@ pub async fn run(
 
 fn connections_using_secret(
     store: &Store<AgentConnection>,
-    secret: &Secret,
+    secret: &PartialObjectMeta<Secret>,
 ) -> Vec<ObjectRef<AgentConnection>> {
     let name = secret.name_any();
     let own = name == objects::CONFIG_SECRET_NAME

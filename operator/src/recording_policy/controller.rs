@@ -29,9 +29,9 @@ use chaperone_crds::{AgentConnection, RecordingPolicy, RecordingPolicySpec};
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::ListParams,
+    api::{ListParams, PartialObjectMeta},
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Action,
         events::EventType,
         finalizer::{Event as FinalizerEvent, finalizer},
@@ -93,14 +93,15 @@ pub async fn run(
     let client = context.base.client.clone();
     let ns = namespace.as_deref();
     let policies = scaffolding::scoped::<RecordingPolicy>(&client, ns);
-    let secrets = scaffolding::scoped::<Secret>(&client, ns);
+    let secrets = scaffolding::scoped::<PartialObjectMeta<Secret>>(&client, ns);
     let connections = scaffolding::scoped::<AgentConnection>(&client, ns);
     let controller = Controller::new(policies, watcher::Config::default());
     let store = controller.store();
     let results = controller
-        .watches(secrets, watcher::Config::default(), {
+        // Metadata only, as the gateway controller's.
+        .watches_stream(watcher(secrets, watcher::Config::default()).touched_objects(), {
             let store = store.clone();
-            move |secret: Secret| policies_using_secret(&store, &secret)
+            move |secret: PartialObjectMeta<Secret>| policies_using_secret(&store, &secret)
         })
         // A connection's status carries the recording public keys to publish.
         .watches(connections, watcher::Config::default(), |connection: AgentConnection| {
@@ -118,7 +119,7 @@ pub async fn run(
 
 fn policies_using_secret(
     store: &Store<RecordingPolicy>,
-    secret: &Secret,
+    secret: &PartialObjectMeta<Secret>,
 ) -> Vec<ObjectRef<RecordingPolicy>> {
     let name = secret.name_any();
     scaffolding::objects_in(store, secret.namespace().as_deref(), |p| {

@@ -4,6 +4,7 @@
 
 pub mod approval;
 pub mod certificate_store;
+pub mod gateway_identity;
 pub mod pod;
 pub mod run;
 pub mod tls;
@@ -22,8 +23,8 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
-    WebhookClientConfig,
+    MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations,
+    ServiceReference, WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -375,23 +376,40 @@ pub fn approval_webhook_configuration(
 }
 
 /// The MutatingWebhookConfiguration `name` with every webhook the operator serves: the
-/// ApprovalRequest webhook (as [`approval_webhook_configuration`]) and the pod webhook, which
-/// receives pod CREATEs carrying the label `chaperone.dev/connection` (objectSelector), with
-/// `failurePolicy: Fail`, `sideEffects: NoneOnDryRun` (it writes the `AgentsIsolated` condition,
-/// never on dry runs) and `reinvocationPolicy: IfNeeded` (containers added by later webhooks are
-/// injected too; the mutation is idempotent).
+/// ApprovalRequest webhook (as [`approval_webhook_configuration`]); the pod webhook, which
+/// receives pod CREATEs and `pods/ephemeralcontainers` UPDATEs carrying the label
+/// `chaperone.dev/connection` (objectSelector), with `sideEffects: NoneOnDryRun` (it writes the
+/// `AgentsIsolated` condition, never on dry runs) and `reinvocationPolicy: IfNeeded` (containers
+/// added by later webhooks are injected too; the mutation is idempotent); and the gateway-identity
+/// webhook, which receives the same requests for pods running as the gateway's ServiceAccount
+/// (matchConditions, [`gateway_identity::MATCH_EXPRESSION`]). All fail closed. The chart's
+/// `templates/webhooks.yaml` holds the same webhooks.
 pub fn webhook_configuration(
     name: &str,
     endpoint: &WebhookEndpoint,
     ca_pem: &str,
 ) -> MutatingWebhookConfiguration {
     let mut configuration = approval_webhook_configuration(name, endpoint, ca_pem);
-    let mut client_config = client_config(endpoint, ca_pem, PODS_PATH);
-    client_config.ca_bundle = Some(ByteString(ca_pem.as_bytes().to_vec()));
+    let rules = vec![
+        RuleWithOperations {
+            api_groups: Some(vec![String::new()]),
+            api_versions: Some(vec!["v1".to_owned()]),
+            operations: Some(vec!["CREATE".to_owned()]),
+            resources: Some(vec!["pods".to_owned()]),
+            scope: Some("Namespaced".to_owned()),
+        },
+        RuleWithOperations {
+            api_groups: Some(vec![String::new()]),
+            api_versions: Some(vec!["v1".to_owned()]),
+            operations: Some(vec!["UPDATE".to_owned()]),
+            resources: Some(vec!["pods/ephemeralcontainers".to_owned()]),
+            scope: Some("Namespaced".to_owned()),
+        },
+    ];
     let pods = MutatingWebhook {
         name: POD_WEBHOOK_NAME.to_owned(),
         admission_review_versions: vec!["v1".to_owned()],
-        client_config,
+        client_config: client_config(endpoint, ca_pem, PODS_PATH),
         failure_policy: Some("Fail".to_owned()),
         match_policy: Some("Equivalent".to_owned()),
         side_effects: "NoneOnDryRun".to_owned(),
@@ -405,16 +423,26 @@ pub fn webhook_configuration(
             }]),
             match_labels: None,
         }),
-        rules: Some(vec![RuleWithOperations {
-            api_groups: Some(vec![String::new()]),
-            api_versions: Some(vec!["v1".to_owned()]),
-            operations: Some(vec!["CREATE".to_owned()]),
-            resources: Some(vec!["pods".to_owned()]),
-            scope: Some("Namespaced".to_owned()),
-        }]),
+        rules: Some(rules.clone()),
         ..Default::default()
     };
-    configuration.webhooks.get_or_insert_with(Vec::new).push(pods);
+    let gateway_identity = MutatingWebhook {
+        name: gateway_identity::GATEWAY_IDENTITY_WEBHOOK_NAME.to_owned(),
+        admission_review_versions: vec!["v1".to_owned()],
+        client_config: client_config(endpoint, ca_pem, PODS_PATH),
+        failure_policy: Some("Fail".to_owned()),
+        match_policy: Some("Equivalent".to_owned()),
+        side_effects: "None".to_owned(),
+        timeout_seconds: Some(10),
+        reinvocation_policy: Some("Never".to_owned()),
+        match_conditions: Some(vec![MatchCondition {
+            name: "gateway-service-account".to_owned(),
+            expression: gateway_identity::MATCH_EXPRESSION.to_owned(),
+        }]),
+        rules: Some(rules),
+        ..Default::default()
+    };
+    configuration.webhooks.get_or_insert_with(Vec::new).extend([pods, gateway_identity]);
     configuration
 }
 

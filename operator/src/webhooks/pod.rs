@@ -17,12 +17,13 @@ use chaperone_config::tls::{AGENT_CA_FILE, agent_trust_variables};
 use chaperone_crds::{AgentConnection, RecordingPolicy};
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
+use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMapProjection, Container, EnvVar, KeyToPath, Pod, ProjectedVolumeSource, Service,
-    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    ConfigMap, ConfigMapProjection, Container, EnvVar, KeyToPath, Pod, ProjectedVolumeSource,
+    Secret, Service, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
@@ -32,6 +33,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource as _};
 use serde_json::json;
 
+use super::gateway_identity;
 use crate::gateway::config_compiler::Check;
 use crate::gateway::objects::{
     AGENTS_PORT, CA_CONFIG_MAP_NAME, CONFIG_SECRET_NAME, GATEWAY_NAME, KEYS_SECRET_NAME,
@@ -41,6 +43,10 @@ use crate::gateway::objects::{
 pub const CONNECTION_LABEL: &str = "chaperone.dev/connection";
 /// Annotation listing (comma-separated) the containers the webhook leaves alone.
 pub const INJECT_SKIP_ANNOTATION: &str = "chaperone.dev/inject-skip";
+/// The RBAC verb on `agentconnections` (group `chaperone.dev`, by name) that lets a requester or
+/// a pod's service account use [`INJECT_SKIP_ANNOTATION`]: the opted-out containers run without
+/// the gateway.
+pub const SKIP_INJECTION_VERB: &str = "skip-injection";
 /// The path the pod webhook is served at.
 pub const PODS_PATH: &str = "/pods";
 /// The name of the pod webhook inside the configuration.
@@ -74,10 +80,16 @@ const CREDENTIAL_VARIABLES: &[&str] = &[
     "AWS_CREDENTIAL_PROCESS",
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_ROLE_ARN",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
 ];
 /// Prefixes of variables a pod may not bring (container credentials providers, per-service
 /// endpoints that would bypass the gateway).
 const CREDENTIAL_PREFIXES: &[&str] = &["AWS_CONTAINER_", "AWS_ENDPOINT_URL_"];
+
+/// The proxy-bypass variables the webhook adds the gateway's host to, so that a proxy the pod
+/// configures never carries (or sees the SNI of) its calls to the gateway. Both spellings: curl,
+/// Python and Go read either.
+pub const NO_PROXY_VARIABLES: [&str; 2] = ["NO_PROXY", "no_proxy"];
 
 /// Settings of the pod webhook.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +113,8 @@ pub struct Injection {
     pub volume: Volume,
     /// Its read-only mount.
     pub mount: VolumeMount,
+    /// The gateway's host (the endpoint's, without port), added to [`NO_PROXY_VARIABLES`].
+    pub gateway_host: String,
 }
 
 fn literal(name: &str, value: &str) -> EnvVar {
@@ -160,7 +174,15 @@ impl Injection {
                 .map(|(name, value)| literal(name, &value))
                 .collect();
         }
+        let gateway_host = endpoint
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| {
+                uri.host().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+            })
+            .unwrap_or_default();
         let mut injection = Self {
+            gateway_host,
             env: vec![
                 literal("AWS_ENDPOINT_URL", endpoint),
                 // The same endpoint again for STS alone: the Go SDK v2 builds the STS client of
@@ -201,6 +223,18 @@ pub enum PodRefusal {
     )]
     OwnCredentials { container: String, variable: String, connection: String },
     #[error(
+        "container {container:?} takes {variable} from {from} (envFrom): a pod labelled {CONNECTION_LABEL}={connection} gets short-lived credentials from the Chaperone gateway and may not bring its own AWS credentials or endpoints; remove that key from {from} or give the envFrom a prefix that renames it (or opt the container out with the annotation {INJECT_SKIP_ANNOTATION}: \"{container}\")"
+    )]
+    OwnCredentialsFrom { container: String, variable: String, from: String, connection: String },
+    #[error(
+        "container {container:?} takes variables from {from} (envFrom), which does not exist: the webhook checks envFrom sources for AWS credentials and endpoints when the pod is created, so create {from} first, then the pod"
+    )]
+    EnvFromMissing { container: String, from: String },
+    #[error(
+        "could not read {from} (envFrom of container {container:?}) to check it for AWS credentials and endpoints: {error}; retry"
+    )]
+    EnvFromUnreadable { container: String, from: String, error: String },
+    #[error(
         "container {container:?} sets {variable} to {found}, but AgentConnection {connection:?} injects {variable}={wanted:?}; remove {variable} from container {container:?} (the webhook sets it) or opt the container out with the annotation {INJECT_SKIP_ANNOTATION}: \"{container}\""
     )]
     ConflictingVariable {
@@ -211,6 +245,10 @@ pub enum PodRefusal {
         connection: String,
     },
     #[error(
+        "container {container:?} takes {variable} from a reference, but the webhook adds the gateway ({host}) to {variable} so that no proxy carries calls to the gateway; set {variable} under env as a literal value (the webhook appends {host}) or remove it"
+    )]
+    NoProxyFromReference { container: String, variable: String, host: String },
+    #[error(
         "the pod has a volume named {TOKEN_VOLUME:?} that is not Chaperone's token volume (a projected service-account token with audience {DEFAULT_AUDIENCE}); rename that volume"
     )]
     VolumeTaken,
@@ -218,6 +256,10 @@ pub enum PodRefusal {
         "container {container:?} mounts {what} where Chaperone mounts its token ({TOKEN_MOUNT_PATH}, volume {TOKEN_VOLUME:?}, read-only); remove that mount or opt the container out with the annotation {INJECT_SKIP_ANNOTATION}: \"{container}\""
     )]
     MountTaken { container: String, what: String },
+    #[error(
+        "ephemeral container {container:?} would run without the gateway: ephemeral containers of a pod labelled {CONNECTION_LABEL}={connection} get the gateway's environment and token, but this pod has no volume {TOKEN_VOLUME:?} (all its containers were opted out when it was created); debug a copy instead (kubectl debug --copy-to) or recreate the pod with an injected container"
+    )]
+    EphemeralWithoutToken { container: String, connection: String },
 }
 
 /// Whether `name` is a variable a pod may not set itself.
@@ -235,6 +277,20 @@ pub fn skipped_containers(pod: &Pod) -> BTreeSet<String> {
             list.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect()
         })
         .unwrap_or_default()
+}
+
+/// The containers of `pod` that [`INJECT_SKIP_ANNOTATION`] opts out, in the pod's order (names
+/// in the annotation that match no container are not counted).
+pub fn opted_out_containers(pod: &Pod) -> Vec<String> {
+    let skipped = skipped_containers(pod);
+    let Some(spec) = &pod.spec else { return Vec::new() };
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .filter(|c| skipped.contains(&c.name))
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 fn describe(var: &EnvVar) -> String {
@@ -255,136 +311,244 @@ fn is_token_volume(volume: &Volume, wanted: &Volume) -> bool {
     volume.name == wanted.name && sources(volume) == sources(wanted) && sources(volume).is_some()
 }
 
-/// The JSONPatch that injects `injection` into every container of `pod` not opted out, `connection`
-/// naming the AgentConnection in messages. Only what is missing is added, so an injected pod gives
-/// an empty patch. A container that brings its own credentials, or sets an injected variable to
-/// something else, is refused.
-/// Admission warnings for injected containers that take variables from a ConfigMap or Secret
-/// (`envFrom`): the webhook cannot see those, so AWS keys or a per-service endpoint there would
-/// escape its refusal. (A variable the webhook sets under `env` still wins over the same name.)
-pub fn env_from_warnings(pod: &Pod) -> Vec<String> {
-    let skipped = skipped_containers(pod);
-    let Some(spec) = &pod.spec else { return Vec::new() };
-    let containers = spec.init_containers.iter().flatten().chain(spec.containers.iter());
-    let mut warnings = Vec::new();
-    for container in containers.filter(|c| !skipped.contains(&c.name)) {
-        for source in container.env_from.iter().flatten() {
-            let from = match (&source.config_map_ref, &source.secret_ref) {
-                (Some(map), _) => format!("ConfigMap {:?}", map.name),
-                (None, Some(secret)) => format!("Secret {:?}", secret.name),
-                (None, None) => continue,
-            };
-            warnings.push(format!(
-                "container {:?}: envFrom {from} is not checked for AWS keys or AWS_ENDPOINT_URL_*; set AWS variables under env",
-                container.name
-            ));
-        }
-    }
-    warnings
+/// Which containers an admission injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// A pod being created: its init containers and containers, except those opted out, and the
+    /// token volume.
+    Creation,
+    /// Ephemeral containers being added (`pods/ephemeralcontainers`): every one of them (the
+    /// opt-out annotation can change after creation without the webhook seeing it, so it does not
+    /// apply), into the token volume the pod already has.
+    Ephemeral,
 }
 
-pub fn mutate(pod: &Pod, injection: &Injection, connection: &str) -> Result<Patch, PodRefusal> {
-    let skipped = skipped_containers(pod);
-    let Some(spec) = &pod.spec else { return Ok(Patch(Vec::new())) };
-    let mut operations = Vec::new();
-    let mut any_injected = false;
-    let groups: [(&str, &[Container]); 2] = [
-        ("initContainers", spec.init_containers.as_deref().unwrap_or_default()),
-        ("containers", &spec.containers),
-    ];
-    for (field, containers) in groups {
-        for (index, container) in containers.iter().enumerate() {
-            if skipped.contains(&container.name) {
-                continue;
-            }
-            any_injected = true;
-            let env = container.env.as_deref().unwrap_or_default();
-            for var in env {
-                if let Some(wanted) = injection.env.iter().find(|w| w.name == var.name) {
-                    if var != wanted {
-                        return Err(if is_credential_variable(&var.name) {
-                            PodRefusal::OwnCredentials {
-                                container: container.name.clone(),
-                                variable: var.name.clone(),
-                                connection: connection.to_owned(),
-                            }
-                        } else {
-                            PodRefusal::ConflictingVariable {
-                                container: container.name.clone(),
-                                variable: var.name.clone(),
-                                found: describe(var),
-                                wanted: wanted.value.clone().unwrap_or_default(),
-                                connection: connection.to_owned(),
-                            }
-                        });
-                    }
-                } else if is_credential_variable(&var.name) {
-                    return Err(PodRefusal::OwnCredentials {
-                        container: container.name.clone(),
-                        variable: var.name.clone(),
-                        connection: connection.to_owned(),
-                    });
-                }
-            }
-            let index = index.to_string();
-            let missing: Vec<&EnvVar> =
-                injection.env.iter().filter(|w| !env.iter().any(|v| v.name == w.name)).collect();
-            if container.env.is_none() && !missing.is_empty() {
-                operations.push(add(
-                    PointerBuf::from_tokens(["spec", field, &index, "env"]),
-                    json!(missing),
-                ));
-            } else {
-                for var in missing {
-                    operations.push(add(
-                        PointerBuf::from_tokens(["spec", field, &index, "env", "-"]),
-                        json!(var),
-                    ));
-                }
-            }
+/// One `envFrom` source of an injected container, named as the refusals name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvFromSource {
+    /// The container's name.
+    pub container: String,
+    /// `Secret "agent-settings"` or `ConfigMap "agent-config"`.
+    pub source: String,
+    /// Whether it is a Secret (else a ConfigMap).
+    pub secret: bool,
+    /// The object's name.
+    pub name: String,
+    /// The prefix put before each key.
+    pub prefix: String,
+}
 
-            let mounts = container.volume_mounts.as_deref().unwrap_or_default();
-            let wanted = &injection.mount;
-            let ours = mounts.iter().find(|m| m.name == wanted.name);
-            let at_path = mounts.iter().find(|m| m.mount_path == wanted.mount_path);
-            match (ours, at_path) {
-                (Some(mount), _)
-                    if mount.mount_path == wanted.mount_path
-                        && mount.read_only == Some(true)
-                        && mount.sub_path.as_deref().unwrap_or_default().is_empty() => {}
-                (Some(mount), _) => {
-                    return Err(PodRefusal::MountTaken {
-                        container: container.name.clone(),
-                        what: format!(
-                            "volume {:?} at {}{}",
-                            mount.name,
-                            mount.mount_path,
-                            if mount.read_only == Some(true) { "" } else { " writable" }
-                        ),
-                    });
-                }
-                (None, Some(other)) => {
-                    return Err(PodRefusal::MountTaken {
-                        container: container.name.clone(),
-                        what: format!("volume {:?}", other.name),
-                    });
-                }
-                (None, None) if container.volume_mounts.is_none() => operations.push(add(
-                    PointerBuf::from_tokens(["spec", field, &index, "volumeMounts"]),
-                    json!([wanted]),
-                )),
-                (None, None) => operations.push(add(
-                    PointerBuf::from_tokens(["spec", field, &index, "volumeMounts", "-"]),
-                    json!(wanted),
-                )),
-            }
+/// The containers `scope` injects, as (JSON field, index, container).
+fn injected_containers(pod: &Pod, scope: Scope) -> Vec<(&'static str, usize, Container)> {
+    let Some(spec) = &pod.spec else { return Vec::new() };
+    match scope {
+        Scope::Creation => {
+            let skipped = skipped_containers(pod);
+            let groups: [(&'static str, &[Container]); 2] = [
+                ("initContainers", spec.init_containers.as_deref().unwrap_or_default()),
+                ("containers", &spec.containers),
+            ];
+            groups
+                .into_iter()
+                .flat_map(|(field, containers)| {
+                    containers.iter().enumerate().map(move |(i, c)| (field, i, c.clone()))
+                })
+                .filter(|(_, _, c)| !skipped.contains(&c.name))
+                .collect()
+        }
+        // An EphemeralContainer has the fields of a Container that matter here (env, envFrom,
+        // volumeMounts) under the same names.
+        Scope::Ephemeral => spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let container = serde_json::to_value(c).ok()?;
+                Some(("ephemeralContainers", i, serde_json::from_value(container).ok()?))
+            })
+            .collect(),
+    }
+}
+
+/// The `envFrom` sources of the containers `scope` injects: the webhook reads each and refuses
+/// AWS credentials or endpoints in them ([`env_from_refusal`]).
+pub fn env_from_sources(pod: &Pod, scope: Scope) -> Vec<EnvFromSource> {
+    let mut sources = Vec::new();
+    for (_, _, container) in injected_containers(pod, scope) {
+        for from in container.env_from.iter().flatten() {
+            let (secret, name) = match (&from.config_map_ref, &from.secret_ref) {
+                (Some(map), _) => (false, map.name.clone()),
+                (None, Some(secret)) => (true, secret.name.clone()),
+                (None, None) => continue,
+            };
+            let kind = if secret { "Secret" } else { "ConfigMap" };
+            sources.push(EnvFromSource {
+                container: container.name.clone(),
+                source: format!("{kind} {name:?}"),
+                secret,
+                name,
+                prefix: from.prefix.clone().unwrap_or_default(),
+            });
         }
     }
-    if any_injected {
+    sources
+}
+
+/// The refusal for `source` holding `keys`, if one of them (with the prefix) is a variable a pod
+/// may not bring. A key the webhook injects under `env` is not one: `env` wins over `envFrom`.
+pub fn env_from_refusal<'a>(
+    source: &EnvFromSource,
+    keys: impl IntoIterator<Item = &'a str>,
+    injection: &Injection,
+    connection: &str,
+) -> Option<PodRefusal> {
+    keys.into_iter().map(|key| format!("{}{key}", source.prefix)).find_map(|variable| {
+        let injected = injection.env.iter().any(|v| v.name == variable);
+        (is_credential_variable(&variable) && !injected).then(|| PodRefusal::OwnCredentialsFrom {
+            container: source.container.clone(),
+            variable,
+            from: source.source.clone(),
+            connection: connection.to_owned(),
+        })
+    })
+}
+
+/// The JSONPatch that injects `injection` into every container `scope` covers, `connection`
+/// naming the AgentConnection in messages. Only what is missing is added, so an injected pod gives
+/// an empty patch. A container that brings its own credentials, or sets an injected variable to
+/// something else, is refused. The gateway's host is appended to each [`NO_PROXY_VARIABLES`] the
+/// container sets, and set where it does not.
+pub fn mutate(
+    pod: &Pod,
+    injection: &Injection,
+    connection: &str,
+    scope: Scope,
+) -> Result<Patch, PodRefusal> {
+    let Some(spec) = &pod.spec else { return Ok(Patch(Vec::new())) };
+    let mut operations = Vec::new();
+    let containers = injected_containers(pod, scope);
+    for (field, index, container) in &containers {
+        let env = container.env.as_deref().unwrap_or_default();
+        for var in env {
+            if let Some(wanted) = injection.env.iter().find(|w| w.name == var.name) {
+                if var != wanted {
+                    return Err(if is_credential_variable(&var.name) {
+                        PodRefusal::OwnCredentials {
+                            container: container.name.clone(),
+                            variable: var.name.clone(),
+                            connection: connection.to_owned(),
+                        }
+                    } else {
+                        PodRefusal::ConflictingVariable {
+                            container: container.name.clone(),
+                            variable: var.name.clone(),
+                            found: describe(var),
+                            wanted: wanted.value.clone().unwrap_or_default(),
+                            connection: connection.to_owned(),
+                        }
+                    });
+                }
+            } else if is_credential_variable(&var.name) {
+                return Err(PodRefusal::OwnCredentials {
+                    container: container.name.clone(),
+                    variable: var.name.clone(),
+                    connection: connection.to_owned(),
+                });
+            }
+        }
+        let index = index.to_string();
+        let mut missing: Vec<EnvVar> = injection
+            .env
+            .iter()
+            .filter(|w| !env.iter().any(|v| v.name == w.name))
+            .cloned()
+            .collect();
+        let host = &injection.gateway_host;
+        for variable in NO_PROXY_VARIABLES.into_iter().filter(|_| !host.is_empty()) {
+            let Some(position) = env.iter().position(|v| v.name == variable) else {
+                missing.push(literal(variable, host));
+                continue;
+            };
+            let var = &env[position];
+            if var.value_from.is_some() {
+                return Err(PodRefusal::NoProxyFromReference {
+                    container: container.name.clone(),
+                    variable: variable.to_owned(),
+                    host: host.clone(),
+                });
+            }
+            let value = var.value.clone().unwrap_or_default();
+            if !value.split(',').any(|h| h.trim() == host) {
+                let value =
+                    if value.trim().is_empty() { host.clone() } else { format!("{value},{host}") };
+                let position = position.to_string();
+                operations.push(add(
+                    PointerBuf::from_tokens(["spec", field, &index, "env", &position, "value"]),
+                    json!(value),
+                ));
+            }
+        }
+        if container.env.is_none() && !missing.is_empty() {
+            operations
+                .push(add(PointerBuf::from_tokens(["spec", field, &index, "env"]), json!(missing)));
+        } else {
+            for var in missing {
+                operations.push(add(
+                    PointerBuf::from_tokens(["spec", field, &index, "env", "-"]),
+                    json!(var),
+                ));
+            }
+        }
+
+        let mounts = container.volume_mounts.as_deref().unwrap_or_default();
+        let wanted = &injection.mount;
+        let ours = mounts.iter().find(|m| m.name == wanted.name);
+        let at_path = mounts.iter().find(|m| m.mount_path == wanted.mount_path);
+        match (ours, at_path) {
+            (Some(mount), _)
+                if mount.mount_path == wanted.mount_path
+                    && mount.read_only == Some(true)
+                    && mount.sub_path.as_deref().unwrap_or_default().is_empty() => {}
+            (Some(mount), _) => {
+                return Err(PodRefusal::MountTaken {
+                    container: container.name.clone(),
+                    what: format!(
+                        "volume {:?} at {}{}",
+                        mount.name,
+                        mount.mount_path,
+                        if mount.read_only == Some(true) { "" } else { " writable" }
+                    ),
+                });
+            }
+            (None, Some(other)) => {
+                return Err(PodRefusal::MountTaken {
+                    container: container.name.clone(),
+                    what: format!("volume {:?}", other.name),
+                });
+            }
+            (None, None) if container.volume_mounts.is_none() => operations.push(add(
+                PointerBuf::from_tokens(["spec", field, &index, "volumeMounts"]),
+                json!([wanted]),
+            )),
+            (None, None) => operations.push(add(
+                PointerBuf::from_tokens(["spec", field, &index, "volumeMounts", "-"]),
+                json!(wanted),
+            )),
+        }
+    }
+    if let Some((_, _, first)) = containers.first() {
         let volumes = spec.volumes.as_deref().unwrap_or_default();
         match volumes.iter().find(|v| v.name == TOKEN_VOLUME) {
             Some(volume) if is_token_volume(volume, &injection.volume) => {}
             Some(_) => return Err(PodRefusal::VolumeTaken),
+            // Ephemeral containers cannot add volumes: they mount the pod's.
+            None if scope == Scope::Ephemeral => {
+                return Err(PodRefusal::EphemeralWithoutToken {
+                    container: first.name.clone(),
+                    connection: connection.to_owned(),
+                });
+            }
             None if spec.volumes.is_none() => operations
                 .push(add(PointerBuf::from_tokens(["spec", "volumes"]), json!([injection.volume]))),
             None => operations.push(add(
@@ -394,6 +558,30 @@ pub fn mutate(pod: &Pod, injection: &Injection, connection: &str) -> Result<Patc
         }
     }
     Ok(Patch(operations))
+}
+
+/// The groups the API server puts a service account of `namespace` in.
+fn service_account_groups(namespace: &str) -> Vec<String> {
+    vec![
+        "system:serviceaccounts".to_owned(),
+        format!("system:serviceaccounts:{namespace}"),
+        "system:authenticated".to_owned(),
+    ]
+}
+
+/// The refusal of a pod opting `containers` out of injection when neither `user` nor its
+/// service account may [`SKIP_INJECTION_VERB`] `connection`.
+pub fn skip_refusal(
+    containers: &[String],
+    user: &str,
+    namespace: &str,
+    service_account: &str,
+    connection: &str,
+) -> String {
+    format!(
+        "the pod opts containers {containers:?} out of the gateway ({INJECT_SKIP_ANNOTATION}), but neither user {user:?} nor ServiceAccount {namespace}/{service_account} may {SKIP_INJECTION_VERB} AgentConnection {connection:?}: grant one of them the verb {SKIP_INJECTION_VERB} on agentconnections (apiGroup {group}, resourceNames [{connection}]) in namespace {namespace}, or remove the annotation",
+        group = chaperone_crds::GROUP,
+    )
 }
 
 /// One SubjectAccessReview's answer: whether `service_account` may `verb` the Secrets `what`.
@@ -538,20 +726,40 @@ impl PodWebhook {
     /// Answers one pod AdmissionReview.
     pub async fn review(&self, request: &AdmissionRequest<Pod>) -> AdmissionResponse {
         let response = AdmissionResponse::from(request);
-        if request.operation != Operation::Create {
-            return response;
-        }
-        let Some(pod) = &request.object else { return response };
-        let Some(connection_name) =
-            pod.metadata.labels.as_ref().and_then(|l| l.get(CONNECTION_LABEL)).cloned()
-        else {
-            return response;
+        let scope = match (&request.operation, request.sub_resource.as_deref()) {
+            (Operation::Create, None) => Scope::Creation,
+            (Operation::Update, Some("ephemeralcontainers")) => Scope::Ephemeral,
+            _ => return response,
         };
+        let Some(pod) = &request.object else { return response };
         let namespace = request
             .namespace
             .clone()
             .or_else(|| pod.metadata.namespace.clone())
             .unwrap_or_default();
+        let service_account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        if service_account == GATEWAY_NAME {
+            let requester = request.user_info.username.clone().unwrap_or_default();
+            let verdict = match scope {
+                Scope::Ephemeral => Err(gateway_identity::EPHEMERAL_REASON.to_owned()),
+                Scope::Creation => {
+                    gateway_identity::check(&self.client, &namespace, pod, &requester).await
+                }
+            };
+            if let Err(reason) = verdict {
+                return response.deny(gateway_identity::refusal(&namespace, &reason));
+            }
+        }
+        let Some(connection_name) =
+            pod.metadata.labels.as_ref().and_then(|l| l.get(CONNECTION_LABEL)).cloned()
+        else {
+            return response;
+        };
         let connections: Api<AgentConnection> = Api::namespaced(self.client.clone(), &namespace);
         let connection = match connections.get_opt(&connection_name).await {
             Ok(Some(connection)) => connection,
@@ -566,12 +774,6 @@ impl PodWebhook {
                 ));
             }
         };
-        let service_account = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.service_account_name.clone())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "default".to_owned());
         let endpoint = match self.endpoint(&namespace, &connection).await {
             Ok(endpoint) => endpoint,
             Err(message) => return response.deny(message),
@@ -584,53 +786,181 @@ impl PodWebhook {
             &service_account,
             &self.settings,
         );
-        let patch = match mutate(pod, &injection, &connection_name) {
+        let patch = match mutate(pod, &injection, &connection_name, scope) {
             Ok(patch) => patch,
             Err(refusal) => return response.deny(refusal.to_string()),
         };
-
-        let mut checked: Vec<String> = connection.spec.agents.service_accounts.clone();
-        if !checked.contains(&service_account) {
-            checked.push(service_account.clone());
+        for source in env_from_sources(pod, scope) {
+            if let Some(refusal) =
+                self.check_env_from(&namespace, &source, &injection, &connection_name).await
+            {
+                return response.deny(refusal.to_string());
+            }
         }
-        match self.accesses(&namespace, &connection, &checked).await {
-            Ok(allowed) => {
-                let verdict = isolation(&namespace, &checked, &allowed);
-                if !request.dry_run {
-                    self.write_condition(&connection, &verdict).await;
-                }
-                let own: Vec<AccessFinding> =
-                    allowed.into_iter().filter(|f| f.service_account == service_account).collect();
-                if connection.spec.security.refuse_if_agent_can_read_credentials && !own.is_empty()
-                {
-                    return response.deny(format!(
-                        "AgentConnection {connection_name:?} refuses agents that can read its upstream credentials (spec.security.refuseIfAgentCanReadCredentials): {}",
-                        isolation(&namespace, &[service_account], &own).message
+        let opted_out = opted_out_containers(pod);
+        if scope == Scope::Creation && !opted_out.is_empty() {
+            let user = &request.user_info;
+            match self.may_skip(&namespace, &connection_name, user, &service_account).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return response.deny(skip_refusal(
+                        &opted_out,
+                        user.username.as_deref().unwrap_or_default(),
+                        &namespace,
+                        &service_account,
+                        &connection_name,
                     ));
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, namespace, connection = %connection_name, "the SubjectAccessReview check failed");
-                if connection.spec.security.refuse_if_agent_can_read_credentials {
+                Err(e) => {
                     return response.deny(format!(
-                        "could not check whether ServiceAccount {namespace}/{service_account} can read AgentConnection {connection_name:?}'s credentials (spec.security.refuseIfAgentCanReadCredentials is set): {error}; retry"
+                        "could not check whether the pod may opt containers out of the gateway ({INJECT_SKIP_ANNOTATION}): {e}; retry"
                     ));
                 }
             }
         }
 
-        let warnings = env_from_warnings(pod);
-        let mut response = match patch.0.is_empty() {
+        if scope == Scope::Creation
+            && let Some(refusal) = self
+                .check_isolation(
+                    request,
+                    &namespace,
+                    &connection,
+                    &connection_name,
+                    &service_account,
+                )
+                .await
+        {
+            return response.deny(refusal);
+        }
+
+        match patch.0.is_empty() {
             true => response,
             false => match response.clone().with_patch(patch) {
                 Ok(patched) => patched,
-                Err(e) => return response.deny(format!("encoding the pod's patch failed: {e}")),
+                Err(e) => response.deny(format!("encoding the pod's patch failed: {e}")),
             },
-        };
-        if !warnings.is_empty() {
-            response.warnings = Some(warnings);
         }
-        response
+    }
+
+    /// The SubjectAccessReview check of the service accounts the connection admits: writes the
+    /// `AgentsIsolated` condition (not on dry runs) and returns the refusal when the connection
+    /// asks to refuse agents that can read its credentials.
+    async fn check_isolation(
+        &self,
+        request: &AdmissionRequest<Pod>,
+        namespace: &str,
+        connection: &AgentConnection,
+        connection_name: &str,
+        service_account: &str,
+    ) -> Option<String> {
+        let mut checked: Vec<String> = connection.spec.agents.service_accounts.clone();
+        if !checked.iter().any(|s| s == service_account) {
+            checked.push(service_account.to_owned());
+        }
+        let refuse = connection.spec.security.refuse_if_agent_can_read_credentials;
+        match self.accesses(namespace, connection, &checked).await {
+            Ok(allowed) => {
+                let verdict = isolation(namespace, &checked, &allowed);
+                if !request.dry_run {
+                    self.write_condition(connection, &verdict).await;
+                }
+                let own: Vec<AccessFinding> =
+                    allowed.into_iter().filter(|f| f.service_account == service_account).collect();
+                (refuse && !own.is_empty()).then(|| {
+                    format!(
+                        "AgentConnection {connection_name:?} refuses agents that can read its upstream credentials (spec.security.refuseIfAgentCanReadCredentials): {}",
+                        isolation(namespace, &[service_account.to_owned()], &own).message
+                    )
+                })
+            }
+            Err(error) => {
+                tracing::warn!(%error, namespace, connection = %connection_name, "the SubjectAccessReview check failed");
+                refuse.then(|| format!(
+                    "could not check whether ServiceAccount {namespace}/{service_account} can read AgentConnection {connection_name:?}'s credentials (spec.security.refuseIfAgentCanReadCredentials is set): {error}; retry"
+                ))
+            }
+        }
+    }
+
+    /// Reads an `envFrom` source and refuses AWS credentials or endpoints in it; a source that
+    /// does not exist is refused too (it could be created with them after admission).
+    async fn check_env_from(
+        &self,
+        namespace: &str,
+        source: &EnvFromSource,
+        injection: &Injection,
+        connection: &str,
+    ) -> Option<PodRefusal> {
+        let keys: Result<Option<Vec<String>>, kube::Error> = if source.secret {
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+            api.get_opt(&source.name)
+                .await
+                .map(|s| s.map(|s| s.data.unwrap_or_default().into_keys().collect()))
+        } else {
+            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+            api.get_opt(&source.name).await.map(|m| {
+                m.map(|m| {
+                    let text = m.data.unwrap_or_default().into_keys();
+                    text.chain(m.binary_data.unwrap_or_default().into_keys()).collect()
+                })
+            })
+        };
+        match keys {
+            Ok(Some(keys)) => {
+                env_from_refusal(source, keys.iter().map(String::as_str), injection, connection)
+            }
+            Ok(None) => Some(PodRefusal::EnvFromMissing {
+                container: source.container.clone(),
+                from: source.source.clone(),
+            }),
+            Err(e) => Some(PodRefusal::EnvFromUnreadable {
+                container: source.container.clone(),
+                from: source.source.clone(),
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    /// Whether the requester, or else the pod's service account, may [`SKIP_INJECTION_VERB`]
+    /// the connection (a SubjectAccessReview each).
+    async fn may_skip(
+        &self,
+        namespace: &str,
+        connection: &str,
+        user: &UserInfo,
+        service_account: &str,
+    ) -> Result<bool, kube::Error> {
+        let attributes = ResourceAttributes {
+            namespace: Some(namespace.to_owned()),
+            verb: Some(SKIP_INJECTION_VERB.to_owned()),
+            group: Some(chaperone_crds::GROUP.to_owned()),
+            resource: Some("agentconnections".to_owned()),
+            name: Some(connection.to_owned()),
+            ..Default::default()
+        };
+        let requester = SubjectAccessReviewSpec {
+            user: user.username.clone(),
+            groups: user.groups.clone(),
+            uid: user.uid.clone(),
+            extra: user.extra.clone(),
+            resource_attributes: Some(attributes.clone()),
+            ..Default::default()
+        };
+        let account = SubjectAccessReviewSpec {
+            user: Some(format!("system:serviceaccount:{namespace}:{service_account}")),
+            groups: Some(service_account_groups(namespace)),
+            resource_attributes: Some(attributes),
+            ..Default::default()
+        };
+        let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
+        for spec in [requester, account] {
+            let review = SubjectAccessReview { spec, ..Default::default() };
+            let answer = api.create(&PostParams::default(), &review).await?;
+            if answer.status.is_some_and(|s| s.allowed) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// `https://<ClusterIP>:8080` of the namespace's gateway Service, else the connection's
@@ -683,11 +1013,7 @@ impl PodWebhook {
                 let review = SubjectAccessReview {
                     spec: SubjectAccessReviewSpec {
                         user: Some(format!("system:serviceaccount:{namespace}:{account}")),
-                        groups: Some(vec![
-                            "system:serviceaccounts".to_owned(),
-                            format!("system:serviceaccounts:{namespace}"),
-                            "system:authenticated".to_owned(),
-                        ]),
+                        groups: Some(service_account_groups(namespace)),
                         resource_attributes: Some(ResourceAttributes {
                             namespace: Some(namespace.to_owned()),
                             verb: Some(check.verb.to_owned()),
@@ -823,8 +1149,8 @@ mod tests {
             {"name": "agent", "image": "agent", "env": [{"name": "LOG", "value": "debug"}]},
             {"name": "helper", "image": "helper"},
         ]));
-        let patch =
-            mutate(&original, &injection(), "s3-readonly").unwrap_or_else(|e| panic!("{e}"));
+        let patch = mutate(&original, &injection(), "s3-readonly", Scope::Creation)
+            .unwrap_or_else(|e| panic!("{e}"));
         let injected = apply(&original, &patch);
         for index in 0..2 {
             let env = env_of(&injected, index);
@@ -858,8 +1184,8 @@ mod tests {
         let volumes = injected.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
         assert_eq!(volumes, vec![injection().volume]);
 
-        let again =
-            mutate(&injected, &injection(), "s3-readonly").unwrap_or_else(|e| panic!("{e}"));
+        let again = mutate(&injected, &injection(), "s3-readonly", Scope::Creation)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(again.0.is_empty(), "{again:?}");
     }
 
@@ -887,7 +1213,8 @@ mod tests {
         let pod = labelled(json!([
             {"name": "agent", "image": "agent", "env": [{"name": "AWS_CA_BUNDLE", "value": "/etc/other.pem"}]},
         ]));
-        let refusal = mutate(&pod, &tls, "s3-readonly").err().map(|e| e.to_string());
+        let refusal =
+            mutate(&pod, &tls, "s3-readonly", Scope::Creation).err().map(|e| e.to_string());
         assert!(refusal.is_some_and(|r| r.contains("AWS_CA_BUNDLE")));
     }
 
@@ -896,7 +1223,8 @@ mod tests {
         let pod = labelled(json!([
             {"name": "agent", "image": "agent", "env": [{"name": "AWS_ACCESS_KEY_ID", "value": "AKIA"}]},
         ]));
-        let refusal = mutate(&pod, &injection(), "s3-readonly").err().map(|e| e.to_string());
+        let refusal =
+            mutate(&pod, &injection(), "s3-readonly", Scope::Creation).err().map(|e| e.to_string());
         let message = refusal.unwrap_or_default();
         assert!(message.contains("container \"agent\" sets AWS_ACCESS_KEY_ID"), "{message}");
         assert!(message.contains("remove AWS_ACCESS_KEY_ID"), "{message}");
@@ -909,11 +1237,12 @@ mod tests {
             "AWS_ENDPOINT_URL_S3",
             "AWS_ROLE_ARN",
             "AWS_PROFILE",
+            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
         ] {
             let pod = labelled(
                 json!([{"name": "agent", "image": "a", "env": [{"name": variable, "value": "x"}]}]),
             );
-            let refusal = mutate(&pod, &injection(), "s3-readonly");
+            let refusal = mutate(&pod, &injection(), "s3-readonly", Scope::Creation);
             assert!(
                 matches!(refusal, Err(PodRefusal::OwnCredentials { variable: ref v, .. }) if v == variable),
                 "{variable}: {refusal:?}"
@@ -926,7 +1255,7 @@ mod tests {
         let pod = labelled(
             json!([{"name": "agent", "image": "a", "env": [{"name": "AWS_REGION", "value": "eu-west-1"}]}]),
         );
-        let message = mutate(&pod, &injection(), "s3-readonly")
+        let message = mutate(&pod, &injection(), "s3-readonly", Scope::Creation)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -935,22 +1264,144 @@ mod tests {
     }
 
     #[test]
-    fn env_from_of_an_injected_container_is_warned_about_and_an_opted_out_ones_is_not() {
-        let pod = labelled(json!([
+    fn env_from_sources_of_injected_containers_are_checked_with_their_prefix() {
+        let mut pod = labelled(json!([
             {"name": "agent", "image": "agent", "envFrom": [
                 {"secretRef": {"name": "agent-settings"}},
-                {"configMapRef": {"name": "agent-config"}, "prefix": "APP_"},
+                {"configMapRef": {"name": "agent-config"}, "prefix": "AWS_"},
             ]},
             {"name": "sidecar", "image": "s", "envFrom": [{"secretRef": {"name": "other"}}]},
         ]));
-        let mut pod = pod;
         pod.metadata.annotations =
             Some([(INJECT_SKIP_ANNOTATION.to_owned(), "sidecar".to_owned())].into());
-        let warnings = env_from_warnings(&pod);
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].starts_with("container \"agent\": envFrom Secret \"agent-settings\""));
-        assert!(warnings[1].contains("ConfigMap \"agent-config\""));
-        assert!(warnings.iter().all(|w| w.len() <= 256 && !w.contains("other")), "{warnings:?}");
+        let sources = env_from_sources(&pod, Scope::Creation);
+        assert_eq!(sources.len(), 2, "{sources:?}");
+        assert_eq!(sources[0].source, "Secret \"agent-settings\"");
+        assert!(sources[0].secret && !sources[1].secret);
+        let injection = injection();
+        let check = |source: &EnvFromSource, keys: &[&str]| {
+            env_from_refusal(source, keys.iter().copied(), &injection, "s3-readonly")
+                .map(|r| r.to_string())
+        };
+        let keys = check(&sources[0], &["LOG_LEVEL", "AWS_SECRET_ACCESS_KEY"]).unwrap_or_default();
+        assert!(
+            keys.starts_with("container \"agent\" takes AWS_SECRET_ACCESS_KEY from Secret \"agent-settings\" (envFrom)"),
+            "{keys}"
+        );
+        // The prefix makes ENDPOINT_URL_S3 the variable AWS_ENDPOINT_URL_S3.
+        let prefixed = check(&sources[1], &["ENDPOINT_URL_S3"]).unwrap_or_default();
+        assert!(prefixed.contains("takes AWS_ENDPOINT_URL_S3 from ConfigMap"), "{prefixed}");
+        // What the webhook injects under env wins over envFrom; other keys are harmless.
+        assert_eq!(check(&sources[0], &["AWS_ROLE_ARN", "AWS_REGION", "LOG_LEVEL"]), None);
+        assert_eq!(check(&sources[1], &["REGION"]), None);
+    }
+
+    #[test]
+    fn the_gateway_is_added_to_no_proxy_appended_to_the_containers_own_value_once() {
+        let pod = labelled(json!([
+            {"name": "agent", "image": "a", "env": [{"name": "NO_PROXY", "value": "localhost,.svc"}]},
+            {"name": "helper", "image": "h"},
+        ]));
+        let injection = injection();
+        assert_eq!(injection.gateway_host, "10.0.0.12");
+        let patch = mutate(&pod, &injection, "s3-readonly", Scope::Creation)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let injected = apply(&pod, &patch);
+        let agent = env_of(&injected, 0);
+        assert!(
+            agent.contains(&("NO_PROXY".into(), "localhost,.svc,10.0.0.12".into())),
+            "{agent:?}"
+        );
+        assert!(agent.contains(&("no_proxy".into(), "10.0.0.12".into())), "{agent:?}");
+        let helper = env_of(&injected, 1);
+        assert!(helper.contains(&("NO_PROXY".into(), "10.0.0.12".into())), "{helper:?}");
+        let again = mutate(&injected, &injection, "s3-readonly", Scope::Creation)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(again.0.is_empty(), "{again:?}");
+
+        let referenced = labelled(json!([{"name": "agent", "image": "a", "env": [
+            {"name": "no_proxy", "valueFrom": {"configMapKeyRef": {"name": "proxy", "key": "skip"}}},
+        ]}]));
+        let refusal = mutate(&referenced, &injection, "s3-readonly", Scope::Creation)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refusal.contains("takes no_proxy from a reference"), "{refusal}");
+    }
+
+    #[test]
+    fn ephemeral_containers_are_injected_whatever_the_annotation_and_need_the_token_volume() {
+        let injection = injection();
+        let mut created = labelled(json!([{"name": "agent", "image": "a"}]));
+        let patch = mutate(&created, &injection, "s3-readonly", Scope::Creation)
+            .unwrap_or_else(|e| panic!("{e}"));
+        created = apply(&created, &patch);
+        created.metadata.annotations =
+            Some([(INJECT_SKIP_ANNOTATION.to_owned(), "debugger".to_owned())].into());
+        let mut value = serde_json::to_value(&created).unwrap_or_default();
+        value["spec"]["ephemeralContainers"] =
+            json!([{"name": "debugger", "image": "busybox", "targetContainerName": "agent"}]);
+        let debugged = pod(value.clone());
+        let patch = mutate(&debugged, &injection, "s3-readonly", Scope::Ephemeral)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Only the ephemeral container is touched: the subresource allows nothing else.
+        assert!(
+            patch
+                .0
+                .iter()
+                .all(|op| op.path().to_string().starts_with("/spec/ephemeralContainers/0/")),
+            "{patch:?}"
+        );
+        let injected = apply(&debugged, &patch);
+        let ephemeral = &injected
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.clone())
+            .unwrap_or_default()[0];
+        let env = ephemeral.env.clone().unwrap_or_default();
+        assert!(env.iter().any(|v| v.name == "AWS_ROLE_ARN"), "{env:?}");
+        assert_eq!(
+            ephemeral.volume_mounts.clone().unwrap_or_default(),
+            vec![injection.mount.clone()]
+        );
+
+        // Its own keys are refused as in any container.
+        value["spec"]["ephemeralContainers"][0]["env"] =
+            json!([{"name": "AWS_ACCESS_KEY_ID", "value": "AKIA"}]);
+        let refusal = mutate(&pod(value), &injection, "s3-readonly", Scope::Ephemeral);
+        assert!(matches!(refusal, Err(PodRefusal::OwnCredentials { .. })), "{refusal:?}");
+
+        // A pod whose every container was opted out has no token for it.
+        let bare = pod(json!({
+            "metadata": {"name": "agent", "labels": {CONNECTION_LABEL: "s3-readonly"}},
+            "spec": {"containers": [{"name": "agent", "image": "a"}],
+                     "ephemeralContainers": [{"name": "debugger", "image": "busybox"}]},
+        }));
+        let refusal = mutate(&bare, &injection, "s3-readonly", Scope::Ephemeral)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            refusal.starts_with("ephemeral container \"debugger\" would run without the gateway"),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn opting_out_names_the_containers_and_the_refusal_says_what_to_grant() {
+        let mut pod = labelled(json!([
+            {"name": "agent", "image": "a"}, {"name": "legacy", "image": "l"},
+        ]));
+        assert!(opted_out_containers(&pod).is_empty());
+        pod.metadata.annotations =
+            Some([(INJECT_SKIP_ANNOTATION.to_owned(), "legacy, missing".to_owned())].into());
+        assert_eq!(opted_out_containers(&pod), vec!["legacy".to_owned()]);
+        let message = skip_refusal(&["legacy".into()], "alice", "agents", "pr-bot", "s3-readonly");
+        assert!(
+            message.contains("neither user \"alice\" nor ServiceAccount agents/pr-bot"),
+            "{message}"
+        );
+        assert!(message.contains("verb skip-injection on agentconnections (apiGroup chaperone.dev, resourceNames [s3-readonly])"), "{message}");
     }
 
     #[test]
@@ -961,12 +1412,16 @@ mod tests {
         ]));
         pod.metadata.annotations =
             Some([(INJECT_SKIP_ANNOTATION.to_owned(), " sidecar , other".to_owned())].into());
-        let patch = mutate(&pod, &injection(), "s3-readonly").unwrap_or_else(|e| panic!("{e}"));
+        let patch = mutate(&pod, &injection(), "s3-readonly", Scope::Creation)
+            .unwrap_or_else(|e| panic!("{e}"));
         let injected = apply(&pod, &patch);
         assert_eq!(env_of(&injected, 1), vec![("AWS_ACCESS_KEY_ID".into(), "AKIA".into())]);
         let spec = injected.spec.unwrap_or_default();
         assert!(spec.containers[1].volume_mounts.is_none());
-        assert_eq!(env_of_len(&spec.containers[0]), injection().env.len());
+        assert_eq!(
+            env_of_len(&spec.containers[0]),
+            injection().env.len() + NO_PROXY_VARIABLES.len()
+        );
     }
 
     fn env_of_len(container: &Container) -> usize {
@@ -983,7 +1438,10 @@ mod tests {
                 ..Default::default()
             }]);
         }
-        assert_eq!(mutate(&pod, &injection(), "s3-readonly"), Err(PodRefusal::VolumeTaken));
+        assert_eq!(
+            mutate(&pod, &injection(), "s3-readonly", Scope::Creation),
+            Err(PodRefusal::VolumeTaken)
+        );
     }
 
     #[test]
