@@ -185,7 +185,7 @@ async fn story(
     progress: &mut Progress,
 ) -> anyhow::Result<Running> {
     wait_for_webhook_configuration(admin).await?;
-    progress.show("MutatingWebhookConfiguration chaperone registered (pods, approvalrequests)");
+    progress.show("MutatingWebhookConfiguration chaperone registered (pods, gateway identity, approvalrequests)");
 
     progress
         .step("applying examples/ (RecordingPolicy, ApprovalRule, AgentConnection) and Secrets");
