@@ -13,10 +13,11 @@ use chaperone_crds::{AgentConnection, ApprovalRule, FailureMode, RecordingPolicy
 use chaperone_operator::{
     Context, GatewaySettings, OperatorMetrics,
     gateway::controller::{self, FINALIZER},
+    gateway::issuer_discovery,
     gateway::keys::{ROTATE_RECORDING_KEY_ANNOTATION, ROTATE_SESSION_KEY_ANNOTATION},
     gateway::objects::{
         CA_CONFIG_MAP_NAME, CONFIG_SECRET_KEY, CONFIG_SECRET_NAME, GATEWAY_NAME, KEYS_SECRET_KEY,
-        KEYS_SECRET_NAME, TLS_SECRET_NAME, gateway_label_selector, issuer_discovery_binding_name,
+        KEYS_SECRET_NAME, TLS_SECRET_NAME, gateway_label_selector,
     },
     runtime::gateway_pod::GatewayPodSettings,
 };
@@ -241,11 +242,6 @@ async fn gateway_versions(client: &Client, namespace: &str) -> Vec<(String, Stri
         version(Api::<PodDisruptionBudget>::namespaced(c.clone(), namespace), GATEWAY_NAME).await,
         version(Api::<Secret>::namespaced(c.clone(), namespace), CONFIG_SECRET_NAME).await,
         version(Api::<Secret>::namespaced(c.clone(), namespace), KEYS_SECRET_NAME).await,
-        version(
-            Api::<ClusterRoleBinding>::all(c.clone()),
-            &issuer_discovery_binding_name(namespace),
-        )
-        .await,
         version(Api::<AgentConnection>::namespaced(c, namespace), "prod-aws").await,
     ]
 }
@@ -300,11 +296,12 @@ async fn applying_the_examples_produces_the_labelled_gateway_objects_and_a_confi
         Api::<PodDisruptionBudget>::namespaced(c.clone(), ns).get(GATEWAY_NAME).await.unwrap();
     assert_gateway_labels("PodDisruptionBudget", pdb.labels());
     let discovery = Api::<ClusterRoleBinding>::all(c.clone())
-        .get(&issuer_discovery_binding_name(ns))
+        .get(issuer_discovery::BINDING_NAME)
         .await
         .unwrap();
     assert_gateway_labels("ClusterRoleBinding", discovery.labels());
     assert_eq!(discovery.role_ref.name, "system:service-account-issuer-discovery");
+    assert!(discovery.subjects.unwrap_or_default().contains(&issuer_discovery::subject(ns)));
 
     let secrets = Api::<Secret>::namespaced(c.clone(), ns);
     let config_secret = secrets.get(CONFIG_SECRET_NAME).await.unwrap();
@@ -720,12 +717,14 @@ async fn deleting_the_last_connection_removes_the_gateway_objects() {
                 .is_some(),
         ),
         (
-            "ClusterRoleBinding",
+            "the gateway's subject in ClusterRoleBinding chaperone-gateways-issuer-discovery",
             Api::<ClusterRoleBinding>::all(c.clone())
-                .get_opt(&issuer_discovery_binding_name(ns))
+                .get_opt(issuer_discovery::BINDING_NAME)
                 .await
                 .unwrap()
-                .is_some(),
+                .and_then(|b| b.subjects)
+                .unwrap_or_default()
+                .contains(&issuer_discovery::subject(ns)),
         ),
     ];
     let left: Vec<&str> =
@@ -796,11 +795,14 @@ async fn an_operator_killed_midway_and_restarted_converges_without_duplicates_or
         3,
         "config, keys and TLS Secrets, once each"
     );
-    let bindings = Api::<ClusterRoleBinding>::all(c)
-        .list(&ListParams::default().labels(&format!("chaperone.dev/gateway-namespace={ns}")))
+    let subjects = Api::<ClusterRoleBinding>::all(c)
+        .get(issuer_discovery::BINDING_NAME)
         .await
-        .unwrap();
-    assert_eq!(bindings.items.len(), 1);
+        .unwrap()
+        .subjects
+        .unwrap_or_default();
+    let ours = subjects.iter().filter(|s| **s == issuer_discovery::subject(ns)).count();
+    assert_eq!(ours, 1, "the gateway is a subject of the shared binding once: {subjects:?}");
     let keys_after =
         secrets.get(KEYS_SECRET_NAME).await.unwrap().data.unwrap()[KEYS_SECRET_KEY].clone();
     assert_eq!(keys_before, keys_after, "a restart must not regenerate the gateway's keys");

@@ -9,9 +9,8 @@ use std::{
 
 use chaperone_crds::AgentConnection;
 use chaperone_operator::{
-    Context, GatewaySettings, OperatorMetrics,
-    gateway::controller,
-    gateway::objects::{GATEWAY_NAME, issuer_discovery_binding_name},
+    Context, GatewaySettings, OperatorMetrics, gateway::controller, gateway::issuer_discovery,
+    gateway::objects::GATEWAY_NAME,
 };
 use chaperone_tests::{
     LocalEnv,
@@ -20,6 +19,7 @@ use chaperone_tests::{
 };
 use k8s_openapi::api::{
     apps::v1::Deployment,
+    authorization::v1::SubjectAccessReview,
     core::v1::Secret,
     events::v1::Event,
     rbac::v1::{ClusterRole, ClusterRoleBinding},
@@ -123,6 +123,19 @@ async fn namespace_with_examples(admin: &Client, ns: &str) {
     }
 }
 
+/// The gateways' shared issuer-discovery binding, as the chart installs it (the operator only
+/// edits its subjects).
+async fn install_chart_binding(admin: &Client) {
+    match Api::<ClusterRoleBinding>::all(admin.clone())
+        .create(&PostParams::default(), &issuer_discovery::binding())
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => panic!("creating the chart's binding: {e}"),
+    }
+}
+
 fn start(client: Client, ns: &str) -> tokio::task::JoinHandle<()> {
     let context = Arc::new(Context::new(client, settings(), Arc::new(OperatorMetrics::new())));
     tokio::spawn(controller::run(context, Some(ns.to_owned()), std::future::pending()))
@@ -136,6 +149,7 @@ async fn the_operator_builds_and_tears_down_a_gateway_with_only_its_documented_p
     let ns = "operator-least-privilege";
     namespace_with_examples(&admin, ns).await;
     let client = operator_client(&admin, "chaperone-operator-documented", None).await;
+    install_chart_binding(&admin).await;
     let operator = start(client, ns);
 
     let connections = Api::<AgentConnection>::namespaced(admin.clone(), ns);
@@ -156,16 +170,45 @@ async fn the_operator_builds_and_tears_down_a_gateway_with_only_its_documented_p
             .is_some()
     );
     let bindings = Api::<ClusterRoleBinding>::all(admin.clone());
-    assert!(bindings.get_opt(&issuer_discovery_binding_name(ns)).await.unwrap().is_some());
+    let bound = || async {
+        let binding = bindings.get(issuer_discovery::BINDING_NAME).await.unwrap();
+        binding.subjects.unwrap_or_default().contains(&issuer_discovery::subject(ns))
+    };
+    assert!(bound().await, "the gateway's ServiceAccount is a subject of the shared binding");
 
     connections.delete("prod-aws", &DeleteParams::default()).await.unwrap();
     eventually("the gateway torn down", || async {
-        let gone = connections.get_opt("prod-aws").await.ok()?.is_none()
-            && bindings.get_opt(&issuer_discovery_binding_name(ns)).await.ok()?.is_none();
+        let gone = connections.get_opt("prod-aws").await.ok()?.is_none() && !bound().await;
         gone.then_some(())
     })
     .await;
     operator.abort();
+
+    // What the documented rules do not allow: deleting or creating ClusterRoleBindings, changing
+    // another one, deleting a Secret other than the gateway's own.
+    let user = "chaperone-operator-documented";
+    for (verb, resource, group, name, namespace) in [
+        ("delete", "clusterrolebindings", "rbac.authorization.k8s.io", Some("cluster-admin"), None),
+        ("create", "clusterrolebindings", "rbac.authorization.k8s.io", None, None),
+        ("update", "clusterrolebindings", "rbac.authorization.k8s.io", Some("cluster-admin"), None),
+        ("delete", "secrets", "", Some("aws-prod"), Some(ns)),
+        ("patch", "secrets", "", Some("aws-prod"), Some(ns)),
+    ] {
+        let review: SubjectAccessReview = serde_json::from_value(json!({
+            "spec": {"user": user, "resourceAttributes": {
+                "verb": verb, "resource": resource, "group": group, "name": name, "namespace": namespace,
+            }},
+        }))
+        .unwrap();
+        let answer = Api::<SubjectAccessReview>::all(admin.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .unwrap();
+        assert!(
+            !answer.status.is_some_and(|s| s.allowed),
+            "the operator's rules allow {verb} {resource} {name:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -177,6 +220,7 @@ async fn a_missing_permission_becomes_a_reconcile_failed_event_naming_what_faile
     namespace_with_examples(&admin, ns).await;
     let client =
         operator_client(&admin, "chaperone-operator-no-pdb", Some("poddisruptionbudgets")).await;
+    install_chart_binding(&admin).await;
     let operator = start(client, ns);
 
     let events = Api::<Event>::namespaced(admin.clone(), ns);

@@ -43,6 +43,7 @@ use crate::{
     error::Error,
     gateway::config_compiler::{self, Compilation, NamespaceInputs, SecretData},
     gateway::connection_status::{self, GatewayReplicas, StatusInputs},
+    gateway::issuer_discovery,
     gateway::keys::{self, ExistingKeys, KeysChange, KeysPlan},
     gateway::objects::{self, Manifest},
     network_policy::policies::{self as network_policies, NetworkPolicies},
@@ -421,6 +422,10 @@ async fn render_gateway(
     let mut endpoint = None;
     let mut replicas = GatewayReplicas::default();
     let web_identity_role = compilation.web_identity_role_arn().map(str::to_owned);
+    // Before the Deployment: the gateway fetches the issuer's keys with its ServiceAccount.
+    if issuer_discovery::ensure(client, namespace, true).await? {
+        changed.push(format!("ClusterRoleBinding {} (subject)", issuer_discovery::BINDING_NAME));
+    }
     for manifest in objects::gateway_manifests(
         namespace,
         &context.settings,
@@ -683,6 +688,9 @@ async fn delete_gateway(context: &Context, namespace: &str) -> Result<Vec<String
                 });
             }
         }
+    }
+    if issuer_discovery::ensure(&context.base.client, namespace, false).await? {
+        removed.push(format!("ClusterRoleBinding {} subject", issuer_discovery::BINDING_NAME));
     }
     Ok(removed)
 }

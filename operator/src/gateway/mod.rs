@@ -12,5 +12,6 @@
 pub mod config_compiler;
 pub mod connection_status;
 pub mod controller;
+pub mod issuer_discovery;
 pub mod keys;
 pub mod objects;

@@ -1,11 +1,10 @@
 //! The Kubernetes objects of one namespace's gateway, as server-side-apply manifests built from
-//! values: Deployment, Service, ServiceAccount, Role, RoleBinding, ClusterRoleBinding,
-//! PodDisruptionBudget. The config and keys Secrets are built by [`crate::gateway::config_compiler`] and
+//! values: Deployment, Service, ServiceAccount, Role, RoleBinding, PodDisruptionBudget (the
+//! ClusterRoleBinding all gateways share is [`crate::gateway::issuer_discovery`]'s). The config and keys Secrets are built by [`crate::gateway::config_compiler`] and
 //! [`crate::gateway::keys`] and wrapped here.
 //!
 //! Every object carries [`gateway_labels`] and owner references to every live AgentConnection of
-//! the namespace (none is the controller; the cluster-scoped ClusterRoleBinding has none, since a
-//! namespaced object cannot own it). Teardown does not rely on garbage collection: the operator's
+//! the namespace (none is the controller). Teardown does not rely on garbage collection: the operator's
 //! finalizer deletes the objects when the namespace's last AgentConnection goes.
 
 use std::collections::BTreeMap;
@@ -16,7 +15,7 @@ use k8s_openapi::{
         apps::v1::Deployment,
         core::v1::{ConfigMap, Secret, Service, ServiceAccount},
         policy::v1::PodDisruptionBudget,
-        rbac::v1::{ClusterRoleBinding, Role, RoleBinding},
+        rbac::v1::{Role, RoleBinding},
     },
     apimachinery::pkg::apis::meta::v1::OwnerReference,
 };
@@ -91,12 +90,6 @@ pub fn gateway_label_selector() -> String {
     gateway_labels().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
-/// Name of the cluster-scoped ClusterRoleBinding of a namespace's gateway.
-pub fn issuer_discovery_binding_name(namespace: &str) -> String {
-    // Namespace names cannot contain ':', so the name is unambiguous.
-    format!("{GATEWAY_NAME}:{namespace}:issuer-discovery")
-}
-
 /// One object to server-side apply: its API resource, name, namespace and full body.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Manifest {
@@ -162,7 +155,6 @@ pub fn gateway_manifests(
         service_account(namespace, owners, web_identity_role),
         role(namespace, owners),
         role_binding(namespace, owners),
-        issuer_discovery_binding(namespace),
         service(namespace, owners),
         deployment(namespace, settings, owners, web_identity_role.is_some()),
         pod_disruption_budget(namespace, owners),
@@ -234,28 +226,6 @@ pub fn role_binding(namespace: &str, owners: &[OwnerReference]) -> Manifest {
         metadata(GATEWAY_NAME, namespace, owners),
         json!({
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": GATEWAY_NAME},
-            "subjects": [{"kind": "ServiceAccount", "name": GATEWAY_NAME, "namespace": namespace}],
-        }),
-    )
-}
-
-/// Binds the gateway's ServiceAccount to `system:service-account-issuer-discovery`: the API
-/// server serves `/openid/v1/jwks` only to identities bound to it, and the gateway verifies
-/// agents' tokens against those keys.
-pub fn issuer_discovery_binding(namespace: &str) -> Manifest {
-    let name = issuer_discovery_binding_name(namespace);
-    let mut labels = gateway_labels();
-    labels.insert(GATEWAY_NAMESPACE_LABEL.to_owned(), namespace.to_owned());
-    Manifest::new::<ClusterRoleBinding>(
-        &name,
-        None,
-        json!({ "name": name, "labels": labels }),
-        json!({
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": ISSUER_DISCOVERY_CLUSTER_ROLE,
-            },
             "subjects": [{"kind": "ServiceAccount", "name": GATEWAY_NAME, "namespace": namespace}],
         }),
     )
@@ -508,11 +478,6 @@ pub fn gateway_object_names(namespace: &str) -> Vec<(ApiResource, String, Option
         (ApiResource::erase::<RoleBinding>(&()), GATEWAY_NAME.into(), ns.clone()),
         (ApiResource::erase::<Role>(&()), GATEWAY_NAME.into(), ns.clone()),
         (ApiResource::erase::<ServiceAccount>(&()), GATEWAY_NAME.into(), ns),
-        (
-            ApiResource::erase::<ClusterRoleBinding>(&()),
-            issuer_discovery_binding_name(namespace),
-            None,
-        ),
     ]
 }
 
@@ -560,7 +525,6 @@ mod tests {
         let _: Service = serde_json::from_value(typed("Service")).unwrap();
         let _: Role = serde_json::from_value(typed("Role")).unwrap();
         let _: RoleBinding = serde_json::from_value(typed("RoleBinding")).unwrap();
-        let _: ClusterRoleBinding = serde_json::from_value(typed("ClusterRoleBinding")).unwrap();
         let _: PodDisruptionBudget = serde_json::from_value(typed("PodDisruptionBudget")).unwrap();
         let _: ServiceAccount = serde_json::from_value(typed("ServiceAccount")).unwrap();
     }
