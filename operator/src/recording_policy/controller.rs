@@ -779,12 +779,19 @@ async fn cleanup(
     let name = policy.name_any();
     let reference = policy.object_ref(&());
     let owner = lifecycle_rules::owner_prefix(namespace, &name);
+    let statements = match policy.spec.access {
+        Some(_) => format!(
+            " and the bucket-policy statements {}*",
+            bucket_policy::owner_prefix(namespace, &name)
+        ),
+        None => String::new(),
+    };
     let bucket = match policy_bucket(context, namespace, &policy.spec).await? {
         Ok(bucket) => bucket,
         Err(missing) => {
             let note = format!(
-                "Could not remove the lifecycle rules {owner}* from bucket {}: {} Remove them by \
-                 hand if they are still there.",
+                "Could not remove the lifecycle rules {owner}*{statements} from bucket {}: {} \
+                 Remove them by hand if they are still there.",
                 policy.spec.s3.bucket, missing.message
             );
             context
@@ -797,8 +804,8 @@ async fn cleanup(
     let reachable = check_bucket(&bucket).await;
     if !reachable.passed {
         let note = format!(
-            "Could not remove the lifecycle rules {owner}* from bucket {}: {} Remove them by hand \
-             if they are still there.",
+            "Could not remove the lifecycle rules {owner}*{statements} from bucket {}: {} Remove \
+             them by hand if they are still there.",
             bucket.bucket, reachable.message
         );
         context
