@@ -315,9 +315,7 @@ pub(crate) fn sdk_text<E: std::error::Error + 'static, R: std::fmt::Debug>(
 }
 
 /// The HTTP status of a service error, if the server answered.
-pub(crate) fn http_status<E>(
-    error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-) -> Option<u16> {
+fn http_status<E>(error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
     error.raw_response().map(|r| r.status().as_u16())
 }
 
