@@ -57,6 +57,85 @@ pub struct RecordingPolicySpec {
     /// (survives a crash of the gateway, not of its node). docs/recorder.md, "Durability".
     #[serde(default)]
     pub durability: RecordingDurability,
+    /// Who may read and write the recordings directly in S3, locked down by the operator with
+    /// bucket-policy statements it owns, Block Public Access and S3 server access logging. When
+    /// unset the operator leaves the bucket's policy, public access block and logging alone, and
+    /// the condition BucketLockedDown says so (reason NotManaged). docs/auditing.md, "The direct
+    /// S3 path".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<BucketAccess>,
+}
+
+/// The rule every `spec.access` principal ARN must match: an IAM role, user or account root.
+pub const PRINCIPAL_ARN_PATTERN: &str =
+    r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:((role|user)/[A-Za-z0-9+=,.@_/-]{1,512}|root)$";
+
+/// Direct access to the recordings in the bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketAccess {
+    /// IAM principal ARNs allowed to read this policy's recordings directly (s3:GetObject,
+    /// s3:GetObjectVersion), e.g. `arn:aws:iam::123456789012:role/auditor`: roles, users or
+    /// `arn:aws:iam::<account>:root`. Not assumed-role session ARNs
+    /// (`arn:aws:sts::<account>:assumed-role/<role>/<session>`): give the role's ARN,
+    /// `arn:aws:iam::<account>:role/<role>`. Everyone else, the account's administrators
+    /// included, is denied by the bucket policy; the writer may always read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 600)))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.all(r, r.matches('^arn:aws(-[a-z]+)*:iam::[0-9]{12}:((role|user)/[A-Za-z0-9+=,.@_/-]{1,512}|root)$'))",
+        "message": "each reader must be an IAM role, user or root ARN such as arn:aws:iam::123456789012:role/auditor; for an assumed-role session (arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION) give the role's ARN, arn:aws:iam::ACCOUNT:role/ROLE"
+    }]))]
+    pub readers: Vec<String>,
+    /// The IAM principal the gateways record with, the only one allowed to write recordings.
+    /// Default: the identity the policy's credentials belong to (sts:GetCallerIdentity). Set it
+    /// when `spec.s3.credentials` is unset and the gateways' role differs from the operator's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 600))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^arn:aws(-[a-z]+)*:iam::[0-9]{12}:((role|user)/[A-Za-z0-9+=,.@_/-]{1,512}|root)$')",
+        "message": "writer must be an IAM role, user or root ARN such as arn:aws:iam::123456789012:role/recorder; for an assumed-role session give the role's ARN, arn:aws:iam::ACCOUNT:role/ROLE"
+    }]))]
+    pub writer: Option<String>,
+    /// S3 server access logging of the bucket (bucket-wide), so that direct reads are audited by
+    /// S3 too. An existing logging configuration to another target is never overwritten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_logging: Option<AccessLogging>,
+    /// Turn on all four Block Public Access settings of the bucket (the default). `false` leaves
+    /// them as they are; the operator never turns them off.
+    #[serde(default = "enabled")]
+    pub block_public_access: bool,
+    /// Merge the bucket-policy statements that lock the recordings down into the bucket's policy
+    /// (the default), keeping every statement the operator does not own. `false` writes none and
+    /// removes those written before.
+    #[serde(default = "enabled")]
+    pub manage_bucket_policy: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// Where S3 delivers the bucket's server access logs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessLogging {
+    /// The bucket that receives the logs, in the same region and account; it must allow the
+    /// service principal `logging.s3.amazonaws.com` to put objects under `targetPrefix`.
+    #[schemars(length(max = 63))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$') && !self.contains('..')",
+        "message": "must be a valid S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit"
+    }]))]
+    pub target_bucket: String,
+    /// Key prefix of the log objects in the target bucket.
+    #[serde(default = "default_access_log_prefix")]
+    #[schemars(length(max = 512))]
+    pub target_prefix: String,
+}
+
+fn default_access_log_prefix() -> String {
+    "chaperone-access/".into()
 }
 
 /// The S3 location of recordings.
@@ -253,7 +332,49 @@ pub struct RecordingPolicyStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, BucketReachable, LifecycleApplied and ObjectLockVerified conditions.
+    /// Ready, BucketReachable, LifecycleApplied, ObjectLockVerified, PublicKeysPublished and
+    /// BucketLockedDown conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Conditions,
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+
+    use super::*;
+
+    #[test]
+    fn the_examples_commented_access_block_parses_with_its_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/recordingpolicy.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        // Uncomment the block from `# access:` on, as a reader of the example would.
+        let mut lines = Vec::new();
+        let mut in_block = false;
+        for line in text.lines() {
+            in_block |= line.trim_start() == "# access:";
+            lines.push(if in_block { line.replacen("# ", "", 1) } else { line.to_owned() });
+        }
+        assert!(in_block, "examples/recordingpolicy.yaml has a commented `access:` block");
+        let policy: RecordingPolicy = serde_yaml::from_str(&lines.join("\n")).unwrap();
+        let access = policy.spec.access.expect("the uncommented block is spec.access");
+        assert_eq!(access.readers, ["arn:aws:iam::123456789012:role/auditor"]);
+        assert!(access.block_public_access && access.manage_bucket_policy);
+        let logging = access.access_logging.unwrap();
+        assert_eq!(logging.target_prefix, "chaperone-access/");
+        assert_eq!(access.writer, None);
+    }
+
+    #[test]
+    fn the_crd_checks_principal_arns_with_the_pattern_the_operator_uses() {
+        let crd = serde_json::to_string(&RecordingPolicy::crd()).unwrap();
+        let rule = PRINCIPAL_ARN_PATTERN.replace('\\', "\\\\");
+        assert_eq!(crd.matches(&format!("matches('{rule}')")).count(), 2, "readers and writer");
+        let without: RecordingPolicySpec = serde_json::from_value(serde_json::json!({
+            "s3": {"bucket": "audit", "region": "us-east-1"},
+            "retention": {"days": 1},
+        }))
+        .unwrap();
+        assert_eq!(without.access, None, "no access: nothing is locked down");
+    }
 }

@@ -1,7 +1,9 @@
 //! The RecordingPolicy controller against the real API server and moto's S3 (signature checks
 //! on): the bucket's lifecycle configuration follows the policy and keeps the rules the operator
 //! does not own, the recording public keys land in the bucket, and a bucket that is missing,
-//! unreachable or without Object Lock shows a condition that says what to do.
+//! unreachable or without Object Lock shows a condition that says what to do; `spec.access`
+//! locks the direct S3 path down (bucket-policy statements merged with others', Block Public
+//! Access, access logging), read back from moto as applied.
 
 use std::{
     future::Future,
@@ -21,10 +23,14 @@ use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use chaperone_crds::{AgentConnection, RecordingPolicy};
 use chaperone_operator::{
     OperatorMetrics,
+    recording_policy::bucket_policy::{
+        DENY_DELETES, DENY_INSECURE_TRANSPORT, DENY_READS_BUT_READERS, DENY_WRITES_BUT_GATEWAY,
+    },
     recording_policy::controller::{
         self, Context, FINALIZER, owned_rules, public_key_id, public_key_object,
     },
     recording_policy::lifecycle_rules::{self, OwnedRule},
+    recording_policy::lockdown::owned_statements,
 };
 use chaperone_tests::{
     LocalEnv,
@@ -406,5 +412,267 @@ async fn object_lock_asked_for_on_a_bucket_without_it_gives_a_condition_saying_w
     let verified = wait_for_condition(&client, ns, "locked", "ObjectLockVerified", "True").await;
     assert_eq!(verified.reason, "Verified", "{}", verified.message);
     wait_for_condition(&client, ns, "locked", "Ready", "True").await;
+    controller.stop().await;
+}
+
+/// A statement someone else added to the bucket's policy by hand.
+fn team_audit_read(bucket: &str) -> Value {
+    json!({
+        "Sid": "TeamAuditRead",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:role/team-audit"},
+        "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{bucket}/reports/*"),
+    })
+}
+
+/// The bucket's policy as JSON (`None`: it has none).
+async fn bucket_policy_of(bucket: &str) -> Option<Value> {
+    match s3().get_bucket_policy().bucket(bucket).send().await {
+        Ok(output) => Some(serde_json::from_str(output.policy().unwrap()).unwrap()),
+        Err(error) => {
+            let text = format!("{error:?}");
+            assert!(text.contains("NoSuchBucketPolicy"), "{text}");
+            None
+        }
+    }
+}
+
+/// The owned statement named `name` (after the owner prefix).
+fn owned<'a>(statements: &'a [Value], name: &str) -> &'a Value {
+    statements
+        .iter()
+        .find(|s| s["Sid"].as_str().is_some_and(|sid| sid.ends_with(name)))
+        .unwrap_or_else(|| panic!("no {name} statement in {statements:#?}"))
+}
+
+/// The ARNs a condition names under `ArnNotLike` `aws:PrincipalArn`, as a list.
+fn principals(statement: &Value) -> Vec<String> {
+    match &statement["Condition"]["ArnNotLike"]["aws:PrincipalArn"] {
+        Value::String(one) => vec![one.clone()],
+        Value::Array(many) => many.iter().map(|v| v.as_str().unwrap().to_owned()).collect(),
+        other => panic!("no aws:PrincipalArn condition: {other}"),
+    }
+}
+
+/// The identity moto's STS says the recorder's keys belong to.
+async fn recorder_arn() -> String {
+    let user = &env().moto.gateway_user;
+    let config = aws_sdk_sts::Config::builder()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(aws_sdk_sts::config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            &user.access_key_id,
+            &user.secret_access_key,
+            None,
+            None,
+            "test",
+        ))
+        .endpoint_url(env().moto.endpoint())
+        .build();
+    let identity =
+        aws_sdk_sts::Client::from_conf(config).get_caller_identity().send().await.unwrap();
+    identity.arn().unwrap().to_owned()
+}
+
+/// A bucket that lets S3's logging service deliver access logs into it.
+async fn create_log_bucket(bucket: &str) {
+    create_bucket(bucket, false).await;
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "S3ServerAccessLogs",
+            "Effect": "Allow",
+            "Principal": {"Service": "logging.s3.amazonaws.com"},
+            "Action": "s3:PutObject",
+            "Resource": format!("arn:aws:s3:::{bucket}/*"),
+        }],
+    });
+    s3().put_bucket_policy().bucket(bucket).policy(policy.to_string()).send().await.unwrap();
+}
+
+#[tokio::test]
+async fn access_locks_the_bucket_down_and_a_statement_the_operator_does_not_own_survives() {
+    let _logs = env().logs_on_failure();
+    let client = admin_client().await;
+    let ns = "recpol-lockdown";
+    let bucket = "recpol-lockdown-audit";
+    let logs = "recpol-lockdown-logs";
+    let auditor = "arn:aws:iam::123456789012:role/auditor";
+    let second = "arn:aws:iam::123456789012:user/second-auditor";
+    namespace_with_recorder_secret(&client, ns).await;
+    create_bucket(bucket, false).await;
+    create_log_bucket(logs).await;
+    let hand_written = json!({"Version": "2012-10-17", "Statement": [team_audit_read(bucket)]});
+    s3().put_bucket_policy().bucket(bucket).policy(hand_written.to_string()).send().await.unwrap();
+    create_policy(&client, ns, "default", bucket, |p| {
+        set(
+            p,
+            "/spec/access",
+            json!({"readers": [auditor], "accessLogging": {"targetBucket": logs}}),
+        );
+    })
+    .await;
+    let controller = RunningController::start(&client, ns);
+
+    let locked = wait_for_condition(&client, ns, "default", "BucketLockedDown", "True").await;
+    assert_eq!(locked.reason, "Applied", "{}", locked.message);
+    assert!(
+        locked.message.contains(auditor)
+            && locked.message.contains(&format!("s3://{logs}/chaperone-access/"))
+            && locked.message.contains("Block Public Access"),
+        "{}",
+        locked.message
+    );
+    wait_for_condition(&client, ns, "default", "Ready", "True").await;
+
+    // The bucket policy: the hand-written statement first, as it was, then the policy's own.
+    let writer = recorder_arn().await;
+    assert_eq!(writer, format!("arn:aws:iam::123456789012:user/{}", env().moto.gateway_user.user));
+    let policy = bucket_policy_of(bucket).await.expect("a bucket policy");
+    let statements = policy["Statement"].as_array().unwrap().clone();
+    assert_eq!(statements[0], team_audit_read(bucket), "{policy:#}");
+    let ours = owned_statements(&policy.to_string(), ns, "default");
+    assert_eq!(ours.len(), 4, "{policy:#}");
+    assert_eq!(statements.len(), 5, "{policy:#}");
+    let objects = format!("arn:aws:s3:::{bucket}/agents/v1/{ns}/*");
+    let tls = owned(&ours, DENY_INSECURE_TRANSPORT);
+    assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    assert_eq!(tls["Resource"], json!([format!("arn:aws:s3:::{bucket}"), objects]));
+    let writes = owned(&ours, DENY_WRITES_BUT_GATEWAY);
+    assert_eq!(principals(writes), std::slice::from_ref(&writer));
+    assert_eq!(writes["Resource"], objects);
+    let reads = owned(&ours, DENY_READS_BUT_READERS);
+    assert_eq!(principals(reads), [auditor.to_owned(), writer.clone()]);
+    let deletes = owned(&ours, DENY_DELETES);
+    assert_eq!(deletes["Action"], json!(["s3:DeleteObject", "s3:DeleteObjectVersion"]));
+    assert!(ours.iter().all(|s| s["Effect"] == "Deny" && s["Principal"] == "*"));
+
+    let block = s3().get_public_access_block().bucket(bucket).send().await.unwrap();
+    let block = block.public_access_block_configuration().unwrap();
+    assert_eq!(
+        [
+            block.block_public_acls(),
+            block.ignore_public_acls(),
+            block.block_public_policy(),
+            block.restrict_public_buckets()
+        ],
+        [Some(true); 4]
+    );
+    let logging = s3().get_bucket_logging().bucket(bucket).send().await.unwrap();
+    let logging = logging.logging_enabled().expect("access logging on");
+    assert_eq!((logging.target_bucket(), logging.target_prefix()), (logs, "chaperone-access/"));
+
+    // A second reconcile of the unchanged policy writes nothing.
+    let api: Api<RecordingPolicy> = Api::namespaced(client.clone(), ns);
+    let current = api.get("default").await.unwrap();
+    let context = Arc::new(Context::new(client.clone(), Arc::new(OperatorMetrics::new())));
+    controller::reconcile(Arc::new(current.clone()), context).await.unwrap();
+    assert_eq!(bucket_policy_of(bucket).await.unwrap(), policy);
+    assert_eq!(api.get("default").await.unwrap().resource_version(), current.resource_version());
+
+    // A reader added: the policy's statements change, the hand-written one stays.
+    api.patch(
+        "default",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"access": {"readers": [auditor, second]}}})),
+    )
+    .await
+    .unwrap();
+    let policy = eventually("the second reader in the bucket policy", || async {
+        let policy = bucket_policy_of(bucket).await?;
+        let ours = owned_statements(&policy.to_string(), ns, "default");
+        ours.iter()
+            .any(|s| {
+                s["Sid"].as_str().unwrap().ends_with(DENY_READS_BUT_READERS)
+                    && principals(s).iter().any(|p| p == second)
+            })
+            .then_some(policy)
+    })
+    .await;
+    assert_eq!(policy["Statement"][0], team_audit_read(bucket), "{policy:#}");
+    assert_eq!(policy["Statement"].as_array().unwrap().len(), 5, "{policy:#}");
+    wait_for_condition(&client, ns, "default", "BucketLockedDown", "True").await;
+
+    // Deleting the policy removes its statements only.
+    api.delete("default", &DeleteParams::default()).await.unwrap();
+    eventually("the policy to be gone", || async {
+        api.get_opt("default").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let left = bucket_policy_of(bucket).await.expect("the hand-written statement's policy");
+    assert_eq!(left["Statement"], json!([team_audit_read(bucket)]), "{left:#}");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn lockdown_problems_leave_ready_alone_and_say_what_could_not_be_applied() {
+    let _logs = env().logs_on_failure();
+    let client = admin_client().await;
+    let ns = "recpol-lockdown-problems";
+    let logs = "recpol-lockdown-problems-logs";
+    namespace_with_recorder_secret(&client, ns).await;
+    create_log_bucket(logs).await;
+    create_bucket("recpol-lockdown-unmanaged", false).await;
+    create_bucket("recpol-lockdown-conflict", false).await;
+    // The bucket already logs elsewhere: the operator must not overwrite it.
+    s3().put_bucket_logging()
+        .bucket("recpol-lockdown-conflict")
+        .bucket_logging_status(
+            aws_sdk_s3::types::BucketLoggingStatus::builder()
+                .logging_enabled(
+                    aws_sdk_s3::types::LoggingEnabled::builder()
+                        .target_bucket(logs)
+                        .target_prefix("security-team/")
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    create_policy(&client, ns, "unmanaged", "recpol-lockdown-unmanaged", |_| {}).await;
+    create_policy(&client, ns, "conflict", "recpol-lockdown-conflict", |p| {
+        set(p, "/spec/access", json!({"accessLogging": {"targetBucket": logs}}));
+    })
+    .await;
+    // A session ARN as a reader is refused at admission, naming the role to give instead.
+    let mut session_reader = example("recordingpolicy").unwrap();
+    set(&mut session_reader, "/metadata/name", json!("session-reader"));
+    set(
+        &mut session_reader,
+        "/spec/access",
+        json!({"readers": ["arn:aws:sts::123456789012:assumed-role/auditor/alice"]}),
+    );
+    let refused = create_in(&client, ns, &session_reader).await.unwrap().unwrap_err().to_string();
+    assert!(
+        refused.contains("spec.access.readers") && refused.contains("give the role's ARN"),
+        "{refused}"
+    );
+    let controller = RunningController::start(&client, ns);
+
+    let unmanaged = wait_for_condition(&client, ns, "unmanaged", "BucketLockedDown", "False").await;
+    assert_eq!(unmanaged.reason, "NotManaged", "{}", unmanaged.message);
+    assert!(unmanaged.message.contains("Set spec.access"), "{}", unmanaged.message);
+    assert_eq!(bucket_policy_of("recpol-lockdown-unmanaged").await, None, "nothing written");
+    wait_for_condition(&client, ns, "unmanaged", "Ready", "True").await;
+
+    let conflict = wait_for_condition(&client, ns, "conflict", "BucketLockedDown", "False").await;
+    assert_eq!(conflict.reason, "LoggingConflict", "{}", conflict.message);
+    assert!(
+        conflict.message.contains(&format!("s3://{logs}/security-team/"))
+            && conflict.message.contains("does not overwrite")
+            && conflict.message.contains("Applied: bucket-policy statements"),
+        "{}",
+        conflict.message
+    );
+    let logging =
+        s3().get_bucket_logging().bucket("recpol-lockdown-conflict").send().await.unwrap();
+    assert_eq!(logging.logging_enabled().unwrap().target_prefix(), "security-team/");
+    // What could be applied was.
+    let policy = bucket_policy_of("recpol-lockdown-conflict").await.expect("the statements");
+    assert_eq!(owned_statements(&policy.to_string(), ns, "conflict").len(), 4);
+    wait_for_condition(&client, ns, "conflict", "Ready", "True").await;
     controller.stop().await;
 }

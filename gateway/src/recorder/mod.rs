@@ -675,6 +675,7 @@ mod tests {
                 redact: Redaction::default(),
                 on_failure: Default::default(),
                 durability: Default::default(),
+                access: None,
             },
             credentials: None,
         }

@@ -359,6 +359,7 @@ mod tests {
             redact,
             on_failure: Default::default(),
             durability: Default::default(),
+            access: None,
         }
     }
 

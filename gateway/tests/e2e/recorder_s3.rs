@@ -73,6 +73,7 @@ fn target(env: &LocalEnv, bucket: &str, endpoint: &str, max_body_bytes: i64) -> 
             redact: Redaction::default(),
             on_failure: Default::default(),
             durability: Default::default(),
+            access: None,
         },
         credentials: Some(UpstreamCredentials {
             access_key_id: env.moto.gateway_user.access_key_id.clone(),

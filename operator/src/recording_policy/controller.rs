@@ -1,12 +1,13 @@
 //! The RecordingPolicy controller: checks the policy's bucket, keeps the bucket's lifecycle rules
 //! for the policy's recordings in line with `spec.retention` (leaving every rule it does not own),
 //! checks versioning and Object Lock when `spec.objectLock` asks for them, publishes the recording
-//! public keys next to the recordings, and reports all of it as conditions.
+//! public keys next to the recordings, locks the direct S3 path down as `spec.access` asks
+//! ([`crate::recording_policy::lockdown`]), and reports all of it as conditions.
 //!
 //! The plan is pure ([`crate::recording_policy::lifecycle_rules`], [`crate::recording_policy::status`]); this module
 //! reads the credentials Secret, talks to S3 with `aws-sdk-s3`, writes the status with server-side
 //! apply under [`crate::FIELD_MANAGER`], publishes events and, through a finalizer, removes the
-//! policy's lifecycle rules when the policy is deleted.
+//! policy's lifecycle rules and bucket-policy statements when the policy is deleted.
 
 use std::{
     collections::BTreeSet,
@@ -24,6 +25,7 @@ use aws_sdk_s3::{
     primitives::ByteStream,
     types::{BucketLifecycleConfiguration, ChecksumAlgorithm, LifecycleRule, ObjectLockEnabled},
 };
+use aws_sdk_sts::Client as StsClient;
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use chaperone_crds::{AgentConnection, RecordingPolicy, RecordingPolicySpec};
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
@@ -46,7 +48,9 @@ use crate::{
     error::Error,
     gateway::config_compiler::Check,
     recording_policy::{
+        bucket_policy,
         lifecycle_rules::{self, OwnedRule},
+        lockdown,
         status::{self, PolicyChecks},
     },
     runtime::{
@@ -57,7 +61,8 @@ use crate::{
 
 /// The controller's name in metrics and events.
 pub const CONTROLLER: &str = "recordingpolicy";
-/// The finalizer that removes the policy's lifecycle rules from its bucket.
+/// The finalizer that removes the policy's lifecycle rules and bucket-policy statements from its
+/// bucket (named for the rules, which came first).
 pub const FINALIZER: &str = "chaperone.dev/lifecycle-rules";
 /// How often a Ready policy is checked anyway (drift of the bucket's rules, new keys).
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -155,17 +160,19 @@ pub fn error_policy(policy: Arc<RecordingPolicy>, error: &Error, context: Arc<Co
     context.base.retry(policy.as_ref(), error)
 }
 
-/// The bucket of a policy and the client that reaches it.
-struct PolicyBucket {
-    client: S3Client,
-    bucket: String,
+/// The bucket of a policy and the clients that reach it.
+pub(crate) struct PolicyBucket {
+    pub(crate) client: S3Client,
+    /// STS with the same credentials, to learn whose they are (sts:GetCallerIdentity).
+    pub(crate) sts: StsClient,
+    pub(crate) bucket: String,
     /// Where the bucket is, for messages: the endpoint, or AWS S3 and the region.
-    location: String,
+    pub(crate) location: String,
     /// Where the credentials come from, for messages.
-    credentials: String,
+    pub(crate) credentials: String,
 }
 
-fn check(passed: bool, reason: &str, message: String) -> Check {
+pub(crate) fn check(passed: bool, reason: &str, message: String) -> Check {
     Check { passed, reason: reason.into(), message }
 }
 
@@ -260,13 +267,28 @@ async fn policy_bucket(
                 .operation_attempt_timeout(Duration::from_secs(15))
                 .build(),
         );
+    // STS answers where S3 does when an endpoint is set (moto, or an S3-compatible store that
+    // serves STS), else at the region's STS endpoint.
+    let mut sts = aws_sdk_sts::Config::builder()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(aws_sdk_sts::config::Region::new(s3.region.clone()))
+        .retry_config(aws_sdk_sts::config::retry::RetryConfig::standard().with_max_attempts(2))
+        .timeout_config(
+            aws_sdk_sts::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(15))
+                .build(),
+        );
     if let Some(credentials) = credentials {
+        sts = sts.credentials_provider(credentials.clone());
         config = config.credentials_provider(credentials);
     }
     if let Some(endpoint) = &s3.endpoint {
+        sts = sts.endpoint_url(endpoint.clone());
         config = config.endpoint_url(endpoint.clone()).force_path_style(true);
     }
     Ok(Ok(PolicyBucket {
+        sts: StsClient::from_conf(sts.build()),
         client: S3Client::from_conf(config.build()),
         bucket: s3.bucket.clone(),
         location,
@@ -287,7 +309,9 @@ async fn ambient_credentials() -> Result<Credentials, String> {
 }
 
 /// The SDK's full error text (it never contains secrets).
-fn sdk_text<E: std::error::Error + 'static, R: std::fmt::Debug>(error: &SdkError<E, R>) -> String {
+pub(crate) fn sdk_text<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    error: &SdkError<E, R>,
+) -> String {
     DisplayErrorContext(error).to_string()
 }
 
@@ -298,7 +322,7 @@ fn http_status<E>(error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -
 
 /// HeadBucket: reachable, or what to do.
 async fn check_bucket(bucket: &PolicyBucket) -> Check {
-    let PolicyBucket { client, bucket: name, location, credentials } = bucket;
+    let PolicyBucket { client, bucket: name, location, credentials, .. } = bucket;
     match client.head_bucket().bucket(name).send().await {
         Ok(_) => check(
             true,
@@ -697,7 +721,27 @@ async fn apply(
                         )
                         .await;
                 }
-                PolicyChecks { bucket: reachable, lifecycle, object_lock, public_keys }
+                let lockdown = lockdown::apply(&bucket, namespace, &name, spec).await;
+                if !lockdown.written.is_empty() {
+                    info!(policy = %name, namespace, bucket = %bucket.bucket, "bucket lockdown written");
+                    context
+                        .base
+                        .publish(
+                            &reference,
+                            EventType::Normal,
+                            "BucketLockdownApplied",
+                            "ApplyLockdown",
+                            lockdown.written.join(" "),
+                        )
+                        .await;
+                }
+                PolicyChecks {
+                    bucket: reachable,
+                    lifecycle,
+                    object_lock,
+                    public_keys,
+                    lockdown: lockdown.check,
+                }
             }
         }
     };
@@ -734,12 +778,19 @@ async fn cleanup(
     let name = policy.name_any();
     let reference = policy.object_ref(&());
     let owner = lifecycle_rules::owner_prefix(namespace, &name);
+    let statements = match policy.spec.access {
+        Some(_) => format!(
+            " and the bucket-policy statements {}*",
+            bucket_policy::owner_prefix(namespace, &name)
+        ),
+        None => String::new(),
+    };
     let bucket = match policy_bucket(context, namespace, &policy.spec).await? {
         Ok(bucket) => bucket,
         Err(missing) => {
             let note = format!(
-                "Could not remove the lifecycle rules {owner}* from bucket {}: {} Remove them by \
-                 hand if they are still there.",
+                "Could not remove the lifecycle rules {owner}*{statements} from bucket {}: {} \
+                 Remove them by hand if they are still there.",
                 policy.spec.s3.bucket, missing.message
             );
             context
@@ -752,8 +803,8 @@ async fn cleanup(
     let reachable = check_bucket(&bucket).await;
     if !reachable.passed {
         let note = format!(
-            "Could not remove the lifecycle rules {owner}* from bucket {}: {} Remove them by hand \
-             if they are still there.",
+            "Could not remove the lifecycle rules {owner}*{statements} from bucket {}: {} Remove \
+             them by hand if they are still there.",
             bucket.bucket, reachable.message
         );
         context
@@ -771,6 +822,42 @@ async fn cleanup(
             .await
             .map_err(|message| Error::S3 { policy: format!("{namespace}/{name}"), message })?;
         info!(policy = %name, namespace, bucket = %bucket.bucket, "lifecycle rules removed");
+    }
+    // The policy's bucket-policy statements go too; Block Public Access and access logging stay
+    // (they are bucket-wide and harmless to keep). A failure does not hold the deletion up.
+    match lockdown::remove_statements(&bucket, namespace, &name).await {
+        Ok(Some(removed)) => {
+            info!(policy = %name, namespace, bucket = %bucket.bucket, "bucket-policy statements removed");
+            context
+                .base
+                .publish(
+                    &reference,
+                    EventType::Normal,
+                    "BucketPolicyStatementsRemoved",
+                    "Cleanup",
+                    removed,
+                )
+                .await;
+        }
+        Ok(None) => {}
+        Err(message) if policy.spec.access.is_some() => {
+            let owner = bucket_policy::owner_prefix(namespace, &name);
+            context
+                .base
+                .publish(
+                    &reference,
+                    EventType::Warning,
+                    "BucketPolicyStatementsLeft",
+                    "Cleanup",
+                    format!(
+                        "Could not remove the bucket-policy statements {owner}* from bucket {}:                          {message} Remove them by hand (aws s3api get-bucket-policy, then                          put-bucket-policy without them).",
+                        bucket.bucket
+                    ),
+                )
+                .await;
+        }
+        // Without spec.access the credentials need not read bucket policies.
+        Err(_) => {}
     }
     context
         .base

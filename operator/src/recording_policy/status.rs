@@ -1,6 +1,8 @@
 //! The status of one RecordingPolicy from what the controller found at its bucket: the conditions
 //! BucketReachable, LifecycleApplied, ObjectLockVerified, PublicKeysPublished and, summing them
-//! up, Ready. Pure, so an unchanged situation gives an identical status.
+//! up, Ready; and BucketLockedDown, which Ready does not sum up: the lockdown of the direct S3
+//! path guards the recordings once written, and recording goes on without it. Pure, so an
+//! unchanged situation gives an identical status.
 
 use chaperone_crds::RecordingPolicyStatus;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
@@ -15,7 +17,10 @@ pub const LIFECYCLE_APPLIED: &str = "LifecycleApplied";
 pub const OBJECT_LOCK_VERIFIED: &str = "ObjectLockVerified";
 /// Condition: the recording public keys are in the bucket.
 pub const PUBLIC_KEYS_PUBLISHED: &str = "PublicKeysPublished";
-/// Condition: all of the above.
+/// Condition: the bucket-policy statements, Block Public Access and access logging that
+/// `spec.access` asks for are applied. Not part of Ready.
+pub const BUCKET_LOCKED_DOWN: &str = "BucketLockedDown";
+/// Condition: all of the above but BucketLockedDown.
 pub const READY: &str = "Ready";
 
 /// What one reconcile found.
@@ -29,6 +34,8 @@ pub struct PolicyChecks {
     pub object_lock: Check,
     /// The public keys in the bucket.
     pub public_keys: Check,
+    /// The direct S3 path's lockdown (not part of Ready).
+    pub lockdown: Check,
 }
 
 impl PolicyChecks {
@@ -43,11 +50,13 @@ impl PolicyChecks {
             lifecycle: waiting("Applying the lifecycle rules"),
             object_lock: waiting("Checking Object Lock"),
             public_keys: waiting("Publishing the recording public keys"),
+            lockdown: waiting("Locking the bucket down"),
             bucket,
         }
     }
 
-    /// The first failed check, in the order a user should fix them.
+    /// The first failed check, in the order a user should fix them (the lockdown is not one:
+    /// recording works without it).
     pub fn first_failure(&self) -> Option<&Check> {
         [&self.bucket, &self.lifecycle, &self.object_lock, &self.public_keys]
             .into_iter()
@@ -77,6 +86,7 @@ pub fn policy_status(
             condition(LIFECYCLE_APPLIED, &checks.lifecycle),
             condition(OBJECT_LOCK_VERIFIED, &checks.object_lock),
             condition(PUBLIC_KEYS_PUBLISHED, &checks.public_keys),
+            condition(BUCKET_LOCKED_DOWN, &checks.lockdown),
         ],
     }
 }
@@ -120,11 +130,35 @@ mod tests {
             lifecycle: pass("Applied"),
             object_lock: pass("NotRequested"),
             public_keys: pass("Published"),
+            lockdown: pass("Applied"),
         };
         let first = policy_status(&checks, "ok".into(), Some(1), None, at("2026-11-29T20:00:00Z"));
         assert_eq!(find(Some(&first), READY).unwrap().status, "True");
         let second =
             policy_status(&checks, "ok".into(), Some(1), Some(&first), at("2026-11-29T21:00:00Z"));
         assert_eq!(first, second);
+    }
+
+    #[test]
+    fn a_bucket_that_is_not_locked_down_leaves_ready_true_and_says_so_in_its_own_condition() {
+        let checks = PolicyChecks {
+            bucket: pass("Reachable"),
+            lifecycle: pass("Applied"),
+            object_lock: pass("NotRequested"),
+            public_keys: pass("Published"),
+            lockdown: Check {
+                passed: false,
+                reason: "BucketPolicyFailed".into(),
+                message: "needs s3:PutBucketPolicy.".into(),
+            },
+        };
+        assert_eq!(checks.first_failure(), None);
+        let status = policy_status(&checks, "ok".into(), Some(1), None, at("2026-11-29T20:00:00Z"));
+        assert_eq!(find(Some(&status), READY).unwrap().status, "True");
+        let lockdown = find(Some(&status), BUCKET_LOCKED_DOWN).unwrap();
+        assert_eq!(
+            (lockdown.status.as_str(), lockdown.reason.as_str()),
+            ("False", "BucketPolicyFailed")
+        );
     }
 }
