@@ -18,6 +18,7 @@ pub mod demo;
 pub mod env;
 pub mod gateway;
 pub mod images;
+pub mod moto_sts;
 pub mod network_policy;
 pub mod objects;
 pub mod paths;

@@ -21,7 +21,7 @@ use aws_sdk_s3::{
         BehaviorVersion, Credentials, Region, RequestChecksumCalculation, retry::RetryConfig,
         timeout::TimeoutConfig,
     },
-    error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
+    error::{ProvideErrorMetadata, SdkError},
     primitives::ByteStream,
     types::{BucketLifecycleConfiguration, ChecksumAlgorithm, LifecycleRule, ObjectLockEnabled},
 };
@@ -304,15 +304,43 @@ async fn ambient_credentials() -> Result<Credentials, String> {
     use aws_credential_types::provider::ProvideCredentials;
     static CHAIN: tokio::sync::OnceCell<DefaultCredentialsChain> =
         tokio::sync::OnceCell::const_new();
+    // The chain itself does not cache: without this, every reconcile of every policy would
+    // exchange the web identity token at STS again. Credentials are reused until five minutes
+    // before they expire.
+    static CACHED: tokio::sync::Mutex<Option<Credentials>> = tokio::sync::Mutex::const_new(None);
+    let mut cached = CACHED.lock().await;
+    let fresh = |c: &Credentials| {
+        c.expiry().is_none_or(|expiry| {
+            expiry > std::time::SystemTime::now() + std::time::Duration::from_secs(300)
+        })
+    };
+    if let Some(credentials) = cached.as_ref().filter(|c| fresh(c)) {
+        return Ok(credentials.clone());
+    }
     let chain = CHAIN.get_or_init(|| DefaultCredentialsChain::builder().build()).await;
-    chain.provide_credentials().await.map_err(|e| DisplayErrorContext(&e).to_string())
+    let credentials = chain.provide_credentials().await.map_err(|e| stable_error_text(&e))?;
+    *cached = Some(credentials.clone());
+    Ok(credentials)
 }
 
-/// The SDK's full error text (it never contains secrets).
-pub(crate) fn sdk_text<E: std::error::Error + 'static, R: std::fmt::Debug>(
+/// `error` and its sources, joined with ": ", without the raw HTTP response (whose date header
+/// would change the condition's message, and so the status, on every try).
+fn stable_error_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for part in std::iter::successors(Some(error), |e| e.source()).map(ToString::to_string) {
+        if !parts.iter().any(|p| p.ends_with(&part)) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
+}
+
+/// The SDK's error text: the error and its sources (it never contains secrets), without the raw
+/// response, so that a condition repeating the same failure keeps the same message.
+pub(crate) fn sdk_text<E: std::error::Error + 'static, R: std::fmt::Debug + 'static>(
     error: &SdkError<E, R>,
 ) -> String {
-    DisplayErrorContext(error).to_string()
+    stable_error_text(error)
 }
 
 /// The HTTP status of a service error, if the server answered.
