@@ -234,6 +234,16 @@ proptest! {
                     .any(|r| r.path.len() > 1 && r.path.ends_with('/'))
         });
         prop_assume!(!slash_template);
+        // Slashes added after an S3 bucket name make an object key: `/sample//?tagging` is
+        // PutObjectTagging on the key `/` (S3 never collapses slashes), another request, which
+        // the gateway classifies, records and forwards as that.
+        let key_made = fixture.signing == "s3" && {
+            let bucket_only = |path: &str| path.trim_matches('/').split('/').count() == 1;
+            let bucket = fixture.path.trim_start_matches('/').split('/').next().unwrap_or_default();
+            let rest = mutated.path.strip_prefix(&format!("/{bucket}/")).unwrap_or_default();
+            bucket_only(&fixture.path) && !bucket.is_empty() && !rest.is_empty()
+        };
+        prop_assume!(!key_made);
         prop_assert!(
             got.operation.is_none() || got.operation == Some(*operation),
             "{} {} {}?{} became {:?} after {:?}: {} {}?{} headers {:?}",
