@@ -274,6 +274,12 @@ async fn the_operator_turns_ready_once_its_webhook_configuration_carries_the_ser
     assert_eq!(body, "ok\n", "{status}");
     // Ready means registered: the configuration is there, every caBundle the stored CA.
     assert_eq!(ca_bundle_of(&admin, configuration).await, stored_ca(&admin).await);
+    // Its ApprovalRequest webhook matches every namespace and fails closed: left pointing at a
+    // stopped operator, it would refuse the ApprovalRequests of the tests running beside this one.
+    Api::<MutatingWebhookConfiguration>::all(admin.clone())
+        .delete(configuration, &DeleteParams::default())
+        .await
+        .expect("deleting the configuration");
     operator.terminate(Duration::from_secs(45));
 }
 
