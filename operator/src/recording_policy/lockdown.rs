@@ -25,6 +25,29 @@ struct Failure {
     message: String,
 }
 
+/// What the steps did so far: the changes written, what holds, what could not be applied.
+struct Outcome {
+    written: Vec<String>,
+    applied: Vec<String>,
+    failures: Vec<Failure>,
+}
+
+impl Outcome {
+    /// Takes one step's result: `(summary, changed)` is applied (and written, said with `verb`,
+    /// when it changed the bucket), or a failure.
+    fn take(&mut self, step: Result<(String, bool), Failure>, verb: &str) {
+        match step {
+            Ok((summary, changed)) => {
+                if changed {
+                    self.written.push(format!("{verb} {summary}."));
+                }
+                self.applied.push(summary);
+            }
+            Err(failure) => self.failures.push(failure),
+        }
+    }
+}
+
 /// The check and the changes written to the bucket (for an event).
 pub(crate) struct Lockdown {
     /// The `BucketLockedDown` check.
@@ -63,23 +86,14 @@ pub(crate) async fn apply(
             written,
         };
     };
-    let mut applied = Vec::new();
-    let mut failures = Vec::new();
+    let mut outcome = Outcome { written, applied: Vec::new(), failures: Vec::new() };
     if access.manage_bucket_policy {
-        match apply_statements(bucket, namespace, name, spec).await {
-            Ok((summary, changed)) => {
-                if changed {
-                    written.push(format!("Wrote {summary}."));
-                }
-                applied.push(summary);
-            }
-            Err(failure) => failures.push(failure),
-        }
+        outcome.take(apply_statements(bucket, namespace, name, spec).await, "Wrote");
     } else {
         if let Ok(Some(removed)) = remove_statements(bucket, namespace, name).await {
-            written.push(removed);
+            outcome.written.push(removed);
         }
-        failures.push(Failure {
+        outcome.failures.push(Failure {
             reason: "NotManaged",
             message: format!(
                 "spec.access.manageBucketPolicy is false, so the operator writes no \
@@ -90,33 +104,20 @@ pub(crate) async fn apply(
         });
     }
     if access.block_public_access {
-        match block_public_access(bucket).await {
-            Ok((summary, changed)) => {
-                if changed {
-                    written.push(format!("Turned on {summary}."));
-                }
-                applied.push(summary);
-            }
-            Err(failure) => failures.push(failure),
-        }
+        outcome.take(block_public_access(bucket).await, "Turned on");
     } else {
-        applied.push(
+        outcome.applied.push(
             "Block Public Access left as it is (spec.access.blockPublicAccess is false)".into(),
         );
     }
     if let Some(logging) = &access.access_logging {
-        match access_logging(bucket, logging).await {
-            Ok((summary, changed)) => {
-                if changed {
-                    written.push(format!("Turned on {summary}."));
-                }
-                applied.push(summary);
-            }
-            Err(failure) => failures.push(failure),
-        }
+        outcome.take(access_logging(bucket, logging).await, "Turned on");
     } else {
-        applied.push("no access logging asked for (spec.access.accessLogging is unset)".into());
+        outcome
+            .applied
+            .push("no access logging asked for (spec.access.accessLogging is unset)".into());
     }
+    let Outcome { written, applied, failures } = outcome;
     let applied_text = applied.join("; ");
     let check = match failures.first() {
         None => check(
