@@ -266,12 +266,17 @@ fn sdk_env(env_vars: &[(String, String)]) -> HashMap<String, String> {
     vars
 }
 
-/// `chaperone-env`, built once per process so that its `rust-s3-session` is this source's.
+/// `chaperone-env`, built once per process so that its `rust-s3-session` is this source's, or
+/// the one `CHAPERONE_ENV_BIN` names: `cargo xtask test` passes the one its test build made from
+/// this source, which spares building the workspace again with chaperone-tests' features alone.
 fn session_binary() -> anyhow::Result<std::path::PathBuf> {
     static BUILT: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
         std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(built) = std::env::var_os("CHAPERONE_ENV_BIN").filter(|p| !p.is_empty()) {
+                return Ok(built.into());
+            }
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let status = std::process::Command::new(cargo)
                 .current_dir(crate::paths::workspace_root())

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's tasks.
 //!
-//! - `test`: provisions the local environment, then fmt, clippy, unit and integration tests; the
+//! - `test`: fmt, builds the tests, provisions the local environment, clippy, then unit and
+//!   integration tests; the
 //!   test binaries that need a cluster share one environment started for the run, one binary at a
 //!   time, while the others run alongside (test_runner.rs, docs/local-environment.md).
 //! - `crdgen`: writes the CRD YAML into `charts/chaperone/crds/`.
@@ -176,20 +177,29 @@ fn demo(keep: bool, images: Option<PathBuf>) -> anyhow::Result<()> {
 fn test(cargo_test_args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     step("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    // Without arguments, the test binaries are built first (with them the environment's own
+    // command line, run from that build below) and run in two lanes (test_runner.rs); with
+    // arguments, `cargo test` runs as given, one binary after another.
+    let build = if cargo_test_args.is_empty() { Some(test_runner::build()?) } else { None };
+    let env_command = |subcommand: &str| match &build {
+        Some(build) => {
+            let mut command = Command::new(&build.chaperone_env);
+            command.current_dir(workspace_root()).arg(subcommand);
+            command
+        }
+        None => chaperone_env(subcommand),
+    };
     step(
         "provision the local environment (kube-apiserver, etcd, moto, AWS CLI)",
-        &mut chaperone_env("provision"),
+        &mut env_command("provision"),
     )?;
     step(
         "cargo clippy -D warnings",
         cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
     )?;
-    // Without arguments, the test binaries are built first and run in two lanes
-    // (test_runner.rs); with them, `cargo test` runs as given, one binary after another.
-    let binaries = if cargo_test_args.is_empty() { Some(test_runner::build()?) } else { None };
-    let env = SharedEnv::start()?;
-    let totals = match &binaries {
-        Some(binaries) => test_runner::run(binaries, TEST_ENV_VAR, env.description()),
+    let env = SharedEnv::start(env_command("up"))?;
+    let totals = match &build {
+        Some(build) => test_runner::run(&build.binaries, TEST_ENV_VAR, env.description()),
         None => cargo_test(
             cargo()
                 .args(["test", "--workspace", "--no-fail-fast"])
@@ -222,14 +232,15 @@ struct SharedEnv {
 }
 
 impl SharedEnv {
-    fn start() -> anyhow::Result<Self> {
+    /// Runs `up` (the local environment's command line, however it is to be run).
+    fn start(mut up: Command) -> anyhow::Result<Self> {
         println!("==> start the shared local environment");
         let started = Instant::now();
         let dir = target_dir().join("chaperone-env");
         std::fs::create_dir_all(&dir)?;
         let description = dir.join(format!("test-env-{}.json", std::process::id()));
         let _ = std::fs::remove_file(&description);
-        let child = chaperone_env("up")
+        let child = up
             .args(["--until-stdin-closes", "--describe"])
             .arg(&description)
             .stdin(std::process::Stdio::piped())

@@ -39,6 +39,9 @@ pub struct TestBinary {
     name: String,
     manifest_dir: PathBuf,
     executable: PathBuf,
+    /// This build's `chaperone-env`, given to the test as `CHAPERONE_ENV_BIN` so that tests
+    /// running its client sessions use it rather than building it again (`clients.rs`).
+    chaperone_env: PathBuf,
 }
 
 impl TestBinary {
@@ -55,13 +58,23 @@ impl TestBinary {
             .env("CARGO_MANIFEST_DIR", &self.manifest_dir)
             .env("CARGO_PKG_NAME", &self.package)
             .env("CARGO_PKG_VERSION", &self.version)
-            .env("CARGO_CRATE_NAME", self.name.replace('-', "_"));
+            .env("CARGO_CRATE_NAME", self.name.replace('-', "_"))
+            .env("CHAPERONE_ENV_BIN", &self.chaperone_env);
         command
     }
 }
 
+/// What `cargo test --workspace --no-run` built: the test executables, and the local
+/// environment's command line (`chaperone-env`), which cargo builds alongside because
+/// chaperone-tests has integration tests. Using that build, rather than `cargo run -p
+/// chaperone-tests`, spares a second compilation of the workspace with another feature set.
+pub struct TestBuild {
+    pub binaries: Vec<TestBinary>,
+    pub chaperone_env: PathBuf,
+}
+
 /// Builds every test target of the workspace (`cargo test --no-run`) and lists the executables.
-pub fn build() -> anyhow::Result<Vec<TestBinary>> {
+pub fn build() -> anyhow::Result<TestBuild> {
     println!("==> build the tests (cargo test --workspace --no-run)");
     let started = Instant::now();
     let output = cargo()
@@ -73,9 +86,17 @@ pub fn build() -> anyhow::Result<Vec<TestBinary>> {
         bail!("building the tests failed ({})", output.status);
     }
     let mut binaries = Vec::new();
+    let mut chaperone_env = None;
     for line in output.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let Ok(message) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
-        if message["reason"] != "compiler-artifact" || message["profile"]["test"] != true {
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        if message["profile"]["test"] != true {
+            if message["target"]["name"] == "chaperone-env" && message["target"]["kind"][0] == "bin"
+            {
+                chaperone_env = message["executable"].as_str().map(PathBuf::from);
+            }
             continue;
         }
         let Some(executable) = message["executable"].as_str() else { continue };
@@ -105,6 +126,7 @@ pub fn build() -> anyhow::Result<Vec<TestBinary>> {
             name,
             manifest_dir,
             executable: executable.into(),
+            chaperone_env: PathBuf::new(),
         });
     }
     binaries.sort_by(|a, b| (&a.package, &a.label).cmp(&(&b.package, &b.label)));
@@ -113,7 +135,12 @@ pub fn build() -> anyhow::Result<Vec<TestBinary>> {
         started.elapsed().as_secs_f64(),
         binaries.len()
     );
-    Ok(binaries)
+    let chaperone_env = chaperone_env
+        .context("cargo test --no-run built no chaperone-env binary (package chaperone-tests)")?;
+    for binary in &mut binaries {
+        binary.chaperone_env.clone_from(&chaperone_env);
+    }
+    Ok(TestBuild { binaries, chaperone_env })
 }
 
 /// What one lane saw.
