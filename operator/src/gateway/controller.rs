@@ -14,7 +14,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use chaperone_config::{IdentitySource, tls};
@@ -31,7 +31,7 @@ use kube::{
         Controller, WatchStreamExt,
         controller::Action,
         events::EventType,
-        finalizer::{Event as FinalizerEvent, finalizer},
+        finalizer::Event as FinalizerEvent,
         reflector::{ObjectRef, Store},
         watcher,
     },
@@ -168,23 +168,27 @@ pub async fn reconcile(
     connection: Arc<AgentConnection>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
-    let started = Instant::now();
-    let namespace = connection
-        .namespace()
-        .ok_or(Error::MissingField { kind: "AgentConnection", field: "metadata.namespace" })?;
-    let api: Api<AgentConnection> = Api::namespaced(context.base.client.clone(), &namespace);
-    let lock = context.namespace_lock(&namespace);
-    let result = finalizer(&api, FINALIZER, connection.clone(), |event| async {
-        let _turn = lock.lock().await;
-        match event {
-            FinalizerEvent::Apply(connection) => apply(&connection, &namespace, &context).await,
-            FinalizerEvent::Cleanup(connection) => cleanup(&connection, &namespace, &context).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    context.base.finished(connection.as_ref(), started, &result);
-    result
+    let context = context.as_ref();
+    context
+        .base
+        .reconcile_finalized(
+            connection,
+            "AgentConnection",
+            FINALIZER,
+            |event, namespace| async move {
+                let lock = context.namespace_lock(&namespace);
+                let _turn = lock.lock().await;
+                match event {
+                    FinalizerEvent::Apply(connection) => {
+                        apply(&connection, &namespace, context).await
+                    }
+                    FinalizerEvent::Cleanup(connection) => {
+                        cleanup(&connection, &namespace, context).await
+                    }
+                }
+            },
+        )
+        .await
 }
 
 /// Counts the failure and retries with backoff ([`ControllerBase::retry`]).

@@ -9,11 +9,7 @@
 //! apply under [`crate::FIELD_MANAGER`], publishes events and, through a finalizer, removes the
 //! policy's lifecycle rules and bucket-policy statements when the policy is deleted.
 
-use std::{
-    collections::BTreeSet,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use aws_sdk_s3::{
     Client as S3Client,
@@ -36,7 +32,7 @@ use kube::{
         Controller, WatchStreamExt,
         controller::Action,
         events::EventType,
-        finalizer::{Event as FinalizerEvent, finalizer},
+        finalizer::Event as FinalizerEvent,
         reflector::{ObjectRef, Store},
         watcher,
     },
@@ -138,21 +134,16 @@ pub async fn reconcile(
     policy: Arc<RecordingPolicy>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
-    let started = Instant::now();
-    let namespace = policy
-        .namespace()
-        .ok_or(Error::MissingField { kind: "RecordingPolicy", field: "metadata.namespace" })?;
-    let api: Api<RecordingPolicy> = Api::namespaced(context.base.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, policy.clone(), |event| async {
-        match event {
-            FinalizerEvent::Apply(policy) => apply(&policy, &namespace, &context).await,
-            FinalizerEvent::Cleanup(policy) => cleanup(&policy, &namespace, &context).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    context.base.finished(policy.as_ref(), started, &result);
-    result
+    let context = context.as_ref();
+    context
+        .base
+        .reconcile_finalized(policy, "RecordingPolicy", FINALIZER, |event, namespace| async move {
+            match event {
+                FinalizerEvent::Apply(policy) => apply(&policy, &namespace, context).await,
+                FinalizerEvent::Cleanup(policy) => cleanup(&policy, &namespace, context).await,
+            }
+        })
+        .await
 }
 
 /// Counts the failure and retries with backoff ([`ControllerBase::retry`]).

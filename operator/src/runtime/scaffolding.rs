@@ -4,12 +4,14 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    future::Future,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use chaperone_config::UpstreamCredentials;
 use futures::{Stream, StreamExt};
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::{
     api::core::v1::{ObjectReference, Secret},
     apimachinery::pkg::apis::meta::v1::Condition,
@@ -20,6 +22,7 @@ use kube::{
     runtime::{
         controller::{Action, Error as ControllerError},
         events::{Event, EventType, Recorder, Reporter},
+        finalizer::{Event as FinalizerEvent, finalizer},
         reflector::{ObjectRef, Store},
         watcher,
     },
@@ -86,6 +89,38 @@ impl ControllerBase {
         {
             failures.remove(&object_key(object));
         }
+    }
+
+    /// One reconcile of a namespaced object kept by `finalizer_name`: `handle` gets the finalizer's
+    /// event (apply, or clean up before deletion) and the object's namespace; the run is timed
+    /// and counted ([`Self::finished`]). `kind` names the object in the error when it has no
+    /// namespace.
+    pub async fn reconcile_finalized<K, F, Fut>(
+        &self,
+        object: Arc<K>,
+        kind: &'static str,
+        finalizer_name: &str,
+        handle: F,
+    ) -> Result<Action, Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        F: FnOnce(FinalizerEvent<K>, String) -> Fut,
+        Fut: Future<Output = Result<Action, Error>>,
+    {
+        let started = Instant::now();
+        let namespace =
+            object.namespace().ok_or(Error::MissingField { kind, field: "metadata.namespace" })?;
+        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+        let result =
+            finalizer(&api, finalizer_name, object.clone(), |event| handle(event, namespace))
+                .await
+                .map_err(|e| Error::Finalizer(Box::new(e)));
+        self.finished(object.as_ref(), started, &result);
+        result
     }
 
     /// The error policy: counts the failure, logs it, publishes a `ReconcileFailed` Warning event
