@@ -335,7 +335,9 @@ pub fn recording_check(namespace: &str, policy: &RecordingPolicy) -> CheckLine {
             let failing = status
                 .conditions
                 .iter()
-                .find(|c| c.type_ != "Ready" && c.status != "True")
+                .find(|c| {
+                    !matches!(c.type_.as_str(), "Ready" | BUCKET_LOCKED_DOWN) && c.status != "True"
+                })
                 .or(ready);
             let (type_, reason, message) = failing
                 .map(|c| (c.type_.as_str(), c.reason.as_str(), c.message.as_str()))
@@ -347,6 +349,35 @@ pub fn recording_check(namespace: &str, policy: &RecordingPolicy) -> CheckLine {
             )
         }
     }
+}
+
+/// The RecordingPolicy condition on the direct S3 path's lockdown, which Ready does not sum up.
+const BUCKET_LOCKED_DOWN: &str = "BucketLockedDown";
+
+/// One RecordingPolicy's lockdown of its bucket (`spec.access`, the `BucketLockedDown`
+/// condition): ok when applied, a note when the policy does not manage it (a choice, not a fault),
+/// a failure naming what could not be applied otherwise. `None` before the operator reported it.
+pub fn lockdown_check(namespace: &str, policy: &RecordingPolicy) -> Option<CheckLine> {
+    let name = policy.metadata.name.clone().unwrap_or_default();
+    let check = format!("bucket lockdown {namespace}/{name}");
+    let status = policy.status.as_ref()?;
+    let condition = status.conditions.iter().find(|c| c.type_ == BUCKET_LOCKED_DOWN)?;
+    Some(match (condition.status.as_str(), condition.reason.as_str()) {
+        ("True", _) => CheckLine::ok(check, condition.message.clone()),
+        (_, "NotManaged") => CheckLine::note(
+            check,
+            format!(
+                "{} (anyone with read keys to the bucket reads the recordings directly; \
+                 docs/auditing.md, \"The direct S3 path\")",
+                condition.message
+            ),
+        ),
+        (_, reason) => CheckLine::fail(
+            check,
+            format!("BucketLockedDown is False ({reason})"),
+            format!("{} (docs/troubleshooting.md lists {reason})", condition.message),
+        ),
+    })
 }
 
 /// NetworkPolicies are stored by any API server but enforced only by some network plugins.
@@ -481,6 +512,38 @@ mod tests {
         assert!(recording_check("agents", &stale).detail.contains("older generation"));
         let ready = policy(json!([condition("Ready", "True", "Ready", "ok")]), 1, 1);
         assert_eq!(recording_check("agents", &ready).verdict, Verdict::Ok);
+        assert_eq!(lockdown_check("agents", &ready), None);
+    }
+
+    #[test]
+    fn the_lockdown_is_its_own_line_and_never_taken_for_the_recording_failure() {
+        let unmanaged = condition("BucketLockedDown", "False", "NotManaged", "no spec.access");
+        let ready = policy(json!([unmanaged, condition("Ready", "True", "Ready", "ok")]), 1, 1);
+        assert_eq!(recording_check("agents", &ready).verdict, Verdict::Ok);
+        let note = lockdown_check("agents", &ready).unwrap();
+        assert_eq!(note.verdict, Verdict::Note);
+        assert!(note.detail.starts_with("no spec.access"));
+
+        let failing = policy(
+            json!([
+                condition("BucketLockedDown", "False", "BucketPolicyFailed", "AccessDenied"),
+                condition("Ready", "False", "BucketNotFound", "gone"),
+                condition("BucketReachable", "False", "BucketNotFound", "gone"),
+            ]),
+            1,
+            1,
+        );
+        assert_eq!(
+            recording_check("agents", &failing).detail,
+            "bucket \"audit\": BucketReachable is False (BucketNotFound)"
+        );
+        let line = lockdown_check("agents", &failing).unwrap();
+        assert_eq!(line.verdict, Verdict::Fail);
+        assert_eq!(line.detail, "BucketLockedDown is False (BucketPolicyFailed)");
+
+        let applied = condition("BucketLockedDown", "True", "Applied", "policy statements applied");
+        let locked = policy(json!([applied]), 1, 1);
+        assert_eq!(lockdown_check("agents", &locked).unwrap().verdict, Verdict::Ok);
     }
 
     #[test]

@@ -433,6 +433,10 @@ async fn a_healthy_install_passes_every_check_and_exits_zero() {
         &text,
         "ok    recording doctor-healthy/default: bucket \"doctor-healthy-audit\" reachable, lifecycle rules applied",
     );
+    // The policy has no spec.access: a note that the direct S3 path is not locked down, not a
+    // failure.
+    let (lockdown, _) = line_and_fix(&text, "note  bucket lockdown doctor-healthy/default: ");
+    assert!(lockdown.contains("reads the recordings directly"), "{lockdown}");
     // The operator puts NetworkPolicies beside each gateway; whether they hold is the CNI's.
     line_and_fix(&text, "note  networkpolicy: NetworkPolicies exist in doctor-healthy");
     assert!(!text.contains("FAIL"), "{text}");

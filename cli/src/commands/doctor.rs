@@ -18,8 +18,9 @@ use serde_json::json;
 use crate::cluster::Cluster;
 use crate::flags::DoctorArgs;
 use crate::install_checks::{
-    CONNECTION_LABEL, CheckLine, GATEWAY, Verdict, crd_check, gateway_check, network_policy_note,
-    operator_check, recording_check, webhook_configuration_check, webhook_dry_run_check,
+    CONNECTION_LABEL, CheckLine, GATEWAY, Verdict, crd_check, gateway_check, lockdown_check,
+    network_policy_note, operator_check, recording_check, webhook_configuration_check,
+    webhook_dry_run_check,
 };
 
 /// Name of the pod the webhook check creates with `dryRun: All` (never stored).
@@ -113,7 +114,12 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
                      (examples/recordingpolicy.yaml)"
                 )),
             }),
-            Ok(list) => list.items.iter().for_each(|p| print(recording_check(namespace, p))),
+            Ok(list) => list.items.iter().for_each(|p| {
+                print(recording_check(namespace, p));
+                if let Some(line) = lockdown_check(namespace, p) {
+                    print(line);
+                }
+            }),
             Err(e) => print(unreadable(&format!("recording {namespace}"), "recordingpolicies", e)),
         }
         let network_policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), namespace);
