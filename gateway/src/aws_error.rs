@@ -118,20 +118,24 @@ impl AwsError {
     }
 }
 
-/// Escapes text for XML element content.
+/// XML character data: `&`, `<`, `>`, `"` and `'` escaped, and characters XML 1.0 cannot carry
+/// (control characters other than tab, line feed and carriage return) replaced by U+FFFD, so that
+/// text from a request or an upstream never makes an answer unparseable.
 pub fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+    let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&apos;"),
+            '\t' | '\n' | '\r' => escaped.push(c),
+            c if c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}' => escaped.push('\u{FFFD}'),
+            c => escaped.push(c),
         }
     }
-    out
+    escaped
 }
 
 /// The service named by the credential scope of an `Authorization` header, before the signature

@@ -4,30 +4,13 @@ use std::fmt::Write as _;
 
 use time::{OffsetDateTime, format_description::FormatItem, macros::format_description};
 
+use crate::aws_error::xml_escape;
+
 /// The XML namespace of every STS answer.
 pub const STS_XML_NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
 const EXPIRATION_FORMAT: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-
-/// XML character data: `&`, `<`, `>`, `"` and `'` escaped, and characters XML 1.0 cannot carry
-/// (control characters other than tab, line feed and carriage return) replaced by U+FFFD.
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&apos;"),
-            '\t' | '\n' | '\r' => escaped.push(c),
-            c if c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}' => escaped.push('\u{FFFD}'),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
 
 /// STS's timestamp form, e.g. `2026-11-25T18:00:00Z` (UTC, whole seconds).
 pub fn sts_timestamp(at: OffsetDateTime) -> String {
@@ -65,7 +48,7 @@ impl XmlWriter {
 
     pub(crate) fn element(&mut self, name: &str, text: &str) {
         self.indent();
-        let _ = writeln!(self.out, "<{name}>{}</{name}>", escape(text));
+        let _ = writeln!(self.out, "<{name}>{}</{name}>", xml_escape(text));
     }
 
     pub(crate) fn request_metadata(&mut self, request_id: &str) {
@@ -91,13 +74,13 @@ mod tests {
 
     #[test]
     fn markup_characters_are_escaped() {
-        assert_eq!(escape(r#"a<b>&"c"'d'"#), "a&lt;b&gt;&amp;&quot;c&quot;&apos;d&apos;");
+        assert_eq!(xml_escape(r#"a<b>&"c"'d'"#), "a&lt;b&gt;&amp;&quot;c&quot;&apos;d&apos;");
     }
 
     #[test]
     fn characters_xml_cannot_carry_are_replaced_and_whitespace_kept() {
-        assert_eq!(escape("a\u{0}b\u{1b}c\td\ne"), "a\u{FFFD}b\u{FFFD}c\td\ne");
-        assert_eq!(escape("ünïcødé ✓"), "ünïcødé ✓");
+        assert_eq!(xml_escape("a\u{0}b\u{1b}c\td\ne"), "a\u{FFFD}b\u{FFFD}c\td\ne");
+        assert_eq!(xml_escape("ünïcødé ✓"), "ünïcødé ✓");
     }
 
     #[test]
@@ -112,7 +95,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn escaped_text_has_no_markup_and_unescapes_to_the_carriable_input(text in "\\PC{0,80}|[<>&'\"a\u{0}-\u{1f}]{0,40}") {
-            let escaped = escape(&text);
+            let escaped = xml_escape(&text);
             proptest::prop_assert!(!escaped.contains(['<', '>', '"', '\'']));
             let unescaped = escaped
                 .replace("&lt;", "<")
