@@ -118,6 +118,7 @@ async fn a_reviewer_approves_a_held_call_by_clicking_then_finds_it_with_its_appr
         env.control_plane.write_kubeconfig_for(REVIEWER, &["sre"]).expect("kubeconfig");
     let (_reviewer_console, url) =
         start_console(env, &gateway, &reviewer_kubeconfig, &dir.join("console-rita.log"));
+    refuses_without_its_token_or_from_another_host(&url).await;
     browser.goto(&url).await.expect("open the reviewer's console");
     let card = browser
         .wait_for(&format!("[data-approval=\"{key}\"]"), "s3:DeleteBucket", WAIT)
@@ -204,6 +205,47 @@ async fn a_reviewer_approves_a_held_call_by_clicking_then_finds_it_with_its_appr
         .await
         .expect("join");
     assert!(output.0, "the agent failed:\n{}", output.1);
+}
+
+/// The console answers nothing without its token, nor to another Host or Origin even with it.
+async fn refuses_without_its_token_or_from_another_host(url: &str) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    let base = origin(url);
+    for path in ["/", "/api/approvals", "/api/sessions", "/app.js"] {
+        let answer = http.get(format!("{base}{path}")).send().await.expect("the console answers");
+        assert_eq!(answer.status().as_u16(), 401, "{path}");
+        let text = answer.text().await.unwrap_or_default();
+        assert!(text.contains("needs its token"), "{path}: {text}");
+    }
+    let wrong = http.get(format!("{base}/?token={}", "0".repeat(64))).send().await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let rebound = http.get(url).header("host", "attacker.example").send().await.unwrap();
+    assert_eq!(rebound.status().as_u16(), 403, "another Host is refused even with the token");
+    let first = http.get(url).send().await.unwrap();
+    assert_eq!(first.status().as_u16(), 303, "the token is traded for a cookie");
+    let cookie = first
+        .headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap_or_default().to_owned();
+    let cross = http
+        .post(format!("{base}/api/approvals/decide"))
+        .header("cookie", &pair)
+        .header("origin", "http://attacker.example")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status().as_u16(), 403, "a cross-origin call is refused");
+    let own =
+        http.get(format!("{base}/api/approvals")).header("cookie", &pair).send().await.unwrap();
+    assert_eq!(own.status().as_u16(), 200, "the cookie admits");
 }
 
 /// `http://127.0.0.1:PORT` of a console URL.
