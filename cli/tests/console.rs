@@ -111,6 +111,16 @@ async fn a_reviewer_approves_a_held_call_by_clicking_then_finds_it_with_its_appr
         .await
         .expect("the sessions page names the namespace it may not read");
     assert!(browser.find_all("[data-session]").await.unwrap().is_empty(), "no session shows");
+    // Nor does the session's own page, addressed directly.
+    browser
+        .goto(&format!("{}#/session/{NAMESPACE}/prod-aws/{session}", origin(&outsider_url)))
+        .await
+        .expect("session page");
+    browser
+        .wait_for("#page-error", "you may not list sessions.audit.chaperone.dev", WAIT)
+        .await
+        .expect("the session page refuses the outsider");
+    assert!(browser.find_all("#calls-table").await.unwrap().is_empty(), "no call shows");
     drop(outsider_console);
 
     // The reviewer: the pending approval, approved with a reason by clicking.
@@ -246,6 +256,19 @@ async fn refuses_without_its_token_or_from_another_host(url: &str) {
     let own =
         http.get(format!("{base}/api/approvals")).header("cookie", &pair).send().await.unwrap();
     assert_eq!(own.status().as_u16(), 200, "the cookie admits");
+    let blank = http
+        .post(format!("{base}/api/approvals/decide"))
+        .header("cookie", &pair)
+        .body(
+            json!({"namespace": NAMESPACE, "name": "any", "decision": "deny", "reason": " "})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blank.status().as_u16(), 400);
+    let text = blank.text().await.unwrap_or_default();
+    assert!(text.contains("a denial needs a reason"), "{text}");
 }
 
 /// `http://127.0.0.1:PORT` of a console URL.

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use crate::approvals::ApprovalsError;
 use crate::console::Console;
 use crate::console::access::{Scope, visible_namespaces};
 use crate::console::assets;
@@ -129,7 +130,20 @@ async fn decide_answer(console: &Console, body: &[u8]) -> Response<Full<Bytes>> 
             print!("{summary}");
             json_answer(Ok(json!({"message": summary})))
         }
-        Err(e) => error(StatusCode::CONFLICT, &e.to_string()),
+        Err(e) => error(decision_status(&e), &e.to_string()),
+    }
+}
+
+/// The HTTP status the page gets for a refused decision (its text is the CLI's message).
+fn decision_status(refusal: &ApprovalsError) -> StatusCode {
+    match refusal {
+        ApprovalsError::DenialWithoutReason => StatusCode::BAD_REQUEST,
+        ApprovalsError::NotFound { .. } => StatusCode::NOT_FOUND,
+        ApprovalsError::Forbidden { .. } | ApprovalsError::Refused { .. } => StatusCode::FORBIDDEN,
+        ApprovalsError::AlreadyDecided { .. } | ApprovalsError::KeptChanging { .. } => {
+            StatusCode::CONFLICT
+        }
+        ApprovalsError::List { .. } | ApprovalsError::Request { .. } => StatusCode::BAD_GATEWAY,
     }
 }
 

@@ -11,7 +11,8 @@ const MARKER = /\{"redacted":"sha256:[0-9a-f]{64}"\}|"redacted": "sha256:[0-9a-f
 let timer = null;
 let generation = 0;
 const view = document.getElementById("view");
-const filters = { namespace: "", connection: "", agent: "", since: "", until: "", calls: "" };
+// The list starts with the last day's sessions: each listed session is read whole.
+const filters = { namespace: "", connection: "", agent: "", since: "24h", until: "", calls: "" };
 
 function h(tag, attrs, ...children) {
   const svg = ["svg", "circle", "line", "text", "title", "g", "rect"].includes(tag);
