@@ -14,6 +14,9 @@
 #[allow(dead_code)]
 #[path = "../../operator/tests/support/approval_webhook_env.rs"]
 mod approval_webhook_env;
+// The CLI tests' recorded fixtures; this test uses the recording and uploading part.
+#[allow(dead_code)]
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -215,6 +218,100 @@ async fn a_reviewer_approves_a_held_call_by_clicking_then_finds_it_with_its_appr
         .await
         .expect("join");
     assert!(output.0, "the agent failed:\n{}", output.1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_with_a_corrupt_segment_shows_as_partly_unreadable_and_fails_verification_with_the_reason()
+ {
+    const AUDIT_NAMESPACE: &str = "console-audit";
+    let env = approval_webhook_env::environment();
+    let _logs = env.logs_on_failure();
+    let admin = env.control_plane.client().await.expect("admin client");
+    ensure_namespace(&admin, AUDIT_NAMESPACE).await.expect("namespace");
+    let apply = PatchParams::apply("console-e2e").force();
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "session-reader"},
+        "rules": [{"apiGroups": ["audit.chaperone.dev"], "resources": ["sessions"], "verbs": ["get", "list"]}]});
+    Api::<Role>::namespaced(admin.clone(), AUDIT_NAMESPACE)
+        .patch("session-reader", &apply, &Patch::Apply(&role))
+        .await
+        .expect("role");
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "session-reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "session-reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "ada"}]});
+    Api::<RoleBinding>::namespaced(admin.clone(), AUDIT_NAMESPACE)
+        .patch("session-reader", &apply, &Patch::Apply(&binding))
+        .await
+        .expect("binding");
+
+    // Two sessions as a gateway records them; the second loses its second segment to garbage.
+    let calls = vec![
+        support::call("s3:PutObject", "arn:aws:s3:::data/report.csv", 200),
+        support::denied("iam:CreateUser", "arn:aws:iam::000000000000:user/x"),
+        support::call("s3:GetObject", "arn:aws:s3:::data/report.csv", 200),
+    ];
+    let spec = support::SessionSpec::new(AUDIT_NAMESPACE, "prod-aws", "pr-bot");
+    let intact = support::record(&spec.clone().replica("gw-0", calls.clone()));
+    let mut broken = support::record(&spec.replica("gw-0", calls));
+    let segment = broken
+        .objects
+        .keys()
+        .find(|k| k.ends_with("/000002.jsonl.zst"))
+        .cloned()
+        .expect("a second segment");
+    broken.objects.insert(segment, b"not a zstd frame".to_vec());
+    let bucket = support::bucket_name("console");
+    support::upload(env, &bucket, &[&intact, &broken]).await;
+
+    let ada = env.control_plane.write_kubeconfig_for("ada", &["auditors"]).expect("kubeconfig");
+    let dir = env.dir().join("console-audit");
+    std::fs::create_dir_all(&dir).expect("test folder");
+    let (_console, url) = start_console_over(
+        env,
+        AUDIT_NAMESPACE,
+        &ada,
+        &bucket,
+        &support::public_key(),
+        &dir.join("console-ada.log"),
+    );
+    let browser = Browser::start(&dir.join("chromedriver.log")).await.expect("chromium starts");
+    browser.goto(&url).await.expect("open the console");
+    browser.goto(&format!("{}#/sessions", origin(&url))).await.expect("sessions page");
+    browser
+        .wait_for(&format!("tr[data-session=\"{}\"]", broken.id), "partly unreadable", WAIT)
+        .await
+        .expect("the broken session is listed as partly unreadable");
+
+    let page = |id: &str| format!("{}#/session/{AUDIT_NAMESPACE}/prod-aws/{id}", origin(&url));
+    browser.goto(&page(&broken.id)).await.expect("the broken session");
+    browser.wait_for("#verify-badge", "verification failed", WAIT).await.expect("a failed badge");
+    browser
+        .wait_for("#verify-problems", "000002.jsonl.zst", WAIT)
+        .await
+        .expect("the reason names the broken segment");
+    browser
+        .wait_for("#session-meta", "Unreadable", WAIT)
+        .await
+        .expect("the page lists what could not be read");
+    browser
+        .wait_for("#calls-table tbody tr", "PutObject", WAIT)
+        .await
+        .expect("what could be read is still shown");
+    let screenshots = std::env::var_os("CHAPERONE_CONSOLE_SCREENSHOTS").map(PathBuf::from);
+    shoot(&browser, &screenshots, "console-broken").await;
+
+    browser.goto(&page(&intact.id)).await.expect("the intact session");
+    browser.wait_for("#verify-badge", "verified: intact", WAIT).await.expect("an intact badge");
+    browser
+        .wait_for("#calls-table tbody tr", "deny (policy.deny[0]: iam:*", WAIT)
+        .await
+        .expect("the denied call with its rule");
+    assert_eq!(
+        browser.find_all("#timeline-svg .outcome-deny").await.unwrap().len(),
+        1,
+        "one red mark"
+    );
 }
 
 /// The console answers nothing without its token, nor to another Host or Origin even with it.
@@ -426,8 +523,7 @@ async fn start_agent(
     })
 }
 
-/// Starts the console as the user of `kubeconfig`, reading recordings with the auditor's keys and
-/// trusting the gateway's recording key; returns it and the URL it printed.
+/// The console of the user of `kubeconfig` over `gateway`'s recordings, trusting its key.
 fn start_console(
     env: &LocalEnv,
     gateway: &GatewayProcess,
@@ -437,16 +533,30 @@ fn start_console(
     let public_key = chaperone_recording::signing::encode_public_key(
         &chaperone_recording::RecordingSigner::from_seed(&gateway.recording_seed).verifying_key(),
     );
+    let bucket = &gateway.spec.recording_bucket;
+    start_console_over(env, NAMESPACE, kubeconfig, bucket, &public_key, log)
+}
+
+/// Starts the console for `namespace` as the user of `kubeconfig`, reading `bucket` (prefix
+/// `agents/`) with the auditor's keys and trusting `public_key`; returns it and the URL it printed.
+fn start_console_over(
+    env: &LocalEnv,
+    namespace: &str,
+    kubeconfig: &Path,
+    bucket: &str,
+    public_key: &str,
+    log: &Path,
+) -> (ManagedProcess, String) {
     let auditor = &env.moto.auditor_user;
     let _ = std::fs::remove_file(log);
     let mut command = Command::new(env!("CARGO_BIN_EXE_kubectl-chaperone"));
     scrub_aws_env(&mut command);
     command
-        .args(["console", "--no-open", "-n", NAMESPACE, "--kubeconfig"])
+        .args(["console", "--no-open", "-n", namespace, "--kubeconfig"])
         .arg(kubeconfig)
-        .args(["--bucket", &gateway.spec.recording_bucket, "--prefix", "agents/"])
+        .args(["--bucket", bucket, "--prefix", "agents/"])
         .args(["--region", REGION, "--endpoint-url", env.moto.endpoint()])
-        .args(["--public-key", &public_key])
+        .args(["--public-key", public_key])
         .env("AWS_ACCESS_KEY_ID", &auditor.access_key_id)
         .env("AWS_SECRET_ACCESS_KEY", &auditor.secret_access_key)
         .env("AWS_EC2_METADATA_DISABLED", "true")
