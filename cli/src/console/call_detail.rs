@@ -297,6 +297,107 @@ mod tests {
         assert_eq!(body_view(&redacted).format, "redacted");
     }
 
+    fn ts(secs: u64) -> chaperone_recording::Timestamp {
+        chaperone_recording::Timestamp::parse("2026-11-25T17:00:00Z")
+            .unwrap()
+            .checked_add(std::time::Duration::from_secs(secs))
+            .unwrap()
+    }
+
+    fn request(call: &str, effect: Effect) -> chaperone_recording::Request {
+        chaperone_recording::Request {
+            call: call.into(),
+            method: "DELETE".into(),
+            path: "/scratch".into(),
+            query: vec![],
+            headers: vec![("authorization".into(), "{\"redacted\":\"sha256:00\"}".into())],
+            body: Body::empty(),
+            aws: chaperone_recording::AwsCall {
+                service: "s3".into(),
+                operation: "DeleteBucket".into(),
+                actions: vec!["s3:DeleteBucket".into()],
+                resources: vec!["arn:aws:s3:::scratch".into()],
+            },
+            decision: chaperone_recording::Decision { effect, object: None, rule: None },
+            timings: chaperone_recording::Timings::default(),
+            redacted: vec!["header:authorization".into()],
+        }
+    }
+
+    fn approval(call: &str, outcome: ApprovalDecision) -> chaperone_recording::Approval {
+        chaperone_recording::Approval {
+            call: call.into(),
+            approval_request: "ar-1".into(),
+            rule: "deletes".into(),
+            outcome,
+            approvers: vec![chaperone_recording::Approver {
+                username: "rita".into(),
+                groups: vec!["sre".into()],
+            }],
+            reason: None,
+            waited_ms: 4000,
+            fingerprint: "f".into(),
+        }
+    }
+
+    #[test]
+    fn each_call_joins_its_events_and_is_coloured_by_how_it_was_decided() {
+        use chaperone_recording::{Denied, Response, SegmentReader, SegmentWriter, Timings};
+        let mut writer = SegmentWriter::new("019abc00-0000-7000-8000-000000000001", "gw-0");
+        let mut append = |at: u64, body: EventBody| writer.append(ts(at), body).unwrap();
+        append(1, EventBody::Approval(approval("c1", ApprovalDecision::Approved)));
+        append(1, EventBody::Request(request("c1", Effect::Allow)));
+        append(
+            2,
+            EventBody::Response(Response {
+                call: "c1".into(),
+                status: Some(204),
+                headers: vec![],
+                body: Body::empty(),
+                timings: Timings { upstream_total_us: Some(9_000), ..Timings::default() },
+                upstream_error: None,
+                redacted: vec![],
+                request_body: None,
+            }),
+        );
+        let refused = request("c2", Effect::Deny);
+        append(3, EventBody::Approval(approval("c2", ApprovalDecision::TimedOut)));
+        let denied = |call: &str| Denied {
+            call: call.into(),
+            method: refused.method.clone(),
+            path: refused.path.clone(),
+            query: vec![],
+            headers: vec![],
+            body: Body::complete(b"<Delete><Bucket>scratch</Bucket></Delete>"),
+            aws: refused.aws.clone(),
+            decision: refused.decision.clone(),
+            timings: Timings::default(),
+            status: 403,
+            error_code: "AccessDenied".into(),
+            message: "no".into(),
+            redacted: vec![],
+        };
+        append(3, EventBody::Denied(denied("c2")));
+        append(4, EventBody::Denied(denied("c3")));
+        let segment = writer.finish_segment().unwrap().unwrap();
+        let events = SegmentReader::read_all(&segment.bytes).unwrap();
+
+        let views = call_views(&events);
+        assert_eq!(views.len(), 3);
+        let (approved, timed_out, denied) = (&views[0], &views[1], &views[2]);
+        assert_eq!(approved.outcome, Outcome::Approved);
+        assert_eq!(approved.approvers, vec!["rita"]);
+        assert_eq!(approved.latency_us, Some(9_000), "upstream_total_us when total_us is absent");
+        assert_eq!(approved.events.len(), 3, "approval, request, response as recorded");
+        assert_eq!(approved.events[1]["headers"][0][1], "{\"redacted\":\"sha256:00\"}");
+        assert_eq!(approved.at_ms, Some(1_795_626_001_000));
+        assert_eq!(timed_out.outcome, Outcome::Refused);
+        assert_eq!(denied.outcome, Outcome::Deny);
+        let body = denied.request_body.as_ref().unwrap();
+        assert_eq!(body.format, "xml");
+        assert_eq!(body.text, "<Delete>\n  <Bucket>scratch</Bucket>\n</Delete>");
+    }
+
     #[test]
     fn undecodable_base64_is_shown_as_broken_not_a_panic() {
         let broken = Body { encoding: BodyEncoding::Base64, data: "***".into(), ..Body::empty() };
