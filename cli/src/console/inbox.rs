@@ -47,6 +47,26 @@ pub async fn pending(
 ) -> (Vec<PendingApproval>, Vec<Skipped>) {
     let mut found = Vec::new();
     let mut skipped = Vec::new();
+    // One cluster-wide list when the user may (an admin with many namespaces); else one per
+    // namespace, each 403 named.
+    let all: Api<ApprovalRequest> = Api::all(cluster.client().clone());
+    if namespaces.len() > 1
+        && let Ok(list) = all.list(&ListParams::default()).await
+    {
+        let mut holds: HashMap<String, HashMap<String, i32>> = HashMap::new();
+        for request in &list.items {
+            let namespace = request.namespace().unwrap_or_default();
+            if !namespaces.contains(&namespace) {
+                continue;
+            }
+            if !holds.contains_key(&namespace) {
+                holds.insert(namespace.clone(), hold_seconds(cluster, &namespace).await);
+            }
+            let hold = holds.get(&namespace).and_then(|h| h.get(&request.spec.rule)).copied();
+            found.extend(pending_view(request, hold, now));
+        }
+        return (oldest_first(found), skipped);
+    }
     for namespace in namespaces {
         let api: Api<ApprovalRequest> = Api::namespaced(cluster.client().clone(), namespace);
         match api.list(&ListParams::default()).await {
@@ -77,10 +97,14 @@ pub async fn pending(
             }),
         }
     }
+    (oldest_first(found), skipped)
+}
+
+fn oldest_first(mut found: Vec<PendingApproval>) -> Vec<PendingApproval> {
     found.sort_by(|a, b| {
         (&a.created, &a.namespace, &a.name).cmp(&(&b.created, &b.namespace, &b.name))
     });
-    (found, skipped)
+    found
 }
 
 /// The holdSeconds of the namespace's ApprovalRules, by name; empty when they cannot be read
