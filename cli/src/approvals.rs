@@ -46,6 +46,11 @@ pub enum ApprovalsError {
          ({DECIDE_ATTEMPTS} attempts); run the command again"
     )]
     KeptChanging { name: String },
+    #[error(
+        "a denial needs a reason, which is shown to the agent: --reason \"why not\"; nothing was \
+         changed"
+    )]
+    DenialWithoutReason,
     #[error("listing ApprovalRequests {scope} failed: {reason}")]
     List { scope: String, reason: String },
     #[error("{what} ApprovalRequest {name:?} in namespace {namespace:?} failed: {reason}")]
@@ -97,12 +102,7 @@ pub async fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
 
 /// `approvals deny NAME --reason`.
 pub async fn deny(args: DenyArgs) -> anyhow::Result<ExitCode> {
-    if args.reason.trim().is_empty() {
-        anyhow::bail!(
-            "a denial needs a reason, which is shown to the agent: --reason \"why not\"; nothing \
-             was changed"
-        );
-    }
+    check_reason(Decision::Deny, &args.reason)?;
     decide(&args.kube, &args.name, Decision::Deny, args.reason).await
 }
 
@@ -114,34 +114,54 @@ async fn decide(
 ) -> anyhow::Result<ExitCode> {
     let cluster = connect(kube).await?;
     let namespace = namespace(kube, &cluster);
-    let api: Api<ApprovalRequest> = Api::namespaced(cluster.client().clone(), &namespace);
+    let decided = record_decision(&cluster, &namespace, name, decision, reason).await?;
+    print!("{}", decision_summary(&decided));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A denial needs a reason (the agent is shown it); an approval may go without.
+pub fn check_reason(decision: Decision, reason: &str) -> Result<(), ApprovalsError> {
+    if decision == Decision::Deny && reason.trim().is_empty() {
+        return Err(ApprovalsError::DenialWithoutReason);
+    }
+    Ok(())
+}
+
+/// Appends the caller's review to ApprovalRequest `name` in `namespace` and returns the object as
+/// the API server stored it (with the reviewer the webhook stamped). The path every decision
+/// takes: `approvals approve|deny` and the console.
+pub async fn record_decision(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    decision: Decision,
+    reason: String,
+) -> Result<ApprovalRequest, ApprovalsError> {
+    check_reason(decision, &reason)?;
+    let api: Api<ApprovalRequest> = Api::namespaced(cluster.client().clone(), namespace);
     let review =
         Review { decision, reason, user: String::new(), groups: Vec::new(), time: String::new() };
     for _ in 0..DECIDE_ATTEMPTS {
         let mut request =
-            api.get(name).await.map_err(|e| classify(e, "get", "reading", name, &namespace))?;
+            api.get(name).await.map_err(|e| classify(e, "get", "reading", name, namespace))?;
         if let Some(outcome) = outcome(&request) {
             return Err(ApprovalsError::AlreadyDecided {
                 name: name.to_owned(),
-                namespace,
+                namespace: namespace.to_owned(),
                 outcome,
-            }
-            .into());
+            });
         }
         request.spec.reviews.push(review.clone());
         // `replace` sends the resourceVersion just read: a concurrent change answers 409.
         match api.replace(name, &PostParams::default(), &request).await {
-            Ok(decided) => {
-                print!("{}", decision_summary(&decided));
-                return Ok(ExitCode::SUCCESS);
-            }
+            Ok(decided) => return Ok(decided),
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(e) => return Err(classify(e, "update", "updating", name, &namespace).into()),
+            Err(e) => return Err(classify(e, "update", "updating", name, namespace)),
         }
     }
-    Err(ApprovalsError::KeptChanging { name: name.to_owned() }.into())
+    Err(ApprovalsError::KeptChanging { name: name.to_owned() })
 }
 
 async fn connect(kube: &KubeFlags) -> anyhow::Result<Cluster> {
@@ -201,16 +221,16 @@ pub fn outcome(request: &ApprovalRequest) -> Option<String> {
     }
 }
 
-fn approvers(reviews: &[Review]) -> impl Iterator<Item = &str> {
+pub fn approvers(reviews: &[Review]) -> impl Iterator<Item = &str> {
     reviews.iter().filter(|r| r.decision == Decision::Approve).map(|r| r.user.as_str())
 }
 
-fn required(request: &ApprovalRequest) -> usize {
+pub fn required(request: &ApprovalRequest) -> usize {
     usize::try_from(request.spec.required_approvals.max(1)).unwrap_or(1)
 }
 
 /// The phase to show: the status's when written, else what the reviews say.
-fn phase(request: &ApprovalRequest) -> String {
+pub fn phase(request: &ApprovalRequest) -> String {
     if let Some(status) = &request.status {
         return format!("{:?}", status.phase);
     }
@@ -262,7 +282,7 @@ pub fn inbox(requests: &[ApprovalRequest], all_namespaces: bool, now: OffsetDate
 }
 
 /// kubectl's ages: 45s, 12m, 5h, 3d.
-fn short_age(seconds: i64) -> String {
+pub fn short_age(seconds: i64) -> String {
     let seconds = seconds.max(0);
     match seconds {
         0..120 => format!("{seconds}s"),
@@ -273,7 +293,7 @@ fn short_age(seconds: i64) -> String {
 }
 
 /// What the API server stored for the newest review, and where the request stands.
-fn decision_summary(request: &ApprovalRequest) -> String {
+pub fn decision_summary(request: &ApprovalRequest) -> String {
     let name = request.name_any();
     let namespace = request.namespace().unwrap_or_default();
     let Some(review) = request.spec.reviews.last() else {

@@ -31,6 +31,9 @@ pub enum Command {
     /// recording bucket, NetworkPolicy support. One line per check, with the fix when it fails.
     /// Exits 0 when every check passed, 1 when any failed, 2 when it could not check.
     Doctor(DoctorArgs),
+    /// A local web page (on 127.0.0.1, behind a random token) to decide pending approvals and
+    /// read recorded sessions, acting with your kubeconfig's identity (docs/console.md).
+    Console(Box<crate::console::ConsoleArgs>),
 }
 
 #[derive(Args, Debug)]

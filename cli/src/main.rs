@@ -4,6 +4,7 @@ mod action_glob;
 mod approvals;
 mod cluster;
 mod commands;
+mod console;
 mod flags;
 mod install_checks;
 mod policy_builder;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
                 commands::policy_suggest::run(*args).await
             }
             Command::Doctor(args) => commands::doctor::run(args).await,
+            Command::Console(args) => console::run(*args).await,
         }
     });
     match outcome {

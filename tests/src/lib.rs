@@ -26,6 +26,7 @@ pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod provision;
+pub mod webdriver;
 
 pub use aws::{AwsUser, MotoServer};
 pub use control_plane::ControlPlane;

@@ -438,6 +438,66 @@ pub fn which(program: &str) -> Option<PathBuf> {
     })
 }
 
+/// A headless browser and its WebDriver server, for the console's end-to-end test.
+#[derive(Debug, Clone)]
+pub struct Chromium {
+    /// The browser binary.
+    pub browser: PathBuf,
+    /// chromedriver, the WebDriver server that drives it.
+    pub driver: PathBuf,
+}
+
+/// Debian's packages of the browser and its driver.
+const CHROMIUM_PACKAGES: [&str; 2] = ["chromium", "chromium-driver"];
+
+/// Chromium and chromedriver: from PATH when both are there; else installed with
+/// `apt-get install --no-install-recommends chromium chromium-driver` when running as root (once:
+/// the next call finds them on PATH); else an error naming what to install.
+pub fn ensure_chromium() -> anyhow::Result<Chromium> {
+    if let Some(found) = chromium_on_path() {
+        return Ok(found);
+    }
+    let _lock = FileLock::acquire(&paths::cache_dir().join("locks").join("chromium"))?;
+    if let Some(found) = chromium_on_path() {
+        return Ok(found);
+    }
+    let install =
+        format!("apt-get install -y --no-install-recommends {}", CHROMIUM_PACKAGES.join(" "));
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let Some(apt_get) = which("apt-get").filter(|_| root) else {
+        bail!(
+            "the console's browser test needs Chromium and chromedriver on PATH: install them \
+             (Debian/Ubuntu as root: `{install}`; elsewhere your distribution's chromium and \
+             chromedriver packages) and run the test again"
+        );
+    };
+    eprintln!("chaperone-env: installing {} with apt-get (once)", CHROMIUM_PACKAGES.join(" "));
+    let started = Instant::now();
+    let _ticker = Ticker::start("installing chromium".to_owned());
+    run(
+        Command::new(&apt_get).args(["update", "-qq"]).env("DEBIAN_FRONTEND", "noninteractive"),
+        "apt-get update",
+    )?;
+    run(
+        Command::new(&apt_get)
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(CHROMIUM_PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        &install,
+    )?;
+    eprintln!("chaperone-env: chromium installed in {} s", started.elapsed().as_secs());
+    chromium_on_path().with_context(|| {
+        format!("`{install}` succeeded but chromium or chromedriver is still not on PATH")
+    })
+}
+
+fn chromium_on_path() -> Option<Chromium> {
+    let browser = which("chromium").or_else(|| which("chromium-browser"))?;
+    let driver = which("chromedriver")?;
+    Some(Chromium { browser, driver })
+}
+
 /// Everything the environment needs, provisioned.
 #[derive(Debug, Clone)]
 pub struct Provisioned {
