@@ -100,6 +100,13 @@ async fn main() -> anyhow::Result<()> {
             })
             .await??;
             println!("image packages: {} .debs (containers/debian-packages.txt)", debs.len());
+            let chromium =
+                tokio::task::spawn_blocking(chaperone_tests::provision::ensure_chromium).await??;
+            println!(
+                "chromium:       {} (driver {})",
+                chromium.browser.display(),
+                chromium.driver.display()
+            );
         }
         Command::RustS3Session { bucket, expect_denied } => {
             use chaperone_tests::clients::{
