@@ -4,19 +4,20 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chaperone_recording::Timestamp;
+use chaperone_recording::{EventBody, Timestamp};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::action_glob::ActionGlob;
 use crate::commands::open_source;
 use crate::flags::{ListArgs, OutputFormat};
-use crate::session_catalog::{CatalogScope, TimeRange, find_sessions};
-use crate::session_reader::read_session;
-use crate::session_summary::{SessionSummary, has_action, summarize};
 use crate::text_table::TextTable;
 use crate::time_bound::parse_time_bound;
 use crate::timeline::short_time;
+use chaperone_recording_store::{
+    CatalogScope, ReplicaRecording, SessionSummary, TimeRange, find_sessions, read_session,
+    summarize,
+};
 
 /// How many sessions are read at once.
 const PARALLEL_SESSIONS: usize = 8;
@@ -109,4 +110,13 @@ pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// True when some call of the session (forwarded or denied) has an action matching `glob`.
+fn has_action(streams: &[ReplicaRecording], glob: &ActionGlob) -> bool {
+    streams.iter().flat_map(|s| &s.events).any(|recorded| match &recorded.event.body {
+        EventBody::Request(request) => request.aws.actions.iter().any(|a| glob.matches(a)),
+        EventBody::Denied(denied) => denied.aws.actions.iter().any(|a| glob.matches(a)),
+        _ => false,
+    })
 }

@@ -12,9 +12,9 @@ use anyhow::{Context, bail};
 
 use crate::cluster::Cluster;
 use crate::flags::{ClusterFlags, SourceFlags};
-use crate::recording_bucket::{BucketAddress, RecordingBucket};
-use crate::session_catalog::locate_session;
 use chaperone_recording::SessionLocation;
+use chaperone_recording_store::locate_session;
+use chaperone_recording_store::{BucketAddress, RecordingBucket};
 
 /// The bucket to read, the namespace sessions are limited to, and the cluster if one was used.
 pub struct RecordingSource {

@@ -8,8 +8,8 @@ use chaperone_recording::{Event, merge_by_time};
 use crate::commands::open_source;
 use crate::flags::{PolicyFormat, PolicySuggestArgs};
 use crate::policy_builder::{PolicySuggestion, SessionEvents};
-use crate::session_catalog::locate_session;
-use crate::session_reader::read_session;
+use chaperone_recording_store::locate_session;
+use chaperone_recording_store::read_session;
 
 pub async fn run(args: PolicySuggestArgs) -> anyhow::Result<ExitCode> {
     let source = open_source(&args.source, false).await?;

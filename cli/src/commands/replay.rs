@@ -24,7 +24,7 @@ use crate::commands::verify::TrustSources;
 use crate::flags::ReplayArgs;
 use crate::replay_diff::{ResponseView, Verdict, compare};
 use crate::replay_plan::{Action, ReplayRequest, plan};
-use crate::session_reader::{read_session, session_keys};
+use chaperone_recording_store::{read_session, session_keys};
 
 /// Exit status when some call's answer differed.
 const EXIT_DIFFERED: u8 = 1;

@@ -8,9 +8,9 @@ use chaperone_recording::merge_by_time;
 
 use crate::commands::open_session;
 use crate::flags::{OutputFormat, ShowArgs};
-use crate::session_reader::read_session;
-use crate::session_summary::summarize;
 use crate::timeline::{calls, render, short_time};
+use chaperone_recording_store::read_session;
+use chaperone_recording_store::summarize;
 
 pub async fn run(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let (source, location) =

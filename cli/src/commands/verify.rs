@@ -11,9 +11,9 @@ use chaperone_recording::{
 
 use crate::commands::{RecordingSource, connect_cluster, open_session};
 use crate::flags::{ClusterFlags, TrustFlags, VerifyArgs};
-use crate::session_reader::session_keys;
-use crate::session_summary::status_name;
 use crate::time_bound::parse_age;
+use chaperone_recording_store::session_keys;
+use chaperone_recording_store::status_name;
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let trust = TrustSources::from(&args.trust);

@@ -7,7 +7,6 @@ use chaperone_recording::{
 };
 use serde::Serialize;
 
-use crate::action_glob::ActionGlob;
 use crate::session_reader::ReplicaRecording;
 
 /// A session as `sessions list` shows it.
@@ -104,13 +103,4 @@ pub fn status_name(status: Option<StreamStatus>) -> &'static str {
         Some(StreamStatus::Recovered) => "recovered",
         None => "no-manifest",
     }
-}
-
-/// True when some call of the session (forwarded or denied) has an action matching `glob`.
-pub fn has_action(streams: &[ReplicaRecording], glob: &ActionGlob) -> bool {
-    streams.iter().flat_map(|s| &s.events).any(|recorded| match &recorded.event.body {
-        EventBody::Request(request) => request.aws.actions.iter().any(|a| glob.matches(a)),
-        EventBody::Denied(denied) => denied.aws.actions.iter().any(|a| glob.matches(a)),
-        _ => false,
-    })
 }
