@@ -18,5 +18,5 @@ pub mod session_summary;
 pub use access_log::{AccessLogError, AccessLogWriter, read_access_log};
 pub use recording_bucket::{BucketAddress, BucketError, RecordingBucket};
 pub use session_catalog::{CatalogScope, LocateError, TimeRange, find_sessions, locate_session};
-pub use session_reader::{ReplicaRecording, read_session, session_keys};
+pub use session_reader::{ReplicaRecording, read_session, session_keys, streams_from_objects};
 pub use session_summary::{ReplicaSummary, SessionSummary, status_name, summarize};
