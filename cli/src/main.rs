@@ -2,6 +2,7 @@
 
 mod action_glob;
 mod approvals;
+mod audit_client;
 mod cluster;
 mod commands;
 mod flags;
@@ -41,6 +42,9 @@ fn main() -> ExitCode {
             Command::Sessions(SessionsCommand::List(args)) => commands::list::run(*args).await,
             Command::Sessions(SessionsCommand::Show(args)) => commands::show::run(*args).await,
             Command::Sessions(SessionsCommand::Verify(args)) => commands::verify::run(*args).await,
+            Command::Sessions(SessionsCommand::AccessLog(args)) => {
+                commands::access_log::run(*args).await
+            }
             Command::Approvals(ApprovalsCommand::List(args)) => approvals::list(args).await,
             Command::Approvals(ApprovalsCommand::Approve(args)) => approvals::approve(args).await,
             Command::Approvals(ApprovalsCommand::Deny(args)) => approvals::deny(args).await,
