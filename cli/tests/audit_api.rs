@@ -222,6 +222,7 @@ async fn an_auditor_bound_in_one_namespace_reads_it_through_the_api_server_and_e
     let env = support::environment();
     let _logs = env.logs_on_failure();
     let admin = env.control_plane.client().await.unwrap();
+    chaperone_tests::env::install_crds(&admin).await.expect("CRDs install");
     let bucket = support::bucket_name("audit-api");
     let (team_a, team_b) = sessions();
     upload(env, &bucket, &[&team_a, &team_b]).await;
@@ -305,7 +306,8 @@ async fn an_auditor_bound_in_one_namespace_reads_it_through_the_api_server_and_e
     assert_eq!(first_page.items.len(), 2);
     assert_eq!(first_page.items[0]["type"], "session.start");
     let token = first_page.metadata.continue_.clone().expect("a continue token");
-    let rest_path = format!("{get_path}/events?limit=100&continue={token}");
+    // In the order the API server passes query parameters on (sorted by name), as logged.
+    let rest_path = format!("{get_path}/events?continue={token}&limit=100");
     let rest: SessionEventList =
         serde_json::from_value(get_json(&auditor, &rest_path).await.unwrap()).unwrap();
     assert!(rest.metadata.continue_.is_none());
