@@ -463,3 +463,58 @@ async fn an_auditor_bound_in_one_namespace_reads_it_through_the_api_server_and_e
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// Two operator replicas (two writers with the operator's one key) appending to the same
+/// namespace's access log at once: conditional writes let one create each entry, the other
+/// re-reads and continues, so the log is one chain with every entry once.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_appending_at_once_never_fork_the_access_log() {
+    use chaperone_recording::{AccessRecord, RecordingSigner, Timestamp};
+    use chaperone_recording_store::{AccessLogWriter, RecordingBucket};
+
+    let env = support::environment();
+    let _logs = env.logs_on_failure();
+    let bucket = support::bucket_name("access-log-race");
+    let s3 = s3_client(env, &env.moto.gateway_user);
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let store = RecordingBucket::with_client(s3, &bucket, "agents/", "moto", "the gateway's keys");
+    let seed = [9u8; 32];
+    let replicas = [
+        std::sync::Arc::new(AccessLogWriter::new(RecordingSigner::from_seed(&seed))),
+        std::sync::Arc::new(AccessLogWriter::new(RecordingSigner::from_seed(&seed))),
+    ];
+    let mut appends = tokio::task::JoinSet::new();
+    for (r, writer) in replicas.iter().enumerate() {
+        for i in 0..8 {
+            let writer = writer.clone();
+            let store = store.clone();
+            appends.spawn(async move {
+                let record = AccessRecord {
+                    namespace: "race".into(),
+                    ts: Timestamp::now(),
+                    user: format!("replica-{r}-read-{i}"),
+                    groups: vec![],
+                    verb: "get".into(),
+                    resource: "/apis/audit.chaperone.dev/v1alpha1/namespaces/race/sessions".into(),
+                    sessions: vec![],
+                };
+                writer.append(&store, &record).await.map(|e| e.n)
+            });
+        }
+    }
+    let mut numbers = Vec::new();
+    while let Some(joined) = appends.join_next().await {
+        numbers.push(joined.unwrap().expect("every append lands"));
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=16).collect::<Vec<u64>>(), "each entry number was written once");
+    let objects = access_log(env, &bucket, "race").await;
+    let trusted: TrustedKeys =
+        [RecordingSigner::from_seed(&seed).verifying_key()].into_iter().collect();
+    let report = verify_access_log("race", &objects, &trusted);
+    assert!(report.is_valid(), "{:?}", report.problems);
+    let mut users: Vec<_> = report.entries.iter().map(|e| e.user.clone()).collect();
+    users.sort();
+    users.dedup();
+    assert_eq!(users.len(), 16, "no read lost or logged twice");
+}
