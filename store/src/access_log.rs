@@ -6,7 +6,7 @@
 //! that loses re-reads the tail (the winner's entry, whose hash becomes its `prev`) and tries
 //! `n + 2`. Each replica remembers the tail it last saw and lists only the keys after it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chaperone_recording::{
     AccessEntry, AccessRecord, Hash256, RecordingSigner, access_log_folder, access_log_key,
@@ -43,6 +43,8 @@ struct Tail {
 pub struct AccessLogWriter {
     signer: RecordingSigner,
     tails: Mutex<HashMap<String, Tail>>,
+    /// Buckets (and prefixes) the public key was published to by this replica.
+    published: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for AccessLogWriter {
@@ -53,7 +55,7 @@ impl std::fmt::Debug for AccessLogWriter {
 
 impl AccessLogWriter {
     pub fn new(signer: RecordingSigner) -> Self {
-        Self { signer, tails: Mutex::new(HashMap::new()) }
+        Self { signer, tails: Mutex::new(HashMap::new()), published: Mutex::new(HashSet::new()) }
     }
 
     /// The signing key's public half, standard base64.
@@ -61,9 +63,15 @@ impl AccessLogWriter {
         chaperone_recording::signing::encode_public_key(&self.signer.verifying_key())
     }
 
-    /// Publishes the public key at `<prefix>access-log/keys/<key_id>.pub` if it is not there.
+    /// Publishes the public key at `<prefix>access-log/keys/<key_id>.pub` if it is not there
+    /// (once per bucket and prefix for this writer).
     pub async fn publish_public_key(&self, bucket: &RecordingBucket) -> Result<(), BucketError> {
         let key = access_log_public_key_object(bucket.prefix(), self.signer.key_id());
+        let mut published = self.published.lock().await;
+        let published_key = format!("{}/{key}", bucket.bucket());
+        if published.contains(&published_key) {
+            return Ok(());
+        }
         let body = format!(
             "# Chaperone audit API access-log public key {}, published by chaperone-operator.\n\
              # Trust it only after comparing it with a copy you trust, e.g. the ConfigMap \
@@ -72,6 +80,7 @@ impl AccessLogWriter {
             self.public_key()
         );
         bucket.put_if_absent(&key, body.into_bytes(), "text/plain").await?;
+        published.insert(published_key);
         Ok(())
     }
 

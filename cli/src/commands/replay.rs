@@ -325,6 +325,14 @@ async fn events_direct(
 /// The session's events through the audit API, refused unless the operator verified it (or
 /// --no-verify).
 async fn events_via_api(args: &ReplayArgs) -> anyhow::Result<Vec<Event>> {
+    if !args.trust.public_key.is_empty()
+        || args.trust.public_keys_file.is_some()
+        || args.trust.cluster_keys
+    {
+        bail!(
+            "--public-key, --public-keys-file and --cluster-keys verify objects you read from S3 yourself:              add --direct with --bucket or --recording-policy (without them, replay relies on the              operator's verification through the audit API)"
+        );
+    }
     let (api, namespace) = open_audit_api(&args.source).await?;
     if args.no_verify {
         eprintln!(

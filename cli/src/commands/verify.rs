@@ -92,6 +92,15 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 /// `sessions verify` through the audit API: the operator's verification, against the keys the
 /// session's AgentConnection publishes. For a check that does not trust the operator, --direct.
 async fn verify_via_api(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    if !args.trust.public_key.is_empty()
+        || args.trust.public_keys_file.is_some()
+        || args.trust.cluster_keys
+        || access_log_requested(&args.access_log)
+    {
+        anyhow::bail!(
+            "--public-key, --public-keys-file, --cluster-keys and --access-log-key check objects you read              from S3 yourself: add --direct with --bucket or --recording-policy (without them, verify shows              the operator's verification through the audit API)"
+        );
+    }
     let (api, namespace) = open_audit_api(&args.source).await?;
     let session = api.get(&namespace, &args.session).await?;
     let verification = &session.status.verification;
