@@ -431,6 +431,32 @@ async fn an_auditor_bound_in_one_namespace_reads_it_through_the_api_server_and_e
     );
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(run.stdout.contains("Verified"), "{}", run.stdout);
+    // kubectl itself, where it is installed (it is not a requirement of the test environment):
+    // discovery through the aggregation layer, then the Table's columns.
+    match std::process::Command::new("kubectl")
+        .args(["get", "sessions", "-n", TEAM_A, "--kubeconfig", kubeconfig])
+        .output()
+    {
+        Ok(output) => {
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+            let header = stdout.lines().next().unwrap_or_default();
+            for column in ["NAME", "CONNECTION", "AGENT", "CALLS", "DENIED", "VERIFIED"] {
+                assert!(header.contains(column), "{stdout}");
+            }
+            assert!(stdout.contains(&team_a.id) && stdout.contains("Verified"), "{stdout}");
+        }
+        Err(e) => eprintln!("kubectl get sessions not checked: kubectl does not run here ({e})"),
+    }
+    let run = run_as(
+        nobody,
+        &["policy", "suggest", &team_a.id, "-n", TEAM_A, "--kubeconfig", kubeconfig],
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout.contains("s3:PutObject") && run.stderr.contains("iam:CreateUser"),
+        "{run:?}"
+    );
     // ... says which RBAC to ask for when refused ...
     let run = run_as(nobody, &["sessions", "list", "-n", TEAM_B, "--kubeconfig", kubeconfig]);
     assert_eq!(run.code, Some(2), "{run:?}");
@@ -450,6 +476,17 @@ async fn an_auditor_bound_in_one_namespace_reads_it_through_the_api_server_and_e
     let run = run_as(nobody, &args);
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(run.stdout.contains(AUDITOR) && run.stdout.contains("intact"), "{}", run.stdout);
+    let public_key = support::public_key();
+    let mut verify_args = vec!["sessions", "verify", &team_a.id, "--direct", "-n", TEAM_A];
+    verify_args.extend(["--public-key", &public_key, "--access-log-key", &key]);
+    verify_args.extend(direct_flags);
+    let run = run_as(nobody, &verify_args);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout.contains(&format!("access log of namespace {TEAM_A}: intact")),
+        "{}",
+        run.stdout
+    );
     let (first_key, first) = objects.iter().next().unwrap();
     let forged = String::from_utf8(first.clone()).unwrap().replace(AUDITOR, "someone-else");
     support::put(&s3_client(env, &env.moto.gateway_user), &bucket, first_key, forged.into_bytes())
@@ -457,6 +494,16 @@ async fn an_auditor_bound_in_one_namespace_reads_it_through_the_api_server_and_e
     let run = run_as(nobody, &args);
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(run.stdout.contains("NOT intact"), "{}", run.stdout);
+    // sessions verify --direct checks the namespace's access log too: the session is intact, the
+    // log is not.
+    let run = run_as(nobody, &verify_args);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stdout.contains(&format!("access log of namespace {TEAM_A}: NOT intact"))
+            && run.stdout.contains(&format!("session {}: intact", team_a.id)),
+        "{}",
+        run.stdout
+    );
     let tampered = verify_access_log(TEAM_A, &access_log(env, &bucket, TEAM_A).await, &trusted);
     assert!(!tampered.is_valid());
 
