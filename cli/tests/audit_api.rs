@@ -457,6 +457,23 @@ async fn an_auditor_bound_in_one_namespace_reads_it_through_the_api_server_and_e
         run.stdout.contains("s3:PutObject") && run.stderr.contains("iam:CreateUser"),
         "{run:?}"
     );
+    // replay reads through the API too, and relies on the operator's verification; the sandbox
+    // (moto, without the recorded buckets) answers differently, which is replay's exit 1.
+    let run = run_as(
+        nobody,
+        &[
+            "replay",
+            &team_a.id,
+            "-n",
+            TEAM_A,
+            "--kubeconfig",
+            kubeconfig,
+            "--endpoint",
+            env.moto.endpoint(),
+        ],
+    );
+    assert!(run.stdout.contains("verified intact by the operator"), "{run:?}");
+    assert!(run.stdout.contains("s3:PutObject") && run.code == Some(1), "{run:?}");
     // ... says which RBAC to ask for when refused ...
     let run = run_as(nobody, &["sessions", "list", "-n", TEAM_B, "--kubeconfig", kubeconfig]);
     assert_eq!(run.code, Some(2), "{run:?}");
