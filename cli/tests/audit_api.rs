@@ -526,6 +526,11 @@ async fn an_auditor_bound_in_one_namespace_reads_it_through_the_api_server_and_e
 
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+    // Later test binaries sharing the API server should not discover an API whose server is gone.
+    Api::<APIService>::all(admin.clone())
+        .delete("v1alpha1.audit.chaperone.dev", &Default::default())
+        .await
+        .unwrap();
 }
 
 /// Two operator replicas (two writers with the operator's one key) appending to the same
