@@ -67,13 +67,24 @@ pub enum SessionsCommand {
     Show(Box<ShowArgs>),
     /// Verify a session's chain, digests and signatures against keys you trust (never keys found in
     /// the bucket). Exits 0 when intact, 1 with one line per problem, 2 when it cannot verify.
+    /// Through the audit API (the default) it shows the operator's verification; --direct checks
+    /// the objects yourself.
     Verify(Box<VerifyArgs>),
+    /// Show and verify a namespace's access log: every read the audit API served (who, when,
+    /// what), signed and hash-chained by the operator. Read from S3 with your own AWS identity.
+    /// Exits 0 when intact, 1 with one line per problem, 2 when it cannot verify.
+    AccessLog(Box<AccessLogArgs>),
 }
 
-/// Where recordings are read from: a bucket named on the command line, or a RecordingPolicy.
+/// Where recordings are read from: the audit API (the default), or, with --direct, a bucket named
+/// on the command line or by a RecordingPolicy.
 #[derive(Args, Debug, Clone)]
-#[command(group(ArgGroup::new("recordings").required(true).args(["bucket", "recording_policy"])))]
+#[command(group(ArgGroup::new("recordings").args(["bucket", "recording_policy"])))]
 pub struct SourceFlags {
+    /// Read S3 directly with your own AWS identity (--bucket or --recording-policy) instead of
+    /// through the audit API; implied by --bucket and --recording-policy.
+    #[arg(long)]
+    pub direct: bool,
     /// Bucket holding the recordings.
     #[arg(long)]
     pub bucket: Option<String>,
@@ -179,6 +190,9 @@ pub struct VerifyArgs {
     pub connection: Option<String>,
     #[command(flatten)]
     pub trust: TrustFlags,
+    /// With --direct: also verify the access log of the session's namespace with these keys.
+    #[command(flatten)]
+    pub access_log: AccessLogTrustFlags,
 }
 
 /// The keys a session is verified with, and how stale its newest digest may be (`sessions
@@ -197,6 +211,29 @@ pub struct TrustFlags {
     /// How far behind now (or past the session's end) the newest digest may be: 15m, 1h...
     #[arg(long, default_value = "15m")]
     pub grace: String,
+}
+
+#[derive(Args, Debug)]
+pub struct AccessLogArgs {
+    #[command(flatten)]
+    pub source: SourceFlags,
+    #[command(flatten)]
+    pub trust: AccessLogTrustFlags,
+}
+
+/// The keys an access log is verified with.
+#[derive(Args, Debug, Clone)]
+pub struct AccessLogTrustFlags {
+    /// A trusted access-log public key (standard base64 of 32 bytes; the ConfigMap
+    /// chaperone-access-log-key's publicKey in the operator's namespace), repeatable.
+    #[arg(long, value_name = "BASE64")]
+    pub access_log_key: Vec<String>,
+    /// Also trust the key in the ConfigMap chaperone-access-log-key of --operator-namespace.
+    #[arg(long)]
+    pub cluster_access_log_key: bool,
+    /// The operator's namespace, for --cluster-access-log-key.
+    #[arg(long, default_value = "chaperone-system")]
+    pub operator_namespace: String,
 }
 
 #[derive(Subcommand, Debug)]

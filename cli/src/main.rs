@@ -2,18 +2,15 @@
 
 mod action_glob;
 mod approvals;
+mod audit_client;
 mod cluster;
 mod commands;
 mod console;
 mod flags;
 mod install_checks;
 mod policy_builder;
-mod recording_bucket;
 mod replay_diff;
 mod replay_plan;
-mod session_catalog;
-mod session_reader;
-mod session_summary;
 mod text_table;
 mod time_bound;
 mod timeline;
@@ -46,6 +43,9 @@ fn main() -> ExitCode {
             Command::Sessions(SessionsCommand::List(args)) => commands::list::run(*args).await,
             Command::Sessions(SessionsCommand::Show(args)) => commands::show::run(*args).await,
             Command::Sessions(SessionsCommand::Verify(args)) => commands::verify::run(*args).await,
+            Command::Sessions(SessionsCommand::AccessLog(args)) => {
+                commands::access_log::run(*args).await
+            }
             Command::Approvals(ApprovalsCommand::List(args)) => approvals::list(args).await,
             Command::Approvals(ApprovalsCommand::Approve(args)) => approvals::approve(args).await,
             Command::Approvals(ApprovalsCommand::Deny(args)) => approvals::deny(args).await,

@@ -13,6 +13,8 @@
 //! - [`approvals`]: ApprovalRequests' phase, notifications, expiry and cleanup.
 //! - [`webhooks`]: the admission webhooks every replica serves (ApprovalRequest reviews, agent
 //!   pods), their TLS certificates and their registration.
+//! - [`audit_api`]: recorded sessions served read-only through the aggregation layer, each read
+//!   written to a signed access log in the bucket.
 //! - [`runtime`]: what the controllers share and the process around them: controller
 //!   scaffolding (backoff, events, status writes, AWS keys from Secrets), settings, leader
 //!   election, the admin port and metrics, TLS, the token issuer's discovery.
@@ -21,6 +23,7 @@
 //! crate.
 
 pub mod approvals;
+pub mod audit_api;
 pub mod error;
 pub mod gateway;
 pub mod network_policy;

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use chaperone_operator::{
     Context, GatewaySettings, OperatorMetrics, approvals,
     approvals::lifecycle::LifecycleSettings,
+    audit_api::{AuditApiOptions, run_audit_api},
     gateway, recording_policy,
     runtime::admin,
     runtime::gateway_pod::GatewayPodSettings,
@@ -136,6 +137,21 @@ struct Args {
     /// configuration.
     #[arg(long, default_value_t = 300)]
     webhook_refresh_seconds: u64,
+    /// Serve the audit API (sessions through the aggregation layer) and register its APIService
+    /// (every replica serves it, leader or not).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    audit_api: bool,
+    /// Address the audit API listens on (TLS; only the API server's front proxy is answered).
+    #[arg(long, default_value = "0.0.0.0:9444")]
+    audit_api_listen: SocketAddr,
+    /// The Service the APIService v1alpha1.audit.chaperone.dev points at:
+    /// `<namespace>/<name>[:<port>]` or `<name>[:<port>]` (in `--namespace`).
+    #[arg(long, default_value = "chaperone-operator:8443")]
+    audit_api_service: String,
+    /// Seconds between re-reads of the audit API's TLS Secret and front-proxy settings, and
+    /// re-applies of its APIService.
+    #[arg(long, default_value_t = 60)]
+    audit_api_refresh_seconds: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -162,6 +178,12 @@ async fn main() -> anyhow::Result<()> {
         Some(url) => WebhookEndpoint::url(url),
         None => WebhookEndpoint::service(&args.webhook_service, &args.namespace),
     }
+    .map_err(anyhow::Error::msg)?;
+
+    let audit_service = chaperone_operator::audit_api::registration::AuditService::parse(
+        &args.audit_api_service,
+        &args.namespace,
+    )
     .map_err(anyhow::Error::msg)?;
 
     chaperone_operator::runtime::tls::install_crypto_provider();
@@ -245,8 +267,29 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let audit_api = if args.audit_api {
+        let listener = tokio::net::TcpListener::bind(args.audit_api_listen)
+            .await
+            .with_context(|| format!("binding the audit API address {}", args.audit_api_listen))?;
+        let options = AuditApiOptions {
+            service: audit_service,
+            namespace: args.namespace.clone(),
+            lifetimes: CertificateLifetimes {
+                serving: Duration::from_secs(args.webhook_cert_validity_hours.saturating_mul(3600)),
+                ..CertificateLifetimes::default()
+            },
+            refresh_every: Duration::from_secs(args.audit_api_refresh_seconds.max(1)),
+        };
+        let mut stopping = stopping.clone();
+        Some(tokio::spawn(run_audit_api(client.clone(), listener, options, async move {
+            let _ = stopping.wait_for(|s| *s != Stop::Running).await;
+        })))
+    } else {
+        None
+    };
     info!(
         admin = %args.admin,
+        audit_api = %args.audit_api_listen,
         webhooks = %args.webhook_listen,
         operator_namespace = %args.namespace,
         watch_namespace = args.watch_namespace.as_deref().unwrap_or("<all>"),
@@ -271,6 +314,7 @@ async fn main() -> anyhow::Result<()> {
         if !wait_to_lead(lease, stopping.clone()).await {
             let _ = admin.await;
             stop_webhooks(webhooks).await;
+            stop_audit_api(audit_api).await;
             return Ok(());
         }
         info!(identity = lease.identity(), "leading");
@@ -319,6 +363,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = approvals.await;
     let _ = admin.await;
     stop_webhooks(webhooks).await;
+    stop_audit_api(audit_api).await;
     if *stopping.borrow() == Stop::LostLease {
         anyhow::bail!(
             "lost the leader-election Lease; exiting so that a fresh start contends again"
@@ -344,6 +389,20 @@ async fn stop_webhooks(
         Ok(Ok(())) => info!("webhooks stopped"),
         Ok(Err(error)) => warn!(%error, "the webhooks had stopped with an error"),
         Err(error) => warn!(%error, "the webhook task failed"),
+    }
+}
+
+/// Waits for the audit API (already told to stop) to finish its in-flight reads.
+async fn stop_audit_api(
+    audit_api: Option<
+        tokio::task::JoinHandle<Result<(), chaperone_operator::audit_api::AuditApiError>>,
+    >,
+) {
+    let Some(audit_api) = audit_api else { return };
+    match audit_api.await {
+        Ok(Ok(())) => info!("audit API stopped"),
+        Ok(Err(error)) => warn!(%error, "the audit API had stopped with an error"),
+        Err(error) => warn!(%error, "the audit API task failed"),
     }
 }
 

@@ -87,6 +87,7 @@ except s3.exceptions.BucketAlreadyOwnedByYou:
         .args(["--service-account-issuer", env.control_plane.issuer()])
         .args(["--admin", &format!("127.0.0.1:{}", free_port().unwrap())])
         .args(["--webhooks", "false"])
+        .args(["--audit-api", "false"])
         .args(["--leader-election", "false"])
         .args(["--log-format", "text"]);
     let log = env.dir().join("operator-ambient.log");

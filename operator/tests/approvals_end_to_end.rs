@@ -95,6 +95,8 @@ async fn start_operator(env: &'static LocalEnv) -> anyhow::Result<Operator> {
             &format!("--approval-retention-seconds={RETENTION_SECONDS}"),
             &format!("--webhook-listen=127.0.0.1:{webhook_port}"),
             &format!("--webhook-url=https://127.0.0.1:{webhook_port}"),
+            // The audit API needs an EndpointSlice at a non-loopback address; cli/tests/audit_api.rs tests it.
+            "--audit-api=false",
         ]);
     let mut process = ManagedProcess::start("chaperone-operator", command, &log)?;
     // Leading (the Lease names it) means its controllers run; the API server calls the webhook

@@ -59,6 +59,8 @@ fn start_operator_registering(
         .args(["--webhook-url", &format!("https://127.0.0.1:{webhook_port}")])
         .args(["--webhook-config-name", configuration])
         .args(["--leader-election", "false"])
+        // Several operator processes run at once here; the audit API is tested in cli/tests/audit_api.rs.
+        .args(["--audit-api", "false"])
         .args(["--log-format", "text"]);
     let log = env.dir().join(format!("{name}.log"));
     (ManagedProcess::start(name, command, &log).expect("the operator starts"), admin_port)

@@ -3,6 +3,7 @@
 //! Events (JSON Lines, zstd segments), the hash chain, signed manifests and digests, the writer,
 //! the reader and the verifier. Documented for other implementations in docs/recording-format.md.
 
+pub mod access_log;
 pub mod canonical;
 pub mod digest;
 pub mod event;
@@ -21,6 +22,10 @@ pub mod verify;
 #[cfg(test)]
 mod fixtures;
 
+pub use access_log::{
+    ACCESS_FORMAT, AccessEntry, AccessLogProblem, AccessLogReport, AccessRecord, access_log_folder,
+    access_log_key, access_log_number, access_log_public_key_object, verify_access_log,
+};
 pub use canonical::canonical_json;
 pub use digest::{DIGEST_FORMAT, Digest, DigestChain, SignedDigest};
 pub use event::{

@@ -25,6 +25,25 @@ pub const ADMIN_USER: &str = "chaperone-admin";
 /// Common name of the test cluster's CA.
 const CA_NAME: &str = "chaperone-test-ca";
 
+/// Common name of the aggregation layer's request-header (front-proxy) CA.
+const FRONT_PROXY_CA_NAME: &str = "chaperone-test-front-proxy-ca";
+
+/// Common name of the API server's front-proxy client certificate: the only name aggregated API
+/// servers accept (`--requestheader-allowed-names`).
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
+
+/// The audit policy: requests to the audit API (group audit.chaperone.dev) at Metadata level, so a
+/// test can find each read; nothing else, to keep the log small.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    resources:
+      - group: audit.chaperone.dev
+  - level: None
+";
+
 /// How to reach and impersonate a running control plane: written by the process that runs it,
 /// read by test binaries that share it (see [`crate::env::EnvDescription`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +65,9 @@ pub struct ControlPlaneDescription {
     pub admin_kubeconfig: PathBuf,
     /// Component name and log path of etcd and kube-apiserver.
     pub logs: Vec<(String, PathBuf)>,
+    /// The Kubernetes audit log (JSON lines; audit.chaperone.dev requests only).
+    #[serde(default)]
+    pub audit_log: PathBuf,
 }
 
 /// A running etcd + kube-apiserver pair with RBAC, a service-account issuer and client certificates.
@@ -60,6 +82,7 @@ pub struct ControlPlane {
     ca: TestCa,
     sa_key: ServiceAccountKey,
     admin_kubeconfig: PathBuf,
+    audit_log: PathBuf,
 }
 
 impl ControlPlane {
@@ -76,6 +99,16 @@ impl ControlPlane {
         fs::write(pki.join("apiserver.key"), &serving.key_pem)?;
         fs::write(pki.join("sa.key"), &sa_key.private_pem)?;
         fs::write(pki.join("sa.pub"), &sa_key.public_pem)?;
+        // The aggregation layer: the API server proxies to aggregated API servers (the audit API)
+        // with this client certificate and the user in X-Remote-* headers.
+        let front_proxy_ca = TestCa::generate(FRONT_PROXY_CA_NAME)?;
+        let front_proxy_client = front_proxy_ca.client_cert(FRONT_PROXY_CLIENT, &[])?;
+        fs::write(pki.join("front-proxy-ca.crt"), front_proxy_ca.cert_pem())?;
+        fs::write(pki.join("front-proxy-client.crt"), &front_proxy_client.cert_pem)?;
+        fs::write(pki.join("front-proxy-client.key"), &front_proxy_client.key_pem)?;
+        let audit_policy = dir.join("audit-policy.yaml");
+        fs::write(&audit_policy, AUDIT_POLICY)?;
+        let audit_log = dir.join("kube-apiserver-audit.log");
 
         let etcd_client_port = free_port()?;
         let etcd_peer_port = free_port()?;
@@ -115,6 +148,28 @@ impl ControlPlane {
             .arg("--allow-privileged=true")
             .arg("--enable-priority-and-fairness=false")
             .arg("--endpoint-reconciler-type=none")
+            .arg(format!(
+                "--requestheader-client-ca-file={}",
+                pki.join("front-proxy-ca.crt").display()
+            ))
+            .arg(format!("--requestheader-allowed-names={FRONT_PROXY_CLIENT}"))
+            .arg("--requestheader-username-headers=X-Remote-User")
+            .arg("--requestheader-group-headers=X-Remote-Group")
+            .arg("--requestheader-extra-headers-prefix=X-Remote-Extra-")
+            .arg(format!(
+                "--proxy-client-cert-file={}",
+                pki.join("front-proxy-client.crt").display()
+            ))
+            .arg(format!(
+                "--proxy-client-key-file={}",
+                pki.join("front-proxy-client.key").display()
+            ))
+            // No kube-proxy: the aggregator dials an APIService's endpoint, not its cluster IP.
+            .arg("--enable-aggregator-routing=true")
+            .arg(format!("--audit-policy-file={}", audit_policy.display()))
+            .arg(format!("--audit-log-path={}", audit_log.display()))
+            .arg("--audit-log-format=json")
+            .arg("--audit-log-mode=blocking")
             .arg("--v=1");
         let apiserver = ManagedProcess::start(
             "kube-apiserver",
@@ -138,6 +193,7 @@ impl ControlPlane {
             ca,
             sa_key,
             admin_kubeconfig,
+            audit_log,
         };
         plane.wait_ready(Duration::from_secs(120)).await?;
         Ok(plane)
@@ -158,6 +214,7 @@ impl ControlPlane {
                 public_pem: d.sa_public_pem.clone(),
             },
             admin_kubeconfig: d.admin_kubeconfig.clone(),
+            audit_log: d.audit_log.clone(),
         };
         plane.wait_ready(Duration::from_secs(30)).await?;
         Ok(plane)
@@ -174,6 +231,7 @@ impl ControlPlane {
             sa_public_pem: self.sa_key.public_pem.clone(),
             admin_kubeconfig: self.admin_kubeconfig.clone(),
             logs: self.logs.clone(),
+            audit_log: self.audit_log.clone(),
         }
     }
 
@@ -224,6 +282,11 @@ impl ControlPlane {
     /// Path of the admin kubeconfig (`system:masters`).
     pub fn admin_kubeconfig(&self) -> &Path {
         &self.admin_kubeconfig
+    }
+
+    /// The Kubernetes audit log (JSON lines): requests to group audit.chaperone.dev.
+    pub fn audit_log(&self) -> &Path {
+        &self.audit_log
     }
 
     /// The run directory (certificates, etcd data, logs).

@@ -463,6 +463,9 @@ fn start_operator(env: &LocalEnv, binary: &Path) -> anyhow::Result<ManagedProces
         .arg(format!("--admin=127.0.0.1:{admin_port}"))
         .arg(format!("--webhook-listen=127.0.0.1:{webhook_port}"))
         .arg(format!("--webhook-url=https://127.0.0.1:{webhook_port}"))
+        // The demo's auditor reads S3 directly (--recording-policy); without kube-proxy the audit
+        // API would need an EndpointSlice at a non-loopback address (cli/tests/audit_api.rs).
+        .arg("--audit-api=false")
         .arg(format!("--gateway-jwks-uri={}/openid/v1/jwks", env.control_plane.url()));
     crate::aws::scrub_aws_env(&mut command);
     ManagedProcess::start("chaperone-operator", command, &env.dir().join("operator.log"))

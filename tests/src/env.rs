@@ -312,10 +312,23 @@ const CLUSTER_KINDS: [&str; 8] = [
 /// - moto's state stays: its IAM users cannot be made again (unsigned calls are allowed only at
 ///   its start), so tests name their AWS resources (buckets, tables, roles) uniquely instead.
 ///
+/// The audit API's APIService (registered by `cli/tests/audit_api.rs`, whose in-process server is
+/// gone) is deleted first, so that discovery here and in later binaries does not meet an
+/// unavailable aggregated API. The API server's own APIServices stay.
+///
 /// Test binaries run one after another (`cargo test` runs them sequentially), so nothing else
 /// is using the API server meanwhile.
 pub async fn reset(client: &Client) -> anyhow::Result<()> {
+    use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
     use kube::discovery::{Discovery, Scope, verbs};
+    match Api::<APIService>::all(client.clone())
+        .delete("v1alpha1.audit.chaperone.dev", &Default::default())
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(e).context("deleting the audit API's APIService"),
+    }
     let discovery = Discovery::new(client.clone())
         .run_aggregated()
         .await

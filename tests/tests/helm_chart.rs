@@ -341,9 +341,53 @@ fn the_webhooks_fail_closed_and_the_pod_webhook_sees_only_labelled_pods() {
 }
 
 #[test]
+fn the_audit_api_is_registered_at_the_operators_service_and_its_auditor_role_only_reads_sessions() {
+    let chart = objects(&rendered(&[])).unwrap();
+    let service = find(&chart, "APIService", "v1alpha1.audit.chaperone.dev").expect("APIService");
+    assert!(service["spec"].get("caBundle").is_none(), "the operator fills in caBundle");
+    assert_eq!(
+        service["spec"]["service"],
+        json!({"namespace": "chaperone-system", "name": "chaperone-operator", "port": 8443})
+    );
+    let operator_service = find(&chart, "Service", "chaperone-operator").expect("Service");
+    let port = operator_service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == 8443)
+        .expect("the Service has the APIService's port");
+    assert_eq!(port["targetPort"], "audit-api");
+    let role = find(&chart, "ClusterRole", "chaperone-session-auditor").expect("auditor role");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": ["audit.chaperone.dev"], "resources": ["sessions", "sessions/events"],
+                "verbs": ["get", "list"]}])
+    );
+    let reader =
+        find(&chart, "RoleBinding", "chaperone-operator:extension-apiserver-authentication-reader")
+            .expect("front-proxy settings reader");
+    assert_eq!(reader["metadata"]["namespace"], "kube-system");
+    let deployment = find(&chart, "Deployment", "chaperone-operator").expect("Deployment");
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--audit-api-service=chaperone-system/chaperone-operator:8443"),
+        "{args}"
+    );
+
+    let off = objects(&rendered(&["--set", "auditApi.enabled=false"])).unwrap();
+    assert!(find(&off, "APIService", "v1alpha1.audit.chaperone.dev").is_none());
+    let deployment = find(&off, "Deployment", "chaperone-operator").expect("Deployment");
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("--audit-api=false"), "{args}");
+}
+
+#[test]
 fn every_rbac_rule_in_the_chart_carries_a_comment_saying_why() {
-    let template =
+    let mut template =
         std::fs::read_to_string(chart::chart_dir().join("templates/clusterrole.yaml")).unwrap();
+    template.push_str(
+        &std::fs::read_to_string(chart::chart_dir().join("templates/audit-api.yaml")).unwrap(),
+    );
     let lines: Vec<&str> = template.lines().collect();
     let mut rules = 0;
     for (i, line) in lines.iter().enumerate() {

@@ -4,19 +4,20 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chaperone_recording::Timestamp;
+use chaperone_recording::{EventBody, Timestamp};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::action_glob::ActionGlob;
-use crate::commands::open_source;
+use crate::commands::{open_audit_api, open_source};
 use crate::flags::{ListArgs, OutputFormat};
-use crate::session_catalog::{CatalogScope, TimeRange, find_sessions};
-use crate::session_reader::read_session;
-use crate::session_summary::{SessionSummary, has_action, summarize};
 use crate::text_table::TextTable;
 use crate::time_bound::parse_time_bound;
 use crate::timeline::short_time;
+use chaperone_recording_store::{
+    CatalogScope, ReplicaRecording, SessionSummary, TimeRange, find_sessions, read_session,
+    summarize,
+};
 
 /// How many sessions are read at once.
 const PARALLEL_SESSIONS: usize = 8;
@@ -32,6 +33,9 @@ pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     let range =
         TimeRange { since: bound(&args.since, "--since")?, until: bound(&args.until, "--until")? };
     let glob = args.action.as_deref().map(ActionGlob::new);
+    if args.source.via_api() {
+        return list_via_api(&args, range, glob.as_ref()).await;
+    }
     let source = open_source(&args.source, args.all_namespaces).await?;
     let bucket = &source.bucket;
     let scope = CatalogScope {
@@ -103,6 +107,97 @@ pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
                     s.started.map_or("-".to_owned(), short_time),
                     s.calls.to_string(),
                     s.status.clone(),
+                ]);
+            }
+            print!("{}", table.render());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// True when some call of the session (forwarded or denied) has an action matching `glob`.
+fn has_action(streams: &[ReplicaRecording], glob: &ActionGlob) -> bool {
+    streams.iter().flat_map(|s| &s.events).any(|recorded| match &recorded.event.body {
+        EventBody::Request(request) => request.aws.actions.iter().any(|a| glob.matches(a)),
+        EventBody::Denied(denied) => denied.aws.actions.iter().any(|a| glob.matches(a)),
+        _ => false,
+    })
+}
+
+/// `sessions list` through the audit API: the operator's summaries and verification, filtered
+/// here; `--action` reads each candidate's events (each read is logged like any other).
+async fn list_via_api(
+    args: &ListArgs,
+    range: TimeRange,
+    glob: Option<&ActionGlob>,
+) -> anyhow::Result<ExitCode> {
+    let (api, namespace) = open_audit_api(&args.source).await?;
+    let list = api.list((!args.all_namespaces).then_some(namespace.as_str())).await?;
+    let mut sessions = Vec::new();
+    for session in list.items {
+        let status = &session.status;
+        if args.connection.as_ref().is_some_and(|c| c != &status.connection)
+            || args.agent.as_ref().is_some_and(|a| {
+                status.agent.as_ref().is_none_or(|agent| &agent.service_account != a)
+            })
+            || status
+                .start
+                .as_deref()
+                .and_then(|s| Timestamp::parse(s).ok())
+                .is_some_and(|t| !range.contains(t))
+        {
+            continue;
+        }
+        if let Some(glob) = glob {
+            let name = session.metadata.name.clone().unwrap_or_default();
+            let ns = session.metadata.namespace.clone().unwrap_or_default();
+            let streams = api.streams(&ns, &name).await?;
+            if !has_action(&streams, glob) {
+                continue;
+            }
+        }
+        sessions.push(session);
+    }
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&sessions)?),
+        OutputFormat::Text if sessions.is_empty() => {
+            eprintln!(
+                "No sessions found in {}.",
+                if args.all_namespaces { "any namespace you may list" } else { namespace.as_str() }
+            );
+        }
+        OutputFormat::Text => {
+            let mut table = TextTable::new(&[
+                "SESSION",
+                "NAMESPACE",
+                "CONNECTION",
+                "AGENT",
+                "POD",
+                "STARTED",
+                "CALLS",
+                "DENIED",
+                "APPROVALS",
+                "STATUS",
+                "VERIFIED",
+            ]);
+            for s in &sessions {
+                let st = &s.status;
+                let agent = st.agent.as_ref();
+                table.push(vec![
+                    s.metadata.name.clone().unwrap_or_default(),
+                    s.metadata.namespace.clone().unwrap_or_default(),
+                    st.connection.clone(),
+                    agent.map_or("-".to_owned(), |a| a.service_account.clone()),
+                    agent.map_or("-".to_owned(), |a| a.pod_name.clone()),
+                    st.start
+                        .as_deref()
+                        .and_then(|t| Timestamp::parse(t).ok())
+                        .map_or("-".to_owned(), short_time),
+                    st.calls.to_string(),
+                    st.denied.to_string(),
+                    st.approvals.to_string(),
+                    st.state.clone(),
+                    st.verification.state.clone(),
                 ]);
             }
             print!("{}", table.render());

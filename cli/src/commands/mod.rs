@@ -1,6 +1,7 @@
 //! The subcommands, and what they share: opening the recording bucket from flags or from a
 //! RecordingPolicy.
 
+pub mod access_log;
 pub mod doctor;
 pub mod list;
 pub mod policy_suggest;
@@ -10,17 +11,35 @@ pub mod verify;
 
 use anyhow::{Context, bail};
 
+use crate::audit_client::AuditClient;
 use crate::cluster::Cluster;
 use crate::flags::{ClusterFlags, SourceFlags};
-use crate::recording_bucket::{BucketAddress, RecordingBucket};
-use crate::session_catalog::locate_session;
 use chaperone_recording::SessionLocation;
+use chaperone_recording_store::locate_session;
+use chaperone_recording_store::{BucketAddress, RecordingBucket};
 
 /// The bucket to read, the namespace sessions are limited to, and the cluster if one was used.
 pub struct RecordingSource {
     pub bucket: RecordingBucket,
     pub namespace: Option<String>,
     pub cluster: Option<Cluster>,
+}
+
+impl SourceFlags {
+    /// True when sessions are read through the audit API: neither --direct, --bucket nor
+    /// --recording-policy was given.
+    pub fn via_api(&self) -> bool {
+        !self.direct && self.bucket.is_none() && self.recording_policy.is_none()
+    }
+}
+
+/// The audit API client with the kubeconfig's identity, and the namespace to read (-n, else the
+/// context's namespace).
+pub async fn open_audit_api(flags: &SourceFlags) -> anyhow::Result<(AuditClient, String)> {
+    let cluster = connect_cluster(&flags.cluster).await?;
+    let namespace =
+        flags.cluster.namespace.clone().unwrap_or_else(|| cluster.default_namespace().to_owned());
+    Ok((AuditClient::new(&cluster), namespace))
 }
 
 /// Connects to the cluster named by the kubeconfig flags.
@@ -66,7 +85,7 @@ pub async fn open_source(
             (address, flags.cluster.namespace.clone(), None)
         }
         (None, None) => bail!(
-            "say where recordings are: --bucket NAME, or --recording-policy NAME -n NAMESPACE"
+            "--direct reads S3: say where recordings are with --bucket NAME or --recording-policy NAME -n NAMESPACE (without --direct, sessions are read through the audit API)"
         ),
     };
     if address.prefix.starts_with('/')

@@ -19,12 +19,12 @@ use chaperone_recording::{
 };
 use http::{HeaderName, HeaderValue};
 
-use crate::commands::open_session;
 use crate::commands::verify::TrustSources;
+use crate::commands::{open_audit_api, open_session};
 use crate::flags::ReplayArgs;
 use crate::replay_diff::{ResponseView, Verdict, compare};
 use crate::replay_plan::{Action, ReplayRequest, plan};
-use crate::session_reader::{read_session, session_keys};
+use chaperone_recording_store::{read_session, session_keys};
 
 /// Exit status when some call's answer differed.
 const EXIT_DIFFERED: u8 = 1;
@@ -33,7 +33,7 @@ const EXIT_ERROR: u8 = 2;
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let trust = TrustSources::from(&args.trust);
-    if !args.no_verify {
+    if !args.no_verify && !args.source.via_api() {
         trust.ensure_any().context(
             "replay verifies the session before re-issuing anything (or pass --no-verify to replay an unverified recording)",
         )?;
@@ -46,46 +46,10 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if base.authority().is_none() || base.scheme().is_none() {
         bail!("--endpoint {:?} must be an absolute URL like http://localhost:5000", args.endpoint);
     }
-    let (source, location) =
-        open_session(&args.source, &args.session, args.connection.as_deref()).await?;
-    let bucket = &source.bucket;
-    let events: Vec<Event> = if args.no_verify {
-        eprintln!(
-            "warning: --no-verify: replaying session {} without verifying it; an altered recording would be replayed as if the agent had made those calls",
-            args.session
-        );
-        let streams = read_session(bucket, &location, &[]).await?;
-        for stream in &streams {
-            for problem in &stream.unreadable {
-                eprintln!("warning: {problem}");
-            }
-        }
-        merge_by_time(streams.into_iter().map(|s| s.events).collect())
-            .into_iter()
-            .map(|r| r.event)
-            .collect()
+    let events = if args.source.via_api() {
+        events_via_api(&args).await?
     } else {
-        let (keys, _) = trust.load(&source, &args.source.cluster, &location).await?;
-        let object_keys = session_keys(bucket, &location).await?;
-        let objects = bucket.get_all(&object_keys).await?;
-        let options = VerifyOptions { now: Timestamp::now(), digest_grace: grace };
-        let report = SessionVerifier::new(keys, options).verify(&objects);
-        if !report.is_valid() {
-            for problem in &report.problems {
-                eprintln!("{problem}");
-            }
-            bail!(
-                "session {} is NOT intact ({} problem(s) above, under {}): refusing to replay it; `kubectl chaperone sessions verify` explains each problem, and --no-verify replays it anyway",
-                args.session,
-                report.problems.len(),
-                bucket.url(&location.key_prefix())
-            );
-        }
-        println!("session {}: verified intact", args.session);
-        merge_by_time(report.streams.into_iter().map(|s| s.events).collect())
-            .into_iter()
-            .map(|r| r.event)
-            .collect()
+        events_direct(&args, &trust, grace).await?
     };
 
     let sandbox = Sandbox::open(&args, endpoint).await?;
@@ -305,4 +269,92 @@ fn sign_for_sandbox(
     let (instructions, _) = sign(signable, &params).context("signing")?.into_parts();
     instructions.apply_to_request_http1x(&mut request);
     Ok(request)
+}
+
+/// The session's events from S3, verified against the keys the auditor trusts unless
+/// --no-verify.
+async fn events_direct(
+    args: &ReplayArgs,
+    trust: &TrustSources<'_>,
+    grace: Duration,
+) -> anyhow::Result<Vec<Event>> {
+    let (source, location) =
+        open_session(&args.source, &args.session, args.connection.as_deref()).await?;
+    let bucket = &source.bucket;
+    let events: Vec<Event> = if args.no_verify {
+        eprintln!(
+            "warning: --no-verify: replaying session {} without verifying it; an altered recording would be replayed as if the agent had made those calls",
+            args.session
+        );
+        let streams = read_session(bucket, &location, &[]).await?;
+        for stream in &streams {
+            for problem in &stream.unreadable {
+                eprintln!("warning: {problem}");
+            }
+        }
+        merge_by_time(streams.into_iter().map(|s| s.events).collect())
+            .into_iter()
+            .map(|r| r.event)
+            .collect()
+    } else {
+        let (keys, _) = trust.load(&source, &args.source.cluster, &location).await?;
+        let object_keys = session_keys(bucket, &location).await?;
+        let objects = bucket.get_all(&object_keys).await?;
+        let options = VerifyOptions { now: Timestamp::now(), digest_grace: grace };
+        let report = SessionVerifier::new(keys, options).verify(&objects);
+        if !report.is_valid() {
+            for problem in &report.problems {
+                eprintln!("{problem}");
+            }
+            bail!(
+                "session {} is NOT intact ({} problem(s) above, under {}): refusing to replay it; `kubectl chaperone sessions verify` explains each problem, and --no-verify replays it anyway",
+                args.session,
+                report.problems.len(),
+                bucket.url(&location.key_prefix())
+            );
+        }
+        println!("session {}: verified intact", args.session);
+        merge_by_time(report.streams.into_iter().map(|s| s.events).collect())
+            .into_iter()
+            .map(|r| r.event)
+            .collect()
+    };
+    Ok(events)
+}
+
+/// The session's events through the audit API, refused unless the operator verified it (or
+/// --no-verify).
+async fn events_via_api(args: &ReplayArgs) -> anyhow::Result<Vec<Event>> {
+    if !args.trust.public_key.is_empty()
+        || args.trust.public_keys_file.is_some()
+        || args.trust.cluster_keys
+    {
+        bail!(
+            "--public-key, --public-keys-file and --cluster-keys verify objects you read from S3 yourself:              add --direct with --bucket or --recording-policy (without them, replay relies on the              operator's verification through the audit API)"
+        );
+    }
+    let (api, namespace) = open_audit_api(&args.source).await?;
+    if args.no_verify {
+        eprintln!(
+            "warning: --no-verify: replaying session {} without verifying it; an altered recording would be replayed as if the agent had made those calls",
+            args.session
+        );
+    } else {
+        let session = api.get(&namespace, &args.session).await?;
+        let verification = &session.status.verification;
+        if verification.state != "Verified" {
+            bail!(
+                "session {} is not verified by the operator ({}: {}): refusing to replay it; `kubectl chaperone sessions verify --direct` checks it against keys you trust, and --no-verify replays it anyway",
+                args.session,
+                verification.state,
+                verification.reason
+            );
+        }
+        println!("session {}: verified intact by the operator", args.session);
+    }
+    let streams = api.streams(&namespace, &args.session).await?;
+    Ok(merge_by_time(streams.into_iter().map(|s| s.events).collect())
+        .into_iter()
+        .map(|r| r.event)
+        .collect())
 }

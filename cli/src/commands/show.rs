@@ -6,13 +6,16 @@ use std::process::ExitCode;
 use anyhow::bail;
 use chaperone_recording::merge_by_time;
 
-use crate::commands::open_session;
+use crate::commands::{open_audit_api, open_session};
 use crate::flags::{OutputFormat, ShowArgs};
-use crate::session_reader::read_session;
-use crate::session_summary::summarize;
 use crate::timeline::{calls, render, short_time};
+use chaperone_recording_store::read_session;
+use chaperone_recording_store::summarize;
 
 pub async fn run(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    if args.source.via_api() {
+        return show_via_api(args).await;
+    }
     let (source, location) =
         open_session(&args.source, &args.session, args.connection.as_deref()).await?;
     let bucket = &source.bucket;
@@ -66,6 +69,63 @@ pub async fn run(args: ShowArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "Not verified here; run `kubectl chaperone sessions verify {}` before relying on it.",
                 summary.session
+            );
+            println!();
+            print!("{}", render(&calls(&events), streams.len() > 1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sessions show` through the audit API: the session and its events, with the operator's
+/// verification.
+async fn show_via_api(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let (api, namespace) = open_audit_api(&args.source).await?;
+    let session = api.get(&namespace, &args.session).await?;
+    let mut streams = api.streams(&namespace, &args.session).await?;
+    if !args.replica.is_empty() {
+        let names: Vec<String> = streams.iter().map(|s| s.replica.clone()).collect();
+        streams.retain(|s| args.replica.contains(&s.replica));
+        if streams.is_empty() {
+            bail!(
+                "session {} has no stream of replica {}; its replicas are: {}",
+                args.session,
+                args.replica.join(", "),
+                names.join(", ")
+            );
+        }
+    }
+    let events = merge_by_time(streams.iter().map(|s| s.events.clone()).collect());
+    match args.output {
+        OutputFormat::Json => {
+            let mut out = std::io::stdout().lock();
+            for recorded in &events {
+                out.write_all(&recorded.line)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        OutputFormat::Text => {
+            let st = &session.status;
+            println!("Session:     {}", args.session);
+            println!("Location:    {}", st.location);
+            println!("Connection:  {namespace}/{}", st.connection);
+            if let Some(agent) = &st.agent {
+                println!(
+                    "Agent:       {} (pod {}, uid {})",
+                    agent.service_account, agent.pod_name, agent.pod_uid
+                );
+            }
+            if let Some(start) = &st.start {
+                println!("Started:     {start}");
+            }
+            println!("Replicas:    {} ({})", st.replicas.join(", "), st.state);
+            println!(
+                "Calls:       {} ({} denied, {} approvals)",
+                st.calls, st.denied, st.approvals
+            );
+            println!(
+                "Verified:    {} by the operator: {}",
+                st.verification.state, st.verification.reason
             );
             println!();
             print!("{}", render(&calls(&events), streams.len() > 1));

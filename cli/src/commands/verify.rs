@@ -9,13 +9,17 @@ use chaperone_recording::{
     KeyId, SessionLocation, SessionVerifier, Timestamp, TrustedKeys, VerifyOptions,
 };
 
-use crate::commands::{RecordingSource, connect_cluster, open_session};
+use crate::commands::access_log::{access_log_requested, check_access_log};
+use crate::commands::{RecordingSource, connect_cluster, open_audit_api, open_session};
 use crate::flags::{ClusterFlags, TrustFlags, VerifyArgs};
-use crate::session_reader::session_keys;
-use crate::session_summary::status_name;
 use crate::time_bound::parse_age;
+use chaperone_recording_store::session_keys;
+use chaperone_recording_store::status_name;
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    if args.source.via_api() {
+        return verify_via_api(&args).await;
+    }
     let trust = TrustSources::from(&args.trust);
     trust.ensure_any()?;
     let grace = args.trust.grace()?;
@@ -42,6 +46,24 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             )
         })
         .collect();
+    let access_log_intact = if access_log_requested(&args.access_log) {
+        let (entries, problems) =
+            check_access_log(&source, &args.source.cluster, location.namespace(), &args.access_log)
+                .await?;
+        for problem in &problems {
+            println!("{problem}");
+        }
+        println!(
+            "access log of namespace {}: {} ({} entries, {} problem(s))",
+            location.namespace(),
+            if problems.is_empty() { "intact" } else { "NOT intact" },
+            entries,
+            problems.len()
+        );
+        problems.is_empty()
+    } else {
+        true
+    };
     if report.is_valid() {
         println!(
             "session {}: intact: {} objects under {}; {}; trusted keys: {}",
@@ -51,7 +73,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             streams.join("; "),
             keys_used.join(", ")
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if access_log_intact { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
     for problem in &report.problems {
         println!("{problem}");
@@ -65,6 +87,35 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         keys_used.join(", ")
     );
     Ok(ExitCode::from(1))
+}
+
+/// `sessions verify` through the audit API: the operator's verification, against the keys the
+/// session's AgentConnection publishes. For a check that does not trust the operator, --direct.
+async fn verify_via_api(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    if !args.trust.public_key.is_empty()
+        || args.trust.public_keys_file.is_some()
+        || args.trust.cluster_keys
+        || access_log_requested(&args.access_log)
+    {
+        anyhow::bail!(
+            "--public-key, --public-keys-file, --cluster-keys and --access-log-key check objects you read              from S3 yourself: add --direct with --bucket or --recording-policy (without them, verify shows              the operator's verification through the audit API)"
+        );
+    }
+    let (api, namespace) = open_audit_api(&args.source).await?;
+    let session = api.get(&namespace, &args.session).await?;
+    let verification = &session.status.verification;
+    println!(
+        "session {}: {} by the operator: {}",
+        args.session, verification.state, verification.reason
+    );
+    println!(
+        "(checked by the operator with the keys its AgentConnection publishes; `kubectl chaperone sessions verify --direct` checks the objects yourself against keys you trust)"
+    );
+    Ok(match verification.state.as_str() {
+        "Verified" => ExitCode::SUCCESS,
+        "Failed" => ExitCode::from(1),
+        _ => ExitCode::from(2),
+    })
 }
 
 /// Where the keys an auditor trusts come from: flags, a file, or the AgentConnection's status.

@@ -23,10 +23,11 @@ use crate::commands::{RecordingSource, open_source};
 use crate::console::access::{self, SESSIONS_GROUP, SESSIONS_RESOURCE, Skipped};
 use crate::console::{ConsoleArgs, RecordingFlags};
 use crate::flags::{ClusterFlags, SourceFlags, TrustFlags};
-use crate::session_catalog::{CatalogScope, TimeRange, find_sessions, locate_session};
-use crate::session_reader::{ReplicaRecording, read_session, session_keys};
-use crate::session_summary::{SessionSummary, summarize};
 use crate::time_bound::parse_time_bound;
+use chaperone_recording_store::{
+    CatalogScope, ReplicaRecording, SessionSummary, TimeRange, find_sessions, locate_session,
+    read_session, session_keys, summarize,
+};
 
 /// What the sessions list is narrowed to.
 #[derive(Debug, Default, Clone)]
@@ -112,6 +113,7 @@ impl SessionSource {
             endpoint_url: self.recordings.endpoint_url.clone(),
             profile: self.recordings.profile.clone(),
             recording_policy: self.recordings.recording_policy.clone(),
+            direct: true,
             cluster: ClusterFlags { namespace: Some(namespace.to_owned()), ..self.cluster.clone() },
         };
         let source = Arc::new(open_source(&flags, false).await?);

@@ -167,9 +167,10 @@ pub(crate) fn check(passed: bool, reason: &str, message: String) -> Check {
     Check { passed, reason: reason.into(), message }
 }
 
-/// The policy's bucket client, or the check that says what is missing to build one.
-async fn policy_bucket(
-    context: &Context,
+/// The policy's bucket client, or the check that says what is missing to build one. The audit
+/// API reads recordings with the same client.
+pub(crate) async fn policy_bucket(
+    client: &Client,
     namespace: &str,
     spec: &RecordingPolicySpec,
 ) -> Result<Result<PolicyBucket, Check>, Error> {
@@ -185,7 +186,7 @@ async fn policy_bucket(
                 "kubectl -n {namespace} create secret generic {name} \
                  --from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=..."
             );
-            let secret = Api::<Secret>::namespaced(context.base.client.clone(), namespace)
+            let secret = Api::<Secret>::namespaced(client.clone(), namespace)
                 .get_opt(name)
                 .await
                 .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))?;
@@ -704,7 +705,7 @@ async fn apply(
     let name = policy.name_any();
     let spec = &policy.spec;
     let reference = policy.object_ref(&());
-    let checks = match policy_bucket(context, namespace, spec).await? {
+    let checks = match policy_bucket(&context.base.client, namespace, spec).await? {
         Err(missing) => PolicyChecks::unreachable(missing),
         Ok(bucket) => {
             let reachable = check_bucket(&bucket).await;
@@ -804,7 +805,7 @@ async fn cleanup(
         ),
         None => String::new(),
     };
-    let bucket = match policy_bucket(context, namespace, &policy.spec).await? {
+    let bucket = match policy_bucket(&context.base.client, namespace, &policy.spec).await? {
         Ok(bucket) => bucket,
         Err(missing) => {
             let note = format!(

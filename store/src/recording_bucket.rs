@@ -37,7 +37,7 @@ pub enum BucketError {
     )]
     NoSuchBucket { bucket: String, endpoint: String },
     #[error(
-        "access denied to {operation} {location} at {endpoint} with {credentials}; reading recordings needs s3:ListBucket on the bucket and s3:GetObject on its objects"
+        "access denied to {operation} {location} at {endpoint} with {credentials}; reading recordings needs s3:ListBucket on the bucket and s3:GetObject on its objects (the audit API's access log also needs s3:PutObject under <prefix>access-log/)"
     )]
     AccessDenied {
         operation: &'static str,
@@ -118,6 +118,29 @@ impl RecordingBucket {
         })
     }
 
+    /// A bucket reached with a client built elsewhere (the operator builds it from a
+    /// RecordingPolicy's credentials). `endpoint` and `credentials` describe them for messages.
+    pub fn with_client(
+        client: aws_sdk_s3::Client,
+        bucket: &str,
+        prefix: &str,
+        endpoint: &str,
+        credentials: &str,
+    ) -> Self {
+        Self {
+            client,
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            endpoint: endpoint.to_owned(),
+            credentials: credentials.to_owned(),
+        }
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
     /// The RecordingPolicy prefix recordings live under.
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -141,6 +164,64 @@ impl RecordingBucket {
     /// Every key under `prefix`, at any depth.
     pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, BucketError> {
         Ok(self.list(prefix, false, None).await?.1)
+    }
+
+    /// Keys under `prefix` that sort after `after`, at any depth, in key order.
+    pub async fn keys_after(&self, prefix: &str, after: &str) -> Result<Vec<String>, BucketError> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .start_after(after)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| self.error("list", &format!("{}*", self.url(prefix)), &e))?;
+            keys.extend(page.contents().iter().filter_map(|o| o.key()).map(str::to_owned));
+            token = page.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+
+    /// Writes `bytes` at `key` only if no object is there yet (`If-None-Match: *`): true when
+    /// written, false when an object already existed (S3 answers 412, or 409 when a concurrent
+    /// conditional write of the same key is in flight).
+    pub async fn put_if_absent(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<bool, BucketError> {
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .content_type(content_type)
+            .body(bytes.into())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("PreconditionFailed" | "ConditionalRequestConflict")
+                ) || e
+                    .raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.error("write", &self.url(key), &e)),
+        }
     }
 
     /// True when at least one object's key starts with `prefix`.

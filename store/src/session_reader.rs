@@ -36,28 +36,45 @@ pub async fn read_session(
     location: &SessionLocation,
     replicas: &[String],
 ) -> Result<Vec<ReplicaRecording>, BucketError> {
+    let keys: Vec<String> = session_keys(bucket, location)
+        .await?
+        .into_iter()
+        .filter(|key| match ObjectKey::parse(key) {
+            Ok(parsed) => {
+                !matches!(parsed.name, ObjectName::Digest(_))
+                    && (replicas.is_empty()
+                        || replicas.iter().any(|r| r == parsed.stream.replica()))
+            }
+            Err(_) => false,
+        })
+        .collect();
+    let objects = bucket.get_all(&keys).await?;
+    Ok(streams_from_objects(bucket, &objects, replicas))
+}
+
+/// The streams of `replicas` (all when empty) among a session's `objects` (key to bytes), in
+/// replica-name order; `bucket` only names objects in messages.
+pub fn streams_from_objects(
+    bucket: &RecordingBucket,
+    objects: &BTreeMap<String, Vec<u8>>,
+    replicas: &[String],
+) -> Vec<ReplicaRecording> {
     let mut wanted: BTreeMap<String, (Option<String>, BTreeMap<u32, String>)> = BTreeMap::new();
-    for key in session_keys(bucket, location).await? {
-        let Ok(parsed) = ObjectKey::parse(&key) else { continue };
+    for key in objects.keys() {
+        let Ok(parsed) = ObjectKey::parse(key) else { continue };
         let replica = parsed.stream.replica().to_owned();
         if !replicas.is_empty() && !replicas.contains(&replica) {
             continue;
         }
         let entry = wanted.entry(replica).or_default();
         match parsed.name {
-            ObjectName::Manifest => entry.0 = Some(key),
+            ObjectName::Manifest => entry.0 = Some(key.clone()),
             ObjectName::Segment(i) => {
-                entry.1.insert(i, key);
+                entry.1.insert(i, key.clone());
             }
             ObjectName::Digest(_) => {}
         }
     }
-    let keys: Vec<String> = wanted
-        .values()
-        .flat_map(|(manifest, segments)| manifest.iter().chain(segments.values()))
-        .cloned()
-        .collect();
-    let objects = bucket.get_all(&keys).await?;
     let mut recordings = Vec::new();
     for (replica, (manifest_key, segment_keys)) in wanted {
         let mut recording = ReplicaRecording {
@@ -97,5 +114,5 @@ pub async fn read_session(
         }
         recordings.push(recording);
     }
-    Ok(recordings)
+    recordings
 }

@@ -7,7 +7,6 @@ use chaperone_recording::{
 };
 use serde::Serialize;
 
-use crate::action_glob::ActionGlob;
 use crate::session_reader::ReplicaRecording;
 
 /// A session as `sessions list` shows it.
@@ -24,6 +23,10 @@ pub struct SessionSummary {
     pub calls: u64,
     /// Of those, calls denied by policy or by a reviewer.
     pub denied: u64,
+    /// Approval decisions recorded.
+    pub approvals: u64,
+    /// When the last stream ended; None while any stream is open or has no manifest.
+    pub ended: Option<Timestamp>,
     /// The replicas' statuses joined with `,`: `open`, `closed`, `recovered`, `no-manifest`.
     pub status: String,
     pub replicas: Vec<ReplicaSummary>,
@@ -48,7 +51,9 @@ pub fn summarize(
 ) -> SessionSummary {
     let mut agent = None;
     let mut started: Option<Timestamp> = None;
-    let (mut calls, mut denied) = (0, 0);
+    let (mut calls, mut denied, mut approvals) = (0, 0, 0);
+    let mut ended: Option<Timestamp> = None;
+    let mut all_ended = !streams.is_empty();
     let mut replicas = Vec::new();
     let mut statuses = BTreeSet::new();
     let mut unreadable = Vec::new();
@@ -64,12 +69,17 @@ pub fn summarize(
                     calls += 1;
                     denied += 1;
                 }
+                EventBody::Approval(_) => approvals += 1,
                 _ => {}
             }
         }
         if let Some(manifest) = &stream.manifest {
             agent.get_or_insert_with(|| manifest.agent.clone());
             started = Some(started.map_or(manifest.started, |s| s.min(manifest.started)));
+        }
+        match stream.manifest.as_ref().and_then(|m| m.ended) {
+            Some(at) => ended = Some(ended.map_or(at, |e| e.max(at))),
+            None => all_ended = false,
         }
         let status = status_name(stream.manifest.as_ref().map(|m| m.status));
         statuses.insert(status);
@@ -90,6 +100,8 @@ pub fn summarize(
         started: started.or_else(|| session_id_time(location.session())),
         calls,
         denied,
+        approvals,
+        ended: ended.filter(|_| all_ended),
         status: statuses.into_iter().collect::<Vec<_>>().join(","),
         replicas,
         unreadable,
@@ -104,13 +116,4 @@ pub fn status_name(status: Option<StreamStatus>) -> &'static str {
         Some(StreamStatus::Recovered) => "recovered",
         None => "no-manifest",
     }
-}
-
-/// True when some call of the session (forwarded or denied) has an action matching `glob`.
-pub fn has_action(streams: &[ReplicaRecording], glob: &ActionGlob) -> bool {
-    streams.iter().flat_map(|s| &s.events).any(|recorded| match &recorded.event.body {
-        EventBody::Request(request) => request.aws.actions.iter().any(|a| glob.matches(a)),
-        EventBody::Denied(denied) => denied.aws.actions.iter().any(|a| glob.matches(a)),
-        _ => false,
-    })
 }
