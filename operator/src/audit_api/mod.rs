@@ -28,8 +28,8 @@ use chaperone_recording_store::AccessLogWriter;
 use kube::Client;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
+use crate::runtime::stopping::Stopped;
 use crate::webhooks::certificate_store::{
     CertificateSecret, CertificateStoreError, ensure_certificates, webhook_secret_labels,
 };
@@ -110,34 +110,16 @@ pub async fn run_audit_api<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|s| *s).await;
+    let stopped = Stopped::on(shutdown);
+    let attempt = || async {
+        let certificates = fetch(&client, &options).await.map_err(|e| e.to_string())?;
+        let signer = access_key::ensure_access_log_key(&client, &options.namespace)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((certificates, signer))
     };
-    let mut delay = Duration::from_secs(1);
-    let (mut current, signer) = loop {
-        let attempt = async {
-            let certificates = fetch(&client, &options).await.map_err(|e| e.to_string())?;
-            let signer = access_key::ensure_access_log_key(&client, &options.namespace)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>((certificates, signer))
-        };
-        match attempt.await {
-            Ok(ready) => break ready,
-            Err(error) => {
-                tracing::warn!(%error, retry_in = ?delay, "audit API not ready");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = until_stopped(stopped.clone()) => return Ok(()),
-                }
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        }
+    let Some((mut current, signer)) = stopped.retry("audit API not ready", attempt).await else {
+        return Ok(());
     };
     let serving = ServingCertificate::new(&current)?;
     let tls = server_config(serving.clone());
@@ -169,9 +151,8 @@ where
                     }
                 };
                 let wait = if registered { options.refresh_every } else { Duration::from_secs(5) };
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = until_stopped(stopped.clone()) => return,
+                if !stopped.sleep(wait).await {
+                    return;
                 }
                 match fetch(&client, &options).await {
                     Ok(certificates) if certificates != current => {
@@ -191,7 +172,7 @@ where
         }
     };
     let refresher = tokio::spawn(refresher);
-    server::serve_until(listener, tls, state, until_stopped(stopped)).await;
+    server::serve_until(listener, tls, state, stopped.wait()).await;
     refresher.abort();
     Ok(())
 }

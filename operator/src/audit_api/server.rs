@@ -2,10 +2,10 @@
 //! front proxy ([`super::front_proxy`]), routed ([`super::routes`]), read from the namespace's
 //! buckets ([`super::sessions`]), written to the access log, and only then answered.
 
-use std::convert::Infallible;
 use std::future::Future;
+
+use crate::runtime::tls::serve_tls_until;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use bytes::Bytes;
 use chaperone_crds::Session;
@@ -14,15 +14,11 @@ use chaperone_recording_store::{AccessLogWriter, RecordingBucket};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use kube::Client;
 use rustls::ServerConfig;
 use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use super::front_proxy::{FrontProxy, RemoteUser};
 use super::objects;
@@ -297,9 +293,6 @@ fn failure(code: StatusCode, reason: &str, message: &str) -> Response<Full<Bytes
     json(code, &objects::status(code.as_u16(), reason, message))
 }
 
-/// How long in-flight reads get to finish after shutdown is asked for.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 /// Serves the audit API on `listener` with `tls` until `shutdown` completes.
 pub async fn serve_until(
     listener: TcpListener,
@@ -307,52 +300,9 @@ pub async fn serve_until(
     state: Arc<AuditState>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting an audit API connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let acceptor = acceptor.clone();
+    let answer = move |request, certificates: Option<Arc<Vec<CertificateDer<'static>>>>| {
         let state = state.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match acceptor.accept(stream).await {
-                Ok(stream) => stream,
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "audit API TLS handshake failed");
-                    return;
-                }
-            };
-            let certificates: Option<Arc<Vec<CertificateDer<'static>>>> =
-                stream.get_ref().1.peer_certificates().map(|c| Arc::new(c.to_vec()));
-            let service = service_fn(move |request| {
-                let state = state.clone();
-                let certificates = certificates.clone();
-                async move {
-                    Ok::<_, Infallible>(
-                        state.answer(request, certificates.as_deref().map(Vec::as_slice)).await,
-                    )
-                }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%peer, error = %e, "audit API connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
-        tracing::warn!("audit API: in-flight reads did not finish within the grace period");
-    }
+        async move { state.answer(request, certificates.as_deref().map(Vec::as_slice)).await }
+    };
+    serve_tls_until("audit API", listener, tls, answer, shutdown).await;
 }

@@ -7,7 +7,8 @@
 //! - [`service_account_issuer`]: discovers the cluster's token issuer.
 //! - [`leader_election`]: one replica reconciles at a time, through a Lease.
 //! - [`admin`], [`readiness`] and [`metrics`]: `/healthz`, `/readyz` and Prometheus `/metrics`.
-//! - [`tls`]: the process's TLS crypto provider.
+//! - [`tls`]: the process's TLS crypto provider and the HTTPS servers' serving loop.
+//! - [`stopping`]: one shutdown signal for many tasks, and start-up retried until it works.
 
 pub mod admin;
 pub mod gateway_pod;
@@ -17,4 +18,5 @@ pub mod readiness;
 pub mod scaffolding;
 pub mod service_account_issuer;
 pub mod settings;
+pub mod stopping;
 pub mod tls;

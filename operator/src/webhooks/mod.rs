@@ -9,18 +9,15 @@ pub mod pod;
 pub mod run;
 pub mod tls;
 
-use std::convert::Infallible;
 use std::future::Future;
+
+use crate::runtime::tls::serve_tls_until;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations,
@@ -35,7 +32,6 @@ use kube::{Api, Client};
 use rustls::ServerConfig;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 pub use approval::{
     APPROVAL_REQUESTS_PATH, ApiRuleLookup, ApprovalWebhookSettings, RuleLookup, RuleLookupError,
@@ -163,7 +159,7 @@ pub async fn serve_webhooks(
 
 /// How long in-flight AdmissionReviews get to finish after shutdown is asked for (the API server
 /// gives a webhook at most 30 s).
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub use crate::runtime::tls::SHUTDOWN_GRACE;
 
 /// Serves the webhooks on `listener` until `shutdown` completes; then stops accepting, lets
 /// in-flight requests finish (at most [`SHUTDOWN_GRACE`]) and returns.
@@ -174,59 +170,17 @@ pub async fn serve_webhooks_until(
     settings: impl Into<WebhookSettings>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let settings: WebhookSettings = settings.into();
     let state = Arc::new(WebhookState {
         rules: ApiRuleLookup::new(client.clone()),
         settings: settings.approval,
         pods: PodWebhook::new(client, settings.pods),
     });
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a moment rather than spin.
-                    tracing::warn!(error = %e, "accepting a webhook connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let acceptor = acceptor.clone();
+    let answer = move |request, _certificates| {
         let state = state.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match acceptor.accept(stream).await {
-                Ok(stream) => stream,
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "webhook TLS handshake failed");
-                    return;
-                }
-            };
-            let service = service_fn(move |request| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(state.answer(request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%peer, error = %e, "webhook connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    let open = graceful.count();
-    tracing::info!(
-        open_connections = open,
-        "webhooks: stopped accepting, finishing in-flight requests"
-    );
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
-        tracing::warn!("webhooks: in-flight requests did not finish within the grace period");
-    }
+        async move { state.answer(request).await }
+    };
+    serve_tls_until("webhook", listener, tls, answer, shutdown).await;
 }
 
 struct WebhookState {

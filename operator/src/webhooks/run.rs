@@ -9,12 +9,12 @@ use std::time::Duration;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use kube::Client;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use super::certificate_store::{CertificateSecret, CertificateStoreError, ensure_certificates};
 use super::tls::{CertificateLifetimes, ServingCertificate, WebhookTlsError};
 use super::{WebhookEndpoint, WebhookSettings, register_webhooks};
 use crate::runtime::readiness::Readiness;
+use crate::runtime::stopping::Stopped;
 
 /// Everything the webhooks of one replica need.
 #[derive(Clone, Debug)]
@@ -71,29 +71,11 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     readiness.set_not_ready("the webhook serving certificate is not loaded yet");
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    };
-
+    let stopped = Stopped::on(shutdown);
     let names = options.endpoint.serving_names();
-    let mut delay = Duration::from_secs(1);
-    let mut current = loop {
-        match fetch(&client, &options, &names).await {
-            Ok(certificates) => break certificates,
-            Err(error) => {
-                tracing::warn!(%error, retry_in = ?delay, "webhook certificates not ready");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = until_stopped(stopped.clone()) => return Ok(()),
-                }
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        }
+    let attempt = || fetch(&client, &options, &names);
+    let Some(mut current) = stopped.retry("webhook certificates not ready", attempt).await else {
+        return Ok(());
     };
     let serving = ServingCertificate::new(&current)?;
     let tls = serving.clone().server_config();
@@ -143,9 +125,8 @@ where
                     }
                 };
                 let wait = if registered { options.refresh_every } else { Duration::from_secs(5) };
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = until_stopped(stopped.clone()) => return,
+                if !stopped.sleep(wait).await {
+                    return;
                 }
                 match fetch(&client, &options, &names).await {
                     Ok(certificates) if certificates != current => {
@@ -178,14 +159,8 @@ where
         }
     };
     let refresher = tokio::spawn(refresher);
-    super::serve_webhooks_until(
-        listener,
-        tls,
-        client,
-        options.settings.clone(),
-        until_stopped(stopped),
-    )
-    .await;
+    super::serve_webhooks_until(listener, tls, client, options.settings.clone(), stopped.wait())
+        .await;
     refresher.abort();
     Ok(())
 }
