@@ -111,8 +111,9 @@ impl ManagedProcess {
         let _ = self.child.wait();
     }
 
-    /// Sends SIGTERM and waits up to `grace` before SIGKILL.
-    pub fn terminate(&mut self, grace: Duration) {
+    /// Sends SIGTERM and waits up to `grace` before SIGKILL; true when the process stopped by
+    /// itself within `grace`.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
         let pid = self.child.id() as i32;
         // SAFETY: plain syscall on a process group we created.
         unsafe {
@@ -121,11 +122,12 @@ impl ManagedProcess {
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         self.kill();
+        false
     }
 }
 

@@ -83,11 +83,13 @@ pub async fn run(
     namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let stopping = context.clone();
     let api = scaffolding::scoped::<ApprovalRequest>(&context.base.client, namespace.as_deref());
     let results = Controller::new(api, watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, context);
-    scaffolding::drain(results).await;
+    stopping.base.drain(results, shutdown).await;
 }
 
 /// The notification target of a rule, as recorded in status (never the URL itself).
@@ -108,6 +110,7 @@ pub async fn reconcile(
     context: Arc<ApprovalContext>,
 ) -> Result<Action, Error> {
     let started = Instant::now();
+    let _running = context.base.running();
     let result = act(&request, &context).await;
     context.base.finished(request.as_ref(), started, &result);
     result

@@ -105,6 +105,8 @@ pub async fn run(
     namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let stopping = context.clone();
     let client = context.base.client.clone();
     let ns = namespace.as_deref();
     let connections = scaffolding::scoped::<AgentConnection>(&client, ns);
@@ -144,9 +146,9 @@ pub async fn run(
                 scaffolding::objects_in(&store, deployment.namespace().as_deref(), |_| true)
             }
         })
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, context);
-    scaffolding::drain(results).await;
+    stopping.base.drain(results, shutdown).await;
 }
 
 fn connections_using_secret(

@@ -91,6 +91,8 @@ pub async fn run(
     namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let stopping = context.clone();
     let client = context.base.client.clone();
     let ns = namespace.as_deref();
     let policies = scaffolding::scoped::<RecordingPolicy>(&client, ns);
@@ -113,9 +115,9 @@ pub async fn run(
                 .into_iter()
                 .collect::<Vec<_>>()
         })
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, context);
-    scaffolding::drain(results).await;
+    stopping.base.drain(results, shutdown).await;
 }
 
 fn policies_using_secret(

@@ -5,6 +5,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     future::Future,
+    sync::atomic::{AtomicUsize, Ordering},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -32,6 +33,10 @@ use tracing::warn;
 
 use crate::{Error, FIELD_MANAGER, runtime::metrics::OperatorMetrics};
 
+/// How long a stopping controller waits for its running reconciles ([`ControllerBase::drain`]),
+/// within the 30 s Kubernetes gives a pod to stop.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(20);
+
 /// The longest wait before a failed reconcile is tried again.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -52,6 +57,17 @@ pub struct ControllerBase {
     pub metrics: Arc<OperatorMetrics>,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
+    /// Reconciles running now ([`Self::running`]), which a stopping controller waits for.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// A reconcile counted as running until dropped ([`ControllerBase::running`]).
+pub struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for ControllerBase {
@@ -73,6 +89,59 @@ impl ControllerBase {
             client,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Counts a reconcile as running until the returned value is dropped.
+    pub fn running(&self) -> Running {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Running(self.in_flight.clone())
+    }
+
+    /// Drives a controller's result stream until the controller stops, logging what it
+    /// reconciled (failed reconciles were already logged and counted by [`Self::retry`]).
+    ///
+    /// `shutdown` is the trigger the controller was given (`graceful_shutdown_on`). Once it
+    /// fires, running reconciles get [`DRAIN_GRACE`] to finish. kube's controller holds its runner
+    /// until its store has listed once, and a shutdown before that leaves the stream open for
+    /// good; so when nothing is reconciling, the controller is left without waiting for it.
+    pub async fn drain<K>(
+        &self,
+        results: impl Stream<
+            Item = Result<(ObjectRef<K>, Action), ControllerError<Error, watcher::Error>>,
+        >,
+        shutdown: impl Future<Output = ()>,
+    ) where
+        K: Resource<DynamicType = ()>,
+    {
+        let logged = results.for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
+                Err(ControllerError::ReconcilerFailed(..)) => {}
+                Err(error) => warn!(%error, "the controller could not schedule a reconcile"),
+            }
+        });
+        let stopped = async {
+            shutdown.await;
+            let since = Instant::now();
+            while self.in_flight.load(Ordering::SeqCst) > 0 && since.elapsed() < DRAIN_GRACE {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if self.in_flight.load(Ordering::SeqCst) > 0 {
+                warn!(
+                    controller = self.controller,
+                    "reconciles still running after {DRAIN_GRACE:?}; stopping anyway"
+                );
+            }
+            // A controller that can finish by itself now does so within this moment.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        tokio::select! {
+            () = logged => {}
+            () = stopped => {
+                tracing::debug!(controller = self.controller, "stopped before its watches were ready");
+            }
         }
     }
 
@@ -112,6 +181,7 @@ impl ControllerBase {
         Fut: Future<Output = Result<Action, Error>>,
     {
         let started = Instant::now();
+        let _running = self.running();
         let namespace =
             object.namespace().ok_or(Error::MissingField { kind, field: "metadata.namespace" })?;
         let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
@@ -270,24 +340,6 @@ where
         .filter(|o| o.namespace().as_deref() == namespace && wanted(o))
         .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()
-}
-
-/// Drives a controller's result stream until the controller stops, logging what it reconciled
-/// (failed reconciles were already logged and counted by [`ControllerBase::retry`]).
-pub async fn drain<K>(
-    results: impl Stream<Item = Result<(ObjectRef<K>, Action), ControllerError<Error, watcher::Error>>>,
-) where
-    K: Resource<DynamicType = ()>,
-{
-    results
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
-                Err(ControllerError::ReconcilerFailed(..)) => {}
-                Err(error) => warn!(%error, "the controller could not schedule a reconcile"),
-            }
-        })
-        .await;
 }
 
 /// The delay before retry number `attempts` (1 s, doubling, at most [`MAX_BACKOFF`]).
