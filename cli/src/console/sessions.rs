@@ -85,7 +85,7 @@ pub enum SessionSource {
     /// The audit API, with the kubeconfig's identity.
     Api(AuditClient),
     /// The recording bucket (`--bucket` or `--recording-policy`).
-    Direct(DirectSource),
+    Direct(Box<DirectSource>),
 }
 
 /// A session of the audit API as the page lists it (the fields the direct path's summary has,
@@ -188,7 +188,7 @@ pub fn operator_verdict(session: &Session) -> Verdict {
 impl SessionSource {
     pub fn new(args: &ConsoleArgs, cluster: &crate::cluster::Cluster) -> anyhow::Result<Self> {
         if args.recordings.bucket.is_some() || args.recordings.recording_policy.is_some() {
-            Ok(Self::Direct(DirectSource::new(args)?))
+            Ok(Self::Direct(Box::new(DirectSource::new(args)?)))
         } else {
             let trust = &args.trust;
             if !trust.public_key.is_empty()

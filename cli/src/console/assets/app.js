@@ -330,7 +330,8 @@ function badge(v) {
 function meta(s) {
   const rows = [
     ["Namespace / connection", `${s.namespace}/${s.connection}`],
-    ["Agent", s.agent ? `${s.agent.service_account} (pod ${s.agent.pod_name || "-"}, role session ${s.agent.role_session_name || "-"})` : "-"],
+    // The audit API does not serve the role session name; the direct path's summary has it.
+    ["Agent", s.agent ? `${s.agent.service_account} (pod ${s.agent.pod_name || "-"}${"role_session_name" in s.agent ? `, role session ${s.agent.role_session_name || "-"}` : ""})` : "-"],
     ["Started", s.started || "-"],
     ["Status", s.status],
     ["Calls", `${s.calls} (${s.denied} denied)`],
