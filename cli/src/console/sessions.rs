@@ -242,7 +242,7 @@ impl SessionSource {
                             }
                         }
                         // Not registered: the same for every namespace, so the page's error.
-                        Err(e @ AuditApiError::NotRegistered) => return Err(e.into()),
+                        Err(e @ AuditApiError::NotRegistered) => return Err(for_the_console(e)),
                         Err(e) => skipped
                             .push(Skipped { namespace: namespace.clone(), reason: e.to_string() }),
                     }
@@ -266,7 +266,7 @@ impl SessionSource {
         match self {
             Self::Direct(direct) => direct.show(client, namespace, connection, id).await,
             Self::Api(api) => {
-                let session = api.get(namespace, id).await?;
+                let session = api.get(namespace, id).await.map_err(for_the_console)?;
                 let row = ApiSessionRow::from_session(&session);
                 if let Some(connection) = connection.filter(|c| *c != row.connection) {
                     anyhow::bail!(
@@ -274,7 +274,7 @@ impl SessionSource {
                         row.connection
                     );
                 }
-                let events = api.events(namespace, id).await?;
+                let events = api.events(namespace, id).await.map_err(for_the_console)?;
                 Ok(SessionRecording { summary: serde_json::to_value(row)?, events })
             }
         }
@@ -291,8 +291,21 @@ impl SessionSource {
     ) -> anyhow::Result<Verdict> {
         match self {
             Self::Direct(direct) => direct.verify(client, namespace, connection, id).await,
-            Self::Api(api) => Ok(operator_verdict(&api.get(namespace, id).await?)),
+            Self::Api(api) => {
+                Ok(operator_verdict(&api.get(namespace, id).await.map_err(for_the_console)?))
+            }
         }
+    }
+}
+
+/// The audit API's error as the console says it: the console's `--direct` is `--bucket` or
+/// `--recording-policy`.
+fn for_the_console(error: AuditApiError) -> anyhow::Error {
+    match error {
+        AuditApiError::NotRegistered => anyhow::anyhow!(
+            "{error}; the console has no --direct: start it with --bucket (and --prefix, --region, --endpoint-url) or --recording-policy NAME"
+        ),
+        other => other.into(),
     }
 }
 
@@ -547,6 +560,15 @@ mod tests {
         let unknown = operator_verdict(&session("Unverifiable", "no keys published"));
         assert_eq!(unknown.status, "unverified");
         assert_eq!(unknown.problems, vec!["no keys published".to_owned()]);
+    }
+
+    #[test]
+    fn an_unregistered_api_tells_the_console_user_which_flags_read_s3_instead() {
+        let text = for_the_console(AuditApiError::NotRegistered).to_string();
+        assert!(text.contains("not registered in this cluster"), "{text}");
+        assert!(text.contains("start it with --bucket"), "{text}");
+        let refused = for_the_console(AuditApiError::Refused("x".into())).to_string();
+        assert_eq!(refused, "x");
     }
 
     #[test]
