@@ -32,7 +32,9 @@ pub enum Command {
     /// Exits 0 when every check passed, 1 when any failed, 2 when it could not check.
     Doctor(DoctorArgs),
     /// A local web page (on 127.0.0.1, behind a random token) to decide pending approvals and
-    /// read recorded sessions, acting with your kubeconfig's identity (docs/console.md).
+    /// read recorded sessions, acting with your kubeconfig's identity (docs/console.md). Sessions
+    /// are read through the audit API, each read in the namespace's access log; with --bucket or
+    /// --recording-policy, directly from S3 instead (the sessions commands' --direct).
     Console(Box<crate::console::ConsoleArgs>),
 }
 

@@ -8,127 +8,28 @@
 #[allow(dead_code)]
 mod support;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chaperone_crds::{AgentConnection, Session, SessionEventList, SessionList};
-use chaperone_operator::audit_api::access_key::ACCESS_LOG_KEY_CONFIG_MAP;
-use chaperone_operator::audit_api::registration::AuditService;
-use chaperone_operator::audit_api::{AUDIT_API_TLS_SECRET, AuditApiOptions, run_audit_api};
-use chaperone_operator::webhooks::tls::CertificateLifetimes;
-use chaperone_recording::{TrustedKeys, access_log_folder, verify_access_log};
+use chaperone_crds::{Session, SessionEventList, SessionList};
+use chaperone_operator::audit_api::AUDIT_API_TLS_SECRET;
+use chaperone_recording::{TrustedKeys, verify_access_log};
 use chaperone_tests::LocalEnv;
-use chaperone_tests::objects::{create_in, ensure_namespace, example, set};
-use chaperone_tests::ports::{free_port_on, non_loopback_address};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
-use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::{Value, json};
+use support::audit_api::{
+    AuditApiServer, OPERATOR_NAMESPACE, SERVICE, access_log, access_log_key, bind_session_auditor,
+    eventually, recorded_namespace,
+};
 use support::{RecordedSession, SessionSpec, call, denied, record, run_as, s3_client, upload};
 
 const TEAM_A: &str = "audit-team-a";
 const TEAM_B: &str = "audit-team-b";
-const OPERATOR_NAMESPACE: &str = "chaperone-system";
-const SERVICE: &str = "chaperone-audit-api-test";
 const API: &str = "/apis/audit.chaperone.dev/v1alpha1";
 const AUDITOR: &str = "alice-auditor";
 const AUDITORS_GROUP: &str = "team-a-auditors";
-
-/// The rules of the chart's ClusterRole chaperone-session-auditor (charts/chaperone/templates/
-/// audit-api.yaml; the helm_chart test checks the chart carries these).
-fn auditor_cluster_role() -> Value {
-    json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": "chaperone-session-auditor"},
-        "rules": [{"apiGroups": ["audit.chaperone.dev"], "resources": ["sessions", "sessions/events"],
-                   "verbs": ["get", "list"]}],
-    })
-}
-
-async fn apply(client: &Client, object: &Value) {
-    chaperone_tests::objects::apply(client, object, "audit-api-test").await.expect("applied");
-}
-
-/// A namespace recorded to `bucket` by a RecordingPolicy with the gateway's keys, and the
-/// AgentConnection prod-aws publishing the fixtures' public key.
-async fn recorded_namespace(env: &LocalEnv, client: &Client, namespace: &str, bucket: &str) {
-    ensure_namespace(client, namespace).await.unwrap();
-    let user = &env.moto.gateway_user;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "recorder"},
-        "stringData": {"AWS_ACCESS_KEY_ID": user.access_key_id,
-                       "AWS_SECRET_ACCESS_KEY": user.secret_access_key},
-    }))
-    .unwrap();
-    let _ = Api::<Secret>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &secret)
-        .await;
-    let mut policy = example("recordingpolicy").unwrap();
-    set(&mut policy, "/spec/s3/bucket", json!(bucket));
-    set(&mut policy, "/spec/s3/prefix", json!("agents/"));
-    set(&mut policy, "/spec/s3/endpoint", json!(env.moto.endpoint()));
-    create_in(client, namespace, &policy).await.unwrap().expect("RecordingPolicy created");
-    create_in(client, namespace, &example("agentconnection").unwrap())
-        .await
-        .unwrap()
-        .expect("AgentConnection created");
-    Api::<AgentConnection>::namespaced(client.clone(), namespace)
-        .patch_status(
-            "prod-aws",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"recordingPublicKeys": [support::public_key()]}})),
-        )
-        .await
-        .unwrap();
-}
-
-/// The Service the APIService names, with an EndpointSlice at the in-process audit API (there is
-/// no kube-proxy or EndpointSlice controller in the local environment).
-async fn service_at(client: &Client, address: SocketAddr) {
-    let port = i32::from(address.port());
-    apply(
-        client,
-        &json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": SERVICE, "namespace": OPERATOR_NAMESPACE},
-            "spec": {"ports": [{"name": "audit-api", "port": 8443, "targetPort": port, "protocol": "TCP"}]},
-        }),
-    )
-    .await;
-    apply(
-        client,
-        &json!({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": SERVICE, "namespace": OPERATOR_NAMESPACE,
-                         "labels": {"kubernetes.io/service-name": SERVICE}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [address.ip().to_string()], "conditions": {"ready": true}}],
-            "ports": [{"name": "audit-api", "port": port, "protocol": "TCP"}],
-        }),
-    )
-    .await;
-}
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let started = Instant::now();
-    loop {
-        match probe().await {
-            Ok(value) => return value,
-            Err(last) if started.elapsed() > timeout => {
-                panic!("{what} did not happen within {timeout:?}; last: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-}
 
 async fn get_json(client: &Client, path: &str) -> Result<Value, kube::Error> {
     let request = http::Request::get(path).body(Vec::new()).expect("request");
@@ -182,24 +83,6 @@ fn base64_of(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
-/// Every object of `namespace`'s access log, read with the gateway's keys.
-async fn access_log(env: &LocalEnv, bucket: &str, namespace: &str) -> BTreeMap<String, Vec<u8>> {
-    let s3 = s3_client(env, &env.moto.gateway_user);
-    let listed = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(access_log_folder("agents/", namespace))
-        .send()
-        .await
-        .unwrap();
-    let mut objects = BTreeMap::new();
-    for key in listed.contents().iter().filter_map(|o| o.key()) {
-        let body = s3.get_object().bucket(bucket).key(key).send().await.unwrap();
-        objects.insert(key.to_owned(), body.body.collect().await.unwrap().to_vec());
-    }
-    objects
-}
-
 fn sessions() -> (RecordedSession, RecordedSession) {
     let a = record(&SessionSpec::new(TEAM_A, "prod-aws", "pr-bot").replica(
         "gw-0",
@@ -226,54 +109,15 @@ async fn an_auditor_bound_in_one_namespace_reads_it_through_the_api_server_and_e
     let bucket = support::bucket_name("audit-api");
     let (team_a, team_b) = sessions();
     upload(env, &bucket, &[&team_a, &team_b]).await;
-    recorded_namespace(env, &admin, TEAM_A, &bucket).await;
-    recorded_namespace(env, &admin, TEAM_B, &bucket).await;
-    ensure_namespace(&admin, OPERATOR_NAMESPACE).await.unwrap();
-
-    // The operator's audit API, on an address the aggregator may dial (not loopback).
-    let ip = non_loopback_address().expect("a non-loopback address");
-    let address = SocketAddr::new(ip, free_port_on(ip).unwrap());
-    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-    let options = AuditApiOptions {
-        service: AuditService {
-            namespace: OPERATOR_NAMESPACE.into(),
-            name: SERVICE.into(),
-            port: 8443,
-        },
-        namespace: OPERATOR_NAMESPACE.into(),
-        lifetimes: CertificateLifetimes::default(),
-        refresh_every: Duration::from_secs(5),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(run_audit_api(admin.clone(), listener, options, async move {
-        let _ = stopped.await;
-    }));
-    service_at(&admin, address).await;
-    eventually("the APIService to become Available", Duration::from_secs(90), || async {
-        let service = Api::<APIService>::all(admin.clone())
-            .get_opt("v1alpha1.audit.chaperone.dev")
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("not registered yet")?;
-        let conditions = service.status.and_then(|s| s.conditions).unwrap_or_default();
-        match conditions.iter().find(|c| c.type_ == "Available") {
-            Some(c) if c.status == "True" => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    let server = AuditApiServer::start(&admin).await;
+    recorded_namespace(env, &admin, TEAM_A, &bucket, &support::public_key()).await;
+    recorded_namespace(env, &admin, TEAM_B, &bucket, &support::public_key()).await;
 
     // RBAC: the auditor may read team-a's sessions only.
-    apply(&admin, &auditor_cluster_role()).await;
-    apply(
+    bind_session_auditor(
         &admin,
-        &json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "session-auditors", "namespace": TEAM_A},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "chaperone-session-auditor"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": AUDITORS_GROUP}],
-        }),
+        TEAM_A,
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": AUDITORS_GROUP}),
     )
     .await;
     let auditor = env.control_plane.client_as(AUDITOR, &[AUDITORS_GROUP]).await.unwrap();
@@ -350,6 +194,7 @@ async fn an_auditor_bound_in_one_namespace_reads_it_through_the_api_server_and_e
         Api::namespaced(admin.clone(), OPERATOR_NAMESPACE).get(AUDIT_API_TLS_SECRET).await.unwrap();
     let ca = tls.data.unwrap()["ca.crt"].0.clone();
     let host = format!("{SERVICE}.{OPERATOR_NAMESPACE}.svc");
+    let address = server.address;
     let direct = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
         .resolve(&host, address)
@@ -368,11 +213,7 @@ async fn an_auditor_bound_in_one_namespace_reads_it_through_the_api_server_and_e
 
     // Each of the auditor's reads is in team-a's access log, signed by the key the operator
     // publishes, with the user and groups the API server authenticated; team-b's has none.
-    let published: ConfigMap = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE)
-        .get(ACCESS_LOG_KEY_CONFIG_MAP)
-        .await
-        .unwrap();
-    let key = published.data.unwrap()["publicKey"].clone();
+    let key = access_log_key(&admin).await;
     let mut trusted = TrustedKeys::new();
     trusted.insert_encoded(&key).unwrap();
     let objects = access_log(env, &bucket, TEAM_A).await;
@@ -524,13 +365,7 @@ async fn an_auditor_bound_in_one_namespace_reads_it_through_the_api_server_and_e
     let tampered = verify_access_log(TEAM_A, &access_log(env, &bucket, TEAM_A).await, &trusted);
     assert!(!tampered.is_valid());
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    // Later test binaries sharing the API server should not discover an API whose server is gone.
-    Api::<APIService>::all(admin.clone())
-        .delete("v1alpha1.audit.chaperone.dev", &Default::default())
-        .await
-        .unwrap();
+    server.stop().await;
 }
 
 /// Two operator replicas (two writers with the operator's one key) appending to the same

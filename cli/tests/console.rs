@@ -1,8 +1,11 @@
 //! `kubectl chaperone console` end to end, every part real: the API server with the operator's
-//! ApprovalRequest webhook stamping reviewers; the gateway process holding an agent's boto3 call
-//! against moto and recording to moto's S3; the console binary run as a reviewer (a client
-//! certificate from the test CA) and as a user without rights to the namespace; and headless
-//! Chromium (Debian's package, provisioned by chaperone-tests) driven over WebDriver by clicks.
+//! ApprovalRequest webhook stamping reviewers and the operator's audit API behind its aggregation
+//! layer; the gateway process holding an agent's boto3 call against moto and recording to moto's
+//! S3; the console binary run as a reviewer (a client certificate from the test CA) and as a user
+//! without rights to the namespace, reading sessions through the audit API with that identity
+//! (the corrupt-segment case reads S3 directly with --bucket: the API path serves what it could
+//! read and reports no unreadable segment); and headless Chromium (Debian's package, provisioned
+//! by chaperone-tests) driven over WebDriver by clicks.
 //!
 //! With CHAPERONE_CONSOLE_SCREENSHOTS=DIR set, a PNG of each page is written to DIR (the ones in
 //! docs/images/ come from here).
@@ -36,6 +39,9 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
+use support::audit_api::{
+    AuditApiServer, bind_session_auditor, recorded_namespace, verified_access_log,
+};
 
 const NAMESPACE: &str = "console-team-a";
 const RULE: &str = "bucket-deletes";
@@ -68,8 +74,13 @@ async fn a_reviewer_approves_a_held_call_by_clicking_then_finds_it_with_its_appr
     let env = approval_webhook_env::environment();
     let _logs = env.logs_on_failure();
     let admin = env.control_plane.client().await.expect("admin client");
+    let audit_api = AuditApiServer::start(&admin).await;
     prepare_namespace(&admin).await;
     let gateway = start_gateway(env, &admin).await;
+    // The operator's audit API reads the gateway's bucket through the namespace's
+    // RecordingPolicy and verifies against the key its AgentConnection publishes.
+    let bucket = gateway.spec.recording_bucket.clone();
+    recorded_namespace(env, &admin, NAMESPACE, &bucket, &gateway_public_key(&gateway)).await;
     let dir = env.dir().join("console-e2e");
     std::fs::create_dir_all(&dir).expect("test folder");
     let (deleted, go_on) = (dir.join("deleted"), dir.join("go-on"));
@@ -100,7 +111,7 @@ async fn a_reviewer_approves_a_held_call_by_clicking_then_finds_it_with_its_appr
     let outsider_kubeconfig =
         env.control_plane.write_kubeconfig_for(OUTSIDER, &["developers"]).expect("kubeconfig");
     let (outsider_console, outsider_url) =
-        start_console(env, &gateway, &outsider_kubeconfig, &dir.join("console-otto.log"));
+        start_console(&outsider_kubeconfig, &dir.join("console-otto.log"));
     browser.goto(&outsider_url).await.expect("open the outsider's console");
     browser
         .wait_for(&format!("[data-skipped=\"{NAMESPACE}\"]"), "may not list approvalrequests", WAIT)
@@ -109,10 +120,19 @@ async fn a_reviewer_approves_a_held_call_by_clicking_then_finds_it_with_its_appr
     assert!(browser.find_all("[data-approval]").await.unwrap().is_empty(), "no approval shows");
     shoot(&browser, &screenshots, "console-outsider").await;
     browser.goto(&format!("{}#/sessions", origin(&outsider_url))).await.expect("sessions page");
-    browser
+    // The API server's refusal, with the RoleBinding to ask for.
+    let skipped = browser
         .wait_for(&format!("[data-skipped=\"{NAMESPACE}\"]"), "sessions.audit.chaperone.dev", WAIT)
         .await
         .expect("the sessions page names the namespace it may not read");
+    let skipped = browser.text(&skipped).await.unwrap();
+    for expected in [
+        "user \"otto\" may not list sessions in namespace console-team-a",
+        "chaperone-session-auditor",
+        "is forbidden",
+    ] {
+        assert!(skipped.contains(expected), "{expected:?} missing from {skipped}");
+    }
     assert!(browser.find_all("[data-session]").await.unwrap().is_empty(), "no session shows");
     // Nor does the session's own page, addressed directly.
     browser
@@ -120,7 +140,7 @@ async fn a_reviewer_approves_a_held_call_by_clicking_then_finds_it_with_its_appr
         .await
         .expect("session page");
     browser
-        .wait_for("#page-error", "you may not list sessions.audit.chaperone.dev", WAIT)
+        .wait_for("#page-error", "may not get sessions in namespace console-team-a", WAIT)
         .await
         .expect("the session page refuses the outsider");
     assert!(browser.find_all("#calls-table").await.unwrap().is_empty(), "no call shows");
@@ -129,8 +149,8 @@ async fn a_reviewer_approves_a_held_call_by_clicking_then_finds_it_with_its_appr
     // The reviewer: the pending approval, approved with a reason by clicking.
     let reviewer_kubeconfig =
         env.control_plane.write_kubeconfig_for(REVIEWER, &["sre"]).expect("kubeconfig");
-    let (_reviewer_console, url) =
-        start_console(env, &gateway, &reviewer_kubeconfig, &dir.join("console-rita.log"));
+    let (reviewer_console, url) =
+        start_console(&reviewer_kubeconfig, &dir.join("console-rita.log"));
     refuses_without_its_token_or_from_another_host(&url).await;
     browser.goto(&url).await.expect("open the reviewer's console");
     let card = browser
@@ -173,7 +193,10 @@ async fn a_reviewer_approves_a_held_call_by_clicking_then_finds_it_with_its_appr
     browser
         .wait_for(&format!("tr[data-session=\"{session}\"] td.outcome-approved"), "1", WAIT)
         .await
-        .expect("the list counts the approved call once its segment is read");
+        .expect("the list counts the approval decision once its segment is read");
+    let header = browser.find_all("#sessions-table thead").await.unwrap();
+    let header = browser.text(&header[0]).await.unwrap();
+    assert!(header.contains("Approvals") && !header.contains("Approved"), "{header}");
     shoot(&browser, &screenshots, "console-sessions").await;
     browser.click_on(&row, "pr-bot", WAIT).await.expect("open the session");
     let call = browser
@@ -185,9 +208,9 @@ async fn a_reviewer_approves_a_held_call_by_clicking_then_finds_it_with_its_appr
     assert!(call_text.contains("DeleteBucket") && call_text.contains("204"), "{call_text}");
     assert!(call_text.contains(&format!("[{name}]")), "{call_text}");
     browser
-        .wait_for("#verify-badge", "verified: intact", WAIT)
+        .wait_for("#verify-badge", "verified: intact (by the operator)", WAIT)
         .await
-        .expect("the session verifies with the gateway's key");
+        .expect("the operator verified the session with the key its AgentConnection publishes");
     assert!(!browser.find_all("#timeline-svg .outcome-approved").await.unwrap().is_empty());
 
     // Live: the agent's next call appears on the open page within seconds.
@@ -218,6 +241,38 @@ async fn a_reviewer_approves_a_held_call_by_clicking_then_finds_it_with_its_appr
         .await
         .expect("join");
     assert!(output.0, "the agent failed:\n{}", output.1);
+
+    // Every read the reviewer's console made is in the namespace's signed access log, under the
+    // reviewer's name; the outsider's were refused by the API server before the operator saw
+    // them, so none is logged.
+    let report = verified_access_log(env, &admin, &bucket, NAMESPACE).await;
+    assert!(report.is_valid(), "{:?}", report.problems);
+    let sessions_path =
+        format!("/apis/audit.chaperone.dev/v1alpha1/namespaces/{NAMESPACE}/sessions");
+    let reads: Vec<(&str, &str, &str)> = report
+        .entries
+        .iter()
+        .map(|e| (e.user.as_str(), e.verb.as_str(), e.resource.as_str()))
+        .collect();
+    for (verb, resource) in [
+        ("list", sessions_path.clone()),
+        ("get", format!("{sessions_path}/{session}")),
+        ("get", format!("{sessions_path}/{session}/events?limit=500")),
+    ] {
+        assert!(
+            reads.contains(&(REVIEWER, verb, resource.as_str())),
+            "{REVIEWER}'s {verb} {resource} missing from the access log: {reads:?}"
+        );
+    }
+    assert!(reads.iter().all(|(user, _, _)| *user == REVIEWER), "{reads:?}");
+    let entry = report
+        .entries
+        .iter()
+        .find(|e| e.resource == format!("{sessions_path}/{session}"))
+        .expect("the get of the session");
+    assert!(entry.groups.iter().any(|g| g == "sre"), "{:?}", entry.groups);
+    drop(reviewer_console);
+    audit_api.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -432,7 +487,6 @@ async fn prepare_namespace(admin: &Client) {
             json!([
                 {"apiGroups": ["chaperone.dev"], "resources": ["approvalrequests"], "verbs": ["get", "list", "update"]},
                 {"apiGroups": ["chaperone.dev"], "resources": ["approvalrules"], "verbs": ["get", "list"]},
-                {"apiGroups": ["audit.chaperone.dev"], "resources": ["sessions"], "verbs": ["get", "list"]},
             ]),
             json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": REVIEWER}),
         ),
@@ -446,6 +500,13 @@ async fn prepare_namespace(admin: &Client) {
             "subjects": [subject]});
         bindings.patch(name, &apply, &Patch::Apply(&binding)).await.expect("binding");
     }
+    // Sessions through the audit API: the chart's ClusterRole, bound in the namespace.
+    bind_session_auditor(
+        admin,
+        NAMESPACE,
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": REVIEWER}),
+    )
+    .await;
 }
 
 fn rule_spec() -> serde_json::Value {
@@ -523,18 +584,24 @@ async fn start_agent(
     })
 }
 
-/// The console of the user of `kubeconfig` over `gateway`'s recordings, trusting its key.
-fn start_console(
-    env: &LocalEnv,
-    gateway: &GatewayProcess,
-    kubeconfig: &Path,
-    log: &Path,
-) -> (ManagedProcess, String) {
-    let public_key = chaperone_recording::signing::encode_public_key(
+/// The recording key of `gateway`, in its published form.
+fn gateway_public_key(gateway: &GatewayProcess) -> String {
+    chaperone_recording::signing::encode_public_key(
         &chaperone_recording::RecordingSigner::from_seed(&gateway.recording_seed).verifying_key(),
-    );
-    let bucket = &gateway.spec.recording_bucket;
-    start_console_over(env, NAMESPACE, kubeconfig, bucket, &public_key, log)
+    )
+}
+
+/// The console of the user of `kubeconfig` for NAMESPACE, reading sessions through the audit
+/// API (no AWS credentials at all: the kubeconfig's identity is the only one it has).
+fn start_console(kubeconfig: &Path, log: &Path) -> (ManagedProcess, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kubectl-chaperone"));
+    scrub_aws_env(&mut command);
+    command
+        .args(["console", "--no-open", "-n", NAMESPACE, "--kubeconfig"])
+        .arg(kubeconfig)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("KUBECONFIG");
+    run_console(command, log)
 }
 
 /// Starts the console for `namespace` as the user of `kubeconfig`, reading `bucket` (prefix
@@ -548,7 +615,6 @@ fn start_console_over(
     log: &Path,
 ) -> (ManagedProcess, String) {
     let auditor = &env.moto.auditor_user;
-    let _ = std::fs::remove_file(log);
     let mut command = Command::new(env!("CARGO_BIN_EXE_kubectl-chaperone"));
     scrub_aws_env(&mut command);
     command
@@ -561,6 +627,12 @@ fn start_console_over(
         .env("AWS_SECRET_ACCESS_KEY", &auditor.secret_access_key)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("KUBECONFIG");
+    run_console(command, log)
+}
+
+/// Starts the console `command`, logging to `log`; returns it and the URL it printed.
+fn run_console(command: Command, log: &Path) -> (ManagedProcess, String) {
+    let _ = std::fs::remove_file(log);
     let mut process = ManagedProcess::start("console", command, log).expect("the console starts");
     let started = Instant::now();
     loop {

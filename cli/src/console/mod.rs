@@ -2,8 +2,9 @@
 //! the user's own kubeconfig identity: pending approvals to decide, recorded sessions to read.
 //!
 //! Everything the page shows comes through the same paths as the command line: decisions through
-//! [`crate::approvals::record_decision`], sessions through [`sessions::SessionSource`] (the reader
-//! of `sessions list/show/verify`). See docs/console.md.
+//! [`crate::approvals::record_decision`], sessions through [`sessions::SessionSource`] (the paths
+//! of `sessions list/show/verify`: the audit API by default, S3 with `--bucket` or
+//! `--recording-policy`). See docs/console.md.
 
 mod access;
 mod assets;
@@ -49,11 +50,14 @@ pub struct ConsoleArgs {
     pub trust: TrustFlags,
 }
 
-/// Where the sessions page reads recordings: a bucket, or each namespace's RecordingPolicy.
+/// The direct S3 path of the sessions page: a bucket, or each namespace's RecordingPolicy.
+/// Without either, sessions are read through the audit API (audit.chaperone.dev) with your
+/// kubeconfig identity, as `kubectl chaperone sessions` does.
 #[derive(Args, Debug, Clone)]
 pub struct RecordingFlags {
-    /// Bucket holding the recordings (without it and without --recording-policy the console shows
-    /// approvals only).
+    /// Read sessions directly from this bucket with your AWS identity (like the sessions
+    /// commands' --direct) instead of through the audit API; the console then checks RBAC itself
+    /// and verifies with --public-key/--public-keys-file/--cluster-keys.
     #[arg(long)]
     pub bucket: Option<String>,
     /// Key prefix of the recordings: empty, or ending with '/'.
@@ -68,7 +72,8 @@ pub struct RecordingFlags {
     /// AWS profile to read recordings with.
     #[arg(long)]
     pub profile: Option<String>,
-    /// Read each namespace's recordings from its RecordingPolicy of this name.
+    /// Read each namespace's recordings directly from the bucket of its RecordingPolicy of this
+    /// name (like the sessions commands' --direct) instead of through the audit API.
     #[arg(long, value_name = "NAME")]
     pub recording_policy: Option<String>,
 }
@@ -82,7 +87,7 @@ pub struct Console {
 
 pub async fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
     let cluster = Cluster::connect(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
-    let sessions = sessions::SessionSource::new(&args)?;
+    let sessions = sessions::SessionSource::new(&args, &cluster)?;
     let console =
         Arc::new(Console { cluster, requested_namespaces: args.namespace.clone(), sessions });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))

@@ -81,7 +81,7 @@ async fn whoami(console: &Console) -> anyhow::Result<Value> {
         .and_then(|r| r.status)
         .and_then(|s| s.user_info)
         .map(|u| json!({"username": u.username, "groups": u.groups}));
-    Ok(json!({"user": user, "sessions": console.sessions.configured()}))
+    Ok(json!({"user": user, "sessions_via": console.sessions.via()}))
 }
 
 async fn scope(console: &Console) -> anyhow::Result<Scope> {
@@ -161,16 +161,11 @@ fn filter(query: &HashMap<String, String>) -> SessionFilter {
 
 async fn sessions(console: &Console, query: &HashMap<String, String>) -> anyhow::Result<Value> {
     let scope = scope(console).await?;
-    if !console.sessions.configured() {
-        return Ok(json!({
-            "scope": scope, "sessions": [], "skipped": [],
-            "notice": "no recordings configured: start the console with --bucket (and --prefix, \
-                       --region, --endpoint-url) or --recording-policy NAME to read sessions",
-        }));
-    }
     let (sessions, skipped) =
         console.sessions.list(console.cluster.client(), &scope.namespaces, &filter(query)).await?;
-    Ok(json!({"scope": scope, "sessions": sessions, "skipped": skipped}))
+    Ok(
+        json!({"scope": scope, "sessions": sessions, "skipped": skipped, "via": console.sessions.via()}),
+    )
 }
 
 fn session_key(

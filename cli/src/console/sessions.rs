@@ -1,23 +1,31 @@
-//! The console's one way to sessions: the same functions `sessions list`, `show` and `verify`
-//! call (the catalog, the reader, the summary and the verifier over the recording bucket).
+//! The console's one way to sessions, on the same two paths as `sessions list`, `show` and
+//! `verify`:
 //!
-//! The direct S3 path knows nothing of Kubernetes RBAC, so before reading a namespace's sessions
-//! this adapter asks the API server (SelfSubjectAccessReview) whether the user may `list`
-//! `sessions` in `audit.chaperone.dev` there: the rule the sessions API enforces. Once that API
-//! serves sessions, this file is the one to switch to it.
+//! - by default, the audit API (`audit.chaperone.dev`) through [`AuditClient`] with the
+//!   kubeconfig's identity: the API server authorizes each read with RBAC (a 403 skips the
+//!   namespace with its refusal), the operator logs it in the namespace's access log, and the
+//!   badge is the operator's verification;
+//! - with `--bucket` or `--recording-policy`, the recording bucket read directly (the catalog, the
+//!   reader, the summary and the verifier) with the user's AWS identity. S3 knows nothing of
+//!   Kubernetes RBAC, so before reading a namespace this path asks the API server
+//!   (SelfSubjectAccessReview) whether the user may `list` `sessions` in `audit.chaperone.dev`
+//!   there: the rule the audit API enforces.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
+use chaperone_crds::Session;
 use chaperone_recording::{
     ApprovalDecision, EventBody, KeyId, RecordedEvent, SessionLocation, SessionVerifier, Timestamp,
     VerifyOptions, merge_by_time,
 };
 use kube::Client;
 use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::Mutex;
 
+use crate::audit_client::{AuditApiError, AuditClient};
 use crate::commands::verify::TrustSources;
 use crate::commands::{RecordingSource, open_source};
 use crate::console::access::{self, SESSIONS_GROUP, SESSIONS_RESOURCE, Skipped};
@@ -37,7 +45,8 @@ pub struct SessionFilter {
     pub agent: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
-    /// `denied`: sessions with a denied call; `approved`: with an approved hold.
+    /// `denied`: sessions with a denied call; `approved`: with an approved hold (direct path);
+    /// `approvals`: with an approval decision (audit API, which counts decisions).
     pub calls: Option<String>,
 }
 
@@ -50,30 +59,278 @@ pub struct ListedSession {
     pub approved: u64,
 }
 
-/// One session read whole.
+/// One session read whole: its summary as the page shows it, and its events.
 pub struct SessionRecording {
-    pub summary: SessionSummary,
+    pub summary: Value,
     pub events: Vec<RecordedEvent>,
 }
 
 /// The verifier's answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
-    /// `intact`, `broken`, or `unverified` (no trusted keys were given).
+    /// `intact`, `broken`, or `unverified` (no trusted keys were given or found).
     pub status: &'static str,
     pub problems: Vec<String>,
     pub keys: Vec<String>,
+    /// Who verified: `operator` (the audit API's verification) or `console` (here, with the
+    /// keys the console was given).
+    pub by: &'static str,
+    /// The operator's sentence about a verified session (which keys verified it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
-/// Where sessions are read, opened per namespace and kept.
-pub struct SessionSource {
+/// Which path sessions are read on.
+pub enum SessionSource {
+    /// The audit API, with the kubeconfig's identity.
+    Api(AuditClient),
+    /// The recording bucket (`--bucket` or `--recording-policy`).
+    Direct(Box<DirectSource>),
+}
+
+/// A session of the audit API as the page lists it (the fields the direct path's summary has,
+/// where the API has them). `approvals` counts decisions, not approved calls.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ApiSessionRow {
+    pub session: String,
+    pub namespace: String,
+    pub connection: String,
+    pub location: String,
+    pub agent: Option<AgentView>,
+    pub started: Option<String>,
+    pub ended: Option<String>,
+    pub calls: u64,
+    pub denied: u64,
+    pub approvals: u64,
+    pub status: String,
+    pub replicas: Vec<String>,
+    /// The API serves what it could read; nothing is reported unreadable.
+    pub unreadable: Vec<String>,
+    /// The operator's verification state: `Verified`, `Failed` or `Unverifiable`.
+    pub verification: String,
+}
+
+/// The agent, in the page's field names.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AgentView {
+    pub service_account: String,
+    pub pod_name: String,
+    pub pod_uid: String,
+}
+
+impl ApiSessionRow {
+    pub fn from_session(session: &Session) -> Self {
+        let st = &session.status;
+        Self {
+            session: session.metadata.name.clone().unwrap_or_default(),
+            namespace: session.metadata.namespace.clone().unwrap_or_default(),
+            connection: st.connection.clone(),
+            location: st.location.clone(),
+            agent: st.agent.as_ref().map(|a| AgentView {
+                service_account: a.service_account.clone(),
+                pod_name: a.pod_name.clone(),
+                pod_uid: a.pod_uid.clone(),
+            }),
+            started: st.start.clone(),
+            ended: st.end.clone(),
+            calls: st.calls,
+            denied: st.denied,
+            approvals: st.approvals,
+            status: st.state.clone(),
+            replicas: st.replicas.clone(),
+            unreadable: Vec::new(),
+            verification: st.verification.state.clone(),
+        }
+    }
+
+    /// Whether the row passes `filter` (its namespace was chosen before the read); `range`
+    /// bounds the start.
+    fn passes(&self, filter: &SessionFilter, range: TimeRange) -> anyhow::Result<bool> {
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        if given(&filter.connection).is_some_and(|c| c != self.connection)
+            || given(&filter.agent)
+                .is_some_and(|a| self.agent.as_ref().is_none_or(|x| x.service_account != a))
+            || self
+                .started
+                .as_deref()
+                .and_then(|s| Timestamp::parse(s).ok())
+                .is_some_and(|t| !range.contains(t))
+        {
+            return Ok(false);
+        }
+        Ok(match filter.calls.as_deref() {
+            Some("denied") => self.denied > 0,
+            Some("approvals") => self.approvals > 0,
+            Some("approved") => anyhow::bail!(
+                "the audit API counts approval decisions, not approved calls: filter on calls=approvals, or start the console with --bucket or --recording-policy to read S3 directly"
+            ),
+            _ => true,
+        })
+    }
+}
+
+/// The page's verdict for the operator's verification of a session.
+pub fn operator_verdict(session: &Session) -> Verdict {
+    let v = &session.status.verification;
+    let (status, problems, detail) = match v.state.as_str() {
+        "Verified" => ("intact", vec![], Some(v.reason.clone())),
+        "Failed" => ("broken", vec![v.reason.clone()], None),
+        "Unverifiable" => ("unverified", vec![v.reason.clone()], None),
+        other => (
+            "unverified",
+            vec![format!("the operator answered verification state {other:?}: {}", v.reason)],
+            None,
+        ),
+    };
+    Verdict { status, problems, keys: vec![], by: "operator", detail }
+}
+
+impl SessionSource {
+    pub fn new(args: &ConsoleArgs, cluster: &crate::cluster::Cluster) -> anyhow::Result<Self> {
+        if args.recordings.bucket.is_some() || args.recordings.recording_policy.is_some() {
+            Ok(Self::Direct(Box::new(DirectSource::new(args)?)))
+        } else {
+            let trust = &args.trust;
+            if !trust.public_key.is_empty()
+                || trust.public_keys_file.is_some()
+                || trust.cluster_keys
+            {
+                anyhow::bail!(
+                    "--public-key, --public-keys-file and --cluster-keys verify recordings the console reads from S3 itself: add --bucket or --recording-policy (without them, the console reads through the audit API and shows the operator's verification)"
+                );
+            }
+            Ok(Self::Api(AuditClient::new(cluster)))
+        }
+    }
+
+    /// `api` or `direct`: where sessions are read.
+    pub fn via(&self) -> &'static str {
+        match self {
+            Self::Api(_) => "api",
+            Self::Direct(_) => "direct",
+        }
+    }
+
+    /// The sessions of `namespaces` that pass `filter`, newest first; namespaces left out (no
+    /// RBAC, or unreadable) are returned with their reason.
+    pub async fn list(
+        &self,
+        client: &Client,
+        namespaces: &[String],
+        filter: &SessionFilter,
+    ) -> anyhow::Result<(Vec<Value>, Vec<Skipped>)> {
+        let range = time_range(filter)?;
+        match self {
+            Self::Direct(direct) => {
+                let (listed, skipped) = direct.list(client, namespaces, filter, range).await?;
+                Ok((listed.iter().map(serde_json::to_value).collect::<Result<_, _>>()?, skipped))
+            }
+            Self::Api(api) => {
+                let mut rows = Vec::new();
+                let mut skipped = Vec::new();
+                for namespace in namespaces {
+                    if filter.namespace.as_ref().is_some_and(|n| n != namespace) {
+                        continue;
+                    }
+                    match api.list(Some(namespace)).await {
+                        Ok(list) => {
+                            for session in &list.items {
+                                let row = ApiSessionRow::from_session(session);
+                                if row.passes(filter, range)? {
+                                    rows.push(row);
+                                }
+                            }
+                        }
+                        // Not registered: the same for every namespace, so the page's error.
+                        Err(e @ AuditApiError::NotRegistered) => return Err(for_the_console(e)),
+                        Err(e) => skipped
+                            .push(Skipped { namespace: namespace.clone(), reason: e.to_string() }),
+                    }
+                }
+                let started =
+                    |r: &ApiSessionRow| r.started.as_deref().and_then(|s| Timestamp::parse(s).ok());
+                rows.sort_by(|a, b| (started(b), &b.session).cmp(&(started(a), &a.session)));
+                Ok((rows.iter().map(serde_json::to_value).collect::<Result<_, _>>()?, skipped))
+            }
+        }
+    }
+
+    /// Session `id` of `namespace` (in `connection` when given), every replica merged by time.
+    pub async fn show(
+        &self,
+        client: &Client,
+        namespace: &str,
+        connection: Option<&str>,
+        id: &str,
+    ) -> anyhow::Result<SessionRecording> {
+        match self {
+            Self::Direct(direct) => direct.show(client, namespace, connection, id).await,
+            Self::Api(api) => {
+                let session = api.get(namespace, id).await.map_err(for_the_console)?;
+                let row = ApiSessionRow::from_session(&session);
+                if let Some(connection) = connection.filter(|c| *c != row.connection) {
+                    anyhow::bail!(
+                        "session {id} of namespace {namespace} is of connection {:?}, not {connection:?}",
+                        row.connection
+                    );
+                }
+                let events = api.events(namespace, id).await.map_err(for_the_console)?;
+                Ok(SessionRecording { summary: serde_json::to_value(row)?, events })
+            }
+        }
+    }
+
+    /// The session's verification: the operator's (audit API), or the console's own with the
+    /// keys it was given (direct path).
+    pub async fn verify(
+        &self,
+        client: &Client,
+        namespace: &str,
+        connection: Option<&str>,
+        id: &str,
+    ) -> anyhow::Result<Verdict> {
+        match self {
+            Self::Direct(direct) => direct.verify(client, namespace, connection, id).await,
+            Self::Api(api) => {
+                Ok(operator_verdict(&api.get(namespace, id).await.map_err(for_the_console)?))
+            }
+        }
+    }
+}
+
+/// The audit API's error as the console says it: the console's `--direct` is `--bucket` or
+/// `--recording-policy`.
+fn for_the_console(error: AuditApiError) -> anyhow::Error {
+    match error {
+        AuditApiError::NotRegistered => anyhow::anyhow!(
+            "{error}; the console has no --direct: start it with --bucket (and --prefix, --region, --endpoint-url) or --recording-policy NAME"
+        ),
+        other => other.into(),
+    }
+}
+
+/// The since/until bounds of `filter`.
+fn time_range(filter: &SessionFilter) -> anyhow::Result<TimeRange> {
+    let now = Timestamp::now();
+    let bound = |text: &Option<String>, what: &str| {
+        text.as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| parse_time_bound(t.trim(), now))
+            .transpose()
+            .with_context(|| format!("reading the {what} filter"))
+    };
+    Ok(TimeRange { since: bound(&filter.since, "since")?, until: bound(&filter.until, "until")? })
+}
+
+/// The recording bucket, opened per namespace and kept.
+pub struct DirectSource {
     recordings: RecordingFlags,
     cluster: ClusterFlags,
     trust: TrustFlags,
     opened: Mutex<HashMap<String, Arc<RecordingSource>>>,
 }
 
-impl SessionSource {
+impl DirectSource {
     pub fn new(args: &ConsoleArgs) -> anyhow::Result<Self> {
         let trust = &args.trust;
         // The grace is read now so that a bad value fails at start, not on the first page.
@@ -93,11 +350,6 @@ impl SessionSource {
             },
             opened: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// True when the console was told where recordings are.
-    pub fn configured(&self) -> bool {
-        self.recordings.bucket.is_some() || self.recordings.recording_policy.is_some()
     }
 
     /// The recording source of `namespace` (`--bucket`, or its RecordingPolicy).
@@ -122,7 +374,7 @@ impl SessionSource {
     }
 
     /// Whether the user may read `namespace`'s sessions; the refusal to show when not.
-    pub async fn check_access(&self, client: &Client, namespace: &str) -> Result<(), String> {
+    async fn check_access(&self, client: &Client, namespace: &str) -> Result<(), String> {
         match access::may(client, namespace, "list", SESSIONS_GROUP, SESSIONS_RESOURCE).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(access::sessions_forbidden(namespace)),
@@ -132,26 +384,15 @@ impl SessionSource {
         }
     }
 
-    /// The sessions of `namespaces` that pass `filter`, oldest first; namespaces left out (no
+    /// The sessions of `namespaces` that pass `filter`, newest first; namespaces left out (no
     /// RBAC, or unreadable) are returned with their reason.
-    pub async fn list(
+    async fn list(
         &self,
         client: &Client,
         namespaces: &[String],
         filter: &SessionFilter,
+        range: TimeRange,
     ) -> anyhow::Result<(Vec<ListedSession>, Vec<Skipped>)> {
-        let now = Timestamp::now();
-        let bound = |text: &Option<String>, what: &str| {
-            text.as_deref()
-                .filter(|t| !t.trim().is_empty())
-                .map(|t| parse_time_bound(t.trim(), now))
-                .transpose()
-                .with_context(|| format!("reading the {what} filter"))
-        };
-        let range = TimeRange {
-            since: bound(&filter.since, "since")?,
-            until: bound(&filter.until, "until")?,
-        };
         let mut listed = Vec::new();
         let mut skipped = Vec::new();
         for namespace in namespaces {
@@ -198,6 +439,7 @@ impl SessionSource {
             let keep = match filter.calls.as_deref() {
                 Some("denied") => summary.denied > 0,
                 Some("approved") => approved > 0,
+                Some("approvals") => summary.approvals > 0,
                 _ => true,
             };
             if keep {
@@ -207,8 +449,7 @@ impl SessionSource {
         Ok(listed)
     }
 
-    /// Session `id` of `namespace` (in `connection` when given), every replica merged by time.
-    pub async fn show(
+    async fn show(
         &self,
         client: &Client,
         namespace: &str,
@@ -222,11 +463,12 @@ impl SessionSource {
         let streams = read_session(bucket, &location, &[]).await?;
         let summary = summarize(&location, bucket.url(&location.key_prefix()), &streams);
         let events = merge_by_time(streams.into_iter().map(|s| s.events).collect());
-        Ok(SessionRecording { summary, events })
+        Ok(SessionRecording { summary: serde_json::to_value(summary)?, events })
     }
 
-    /// Verifies session `id` as `sessions verify` does, with the keys the console was given.
-    pub async fn verify(
+    /// Verifies session `id` as `sessions verify --direct` does, with the keys the console was
+    /// given.
+    async fn verify(
         &self,
         client: &Client,
         namespace: &str,
@@ -240,6 +482,8 @@ impl SessionSource {
                 status: "unverified",
                 problems: vec![e.to_string()],
                 keys: vec![],
+                by: "console",
+                detail: None,
             });
         }
         let source = self.source(namespace).await?;
@@ -256,6 +500,8 @@ impl SessionSource {
             status: if report.is_valid() { "intact" } else { "broken" },
             problems: report.problems.iter().map(ToString::to_string).collect(),
             keys: key_ids.iter().map(KeyId::as_str).map(str::to_owned).collect(),
+            by: "console",
+            detail: None,
         })
     }
 }
@@ -266,4 +512,82 @@ fn approved_calls(streams: &[ReplicaRecording]) -> u64 {
         matches!(&recorded.event.body, EventBody::Approval(a) if a.outcome == ApprovalDecision::Approved)
     });
     approvals.count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chaperone_crds::{SessionAgent, SessionStatus, SessionVerification};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn session(state: &str, reason: &str) -> Session {
+        Session {
+            api_version: "audit.chaperone.dev/v1alpha1".into(),
+            kind: "Session".into(),
+            metadata: ObjectMeta {
+                name: Some("s-1".into()),
+                namespace: Some("team-a".into()),
+                ..ObjectMeta::default()
+            },
+            status: SessionStatus {
+                agent: Some(SessionAgent {
+                    service_account: "pr-bot".into(),
+                    pod_name: "pr-bot-0".into(),
+                    pod_uid: "u".into(),
+                }),
+                connection: "prod-aws".into(),
+                start: Some("2026-12-06T10:00:00Z".into()),
+                calls: 3,
+                denied: 0,
+                approvals: 2,
+                state: "open".into(),
+                verification: SessionVerification { state: state.into(), reason: reason.into() },
+                ..SessionStatus::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_operators_verification_becomes_the_badge_with_its_reason() {
+        let verified = operator_verdict(&session("Verified", "signed by key k1"));
+        assert_eq!((verified.status, verified.by), ("intact", "operator"));
+        assert_eq!(verified.detail.as_deref(), Some("signed by key k1"));
+        let failed = operator_verdict(&session("Failed", "segment 2: bad signature"));
+        assert_eq!(
+            (failed.status, failed.problems.as_slice()),
+            ("broken", &["segment 2: bad signature".to_owned()][..])
+        );
+        let unknown = operator_verdict(&session("Unverifiable", "no keys published"));
+        assert_eq!(unknown.status, "unverified");
+        assert_eq!(unknown.problems, vec!["no keys published".to_owned()]);
+    }
+
+    #[test]
+    fn an_unregistered_api_tells_the_console_user_which_flags_read_s3_instead() {
+        let text = for_the_console(AuditApiError::NotRegistered).to_string();
+        assert!(text.contains("not registered in this cluster"), "{text}");
+        assert!(text.contains("start it with --bucket"), "{text}");
+        let refused = for_the_console(AuditApiError::Refused("x".into())).to_string();
+        assert_eq!(refused, "x");
+    }
+
+    #[test]
+    fn api_rows_filter_on_approval_decisions_and_refuse_the_approved_calls_filter() {
+        let row = ApiSessionRow::from_session(&session("Verified", ""));
+        assert_eq!(row.agent.as_ref().map(|a| a.service_account.as_str()), Some("pr-bot"));
+        let range = TimeRange::default();
+        let with =
+            |calls: &str| SessionFilter { calls: Some(calls.into()), ..SessionFilter::default() };
+        assert!(row.passes(&with("approvals"), range).unwrap());
+        assert!(!row.passes(&with("denied"), range).unwrap());
+        let refused = row.passes(&with("approved"), range).unwrap_err().to_string();
+        assert!(refused.contains("calls=approvals"), "{refused}");
+        let other = SessionFilter { agent: Some("someone".into()), ..SessionFilter::default() };
+        assert!(!row.passes(&other, range).unwrap());
+        let later = TimeRange {
+            since: Some(Timestamp::parse("2026-12-07T00:00:00Z").unwrap()),
+            until: None,
+        };
+        assert!(!row.passes(&SessionFilter::default(), later).unwrap());
+    }
 }

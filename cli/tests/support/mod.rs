@@ -1,6 +1,10 @@
 //! Sessions recorded the way a gateway records them (with the recording crate's writer, manifest
 //! and digest chain), uploaded to moto with the gateway's keys, and the CLI run with the auditor's.
 
+// The audit API's setup, for the tests that read through it (audit_api, console).
+#[allow(dead_code)]
+pub mod audit_api;
+
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::time::Duration;

@@ -198,11 +198,22 @@ function approvalCard(a) {
 
 // ---------------------------------------------------------------- sessions
 
+// Where sessions are read: "api" (the audit API, the default) or "direct" (S3, --bucket or
+// --recording-policy). Set by /api/whoami and by each sessions answer.
+let sessionsVia = "api";
+
+function approvalsOption() {
+  return sessionsVia === "direct"
+    ? h("option", { value: "approved", id: "approvals-filter" }, "with an approved call")
+    : h("option", { value: "approvals", id: "approvals-filter" }, "with an approval decision");
+}
+
 function sessionsPage() {
   sessionsPage.drawn = undefined;
   const field = (name, label, placeholder) => h("label", {}, label, h("input", { name, value: filters[name], placeholder: placeholder || "" }));
+  // The audit API counts approval decisions; the direct path counts the calls approvals released.
   const calls = h("select", { name: "calls" },
-    h("option", { value: "" }, "any"), h("option", { value: "denied" }, "with a denied call"), h("option", { value: "approved" }, "with an approved call"));
+    h("option", { value: "" }, "any"), h("option", { value: "denied" }, "with a denied call"), approvalsOption());
   calls.value = filters.calls;
   const form = h("form", { class: "filters", id: "session-filters" },
     field("namespace", "Namespace"), field("connection", "Connection"), field("agent", "Agent (service account)"),
@@ -220,6 +231,11 @@ function sessionsPage() {
     const data = await api(`/api/sessions?${query}`);
     if (mine !== generation) return;
     clearError();
+    if (data.via && data.via !== sessionsVia) {
+      sessionsVia = data.via;
+      const option = document.getElementById("approvals-filter");
+      if (option) option.replaceWith(approvalsOption());
+    }
     document.getElementById("sessions-notes").replaceChildren(...present(scopeNote(data.scope), skippedNotes(data.skipped), data.notice ? h("div", { class: "notice" }, data.notice) : null));
     // Redrawn only when the answer changed, so that rows under the pointer stay put.
     const drawn = JSON.stringify(data.sessions);
@@ -231,16 +247,23 @@ function sessionsPage() {
         h("td", {}, h("a", { href }, s.session)),
         h("td", {}, s.started || "-"), h("td", {}, s.namespace), h("td", {}, s.connection),
         h("td", {}, s.agent ? s.agent.service_account : "-"), h("td", {}, (s.agent && s.agent.pod_name) || "-"),
-        h("td", {}, s.calls), h("td", { class: s.denied ? "outcome-deny" : "" }, s.denied), h("td", { class: s.approved ? "outcome-approved" : "" }, s.approved),
+        h("td", {}, s.calls), h("td", { class: s.denied ? "outcome-deny" : "" }, s.denied), approvalsCell(s),
         h("td", {}, s.status, s.unreadable.length ? h("span", { class: "outcome-deny", title: s.unreadable.join("\n") }, " (partly unreadable)") : null));
     });
     const table = rows.length
       ? h("table", { id: "sessions-table" },
-          h("thead", {}, h("tr", {}, ["Session", "Started", "Namespace", "Connection", "Agent", "Pod", "Calls", "Denied", "Approved", "Status"].map((t) => h("th", {}, t)))),
+          h("thead", {}, h("tr", {}, ["Session", "Started", "Namespace", "Connection", "Agent", "Pod", "Calls", "Denied", sessionsVia === "direct" ? "Approved" : "Approvals", "Status"].map((t) => h("th", {}, t)))),
           h("tbody", {}, rows))
       : h("p", { class: "muted", id: "no-sessions" }, "No sessions match.");
     document.getElementById("sessions").replaceChildren(table);
   });
+}
+
+// Direct path: calls an approval released; audit API: approval decisions recorded (either way).
+function approvalsCell(s) {
+  const n = s.approved !== undefined ? s.approved : s.approvals;
+  const title = s.approved !== undefined ? "calls released by a reviewer's approval" : "approval decisions recorded (approved or refused)";
+  return h("td", { class: n ? "outcome-approved" : "", title }, n);
 }
 
 // ---------------------------------------------------------------- one session
@@ -298,15 +321,17 @@ function badge(v) {
   const el = document.getElementById("verify-badge");
   if (!el) return;
   el.className = `badge ${v.status}`;
-  el.textContent = v.status === "intact" ? "verified: intact" : v.status === "broken" ? "verification failed" : "not verified";
-  el.title = v.keys && v.keys.length ? `trusted keys: ${v.keys.join(", ")}` : "";
+  const by = v.by === "operator" ? " (by the operator)" : "";
+  el.textContent = (v.status === "intact" ? "verified: intact" : v.status === "broken" ? "verification failed" : "not verified") + by;
+  el.title = v.detail || (v.keys && v.keys.length ? `trusted keys: ${v.keys.join(", ")}` : "");
   document.getElementById("verify-problems").replaceChildren(...(v.problems || []).map((p) => h("div", { class: v.status === "unverified" ? "notice" : "error" }, p)));
 }
 
 function meta(s) {
   const rows = [
     ["Namespace / connection", `${s.namespace}/${s.connection}`],
-    ["Agent", s.agent ? `${s.agent.service_account} (pod ${s.agent.pod_name || "-"}, role session ${s.agent.role_session_name || "-"})` : "-"],
+    // The audit API does not serve the role session name; the direct path's summary has it.
+    ["Agent", s.agent ? `${s.agent.service_account} (pod ${s.agent.pod_name || "-"}${"role_session_name" in s.agent ? `, role session ${s.agent.role_session_name || "-"}` : ""})` : "-"],
     ["Started", s.started || "-"],
     ["Status", s.status],
     ["Calls", `${s.calls} (${s.denied} denied)`],
@@ -435,5 +460,6 @@ function route() {
 window.addEventListener("hashchange", route);
 api("/api/whoami").then((w) => {
   if (w.user) document.getElementById("whoami").textContent = `signed in as ${w.user.username}`;
+  if (w.sessions_via) sessionsVia = w.sessions_via;
 }).catch(() => {});
 route();
