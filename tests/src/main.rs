@@ -93,6 +93,11 @@ async fn main() -> anyhow::Result<()> {
             })
             .await??;
             println!("actionlint:     {}", actionlint.display());
+            let kubectl = tokio::task::spawn_blocking(|| {
+                chaperone_tests::provision::ensure_go_program(chaperone_tests::provision::KUBECTL)
+            })
+            .await??;
+            println!("kubectl:        {}", kubectl.display());
             let debs = tokio::task::spawn_blocking(|| {
                 chaperone_tests::provision::ensure_debian_packages(
                     chaperone_tests::images::host_arch(),

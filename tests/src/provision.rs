@@ -56,6 +56,17 @@ pub const KUBE_APISERVER: GoProgram = GoProgram {
     package: ".",
 };
 
+/// kubectl from the published `k8s.io/kubectl` module (`tests/go/kubectl/main.go`), so that
+/// tests run `kubectl get` against the local API server as a user would (the audit API's Table).
+/// Its version is the module's (`v0.x.y` for Kubernetes `v1.x.y`), not stamped.
+pub const KUBECTL: GoProgram = GoProgram {
+    name: "kubectl",
+    module: "kubectl",
+    upstream: "k8s.io/kubectl",
+    kubernetes_version_stamp: false,
+    package: ".",
+};
+
 /// etcd from `go.etcd.io/etcd/server/v3`.
 pub const ETCD: GoProgram = GoProgram {
     name: "etcd",

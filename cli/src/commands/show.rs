@@ -4,13 +4,12 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use chaperone_recording::merge_by_time;
+use chaperone_recording::{RecordedEvent, merge_by_time};
+use chaperone_recording_store::{read_session, summarize};
 
 use crate::commands::{open_audit_api, open_session};
 use crate::flags::{OutputFormat, ShowArgs};
 use crate::timeline::{calls, render, short_time};
-use chaperone_recording_store::read_session;
-use chaperone_recording_store::summarize;
 
 pub async fn run(args: ShowArgs) -> anyhow::Result<ExitCode> {
     if args.source.via_api() {
@@ -39,13 +38,7 @@ pub async fn run(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let summary = summarize(&location, bucket.url(&location.key_prefix()), &streams);
     let events = merge_by_time(streams.iter().map(|s| s.events.clone()).collect());
     match args.output {
-        OutputFormat::Json => {
-            let mut out = std::io::stdout().lock();
-            for recorded in &events {
-                out.write_all(&recorded.line)?;
-                out.write_all(b"\n")?;
-            }
-        }
+        OutputFormat::Json => print_json_lines(&events)?,
         OutputFormat::Text => {
             println!("Session:     {}", summary.session);
             println!("Location:    {}", summary.location);
@@ -97,13 +90,7 @@ async fn show_via_api(args: ShowArgs) -> anyhow::Result<ExitCode> {
     }
     let events = merge_by_time(streams.iter().map(|s| s.events.clone()).collect());
     match args.output {
-        OutputFormat::Json => {
-            let mut out = std::io::stdout().lock();
-            for recorded in &events {
-                out.write_all(&recorded.line)?;
-                out.write_all(b"\n")?;
-            }
-        }
+        OutputFormat::Json => print_json_lines(&events)?,
         OutputFormat::Text => {
             let st = &session.status;
             println!("Session:     {}", args.session);
@@ -132,4 +119,14 @@ async fn show_via_api(args: ShowArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The events as JSON Lines, each exactly as recorded.
+fn print_json_lines(events: &[RecordedEvent]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for recorded in events {
+        out.write_all(&recorded.line)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
 }
