@@ -6,7 +6,9 @@
 //! AWS CLI with the environment the pod webhook injected into the agent's pod (the gateway
 //! Service's address replaced by the gateway's local one, the projected token written to a file).
 //! A reviewer approves the held delete-bucket with kubectl-chaperone; an auditor shows and
-//! verifies the recording.
+//! verifies the recording, then reads it through the operator's audit API (a Service and an
+//! EndpointSlice at the operator process, as in docs/local-environment.md) and shows the access
+//! log those reads left.
 
 use std::{
     fmt::Write as _,
@@ -44,6 +46,8 @@ const CONNECTION: &str = "prod-aws";
 const AGENT: &str = "pr-bot";
 const REVIEWER: &str = "alice";
 const REVIEWERS_GROUP: &str = "sre";
+/// The auditor who reads the recording through the audit API.
+const AUDITOR: &str = "audra";
 const RECORDING_BUCKET: &str = "chaperone-audit";
 const SCRATCH_BUCKET: &str = "scratch-builds";
 const FIELD_MANAGER: &str = "chaperone-demo";
@@ -145,9 +149,23 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         None => Binaries::locate()?,
     };
 
-    progress.step("starting chaperone-operator; its webhooks are reached over loopback");
+    progress.step(
+        "starting chaperone-operator; its webhooks are reached over loopback, its audit API \
+         through a Service and EndpointSlice",
+    );
     ensure_namespace(&admin, "chaperone-system").await?;
-    let mut operator = start_operator(&env, &binaries.operator)?;
+    let (mut operator, audit_api) = start_operator(&env, &binaries.operator)?;
+    // The Service the operator registers its APIService against, with an EndpointSlice at the
+    // operator process (no kube-proxy here).
+    crate::objects::service_at(
+        &admin,
+        "chaperone-system",
+        "chaperone-operator",
+        8443,
+        audit_api,
+        FIELD_MANAGER,
+    )
+    .await?;
     let outcome = story(&env, &admin, &binaries, &mut progress).await;
     match outcome {
         Ok(mut running) => {
@@ -421,8 +439,94 @@ async fn story(
     let verified = kubectl_chaperone(&binaries.cli, &admin_kubeconfig, &auditor_env, &verify_args)?;
     progress.show(format!("$ kubectl chaperone sessions verify {session} --cluster-keys"));
     progress.show(&verified);
+    audited_reads(env, admin, binaries, progress, &session, &auditor_env).await?;
     gateway.restart()?;
     Ok(Running { gateway, agent_env })
+}
+
+/// The default read path: an auditor bound to chaperone-session-auditor in the namespace reads
+/// the session through the operator's audit API with their own Kubernetes identity, and each
+/// read lands in the namespace's signed access log.
+async fn audited_reads(
+    env: &LocalEnv,
+    admin: &Client,
+    binaries: &Binaries,
+    progress: &mut Progress,
+    session: &str,
+    auditor_env: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    progress.step("an auditor reads it through the audit API; each read is logged");
+    apply(admin, &crate::objects::session_auditor_cluster_role()).await?;
+    apply(
+        admin,
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "session-auditors", "namespace": NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "chaperone-session-auditor"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": AUDITOR}],
+        }),
+    )
+    .await?;
+    let services: Api<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService> =
+        Api::all(admin.clone());
+    eventually("the audit APIService to become Available", Duration::from_secs(90), || async {
+        let service = services.get_opt("v1alpha1.audit.chaperone.dev").await?;
+        let available = service
+            .and_then(|s| s.status)
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Available" && c.status == "True");
+        Ok(available.then_some(()))
+    })
+    .await?;
+    let kubeconfig = env.control_plane.write_kubeconfig_for(AUDITOR, &["auditors"])?;
+    let listing =
+        kubectl_chaperone(&binaries.cli, &kubeconfig, &[], &["sessions", "list", "-n", NAMESPACE])?;
+    progress.show(format!("$ kubectl chaperone sessions list -n {NAMESPACE}    # as {AUDITOR}"));
+    progress.show(&listing);
+    if !listing.contains(session) {
+        bail!("the audit API's list lacks session {session}:\n{listing}");
+    }
+    let shown = kubectl_chaperone(
+        &binaries.cli,
+        &kubeconfig,
+        &[],
+        &["sessions", "show", session, "-n", NAMESPACE],
+    )?;
+    progress.show(format!(
+        "$ kubectl chaperone sessions show {session} -n {NAMESPACE}    # as {AUDITOR}"
+    ));
+    progress.show(shown.lines().take(4).collect::<Vec<_>>().join("\n"));
+    if !shown.contains("s3:DeleteBucket") {
+        bail!("the session read through the audit API lacks s3:DeleteBucket:\n{shown}");
+    }
+    let log_args = [
+        "sessions",
+        "access-log",
+        "--recording-policy",
+        "default",
+        "-n",
+        NAMESPACE,
+        "--endpoint-url",
+        env.moto.endpoint(),
+        "--cluster-access-log-key",
+    ];
+    let log = kubectl_chaperone(
+        &binaries.cli,
+        env.control_plane.admin_kubeconfig(),
+        auditor_env,
+        &log_args,
+    )?;
+    progress.show(format!(
+        "$ kubectl chaperone sessions access-log --recording-policy default -n {NAMESPACE} --cluster-access-log-key"
+    ));
+    progress.show(&log);
+    if !log.contains(AUDITOR) {
+        bail!("the access log does not name {AUDITOR}:\n{log}");
+    }
+    Ok(())
 }
 
 /// `--keep`: writes the agent's env and a kubeconfig, says `demo ready`, waits for Ctrl-C.
@@ -447,9 +551,17 @@ async fn keep_running(env: &LocalEnv, running: &Running) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start_operator(env: &LocalEnv, binary: &Path) -> anyhow::Result<ManagedProcess> {
+/// The operator process, and the address its audit API listens on (a non-loopback address of
+/// this machine, since the API server refuses loopback endpoints).
+fn start_operator(
+    env: &LocalEnv,
+    binary: &Path,
+) -> anyhow::Result<(ManagedProcess, std::net::SocketAddr)> {
     let webhook_port = free_port()?;
     let admin_port = free_port()?;
+    let ip = crate::ports::non_loopback_address()
+        .context("the audit API needs a non-loopback address on this machine")?;
+    let audit_api = std::net::SocketAddr::new(ip, crate::ports::free_port_on(ip)?);
     let mut command = Command::new(binary);
     command
         .env("KUBECONFIG", env.control_plane.admin_kubeconfig())
@@ -463,12 +575,12 @@ fn start_operator(env: &LocalEnv, binary: &Path) -> anyhow::Result<ManagedProces
         .arg(format!("--admin=127.0.0.1:{admin_port}"))
         .arg(format!("--webhook-listen=127.0.0.1:{webhook_port}"))
         .arg(format!("--webhook-url=https://127.0.0.1:{webhook_port}"))
-        // The demo's auditor reads S3 directly (--recording-policy); without kube-proxy the audit
-        // API would need an EndpointSlice at a non-loopback address (cli/tests/audit_api.rs).
-        .arg("--audit-api=false")
+        .arg(format!("--audit-api-listen={audit_api}"))
         .arg(format!("--gateway-jwks-uri={}/openid/v1/jwks", env.control_plane.url()));
     crate::aws::scrub_aws_env(&mut command);
-    ManagedProcess::start("chaperone-operator", command, &env.dir().join("operator.log"))
+    let process =
+        ManagedProcess::start("chaperone-operator", command, &env.dir().join("operator.log"))?;
+    Ok((process, audit_api))
 }
 
 async fn apply(client: &Client, object: &Value) -> anyhow::Result<()> {

@@ -115,3 +115,45 @@ pub async fn apply(client: &Client, object: &Value, field_manager: &str) -> anyh
         .with_context(|| format!("applying {} {name}", types.kind))?;
     Ok(())
 }
+
+/// The rules of the chart's ClusterRole chaperone-session-auditor
+/// (charts/chaperone/templates/audit-api.yaml; the helm_chart test checks the chart carries
+/// these): read the audit API's sessions and their events.
+pub fn session_auditor_cluster_role() -> Value {
+    serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "chaperone-session-auditor"},
+        "rules": [{"apiGroups": ["audit.chaperone.dev"], "resources": ["sessions", "sessions/events"],
+                   "verbs": ["get", "list"]}],
+    })
+}
+
+/// Service `name` in `namespace` (port `service_port`, named `audit-api`) with an EndpointSlice at
+/// `address`: how the API server reaches the audit API of a process on this machine (the local
+/// environment has no kube-proxy or EndpointSlice controller, and loopback endpoints are refused).
+pub async fn service_at(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    service_port: u16,
+    address: std::net::SocketAddr,
+    field_manager: &str,
+) -> anyhow::Result<()> {
+    let port = i32::from(address.port());
+    let service = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"ports": [{"name": "audit-api", "port": service_port, "targetPort": port, "protocol": "TCP"}]},
+    });
+    apply(client, &service, field_manager).await?;
+    let slice = serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": namespace,
+                     "labels": {"kubernetes.io/service-name": name}},
+        "addressType": if address.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{"addresses": [address.ip().to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "audit-api", "port": port, "protocol": "TCP"}],
+    });
+    apply(client, &slice, field_manager).await
+}

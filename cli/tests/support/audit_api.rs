@@ -27,16 +27,9 @@ pub const OPERATOR_NAMESPACE: &str = "chaperone-system";
 pub const SERVICE: &str = "chaperone-audit-api-test";
 pub const API_SERVICE: &str = "v1alpha1.audit.chaperone.dev";
 
-/// The rules of the chart's ClusterRole chaperone-session-auditor (charts/chaperone/templates/
-/// audit-api.yaml; the helm_chart test checks the chart carries these).
+/// The chart's ClusterRole chaperone-session-auditor.
 pub fn auditor_cluster_role() -> Value {
-    json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": "chaperone-session-auditor"},
-        "rules": [{"apiGroups": ["audit.chaperone.dev"], "resources": ["sessions", "sessions/events"],
-                   "verbs": ["get", "list"]}],
-    })
+    chaperone_tests::objects::session_auditor_cluster_role()
 }
 
 pub async fn apply(client: &Client, object: &Value) {
@@ -176,31 +169,18 @@ impl AuditApiServer {
     }
 }
 
-/// The Service the APIService names, with an EndpointSlice at the in-process audit API (there is
-/// no kube-proxy or EndpointSlice controller in the local environment).
+/// The Service the APIService names, with an EndpointSlice at the in-process audit API.
 async fn service_at(client: &Client, address: SocketAddr) {
-    let port = i32::from(address.port());
-    apply(
+    chaperone_tests::objects::service_at(
         client,
-        &json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": SERVICE, "namespace": OPERATOR_NAMESPACE},
-            "spec": {"ports": [{"name": "audit-api", "port": 8443, "targetPort": port, "protocol": "TCP"}]},
-        }),
+        OPERATOR_NAMESPACE,
+        SERVICE,
+        8443,
+        address,
+        "audit-api-test",
     )
-    .await;
-    apply(
-        client,
-        &json!({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": SERVICE, "namespace": OPERATOR_NAMESPACE,
-                         "labels": {"kubernetes.io/service-name": SERVICE}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [address.ip().to_string()], "conditions": {"ready": true}}],
-            "ports": [{"name": "audit-api", "port": port, "protocol": "TCP"}],
-        }),
-    )
-    .await;
+    .await
+    .expect("the audit API's Service and EndpointSlice");
 }
 
 /// Every object of `namespace`'s access log, read with the gateway's keys.
