@@ -457,17 +457,8 @@ async fn audited_reads(
 ) -> anyhow::Result<()> {
     progress.step("an auditor reads it through the audit API; each read is logged");
     apply(admin, &crate::objects::session_auditor_cluster_role()).await?;
-    apply(
-        admin,
-        &json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "session-auditors", "namespace": NAMESPACE},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "chaperone-session-auditor"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": AUDITOR}],
-        }),
-    )
-    .await?;
+    let auditor = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": AUDITOR});
+    apply(admin, &crate::objects::session_auditor_binding(NAMESPACE, auditor)).await?;
     let services: Api<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService> =
         Api::all(admin.clone());
     eventually("the audit APIService to become Available", Duration::from_secs(90), || async {

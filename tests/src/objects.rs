@@ -129,6 +129,18 @@ pub fn session_auditor_cluster_role() -> Value {
     })
 }
 
+/// A RoleBinding `session-auditors` in `namespace` of `subject` (an RBAC subject) to the
+/// ClusterRole chaperone-session-auditor: what an admin grants a namespace's auditors.
+pub fn session_auditor_binding(namespace: &str, subject: Value) -> Value {
+    serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "session-auditors", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "chaperone-session-auditor"},
+        "subjects": [subject],
+    })
+}
+
 /// Service `name` in `namespace` (port `service_port`, named `audit-api`) with an EndpointSlice at
 /// `address`: how the API server reaches the audit API of a process on this machine (the local
 /// environment has no kube-proxy or EndpointSlice controller, and loopback endpoints are refused).

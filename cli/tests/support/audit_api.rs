@@ -38,17 +38,7 @@ pub async fn apply(client: &Client, object: &Value) {
 
 /// Binds `subject` (an RBAC subject) to chaperone-session-auditor in `namespace`.
 pub async fn bind_session_auditor(client: &Client, namespace: &str, subject: Value) {
-    apply(
-        client,
-        &json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "session-auditors", "namespace": namespace},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "chaperone-session-auditor"},
-            "subjects": [subject],
-        }),
-    )
-    .await;
+    apply(client, &chaperone_tests::objects::session_auditor_binding(namespace, subject)).await;
 }
 
 /// A namespace recorded to `bucket` (prefix `agents/`) by the RecordingPolicy `default` with the
