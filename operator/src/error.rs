@@ -84,6 +84,7 @@ impl Error {
             Error::Keys { .. } => "keys",
             Error::Certificates { .. } => "certificates",
             Error::S3 { .. } => "s3",
+            Error::Finalizer(_) if self.is_stale_read() => "stale_read",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),
@@ -92,9 +93,59 @@ impl Error {
         }
     }
 
+    /// Whether the finalizer patch was refused because the object the controller read was
+    /// older than the API server's: the patch tests the finalizer list it read (JSON Patch
+    /// `test`), and a list changed since then fails that test with 422 (or 409). The watch
+    /// delivers the newer object shortly; nothing is wrong with the object, so this is retried
+    /// without a Warning event.
+    pub fn is_stale_read(&self) -> bool {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Finalizer(inner) => match inner.as_ref() {
+                F::AddFinalizer(kube::Error::Api(status))
+                | F::RemoveFinalizer(kube::Error::Api(status)) => {
+                    status.code == 422 || status.code == 409
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// Wraps a client error with what the operator was doing.
     pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
         let action = action.into();
         move |source| Error::Kube { action, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+    use kube::runtime::finalizer::Error as F;
+
+    use super::Error;
+
+    fn refused(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(
+            Status::failure("the server rejected our request", "Invalid").with_code(code),
+        ))
+    }
+
+    #[test]
+    fn a_refused_finalizer_patch_is_a_stale_read_and_other_failures_are_not() {
+        let stale = Error::Finalizer(Box::new(F::AddFinalizer(refused(422))));
+        assert!(stale.is_stale_read());
+        assert_eq!(stale.kind(), "stale_read");
+        assert!(Error::Finalizer(Box::new(F::RemoveFinalizer(refused(409)))).is_stale_read());
+
+        let forbidden = Error::Finalizer(Box::new(F::AddFinalizer(refused(403))));
+        assert!(!forbidden.is_stale_read(), "a missing permission is reported, not hidden");
+        let inside = Error::Finalizer(Box::new(F::ApplyFailed(Error::Kube {
+            action: "applying PodDisruptionBudget chaperone-gateway".into(),
+            source: refused(422),
+        })));
+        assert!(!inside.is_stale_read());
+        assert_eq!(inside.kind(), "kube");
     }
 }

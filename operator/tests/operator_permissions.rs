@@ -226,7 +226,11 @@ async fn a_missing_permission_becomes_a_reconcile_failed_event_naming_what_faile
     let events = Api::<Event>::namespaced(admin.clone(), ns);
     let note = eventually("a ReconcileFailed event", || async {
         let list = events.list(&ListParams::default()).await.ok()?;
-        list.items.into_iter().find(|e| e.reason.as_deref() == Some("ReconcileFailed"))?.note
+        list.items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("ReconcileFailed"))
+            .filter_map(|e| e.note)
+            .find(|note| note.contains("PodDisruptionBudget"))
     })
     .await;
     assert!(note.contains("PodDisruptionBudget"), "{note}");

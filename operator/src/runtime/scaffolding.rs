@@ -40,6 +40,10 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(20);
 /// The longest wait before a failed reconcile is tried again.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// How soon a reconcile refused for reading an object older than the API server's
+/// ([`Error::is_stale_read`]) is tried again; the watch usually delivers the newer one first.
+pub const STALE_READ_RETRY: Duration = Duration::from_millis(500);
+
 /// Key of the access key id in a Secret of AWS keys.
 pub const ACCESS_KEY_ID_KEY: &str = "AWS_ACCESS_KEY_ID";
 /// Key of the secret access key in a Secret of AWS keys.
@@ -202,6 +206,15 @@ impl ControllerBase {
     {
         self.metrics.failed(self.controller, error.kind());
         let key = object_key(object);
+        if error.is_stale_read() {
+            tracing::debug!(
+                controller = self.controller,
+                object = %key,
+                %error,
+                "the object changed since it was read; retrying with the newer one"
+            );
+            return Action::requeue(STALE_READ_RETRY);
+        }
         let attempts = match self.failures.lock() {
             Ok(mut failures) => {
                 let attempts = failures.entry(key.clone()).or_insert(0);
