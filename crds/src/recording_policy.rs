@@ -346,7 +346,8 @@ mod tests {
 
     #[test]
     fn the_examples_commented_access_block_parses_with_its_defaults() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/recordingpolicy.yaml");
+        let path = std::path::Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap())
+            .join("../examples/recordingpolicy.yaml");
         let text = std::fs::read_to_string(path).unwrap();
         // Uncomment the block from `# access:` on, as a reader of the example would.
         let mut lines = Vec::new();

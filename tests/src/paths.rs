@@ -2,9 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
-/// The workspace root (the folder holding the top-level Cargo.toml).
+/// The workspace root (the folder holding the top-level Cargo.toml): the parent of the running
+/// package's folder. `cargo test` and `cargo run` set `CARGO_MANIFEST_DIR` for the process (and
+/// the processes it starts inherit it); the compile-time value is only a fallback, since a target
+/// directory shared by several clones may hold a build made in another one.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// Cargo's target directory: `$CARGO_TARGET_DIR` when set, else `<workspace>/target`.

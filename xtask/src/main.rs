@@ -99,8 +99,14 @@ fn run(task: Task) -> anyhow::Result<()> {
     }
 }
 
+/// The checkout xtask runs in. `cargo run` (the `cargo xtask` alias) sets `CARGO_MANIFEST_DIR` for
+/// the process; the compile-time value is only a fallback, since a target directory shared by
+/// several clones may hold an xtask built in another (possibly deleted) one.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 fn cargo() -> Command {
