@@ -931,6 +931,8 @@ async fn profile_gateway(
         .arg(format!("--spool-dir={}", dir.join("spool").display()))
         .arg("--replica=gw-profile")
         .arg("--segment-max-age-seconds=1")
+        // The load generator speaks plain HTTP, as to the measured gateways.
+        .arg("--plaintext")
         .env("RUST_LOG", "warn");
     chaperone_tests::aws::scrub_aws_env(&mut command);
     let mut process =
