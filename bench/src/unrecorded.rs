@@ -26,6 +26,15 @@ impl EventRecorder for DiscardingRecorder {
         drop(event);
         Box::pin(async { Ok(()) })
     }
+
+    fn append_detached(
+        &self,
+        _session: &SessionContext,
+        event: EventBody,
+    ) -> Result<(), chaperone_gateway::record::RecordError> {
+        drop(event);
+        Ok(())
+    }
 }
 
 /// Serves the gateway's data path on `listen` with recording discarded, until killed.

@@ -16,6 +16,15 @@ pub type RecordFuture<'a> = Pin<Box<dyn Future<Output = Result<(), RecordError>>
 pub trait EventRecorder: Send + Sync + 'static {
     /// Appends one event of `session`; resolves once it is durable (fsynced in the spool).
     fn append<'a>(&'a self, session: &'a SessionContext, event: EventBody) -> RecordFuture<'a>;
+
+    /// Appends one event of `session` that nobody waits for (a response), without a task or an
+    /// acknowledgement; a failure after it was queued is logged by the recorder. `Err` when it
+    /// was refused before the queue (the caller logs it).
+    fn append_detached(
+        &self,
+        session: &SessionContext,
+        event: EventBody,
+    ) -> Result<(), RecordError>;
 }
 
 /// The session handle the recorder keys streams by, from a verified session.
@@ -45,5 +54,13 @@ impl EventRecorder for crate::recorder::Recorder {
             let handle = session_handle(session);
             crate::recorder::Recorder::append(self, &handle, event).await
         })
+    }
+
+    fn append_detached(
+        &self,
+        session: &SessionContext,
+        event: EventBody,
+    ) -> Result<(), RecordError> {
+        crate::recorder::Recorder::append_detached(self, &session_handle(session), event)
     }
 }

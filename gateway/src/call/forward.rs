@@ -162,11 +162,9 @@ impl Call<'_> {
                 redacted: Vec::new(),
                 request_body: streamed.as_ref().and_then(StreamedPayload::get),
             });
-            tokio::spawn(async move {
-                if let Err(failure) = recorder.append(&session, event).await {
-                    tracing::error!(session = %session.session_id, %failure, "could not record a response");
-                }
-            });
+            if let Err(failure) = recorder.append_detached(&session, event) {
+                tracing::error!(session = %session.session_id, %failure, "could not record a response");
+            }
         });
         Response::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync())
     }

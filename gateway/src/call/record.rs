@@ -178,12 +178,9 @@ impl<'a> Call<'a> {
             redacted: Vec::new(),
             request_body,
         });
-        let recorder = self.gateway.recorder.clone();
-        tokio::spawn(async move {
-            if let Err(failure) = recorder.append(&session, event).await {
-                tracing::error!(session = %session.session_id, %failure, "could not record a response");
-            }
-        });
+        if let Err(failure) = self.gateway.recorder.append_detached(&session, event) {
+            tracing::error!(session = %session.session_id, %failure, "could not record a response");
+        }
     }
 }
 

@@ -67,17 +67,25 @@ impl MemoryRecorder {
 impl EventRecorder for MemoryRecorder {
     fn append<'a>(
         &'a self,
-        _session: &'a crate::identity::SessionContext,
+        session: &'a crate::identity::SessionContext,
         event: EventBody,
     ) -> RecordFuture<'a> {
-        let result = match self.failure.lock().unwrap().clone() {
+        let result = self.append_detached(session, event);
+        Box::pin(async move { result })
+    }
+
+    fn append_detached(
+        &self,
+        _session: &crate::identity::SessionContext,
+        event: EventBody,
+    ) -> Result<(), crate::record::RecordError> {
+        match self.failure.lock().unwrap().clone() {
             Some(failure) => Err(failure),
             None => {
                 self.events.lock().unwrap().push(event);
                 Ok(())
             }
-        };
-        Box::pin(async move { result })
+        }
     }
 }
 

@@ -412,8 +412,59 @@ impl Recorder {
     pub async fn append(
         &self,
         session: &SessionHandle,
-        mut body: EventBody,
+        body: EventBody,
     ) -> Result<(), RecordError> {
+        let (commands, append) = self.prepare(session, body)?;
+        let (ack, done) = oneshot::channel();
+        let command = match append {
+            SpoolCommand::Append { stream, payload, durability, .. } => {
+                SpoolCommand::Append { stream, payload, durability, ack: Some(ack) }
+            }
+            other => other,
+        };
+        commands.send(command).await.map_err(|_| shut_down())?;
+        done.await.map_err(|_| shut_down())?
+    }
+
+    /// Records one event of `session` that nobody waits for (a response): it is checked,
+    /// redacted and serialized by the caller, then queued for the spool writer, which logs it if
+    /// it cannot be written. No task and no acknowledgement per event: the data path's
+    /// response costs one channel send. A refusal before the queue is returned.
+    pub fn append_detached(
+        &self,
+        session: &SessionHandle,
+        body: EventBody,
+    ) -> Result<(), RecordError> {
+        let (commands, append) = self.prepare(session, body)?;
+        match commands.try_send(append) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(append)) => {
+                // The writer is behind: wait for room off the data path, in order behind the
+                // events already queued.
+                let session = session.session.clone();
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return Err(RecordError::Unavailable {
+                        reason: "the spool writer's queue is full".into(),
+                    });
+                };
+                runtime.spawn(async move {
+                    if commands.send(append).await.is_err() {
+                        tracing::error!(%session, "could not record a response: the recorder stopped");
+                    }
+                });
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(shut_down()),
+        }
+    }
+
+    /// Checks, redacts and serializes an event for the spool writer: the command (without its
+    /// acknowledgement) and the queue it goes to.
+    fn prepare(
+        &self,
+        session: &SessionHandle,
+        mut body: EventBody,
+    ) -> Result<(mpsc::Sender<SpoolCommand>, SpoolCommand), RecordError> {
         if matches!(body, EventBody::SessionStart(_)) {
             return Err(RecordError::BadEvent {
                 reason: "session.start is written by the recorder from the session handle".into(),
@@ -467,7 +518,6 @@ impl Recorder {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or_else(shut_down)?;
-        let (ack, done) = oneshot::channel();
         let stream = Box::new(StreamSpec {
             session: session.session.clone(),
             namespace: target.target.namespace.clone(),
@@ -476,11 +526,7 @@ impl Recorder {
             prefix: target.target.policy.s3.prefix.clone(),
             start: session.start.clone(),
         });
-        commands
-            .send(SpoolCommand::Append { stream, payload, durability, ack })
-            .await
-            .map_err(|_| shut_down())?;
-        done.await.map_err(|_| shut_down())?
+        Ok((commands, SpoolCommand::Append { stream, payload, durability, ack: None }))
     }
 
     /// Spool usage, upload backlog and the last upload error.
@@ -746,6 +792,46 @@ mod tests {
         assert_eq!(m.events_recorded_total, 408);
         assert_eq!(m.open_streams, 8);
         assert!(fsyncs < 400, "{fsyncs} fsyncs for 400 appends");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn detached_responses_are_spooled_in_order_without_anyone_waiting() {
+        let spool = tempfile::tempdir().unwrap();
+        let mut settings = RecorderSettings::new(
+            spool.path().to_owned(),
+            "gw-0",
+            RecordingSigner::from_seed(&[1; 32]),
+        );
+        settings.cut = CutPolicy { max_bytes: 1 << 30, max_age: Duration::from_secs(3600) };
+        let recorder = Recorder::open(settings, vec![target()]).await.unwrap();
+        let session = handle();
+        recorder.append(&session, approval("first")).await.unwrap();
+        for i in 0..50 {
+            let body = spool::tests::response(&format!("c{i}"));
+            recorder.append_detached(&session, body).unwrap();
+        }
+        // An acknowledged append queued behind them is written after them.
+        recorder.append(&session, approval("last")).await.unwrap();
+        let m = recorder.metrics().snapshot();
+        assert_eq!(m.events_recorded_total, 52, "the detached events were written and counted");
+        let file = spool.path().join(&session.session).join(spool::spool_file_name(1));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let calls: Vec<String> = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|event| event["call"].as_str().map(str::to_owned))
+            .collect();
+        let expected: Vec<String> = std::iter::once("first".to_owned())
+            .chain((0..50).map(|i| format!("c{i}")))
+            .chain(std::iter::once("last".to_owned()))
+            .collect();
+        assert_eq!(calls, expected);
+
+        // A detached event refused before the queue says why, as an acknowledged one does.
+        let mut unknown = handle();
+        unknown.connection = "no-such-connection".into();
+        let refused = recorder.append_detached(&unknown, spool::tests::response("x"));
+        assert!(matches!(refused, Err(RecordError::Unavailable { .. })), "{refused:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,7 +119,9 @@ pub enum SpoolCommand {
         /// When the event must be durable: a request waits for it before the call goes upstream
         /// ([`Durability::Now`]); a response gates nothing ([`Durability::Soon`]).
         durability: Durability,
-        ack: oneshot::Sender<Result<(), RecordError>>,
+        /// Who waits for the outcome; `None` for a detached event (a response: nobody waits,
+        /// and the writer logs a failure itself).
+        ack: Option<oneshot::Sender<Result<(), RecordError>>>,
     },
     /// Cut segments that aged, close streams whose credentials expired.
     Sweep { now: Timestamp },
@@ -408,9 +410,29 @@ pub struct SpoolWriter {
 
 struct Waiter {
     session: String,
-    /// `None` once acknowledged ([`Durability::Written`], before its fsync).
+    /// `None` once acknowledged ([`Durability::Written`], before its fsync), or from the start
+    /// for a detached event.
     ack: Option<oneshot::Sender<Result<(), RecordError>>>,
     durability: Durability,
+    /// Nobody waits for this event ([`SpoolCommand::Append`] without `ack`).
+    detached: bool,
+}
+
+/// Tells the appender the outcome, or, for a detached event, logs a failure: nobody else will.
+fn answer(
+    ack: Option<oneshot::Sender<Result<(), RecordError>>>,
+    session: &str,
+    result: Result<(), RecordError>,
+) {
+    match (ack, result) {
+        (Some(ack), result) => {
+            let _ = ack.send(result);
+        }
+        (None, Err(error)) => {
+            tracing::error!(%session, %error, "could not record an event nobody waits for (a response)");
+        }
+        (None, Ok(())) => {}
+    }
 }
 
 /// What a batch of only [`Durability::Soon`] events left for the next group commit.
@@ -510,23 +532,25 @@ impl SpoolWriter {
             };
             let session = stream.session.clone();
             if let Some(error) = failed.get(&session) {
-                let _ = ack.send(Err(error.clone()));
+                answer(ack, &session, Err(error.clone()));
                 continue;
             }
             if let Some((_, why)) = self.ended.get(&session) {
-                let _ = ack.send(Err(RecordError::SessionEnded {
-                    session: session.clone(),
-                    why: (*why).to_owned(),
-                }));
+                let ended =
+                    RecordError::SessionEnded { session: session.clone(), why: (*why).to_owned() };
+                answer(ack, &session, Err(ended));
                 continue;
             }
             let result = self.write_one(&stream, &payload, now, &mut touched);
             match result {
-                Ok(_) => waiters.push(Waiter { session, ack: Some(ack), durability }),
+                Ok(_) => {
+                    let detached = ack.is_none();
+                    waiters.push(Waiter { session, ack, durability, detached });
+                }
                 Err(error) => {
                     self.fail_stream(&session, &touched);
                     failed.insert(session.clone(), error.clone());
-                    let _ = ack.send(Err(error));
+                    answer(ack, &session, Err(error));
                 }
             }
         }
@@ -610,6 +634,12 @@ impl SpoolWriter {
                 (None, Some(ack)) => {
                     self.metrics.events_recorded_total.fetch_add(1, Ordering::Relaxed);
                     let _ = ack.send(Ok(()));
+                }
+                (Some(error), None) if waiter.detached => {
+                    answer(None, &waiter.session, Err(error.clone()));
+                }
+                (None, None) if waiter.detached => {
+                    self.metrics.events_recorded_total.fetch_add(1, Ordering::Relaxed);
                 }
                 (Some(error), None) => {
                     // Acknowledged when written (durability Written): its call went upstream;
@@ -873,7 +903,7 @@ pub(crate) mod tests {
                     stream: stream_spec(),
                     payload,
                     durability: Durability::Now,
-                    ack,
+                    ack: Some(ack),
                 })
                 .unwrap();
             done.push(acked);
@@ -936,7 +966,12 @@ pub(crate) mod tests {
         let (ack, acked) = oneshot::channel();
         let payload = response_payload(call);
         commands
-            .blocking_send(SpoolCommand::Append { stream: stream_spec(), payload, durability, ack })
+            .blocking_send(SpoolCommand::Append {
+                stream: stream_spec(),
+                payload,
+                durability,
+                ack: Some(ack),
+            })
             .unwrap();
         acked
     }
