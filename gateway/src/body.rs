@@ -97,8 +97,8 @@ impl Inbound {
                     && *hash != expected
                 {
                     return Err(InboundError::Auth(SigV4Error::ContentSha256Mismatch {
-                        expected: hex::encode(expected),
-                        computed: hex::encode(hash),
+                        expected: chaperone_recording::lower_hex(expected),
+                        computed: chaperone_recording::lower_hex(hash),
                     }));
                 }
                 Ok(inbound)
@@ -112,7 +112,7 @@ impl Inbound {
                 body: body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
                 size: content_length,
                 declared_sha256: Some(expected),
-                payload: OutboundPayload::Sha256Hex(hex::encode(expected)),
+                payload: OutboundPayload::Sha256Hex(chaperone_recording::lower_hex(expected)),
                 prefix: Bytes::new(),
                 wire_decoder: None,
             }),
@@ -517,8 +517,8 @@ impl<B> PayloadHashingBody<B> {
         {
             self.finish(false);
             let mismatch = PayloadMismatch {
-                declared: hex::encode(declared),
-                sent: hex::encode(sent),
+                declared: chaperone_recording::lower_hex(declared),
+                sent: chaperone_recording::lower_hex(sent),
                 size: self.size,
             };
             tracing::warn!(%mismatch, "cut off a request body");
@@ -794,9 +794,9 @@ impl<B> ChunkSigningBody<B> {
             self.amz_date,
             self.scope,
             self.previous,
-            hex::encode(Sha256::digest(data))
+            chaperone_recording::lower_hex(Sha256::digest(data))
         );
-        let signature = hex::encode(self.key.sign(string_to_sign.as_bytes()));
+        let signature = chaperone_recording::lower_hex(self.key.sign(string_to_sign.as_bytes()));
         let mut out = BytesMut::with_capacity(data.len() + 100);
         out.extend_from_slice(
             format!("{:x};chunk-signature={signature}\r\n", data.len()).as_bytes(),

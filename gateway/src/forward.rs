@@ -185,7 +185,7 @@ impl OutboundRequest {
                     }
                     (
                         Full::new(payload).map_err(|e| match e {}).boxed_unsync(),
-                        OutboundPayload::Sha256Hex(hex::encode(hash)),
+                        OutboundPayload::Sha256Hex(chaperone_recording::lower_hex(hash)),
                     )
                 }
             }

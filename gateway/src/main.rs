@@ -21,6 +21,12 @@ use chaperone_recording::RecordingSigner;
 use clap::Parser;
 use tokio::net::TcpListener;
 
+/// mimalloc instead of glibc's malloc: a call allocates many small short-lived values (headers,
+/// event fields, JSON), and glibc's allocator spent about a sixth of the data path's instructions
+/// on them (docs/benchmarks.md, "What dominates the gateway's CPU").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Chaperone's per-namespace AWS gateway.
 ///
 /// Serves agents' AWS calls on --listen (over TLS with --tls-cert and --tls-key, or in plain HTTP

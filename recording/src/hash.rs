@@ -5,6 +5,20 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
+/// Lowercase hex of `bytes`, two digits per byte by table lookup (`hex::encode` builds its
+/// `String` one `char` at a time; this runs on every hash the data path writes).
+pub fn lower_hex(bytes: impl AsRef<[u8]>) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let bytes = bytes.as_ref();
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+    // Only ASCII digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// A hex string that is not 64 lowercase hex digits.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{text:?} is not a sha256 value (64 lowercase hex digits)")]
@@ -34,7 +48,7 @@ impl Hash256 {
 
     /// 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        lower_hex(self.0)
     }
 
     /// Parses exactly 64 lowercase hex digits.
@@ -91,6 +105,13 @@ pub fn line_hash(line: &[u8]) -> Hash256 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lower_hex_matches_the_hex_crate() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(lower_hex(&bytes), hex::encode(&bytes));
+        assert_eq!(lower_hex([]), "");
+    }
 
     #[test]
     fn hex_round_trips_and_rejects_uppercase() {

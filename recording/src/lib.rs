@@ -33,7 +33,7 @@ pub use event::{
     Denied, Effect, EndReason, Event, EventBody, FORMAT_VERSION, Request, Response, SessionEnd,
     SessionStart, StreamedBody, Timings,
 };
-pub use hash::{Hash256, chain_genesis, line_hash};
+pub use hash::{Hash256, chain_genesis, line_hash, lower_hex};
 pub use layout::{LayoutError, ObjectKey, ObjectName, SessionLocation, StreamLocation};
 pub use manifest::{MANIFEST_FORMAT, Manifest, StreamStatus};
 pub use merge::merge_by_time;

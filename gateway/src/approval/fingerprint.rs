@@ -123,7 +123,7 @@ impl BodyDigest {
     fn canonical(&self) -> String {
         match self {
             BodyDigest::Sha256(hash) | BodyDigest::DeclaredSha256(hash) => {
-                format!("sha256:{}", hex::encode(hash))
+                format!("sha256:{}", chaperone_recording::lower_hex(hash))
             }
             BodyDigest::Unbound { size: Some(size), payload_mode } => {
                 format!("unbound:{payload_mode}:{size}")
@@ -224,8 +224,8 @@ impl CallFingerprint {
         for resource in resources {
             encoder.field(resource);
         }
-        encoder.field(&hex::encode(call.parameters.digest()));
-        CallFingerprint(hex::encode(encoder.finish()))
+        encoder.field(&chaperone_recording::lower_hex(call.parameters.digest()));
+        CallFingerprint(chaperone_recording::lower_hex(encoder.finish()))
     }
 
     /// The hex string.

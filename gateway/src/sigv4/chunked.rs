@@ -38,7 +38,7 @@ impl SignatureChain {
             "{algorithm}\n{}\n{}\n{}\n{payload_hash}",
             self.amz_date,
             self.scope_line,
-            hex::encode(self.previous)
+            chaperone_recording::lower_hex(self.previous)
         );
         self.key.sign(string_to_sign.as_bytes())
     }
@@ -331,7 +331,7 @@ impl ChunkedPayloadVerifier {
         let Some(chain) = self.chain.as_mut() else {
             return Ok(());
         };
-        let chunk_hash = hex::encode(hasher.finalize());
+        let chunk_hash = chaperone_recording::lower_hex(hasher.finalize());
         let expected = chain
             .expected("AWS4-HMAC-SHA256-PAYLOAD", &format!("{EMPTY_SHA256_HEX}\n{chunk_hash}"));
         let provided = self.chunk_signature.take().unwrap_or_default();

@@ -87,8 +87,8 @@ impl BodyHashVerifier {
             Ok(())
         } else {
             Err(SigV4Error::ContentSha256Mismatch {
-                expected: hex::encode(self.expected),
-                computed: hex::encode(computed),
+                expected: chaperone_recording::lower_hex(self.expected),
+                computed: chaperone_recording::lower_hex(computed),
             })
         }
     }

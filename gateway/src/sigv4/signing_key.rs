@@ -14,7 +14,7 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
 
 /// Lower-case hex SHA-256 of `data`.
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(sha256(data))
+    chaperone_recording::lower_hex(sha256(data))
 }
 
 /// HMAC-SHA256. The key is brought to the block size here (hashed when longer, zero-padded),

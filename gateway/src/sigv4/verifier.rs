@@ -187,7 +187,7 @@ pub struct PendingBodyHash<S> {
 impl<S> PendingBodyHash<S> {
     /// Checks the signature over the body whose SHA-256 is `body_sha256`.
     pub fn finish(mut self, body_sha256: [u8; 32]) -> Result<VerifiedRequest<S>, SigV4Error> {
-        self.canonical_request.payload_hash = hex::encode(body_sha256);
+        self.canonical_request.payload_hash = chaperone_recording::lower_hex(body_sha256);
         check_signature(
             &self.canonical_request,
             &self.amz_date,

@@ -14,7 +14,7 @@ pub fn sanitize_session_name(raw: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) { c } else { '-' })
         .collect();
     if clean.len() > MAX_LEN {
-        let digest = hex::encode(Sha256::digest(raw.as_bytes()));
+        let digest = chaperone_recording::lower_hex(Sha256::digest(raw.as_bytes()));
         return format!("{}-{}", &clean[..MAX_LEN - 9], &digest[..8]);
     }
     let mut name = clean;
