@@ -245,7 +245,9 @@ impl StsClient {
             method: Method::POST,
             path_and_query: "/".into(),
             headers,
-            payload: OutboundPayload::Sha256Hex(chaperone_recording::lower_hex(Sha256::digest(body.as_bytes()))),
+            payload: OutboundPayload::Sha256Hex(chaperone_recording::lower_hex(Sha256::digest(
+                body.as_bytes(),
+            ))),
             body: Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed_unsync(),
             service: "sts".into(),
             endpoint_prefix: None,
