@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 
 /// mimalloc instead of glibc's malloc: a call allocates many small short-lived values (headers,
 /// event fields, JSON), and glibc's allocator spent about a sixth of the data path's instructions
-/// on them (docs/benchmarks.md, "What dominates the gateway's CPU").
+/// on them (docs/benchmarks.md, "Reading the run below").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
