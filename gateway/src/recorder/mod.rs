@@ -414,15 +414,9 @@ impl Recorder {
         session: &SessionHandle,
         body: EventBody,
     ) -> Result<(), RecordError> {
-        let (commands, append) = self.prepare(session, body)?;
         let (ack, done) = oneshot::channel();
-        let command = match append {
-            SpoolCommand::Append { stream, payload, durability, .. } => {
-                SpoolCommand::Append { stream, payload, durability, ack: Some(ack) }
-            }
-            other => other,
-        };
-        commands.send(command).await.map_err(|_| shut_down())?;
+        let (commands, append) = self.prepare(session, body, Some(ack))?;
+        commands.send(append).await.map_err(|_| shut_down())?;
         done.await.map_err(|_| shut_down())?
     }
 
@@ -435,12 +429,13 @@ impl Recorder {
         session: &SessionHandle,
         body: EventBody,
     ) -> Result<(), RecordError> {
-        let (commands, append) = self.prepare(session, body)?;
+        let (commands, append) = self.prepare(session, body, None)?;
         match commands.try_send(append) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(append)) => {
-                // The writer is behind: wait for room off the data path, in order behind the
-                // events already queued.
+                // The writer is behind: wait for room off the data path. Events queued after
+                // this one may be written before it; each line is chained where it is written,
+                // and a response names its call.
                 let session = session.session.clone();
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                     return Err(RecordError::Unavailable {
@@ -458,12 +453,13 @@ impl Recorder {
         }
     }
 
-    /// Checks, redacts and serializes an event for the spool writer: the command (without its
-    /// acknowledgement) and the queue it goes to.
+    /// Checks, redacts and serializes an event for the spool writer: the command, answered on
+    /// `ack` (`None`: detached), and the queue it goes to.
     fn prepare(
         &self,
         session: &SessionHandle,
         mut body: EventBody,
+        ack: Option<oneshot::Sender<Result<(), RecordError>>>,
     ) -> Result<(mpsc::Sender<SpoolCommand>, SpoolCommand), RecordError> {
         if matches!(body, EventBody::SessionStart(_)) {
             return Err(RecordError::BadEvent {
@@ -526,7 +522,7 @@ impl Recorder {
             prefix: target.target.policy.s3.prefix.clone(),
             start: session.start.clone(),
         });
-        Ok((commands, SpoolCommand::Append { stream, payload, durability, ack: None }))
+        Ok((commands, SpoolCommand::Append { stream, payload, durability, ack }))
     }
 
     /// Spool usage, upload backlog and the last upload error.
@@ -727,6 +723,14 @@ mod tests {
         }
     }
 
+    /// Settings of replica `gw-0` spooling in `dir`; segments are cut only at 1 GiB or an hour.
+    fn settings(dir: &std::path::Path) -> RecorderSettings {
+        let mut settings =
+            RecorderSettings::new(dir.to_owned(), "gw-0", RecordingSigner::from_seed(&[1; 32]));
+        settings.cut = CutPolicy { max_bytes: 1 << 30, max_age: Duration::from_secs(3600) };
+        settings
+    }
+
     fn handle() -> SessionHandle {
         let start = spool::tests::start();
         SessionHandle {
@@ -753,13 +757,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_are_acknowledged_after_shared_fsyncs() {
         let spool = tempfile::tempdir().unwrap();
-        let mut settings = RecorderSettings::new(
-            spool.path().to_owned(),
-            "gw-0",
-            RecordingSigner::from_seed(&[1; 32]),
-        );
-        settings.cut = CutPolicy { max_bytes: 1 << 30, max_age: Duration::from_secs(3600) };
-        let recorder = Arc::new(Recorder::open(settings, vec![target()]).await.unwrap());
+        let recorder =
+            Arc::new(Recorder::open(settings(spool.path()), vec![target()]).await.unwrap());
         let sessions: Vec<SessionHandle> = (0..8).map(|_| handle()).collect();
         let opened = Instant::now();
         for session in &sessions {
@@ -797,13 +796,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn detached_responses_are_spooled_in_order_without_anyone_waiting() {
         let spool = tempfile::tempdir().unwrap();
-        let mut settings = RecorderSettings::new(
-            spool.path().to_owned(),
-            "gw-0",
-            RecordingSigner::from_seed(&[1; 32]),
-        );
-        settings.cut = CutPolicy { max_bytes: 1 << 30, max_age: Duration::from_secs(3600) };
-        let recorder = Recorder::open(settings, vec![target()]).await.unwrap();
+        let recorder = Recorder::open(settings(spool.path()), vec![target()]).await.unwrap();
         let session = handle();
         recorder.append(&session, approval("first")).await.unwrap();
         for i in 0..50 {
@@ -837,12 +830,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn appends_are_unavailable_once_uploads_failed_longer_than_the_allowed_outage() {
         let spool = tempfile::tempdir().unwrap();
-        let mut settings = RecorderSettings::new(
-            spool.path().to_owned(),
-            "gw-0",
-            RecordingSigner::from_seed(&[1; 32]),
-        );
-        settings.cut = CutPolicy { max_bytes: 1, max_age: Duration::from_secs(3600) };
+        let mut settings = settings(spool.path());
+        settings.cut.max_bytes = 1;
         settings.max_upload_outage = Some(Duration::from_millis(300));
         let recorder = Recorder::open(settings, vec![target()]).await.unwrap();
         let session = handle();
@@ -865,13 +854,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_connection_over_its_spool_share_is_refused_and_the_others_keep_recording() {
         let spool = tempfile::tempdir().unwrap();
-        let mut settings = RecorderSettings::new(
-            spool.path().to_owned(),
-            "gw-0",
-            RecordingSigner::from_seed(&[1; 32]),
-        );
+        let mut settings = settings(spool.path());
         settings.max_spool_bytes = 64 * 1024;
-        settings.cut = CutPolicy { max_bytes: 1 << 30, max_age: Duration::from_secs(3600) };
         let mut staging = target();
         staging.connection = "staging".into();
         let recorder = Recorder::open(settings, vec![target(), staging]).await.unwrap();
@@ -921,12 +905,7 @@ mod tests {
     #[tokio::test]
     async fn an_append_for_a_connection_without_a_recording_policy_is_unavailable_and_says_why() {
         let spool = tempfile::tempdir().unwrap();
-        let settings = RecorderSettings::new(
-            spool.path().to_owned(),
-            "gw-0",
-            RecordingSigner::from_seed(&[1; 32]),
-        );
-        let recorder = Recorder::open(settings, vec![]).await.unwrap();
+        let recorder = Recorder::open(settings(spool.path()), vec![]).await.unwrap();
         let error = recorder
             .append(
                 &handle(),
