@@ -87,6 +87,16 @@ pub struct SourceFlags {
     /// through the audit API; implied by --bucket and --recording-policy.
     #[arg(long)]
     pub direct: bool,
+    #[command(flatten)]
+    pub s3: BucketFlags,
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+}
+
+/// Where recordings are read from S3 directly: a bucket, or a RecordingPolicy's (the sessions
+/// commands with --direct, and the console).
+#[derive(Args, Debug, Clone, Default)]
+pub struct BucketFlags {
     /// Bucket holding the recordings.
     #[arg(long)]
     pub bucket: Option<String>,
@@ -104,12 +114,11 @@ pub struct SourceFlags {
     /// AWS profile to read with (default: AWS_PROFILE, or the default credential chain).
     #[arg(long)]
     pub profile: Option<String>,
-    /// Read bucket, prefix, region and endpoint from this RecordingPolicy (in --namespace) in the
-    /// cluster; --prefix, --region and --endpoint-url override its values.
+    /// Read bucket, prefix, region and endpoint from this RecordingPolicy (in --namespace; the
+    /// console: in each namespace shown) in the cluster; --prefix, --region and --endpoint-url
+    /// override its values.
     #[arg(long, value_name = "NAME")]
     pub recording_policy: Option<String>,
-    #[command(flatten)]
-    pub cluster: ClusterFlags,
 }
 
 /// How to reach the cluster, as kubectl does.

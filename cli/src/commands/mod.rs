@@ -29,7 +29,7 @@ impl SourceFlags {
     /// True when sessions are read through the audit API: neither --direct, --bucket nor
     /// --recording-policy was given.
     pub fn via_api(&self) -> bool {
-        !self.direct && self.bucket.is_none() && self.recording_policy.is_none()
+        !self.direct && self.s3.bucket.is_none() && self.s3.recording_policy.is_none()
     }
 }
 
@@ -53,7 +53,7 @@ pub async fn open_source(
     flags: &SourceFlags,
     all_namespaces: bool,
 ) -> anyhow::Result<RecordingSource> {
-    let (address, namespace, cluster) = match (&flags.recording_policy, &flags.bucket) {
+    let (address, namespace, cluster) = match (&flags.s3.recording_policy, &flags.s3.bucket) {
         (Some(policy), _) => {
             let cluster = connect_cluster(&flags.cluster).await?;
             let namespace = flags
@@ -67,20 +67,20 @@ pub async fn open_source(
                 .with_context(|| format!("reading RecordingPolicy {policy:?} for its bucket"))?;
             let address = BucketAddress {
                 bucket: s3.bucket,
-                prefix: flags.prefix.clone().unwrap_or(s3.prefix),
-                region: flags.region.clone().or(Some(s3.region)),
-                endpoint: flags.endpoint_url.clone().or(s3.endpoint),
-                profile: flags.profile.clone(),
+                prefix: flags.s3.prefix.clone().unwrap_or(s3.prefix),
+                region: flags.s3.region.clone().or(Some(s3.region)),
+                endpoint: flags.s3.endpoint_url.clone().or(s3.endpoint),
+                profile: flags.s3.profile.clone(),
             };
             (address, (!all_namespaces).then_some(namespace), Some(cluster))
         }
         (None, Some(bucket)) => {
             let address = BucketAddress {
                 bucket: bucket.clone(),
-                prefix: flags.prefix.clone().unwrap_or_default(),
-                region: flags.region.clone(),
-                endpoint: flags.endpoint_url.clone(),
-                profile: flags.profile.clone(),
+                prefix: flags.s3.prefix.clone().unwrap_or_default(),
+                region: flags.s3.region.clone(),
+                endpoint: flags.s3.endpoint_url.clone(),
+                profile: flags.s3.profile.clone(),
             };
             (address, flags.cluster.namespace.clone(), None)
         }

@@ -23,7 +23,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::cluster::Cluster;
-use crate::flags::TrustFlags;
+use crate::flags::{BucketFlags, TrustFlags};
 
 /// `kubectl chaperone console` flags.
 #[derive(Args, Debug)]
@@ -44,38 +44,14 @@ pub struct ConsoleArgs {
     /// Do not try to open the page in a browser (xdg-open or open); only print its URL.
     #[arg(long)]
     pub no_open: bool,
+    /// The direct S3 path of the sessions page: a bucket, or each namespace's RecordingPolicy.
+    /// Without either, sessions are read through the audit API (audit.chaperone.dev) with your
+    /// kubeconfig identity, as `kubectl chaperone sessions` does; with one, the console checks
+    /// RBAC itself and verifies with --public-key/--public-keys-file/--cluster-keys.
     #[command(flatten)]
-    pub recordings: RecordingFlags,
+    pub recordings: BucketFlags,
     #[command(flatten)]
     pub trust: TrustFlags,
-}
-
-/// The direct S3 path of the sessions page: a bucket, or each namespace's RecordingPolicy.
-/// Without either, sessions are read through the audit API (audit.chaperone.dev) with your
-/// kubeconfig identity, as `kubectl chaperone sessions` does.
-#[derive(Args, Debug, Clone)]
-pub struct RecordingFlags {
-    /// Read sessions directly from this bucket with your AWS identity (like the sessions
-    /// commands' --direct) instead of through the audit API; the console then checks RBAC itself
-    /// and verifies with --public-key/--public-keys-file/--cluster-keys.
-    #[arg(long)]
-    pub bucket: Option<String>,
-    /// Key prefix of the recordings: empty, or ending with '/'.
-    #[arg(long)]
-    pub prefix: Option<String>,
-    /// The bucket's region.
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Endpoint URL of an S3-compatible store.
-    #[arg(long)]
-    pub endpoint_url: Option<String>,
-    /// AWS profile to read recordings with.
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Read each namespace's recordings directly from the bucket of its RecordingPolicy of this
-    /// name (like the sessions commands' --direct) instead of through the audit API.
-    #[arg(long, value_name = "NAME")]
-    pub recording_policy: Option<String>,
 }
 
 /// What every request handler shares.

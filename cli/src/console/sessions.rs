@@ -28,9 +28,9 @@ use tokio::sync::Mutex;
 use crate::audit_client::{AuditApiError, AuditClient};
 use crate::commands::verify::TrustSources;
 use crate::commands::{RecordingSource, open_source};
+use crate::console::ConsoleArgs;
 use crate::console::access::{self, SESSIONS_GROUP, SESSIONS_RESOURCE, Skipped};
-use crate::console::{ConsoleArgs, RecordingFlags};
-use crate::flags::{ClusterFlags, SourceFlags, TrustFlags};
+use crate::flags::{BucketFlags, ClusterFlags, SourceFlags, TrustFlags};
 use crate::time_bound::parse_time_bound;
 use chaperone_recording_store::{
     CatalogScope, ReplicaRecording, SessionSummary, TimeRange, find_sessions, locate_session,
@@ -324,7 +324,7 @@ fn time_range(filter: &SessionFilter) -> anyhow::Result<TimeRange> {
 
 /// The recording bucket, opened per namespace and kept.
 pub struct DirectSource {
-    recordings: RecordingFlags,
+    recordings: BucketFlags,
     cluster: ClusterFlags,
     trust: TrustFlags,
     opened: Mutex<HashMap<String, Arc<RecordingSource>>>,
@@ -359,12 +359,7 @@ impl DirectSource {
             return Ok(Arc::clone(source));
         }
         let flags = SourceFlags {
-            bucket: self.recordings.bucket.clone(),
-            prefix: self.recordings.prefix.clone(),
-            region: self.recordings.region.clone(),
-            endpoint_url: self.recordings.endpoint_url.clone(),
-            profile: self.recordings.profile.clone(),
-            recording_policy: self.recordings.recording_policy.clone(),
+            s3: self.recordings.clone(),
             direct: true,
             cluster: ClusterFlags { namespace: Some(namespace.to_owned()), ..self.cluster.clone() },
         };
