@@ -33,7 +33,7 @@ use crate::{
     error::Error,
     runtime::{
         metrics::OperatorMetrics,
-        scaffolding::{self, ControllerBase},
+        scaffolding::{self, ControllerBase, Reconciles},
     },
 };
 
@@ -61,6 +61,12 @@ impl std::fmt::Debug for ApprovalContext {
     }
 }
 
+impl Reconciles for ApprovalContext {
+    fn base(&self) -> &ControllerBase {
+        &self.base
+    }
+}
+
 impl ApprovalContext {
     /// A context acting with `client`.
     pub fn new(
@@ -83,13 +89,9 @@ pub async fn run(
     namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let shutdown = futures::FutureExt::shared(shutdown);
-    let stopping = context.clone();
     let api = scaffolding::scoped::<ApprovalRequest>(&context.base.client, namespace.as_deref());
-    let results = Controller::new(api, watcher::Config::default())
-        .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile, error_policy, context);
-    stopping.base.drain(results, shutdown).await;
+    let controller = Controller::new(api, watcher::Config::default());
+    scaffolding::run(controller, reconcile, context, shutdown).await;
 }
 
 /// The notification target of a rule, as recorded in status (never the URL itself).
@@ -383,13 +385,4 @@ async fn write_status(
         }
     }
     Ok(Written::Stale)
-}
-
-/// Counts the failure and retries with backoff ([`ControllerBase::retry`]).
-pub fn error_policy(
-    request: Arc<ApprovalRequest>,
-    error: &Error,
-    context: Arc<ApprovalContext>,
-) -> Action {
-    context.base.retry(request.as_ref(), error)
 }

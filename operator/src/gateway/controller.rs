@@ -49,7 +49,7 @@ use crate::{
     network_policy::policies::{self as network_policies, NetworkPolicies},
     runtime::{
         metrics::OperatorMetrics,
-        scaffolding::{self, ControllerBase, apply_params},
+        scaffolding::{self, ControllerBase, Reconciles, apply_params},
         settings::GatewaySettings,
     },
     webhooks::certificate_store::{CertificateSecret, ensure_certificates},
@@ -74,6 +74,12 @@ pub struct Context {
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl Reconciles for Context {
+    fn base(&self) -> &ControllerBase {
+        &self.base
     }
 }
 
@@ -105,8 +111,6 @@ pub async fn run(
     namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let shutdown = futures::FutureExt::shared(shutdown);
-    let stopping = context.clone();
     let client = context.base.client.clone();
     let ns = namespace.as_deref();
     let connections = scaffolding::scoped::<AgentConnection>(&client, ns);
@@ -117,7 +121,7 @@ pub async fn run(
     let controller = Controller::new(connections, watcher::Config::default());
     let store = controller.store();
     let gateway_selector = objects::gateway_label_selector();
-    let results = controller
+    let controller = controller
         // Only the Secrets' metadata (`Api<PartialObjectMeta<_>>` asks the metadata API): which
         // one changed is all a reconcile needs (it reads the ones it uses), and the operator's
         // memory stays independent of the cluster's Secrets.
@@ -145,10 +149,8 @@ pub async fn run(
             move |deployment: Deployment| {
                 scaffolding::objects_in(&store, deployment.namespace().as_deref(), |_| true)
             }
-        })
-        .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile, error_policy, context);
-    stopping.base.drain(results, shutdown).await;
+        });
+    scaffolding::run(controller, reconcile, context, shutdown).await;
 }
 
 fn connections_using_secret(
@@ -191,15 +193,6 @@ pub async fn reconcile(
             },
         )
         .await
-}
-
-/// Counts the failure and retries with backoff ([`ControllerBase::retry`]).
-pub fn error_policy(
-    connection: Arc<AgentConnection>,
-    error: &Error,
-    context: Arc<Context>,
-) -> Action {
-    context.base.retry(connection.as_ref(), error)
 }
 
 async fn apply(

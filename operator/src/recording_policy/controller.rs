@@ -51,7 +51,7 @@ use crate::{
     },
     runtime::{
         metrics::OperatorMetrics,
-        scaffolding::{self, ControllerBase},
+        scaffolding::{self, ControllerBase, Reconciles},
     },
 };
 
@@ -76,6 +76,12 @@ impl std::fmt::Debug for Context {
     }
 }
 
+impl Reconciles for Context {
+    fn base(&self) -> &ControllerBase {
+        &self.base
+    }
+}
+
 impl Context {
     /// A context reconciling with `client`.
     pub fn new(client: Client, metrics: Arc<OperatorMetrics>) -> Self {
@@ -91,8 +97,6 @@ pub async fn run(
     namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let shutdown = futures::FutureExt::shared(shutdown);
-    let stopping = context.clone();
     let client = context.base.client.clone();
     let ns = namespace.as_deref();
     let policies = scaffolding::scoped::<RecordingPolicy>(&client, ns);
@@ -100,7 +104,7 @@ pub async fn run(
     let connections = scaffolding::scoped::<AgentConnection>(&client, ns);
     let controller = Controller::new(policies, watcher::Config::default());
     let store = controller.store();
-    let results = controller
+    let controller = controller
         // Metadata only, as the gateway controller's.
         .watches_stream(watcher(secrets, watcher::Config::default()).touched_objects(), {
             let store = store.clone();
@@ -114,10 +118,8 @@ pub async fn run(
                 .map(|ns| ObjectRef::<RecordingPolicy>::new(&name).within(&ns))
                 .into_iter()
                 .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile, error_policy, context);
-    stopping.base.drain(results, shutdown).await;
+        });
+    scaffolding::run(controller, reconcile, context, shutdown).await;
 }
 
 fn policies_using_secret(
@@ -146,11 +148,6 @@ pub async fn reconcile(
             }
         })
         .await
-}
-
-/// Counts the failure and retries with backoff ([`ControllerBase::retry`]).
-pub fn error_policy(policy: Arc<RecordingPolicy>, error: &Error, context: Arc<Context>) -> Action {
-    context.base.retry(policy.as_ref(), error)
 }
 
 /// The bucket of a policy and the clients that reach it.

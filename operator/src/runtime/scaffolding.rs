@@ -11,7 +11,7 @@ use std::{
 };
 
 use chaperone_config::UpstreamCredentials;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryFuture};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::{
     api::core::v1::{ObjectReference, Secret},
@@ -21,6 +21,7 @@ use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams, ValidationDirective},
     runtime::{
+        Controller,
         controller::{Action, Error as ControllerError},
         events::{Event, EventType, Recorder, Reporter},
         finalizer::{Event as FinalizerEvent, finalizer},
@@ -324,6 +325,48 @@ impl ControllerBase {
         )?;
         Ok(())
     }
+}
+
+/// A controller's shared context: what [`run`] and [`error_policy`] need of it.
+pub trait Reconciles: Send + Sync + 'static {
+    /// The controller's scaffolding.
+    fn base(&self) -> &ControllerBase;
+}
+
+/// Runs `controller` (its watches set up) with `reconcile` until `shutdown` completes, then lets
+/// running reconciles finish ([`ControllerBase::drain`]). Failures go to [`error_policy`].
+pub async fn run<K, C, Fut>(
+    controller: Controller<K>,
+    reconcile: impl FnMut(Arc<K>, Arc<C>) -> Fut,
+    context: Arc<C>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    C: Reconciles,
+    Fut: TryFuture<Ok = Action, Error = Error> + Send + 'static,
+{
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let results = controller.graceful_shutdown_on(shutdown.clone()).run(
+        reconcile,
+        error_policy,
+        context.clone(),
+    );
+    context.base().drain(results, shutdown).await;
+}
+
+/// The error policy of every controller: [`ControllerBase::retry`].
+pub fn error_policy<K, C>(object: Arc<K>, error: &Error, context: Arc<C>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+    C: Reconciles,
+{
+    context.base().retry(object.as_ref(), error)
 }
 
 /// An API over one namespace, or all of them.
