@@ -4,41 +4,17 @@
 /// A compiled action glob.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActionGlob {
-    pattern: Vec<char>,
+    pattern: String,
 }
 
 impl ActionGlob {
     pub fn new(pattern: &str) -> Self {
-        Self { pattern: pattern.to_lowercase().chars().collect() }
+        Self { pattern: pattern.to_owned() }
     }
 
     /// True when `action` matches the whole pattern.
     pub fn matches(&self, action: &str) -> bool {
-        let action: Vec<char> = action.to_lowercase().chars().collect();
-        let (mut p, mut a) = (0, 0);
-        // Where the last `*` was, and how much of the action it has swallowed so far.
-        let mut backtrack: Option<(usize, usize)> = None;
-        while a < action.len() {
-            match self.pattern.get(p) {
-                Some('*') => {
-                    backtrack = Some((p, a));
-                    p += 1;
-                }
-                Some(c) if *c == '?' || Some(c) == action.get(a) => {
-                    p += 1;
-                    a += 1;
-                }
-                _ => match backtrack {
-                    Some((star, swallowed)) => {
-                        p = star + 1;
-                        a = swallowed + 1;
-                        backtrack = Some((star, swallowed + 1));
-                    }
-                    None => return false,
-                },
-            }
-        }
-        self.pattern[p..].iter().all(|c| *c == '*')
+        chaperone_crds::glob_matches(&self.pattern, action, true)
     }
 }
 

@@ -19,6 +19,7 @@ mod approval_request;
 mod approval_rule;
 mod audit;
 mod common;
+mod glob;
 mod recording_policy;
 mod render;
 
@@ -27,5 +28,6 @@ pub use approval_request::*;
 pub use approval_rule::*;
 pub use audit::*;
 pub use common::*;
+pub use glob::glob_matches;
 pub use recording_policy::*;
 pub use render::{GROUP, VERSION, all_crds, crd_yaml};

@@ -242,30 +242,7 @@ fn statement_covers_all(patterns: &[String], resources: &[String]) -> bool {
 
 /// Case-sensitive glob over ARNs (`*` any run, `?` one character), as IAM matches resources.
 pub fn arn_matches(pattern: &str, arn: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), arn.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some(b'*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(&c) if c == b'?' || c == t[ti] => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
+    chaperone_crds::glob_matches(pattern, arn, false)
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ impl ActionPattern {
 
     /// Whether `action` (`service:Action`) matches.
     pub fn matches(&self, action: &str) -> bool {
-        glob_matches_ignore_ascii_case(self.pattern.as_bytes(), action.as_bytes())
+        chaperone_crds::glob_matches(&self.pattern, action, true)
     }
 
     /// The pattern as written.
@@ -68,33 +68,6 @@ impl fmt::Display for ActionPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.pattern)
     }
-}
-
-/// Glob match with `*` and `?`, ASCII case-insensitive, linear backtracking on the last `*`.
-fn glob_matches_ignore_ascii_case(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c.eq_ignore_ascii_case(&text[t]) => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
