@@ -6,12 +6,12 @@ use anyhow::Context;
 use chaperone_bench::{load::Budget, peers::SigV4ProxyFrom, report, run};
 use clap::{Parser, Subcommand};
 
-/// Measures the gateway against direct calls and peers, and writes docs/benchmarks.md.
 /// The same allocator as `chaperone-gateway`, so that the pass-through proxy and the "recording
 /// off" gateway (both served by this binary) compare with the gateway on equal terms.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Measures the gateway against direct calls and peers, and writes docs/benchmarks.md.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {

@@ -1,7 +1,7 @@
 //! IAM action globs (`s3:Delete*`, `dynamodb:?etItem`): `*` matches any run of characters, `?`
 //! one character, and matching ignores case, as IAM's own action matching does.
 
-/// A compiled action glob.
+/// An action glob as given, matched with the gateway's own rule ([`chaperone_crds::glob_matches`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActionGlob {
     pattern: String,
