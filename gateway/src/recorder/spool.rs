@@ -410,12 +410,19 @@ pub struct SpoolWriter {
 
 struct Waiter {
     session: String,
-    /// `None` once acknowledged ([`Durability::Written`], before its fsync), or from the start
-    /// for a detached event.
-    ack: Option<oneshot::Sender<Result<(), RecordError>>>,
+    ack: Ack,
     durability: Durability,
-    /// Nobody waits for this event ([`SpoolCommand::Append`] without `ack`).
-    detached: bool,
+}
+
+/// Who learns the outcome of a written event.
+enum Ack {
+    /// The appender, waiting on this sender.
+    Waiting(oneshot::Sender<Result<(), RecordError>>),
+    /// Told already: a [`Durability::Written`] event is acknowledged once in the file, before
+    /// its fsync.
+    Answered,
+    /// Nobody ([`SpoolCommand::Append`] without `ack`: a response); the writer logs a failure.
+    Detached,
 }
 
 /// Tells the appender the outcome, or, for a detached event, logs a failure: nobody else will.
@@ -544,8 +551,8 @@ impl SpoolWriter {
             let result = self.write_one(&stream, &payload, now, &mut touched);
             match result {
                 Ok(_) => {
-                    let detached = ack.is_none();
-                    waiters.push(Waiter { session, ack, durability, detached });
+                    let ack = ack.map_or(Ack::Detached, Ack::Waiting);
+                    waiters.push(Waiter { session, ack, durability });
                 }
                 Err(error) => {
                     self.fail_stream(&session, &touched);
@@ -567,10 +574,10 @@ impl SpoolWriter {
         }
         // Written events are acknowledged once in the file, before their fsync.
         for waiter in waiters.iter_mut().filter(|w| w.durability == Durability::Written) {
-            if failed.contains_key(&waiter.session) {
+            if failed.contains_key(&waiter.session) || !matches!(waiter.ack, Ack::Waiting(_)) {
                 continue;
             }
-            if let Some(ack) = waiter.ack.take() {
+            if let Ack::Waiting(ack) = std::mem::replace(&mut waiter.ack, Ack::Answered) {
                 self.metrics.events_recorded_total.fetch_add(1, Ordering::Relaxed);
                 let _ = ack.send(Ok(()));
             }
@@ -628,20 +635,20 @@ impl SpoolWriter {
         }
         for waiter in waiters {
             match (failed.get(&waiter.session), waiter.ack) {
-                (Some(error), Some(ack)) => {
+                (Some(error), Ack::Waiting(ack)) => {
                     let _ = ack.send(Err(error.clone()));
                 }
-                (None, Some(ack)) => {
+                (None, Ack::Waiting(ack)) => {
                     self.metrics.events_recorded_total.fetch_add(1, Ordering::Relaxed);
                     let _ = ack.send(Ok(()));
                 }
-                (Some(error), None) if waiter.detached => {
+                (Some(error), Ack::Detached) => {
                     answer(None, &waiter.session, Err(error.clone()));
                 }
-                (None, None) if waiter.detached => {
+                (None, Ack::Detached) => {
                     self.metrics.events_recorded_total.fetch_add(1, Ordering::Relaxed);
                 }
-                (Some(error), None) => {
+                (Some(error), Ack::Answered) => {
                     // Acknowledged when written (durability Written): its call went upstream;
                     // the fsync failed and the stream was rolled back past it.
                     tracing::error!(
@@ -650,7 +657,7 @@ impl SpoolWriter {
                         "an event acknowledged when written (durability Written) is lost: its fsync failed after the call was forwarded"
                     );
                 }
-                (None, None) => {}
+                (None, Ack::Answered) => {}
             }
         }
         for session in touched.keys() {
