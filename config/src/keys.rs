@@ -11,6 +11,7 @@
 //! }
 //! ```
 
+use crate::secret::Secret;
 use std::path::Path;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -57,16 +58,10 @@ pub enum KeysError {
 }
 
 /// One session MAC key.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SessionKey {
     id: String,
-    secret: Vec<u8>,
-}
-
-impl std::fmt::Debug for SessionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionKey").field("id", &self.id).finish_non_exhaustive()
-    }
+    secret: Secret<Vec<u8>>,
 }
 
 impl SessionKey {
@@ -86,7 +81,7 @@ impl SessionKey {
                 ),
             });
         }
-        Ok(Self { id, secret })
+        Ok(Self { id, secret: Secret(secret) })
     }
 
     /// The key's id, carried in every session token minted under it.
@@ -133,14 +128,8 @@ impl SessionKeys {
 }
 
 /// The 32-byte Ed25519 seed recordings' manifests and digests are signed with.
-#[derive(Clone)]
-pub struct RecordingSigningKey([u8; 32]);
-
-impl std::fmt::Debug for RecordingSigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RecordingSigningKey(..)")
-    }
-}
+#[derive(Clone, Debug)]
+pub struct RecordingSigningKey(Secret<[u8; 32]>);
 
 impl RecordingSigningKey {
     /// The seed.
@@ -223,7 +212,7 @@ impl GatewayKeys {
             what: "recordingSigningKey".into(),
             reason: format!("it has {} bytes, an Ed25519 seed has 32", bytes.len()),
         })?;
-        Ok(Self { session, recording_signing_key: RecordingSigningKey(seed) })
+        Ok(Self { session, recording_signing_key: RecordingSigningKey(Secret(seed)) })
     }
 }
 

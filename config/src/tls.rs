@@ -10,6 +10,7 @@
 //! Pure core: generating, reissuing, deciding when to renew ([`IssuedCertificates::renewal`]) and
 //! converting to and from the Secret's data. The operator reads and writes the Secret.
 
+use crate::secret::Secret;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -91,27 +92,16 @@ pub enum Renewal {
 }
 
 /// A CA and the serving certificate it signed, for the names the API server dials.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssuedCertificates {
     ca_name: String,
     ca_pem: String,
-    ca_key_pem: String,
+    ca_key_pem: Secret<String>,
     cert_pem: String,
-    key_pem: String,
+    key_pem: Secret<String>,
     ca_not_after: OffsetDateTime,
     cert_not_after: OffsetDateTime,
     names: Vec<String>,
-}
-
-impl std::fmt::Debug for IssuedCertificates {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedCertificates")
-            .field("ca_name", &self.ca_name)
-            .field("names", &self.names)
-            .field("ca_not_after", &self.ca_not_after)
-            .field("cert_not_after", &self.cert_not_after)
-            .finish_non_exhaustive()
-    }
 }
 
 fn fail(what: &'static str) -> impl Fn(rcgen::Error) -> TlsError {
@@ -166,9 +156,9 @@ impl IssuedCertificates {
         let unsigned = Self {
             ca_name: ca_name.to_owned(),
             ca_pem: ca_cert.pem(),
-            ca_key_pem: ca_key.serialize_pem(),
+            ca_key_pem: ca_key.serialize_pem().into(),
             cert_pem: String::new(),
-            key_pem: String::new(),
+            key_pem: Secret::default(),
             ca_not_after,
             cert_not_after: now,
             names: Vec::new(),
@@ -205,7 +195,7 @@ impl IssuedCertificates {
             ca_pem: self.ca_pem.clone(),
             ca_key_pem: self.ca_key_pem.clone(),
             cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            key_pem: key.serialize_pem().into(),
             ca_not_after: self.ca_not_after,
             cert_not_after: params.not_after,
             names: names.to_vec(),
@@ -288,9 +278,9 @@ impl IssuedCertificates {
     pub fn to_secret(&self) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
         let data = [
             (CA_CERT_KEY, &self.ca_pem),
-            (CA_KEY_KEY, &self.ca_key_pem),
+            (CA_KEY_KEY, &*self.ca_key_pem),
             (CERT_KEY, &self.cert_pem),
-            (KEY_KEY, &self.key_pem),
+            (KEY_KEY, &*self.key_pem),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
@@ -332,9 +322,9 @@ impl IssuedCertificates {
                 .cloned()
                 .unwrap_or_else(|| WEBHOOK_CA_NAME.to_owned()),
             ca_pem: text(CA_CERT_KEY)?,
-            ca_key_pem: text(CA_KEY_KEY)?,
+            ca_key_pem: text(CA_KEY_KEY)?.into(),
             cert_pem: text(CERT_KEY)?,
-            key_pem: text(KEY_KEY)?,
+            key_pem: text(KEY_KEY)?.into(),
             ca_not_after: time(CA_NOT_AFTER_ANNOTATION)?,
             cert_not_after: time(CERT_NOT_AFTER_ANNOTATION)?,
             names: annotations

@@ -1,6 +1,7 @@
 //! The gateway's STS face: AssumeRoleWithWebIdentity exchanges a projected service-account token
 //! for session credentials, answered in STS's own XML so every SDK understands it.
 
+use chaperone_config::Secret;
 use std::{collections::BTreeMap, sync::Arc};
 
 use aws_lc_rs::digest;
@@ -184,26 +185,16 @@ impl StsParameters {
 }
 
 /// An AssumeRoleWithWebIdentity request, checked for shape.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AssumeRoleWithWebIdentityRequest {
     /// `RoleArn`.
     pub role_arn: String,
     /// `RoleSessionName`.
     pub role_session_name: String,
     /// `WebIdentityToken` (a credential: never logged).
-    pub web_identity_token: String,
+    pub web_identity_token: Secret<String>,
     /// `DurationSeconds`, if given.
     pub duration_seconds: Option<i64>,
-}
-
-impl std::fmt::Debug for AssumeRoleWithWebIdentityRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AssumeRoleWithWebIdentityRequest")
-            .field("role_arn", &self.role_arn)
-            .field("role_session_name", &self.role_session_name)
-            .field("duration_seconds", &self.duration_seconds)
-            .finish_non_exhaustive()
-    }
 }
 
 impl AssumeRoleWithWebIdentityRequest {
@@ -276,7 +267,7 @@ impl AssumeRoleWithWebIdentityRequest {
         Ok(Self {
             role_arn: role_arn.to_owned(),
             role_session_name: role_session_name.to_owned(),
-            web_identity_token: web_identity_token.to_owned(),
+            web_identity_token: Secret(web_identity_token.to_owned()),
             duration_seconds,
         })
     }
@@ -604,7 +595,7 @@ mod tests {
         let request = AssumeRoleWithWebIdentityRequest::parse("", FORM.as_bytes()).unwrap();
         assert_eq!(request.role_arn, "arn:aws:iam::000000000000:role/chaperone/team-a/prod-aws");
         assert_eq!(request.role_session_name, "botocore-session-1764093600");
-        assert_eq!(request.web_identity_token, "eyJhbGciOiJFUzI1NiJ9.e30.c2ln");
+        assert_eq!(*request.web_identity_token, "eyJhbGciOiJFUzI1NiJ9.e30.c2ln");
         assert_eq!(request.duration_seconds, None);
         assert!(!format!("{request:?}").contains("eyJ"), "Debug must not show the token");
     }

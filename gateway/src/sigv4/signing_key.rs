@@ -1,5 +1,6 @@
 //! The SigV4 signing key and the HMAC and hash primitives over it.
 
+use chaperone_config::Secret;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -33,14 +34,8 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 /// The key derived from a secret access key for one day, region and service
 /// (`kSigning` in AWS's documentation). It signs the request and every chunk of its body.
-#[derive(Clone)]
-pub struct SigningKey([u8; 32]);
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SigningKey(..)")
-    }
-}
+#[derive(Clone, Debug)]
+pub struct SigningKey(Secret<[u8; 32]>);
 
 impl SigningKey {
     /// Derives the key: HMAC chain over `date` (YYYYMMDD), `region`, `service`, `aws4_request`.
@@ -51,12 +46,12 @@ impl SigningKey {
         let date_key = hmac_sha256(&seed, date.as_bytes());
         let region_key = hmac_sha256(&date_key, region.as_bytes());
         let service_key = hmac_sha256(&region_key, service.as_bytes());
-        Self(hmac_sha256(&service_key, b"aws4_request"))
+        Self(Secret(hmac_sha256(&service_key, b"aws4_request")))
     }
 
     /// The signature of `string_to_sign`.
     pub fn sign(&self, string_to_sign: &[u8]) -> [u8; 32] {
-        hmac_sha256(&self.0, string_to_sign)
+        hmac_sha256(&*self.0, string_to_sign)
     }
 }
 
@@ -86,7 +81,7 @@ mod tests {
             "iam",
         );
         assert_eq!(
-            hex::encode(key.0),
+            hex::encode(*key.0),
             "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
         );
     }

@@ -46,6 +46,7 @@ pub const FIELD_MANAGER: &str = "chaperone-operator-approvals";
 const STATUS_WRITE_ATTEMPTS: usize = 5;
 
 /// What every reconcile of an ApprovalRequest shares.
+#[derive(Debug)]
 pub struct ApprovalContext {
     base: ControllerBase,
     settings: LifecycleSettings,
@@ -53,12 +54,6 @@ pub struct ApprovalContext {
     /// Deliveries this replica recorded, by request uid, until its cache shows them: a reconcile
     /// from a copy older than the status write must not notify again.
     recorded: Mutex<HashMap<String, Vec<NotificationDelivery>>>,
-}
-
-impl std::fmt::Debug for ApprovalContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApprovalContext").field("settings", &self.settings).finish_non_exhaustive()
-    }
 }
 
 impl Reconciles for ApprovalContext {

@@ -23,23 +23,13 @@ pub const AUTHENTICATION_CONFIG_MAP: (&str, &str) =
     ("kube-system", "extension-apiserver-authentication");
 
 /// The front proxy's settings, as the API server publishes them.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct FrontProxy {
     verifier: Arc<dyn ClientCertVerifier>,
     allowed_names: Vec<String>,
     username_headers: Vec<String>,
     group_headers: Vec<String>,
     extra_headers_prefixes: Vec<String>,
-}
-
-impl std::fmt::Debug for FrontProxy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FrontProxy")
-            .field("allowed_names", &self.allowed_names)
-            .field("username_headers", &self.username_headers)
-            .field("group_headers", &self.group_headers)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The user the API server authenticated, as its front proxy says.

@@ -63,18 +63,13 @@ pub const FINALIZER: &str = "chaperone.dev/gateway-teardown";
 pub const RESYNC: Duration = Duration::from_secs(300);
 
 /// What every reconcile shares.
+#[derive(Debug)]
 pub struct Context {
     base: ControllerBase,
     settings: GatewaySettings,
     /// One lock per namespace: reconciles of a namespace's connections render the same objects,
     /// so they take turns (a teardown must not interleave with another connection's render).
     namespace_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl std::fmt::Debug for Context {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("settings", &self.settings).finish_non_exhaustive()
-    }
 }
 
 impl Reconciles for Context {

@@ -66,14 +66,9 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 pub const RETRY_NOT_READY: Duration = Duration::from_secs(20);
 
 /// What every reconcile shares.
+#[derive(Debug)]
 pub struct Context {
     base: ControllerBase,
-}
-
-impl std::fmt::Debug for Context {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").finish_non_exhaustive()
-    }
 }
 
 impl Reconciles for Context {
