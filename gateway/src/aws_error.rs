@@ -62,33 +62,26 @@ impl AwsError {
 
     /// Renders the error for a protocol.
     pub fn render(&self, shape: ErrorShape) -> Response<Bytes> {
+        let [code, message, id] =
+            [&self.code, &self.message, &self.request_id].map(|t| xml_escape(t));
         let (content_type, body) = match shape {
             ErrorShape::S3Xml => (
                 "application/xml",
                 format!(
-                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><RequestId>{}</RequestId></Error>",
-                    xml_escape(&self.code),
-                    xml_escape(&self.message),
-                    xml_escape(&self.request_id)
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{id}</RequestId></Error>"
                 ),
             ),
             ErrorShape::QueryXml => (
                 "text/xml",
                 format!(
-                    "<ErrorResponse><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+                    "<ErrorResponse><Error><Type>{}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>{id}</RequestId></ErrorResponse>",
                     if self.status.is_server_error() { "Receiver" } else { "Sender" },
-                    xml_escape(&self.code),
-                    xml_escape(&self.message),
-                    xml_escape(&self.request_id)
                 ),
             ),
             ErrorShape::Ec2Xml => (
                 "text/xml",
                 format!(
-                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>",
-                    xml_escape(&self.code),
-                    xml_escape(&self.message),
-                    xml_escape(&self.request_id)
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>{id}</RequestID></Response>"
                 ),
             ),
             ErrorShape::Json => (

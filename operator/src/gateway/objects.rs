@@ -104,6 +104,17 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// A namespaced object of kind `K` owned by `owners`, with the gateway's labels
+    /// ([`metadata`]).
+    pub fn owned<K: Resource<DynamicType = ()>>(
+        name: &str,
+        namespace: &str,
+        owners: &[OwnerReference],
+        rest: Value,
+    ) -> Self {
+        Self::new::<K>(name, Some(namespace), metadata(name, namespace, owners), rest)
+    }
+
     /// A manifest of kind `K` from its metadata and the rest of its body.
     pub fn new<K: Resource<DynamicType = ()>>(
         name: &str,
@@ -210,20 +221,15 @@ pub fn role(namespace: &str, owners: &[OwnerReference]) -> Manifest {
             "verbs": ["get", "watch"],
         },
     ]);
-    Manifest::new::<Role>(
-        GATEWAY_NAME,
-        Some(namespace),
-        metadata(GATEWAY_NAME, namespace, owners),
-        json!({ "rules": rules }),
-    )
+    Manifest::owned::<Role>(GATEWAY_NAME, namespace, owners, json!({ "rules": rules }))
 }
 
 /// Binds the gateway's Role to its ServiceAccount.
 pub fn role_binding(namespace: &str, owners: &[OwnerReference]) -> Manifest {
-    Manifest::new::<RoleBinding>(
+    Manifest::owned::<RoleBinding>(
         GATEWAY_NAME,
-        Some(namespace),
-        metadata(GATEWAY_NAME, namespace, owners),
+        namespace,
+        owners,
         json!({
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": GATEWAY_NAME},
             "subjects": [{"kind": "ServiceAccount", "name": GATEWAY_NAME, "namespace": namespace}],
@@ -234,10 +240,10 @@ pub fn role_binding(namespace: &str, owners: &[OwnerReference]) -> Manifest {
 /// The agents' entry point: ClusterIP, port 8080, ClientIP affinity so one pod's calls usually
 /// stay on one replica (correctness does not depend on it).
 pub fn service(namespace: &str, owners: &[OwnerReference]) -> Manifest {
-    Manifest::new::<Service>(
+    Manifest::owned::<Service>(
         GATEWAY_NAME,
-        Some(namespace),
-        metadata(GATEWAY_NAME, namespace, owners),
+        namespace,
+        owners,
         json!({
             "spec": {
                 "type": "ClusterIP",
@@ -349,10 +355,10 @@ pub fn deployment(
             ]}}));
         }
     }
-    let mut manifest = Manifest::new::<Deployment>(
+    let mut manifest = Manifest::owned::<Deployment>(
         GATEWAY_NAME,
-        Some(namespace),
-        metadata(GATEWAY_NAME, namespace, owners),
+        namespace,
+        owners,
         json!({
             "spec": {
                 "replicas": settings.replicas,
@@ -421,10 +427,10 @@ fn apply_pod_settings(pod: &mut Value, settings: &GatewayPodSettings) {
 /// Keeps all but one gateway replica up through voluntary disruptions (never blocks a drain of a
 /// single-replica gateway for ever, as `minAvailable: 1` would).
 pub fn pod_disruption_budget(namespace: &str, owners: &[OwnerReference]) -> Manifest {
-    Manifest::new::<PodDisruptionBudget>(
+    Manifest::owned::<PodDisruptionBudget>(
         GATEWAY_NAME,
-        Some(namespace),
-        metadata(GATEWAY_NAME, namespace, owners),
+        namespace,
+        owners,
         json!({
             "spec": {
                 "maxUnavailable": 1,
@@ -456,10 +462,10 @@ pub fn secret(
 /// The ConfigMap publishing the gateway's CA certificate to the namespace's agents (the pod
 /// webhook mounts its `ca.crt` read-only into every injected container).
 pub fn ca_config_map(namespace: &str, owners: &[OwnerReference], ca_pem: &str) -> Manifest {
-    Manifest::new::<ConfigMap>(
+    Manifest::owned::<ConfigMap>(
         CA_CONFIG_MAP_NAME,
-        Some(namespace),
-        metadata(CA_CONFIG_MAP_NAME, namespace, owners),
+        namespace,
+        owners,
         json!({"data": {chaperone_config::tls::AGENT_CA_FILE: ca_pem}}),
     )
 }

@@ -250,40 +250,42 @@ pub fn desired_statements(
     let mut readers: Vec<String> = access.readers.iter().chain(writer).cloned().collect();
     readers.sort();
     readers.dedup();
+    // Every statement denies, to anyone, what its condition does not exempt.
+    let deny = |sid: &str, action: Value, resource: Value, condition: Option<Value>| {
+        let mut statement = json!({
+            "Sid": format!("{owner}{sid}"),
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": action,
+            "Resource": resource,
+        });
+        if let Some(condition) = condition {
+            statement["Condition"] = condition;
+        }
+        statement
+    };
     let mut statements = vec![
-        json!({
-            "Sid": format!("{owner}{DENY_INSECURE_TRANSPORT}"),
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:*",
-            "Resource": [bucket, objects],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }),
-        json!({
-            "Sid": format!("{owner}{DENY_WRITES_BUT_GATEWAY}"),
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": WRITE_ACTIONS,
-            "Resource": objects,
-            "Condition": {"ArnNotLike": {"aws:PrincipalArn": writer}},
-        }),
-        json!({
-            "Sid": format!("{owner}{DENY_READS_BUT_READERS}"),
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": READ_ACTIONS,
-            "Resource": objects,
-            "Condition": {"ArnNotLike": {"aws:PrincipalArn": readers}},
-        }),
+        deny(
+            DENY_INSECURE_TRANSPORT,
+            json!("s3:*"),
+            json!([bucket, objects]),
+            Some(json!({"Bool": {"aws:SecureTransport": "false"}})),
+        ),
+        deny(
+            DENY_WRITES_BUT_GATEWAY,
+            json!(WRITE_ACTIONS),
+            json!(objects),
+            Some(json!({"ArnNotLike": {"aws:PrincipalArn": writer}})),
+        ),
+        deny(
+            DENY_READS_BUT_READERS,
+            json!(READ_ACTIONS),
+            json!(objects),
+            Some(json!({"ArnNotLike": {"aws:PrincipalArn": readers}})),
+        ),
     ];
     if spec.object_lock.is_none() {
-        statements.push(json!({
-            "Sid": format!("{owner}{DENY_DELETES}"),
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": DELETE_ACTIONS,
-            "Resource": objects,
-        }));
+        statements.push(deny(DENY_DELETES, json!(DELETE_ACTIONS), json!(objects), None));
     }
     Ok(statements)
 }

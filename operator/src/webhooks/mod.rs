@@ -305,27 +305,46 @@ pub fn approval_webhook_configuration(
     endpoint: &WebhookEndpoint,
     ca_pem: &str,
 ) -> MutatingWebhookConfiguration {
-    let client_config = client_config(endpoint, ca_pem, APPROVAL_REQUESTS_PATH);
     MutatingWebhookConfiguration {
         metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
-        webhooks: Some(vec![MutatingWebhook {
-            name: APPROVAL_WEBHOOK_NAME.to_owned(),
-            admission_review_versions: vec!["v1".to_owned()],
-            client_config,
-            failure_policy: Some("Fail".to_owned()),
-            match_policy: Some("Equivalent".to_owned()),
-            side_effects: "None".to_owned(),
-            timeout_seconds: Some(10),
-            reinvocation_policy: Some("Never".to_owned()),
-            rules: Some(vec![RuleWithOperations {
-                api_groups: Some(vec![chaperone_crds::GROUP.to_owned()]),
-                api_versions: Some(vec![chaperone_crds::VERSION.to_owned()]),
-                operations: Some(vec!["CREATE".to_owned(), "UPDATE".to_owned()]),
-                resources: Some(vec!["approvalrequests".to_owned()]),
-                scope: Some("Namespaced".to_owned()),
-            }]),
-            ..Default::default()
-        }]),
+        webhooks: Some(vec![fail_closed(
+            APPROVAL_WEBHOOK_NAME,
+            client_config(endpoint, ca_pem, APPROVAL_REQUESTS_PATH),
+            vec![rule(chaperone_crds::GROUP, &["CREATE", "UPDATE"], "approvalrequests")],
+        )]),
+    }
+}
+
+/// A webhook the operator serves: fails closed (`failurePolicy: Fail`), 10 s, no side effects,
+/// not reinvoked; callers override what differs.
+fn fail_closed(
+    name: &str,
+    client_config: WebhookClientConfig,
+    rules: Vec<RuleWithOperations>,
+) -> MutatingWebhook {
+    MutatingWebhook {
+        name: name.to_owned(),
+        admission_review_versions: vec!["v1".to_owned()],
+        client_config,
+        failure_policy: Some("Fail".to_owned()),
+        match_policy: Some("Equivalent".to_owned()),
+        side_effects: "None".to_owned(),
+        timeout_seconds: Some(10),
+        reinvocation_policy: Some("Never".to_owned()),
+        rules: Some(rules),
+        ..Default::default()
+    }
+}
+
+/// A namespaced rule of the group's `v1` version: `operations` on `resource`.
+fn rule(group: &str, operations: &[&str], resource: &str) -> RuleWithOperations {
+    let version = if group.is_empty() { "v1" } else { chaperone_crds::VERSION };
+    RuleWithOperations {
+        api_groups: Some(vec![group.to_owned()]),
+        api_versions: Some(vec![version.to_owned()]),
+        operations: Some(operations.iter().map(|&o| o.to_owned()).collect()),
+        resources: Some(vec![resource.to_owned()]),
+        scope: Some("Namespaced".to_owned()),
     }
 }
 
@@ -344,30 +363,11 @@ pub fn webhook_configuration(
     ca_pem: &str,
 ) -> MutatingWebhookConfiguration {
     let mut configuration = approval_webhook_configuration(name, endpoint, ca_pem);
-    let rules = vec![
-        RuleWithOperations {
-            api_groups: Some(vec![String::new()]),
-            api_versions: Some(vec!["v1".to_owned()]),
-            operations: Some(vec!["CREATE".to_owned()]),
-            resources: Some(vec!["pods".to_owned()]),
-            scope: Some("Namespaced".to_owned()),
-        },
-        RuleWithOperations {
-            api_groups: Some(vec![String::new()]),
-            api_versions: Some(vec!["v1".to_owned()]),
-            operations: Some(vec!["UPDATE".to_owned()]),
-            resources: Some(vec!["pods/ephemeralcontainers".to_owned()]),
-            scope: Some("Namespaced".to_owned()),
-        },
-    ];
+    let pod_rules =
+        || vec![rule("", &["CREATE"], "pods"), rule("", &["UPDATE"], "pods/ephemeralcontainers")];
+    let pods_client = || client_config(endpoint, ca_pem, PODS_PATH);
     let pods = MutatingWebhook {
-        name: POD_WEBHOOK_NAME.to_owned(),
-        admission_review_versions: vec!["v1".to_owned()],
-        client_config: client_config(endpoint, ca_pem, PODS_PATH),
-        failure_policy: Some("Fail".to_owned()),
-        match_policy: Some("Equivalent".to_owned()),
         side_effects: "NoneOnDryRun".to_owned(),
-        timeout_seconds: Some(10),
         reinvocation_policy: Some("IfNeeded".to_owned()),
         object_selector: Some(LabelSelector {
             match_expressions: Some(vec![LabelSelectorRequirement {
@@ -377,24 +377,14 @@ pub fn webhook_configuration(
             }]),
             match_labels: None,
         }),
-        rules: Some(rules.clone()),
-        ..Default::default()
+        ..fail_closed(POD_WEBHOOK_NAME, pods_client(), pod_rules())
     };
     let gateway_identity = MutatingWebhook {
-        name: gateway_identity::GATEWAY_IDENTITY_WEBHOOK_NAME.to_owned(),
-        admission_review_versions: vec!["v1".to_owned()],
-        client_config: client_config(endpoint, ca_pem, PODS_PATH),
-        failure_policy: Some("Fail".to_owned()),
-        match_policy: Some("Equivalent".to_owned()),
-        side_effects: "None".to_owned(),
-        timeout_seconds: Some(10),
-        reinvocation_policy: Some("Never".to_owned()),
         match_conditions: Some(vec![MatchCondition {
             name: "gateway-service-account".to_owned(),
             expression: gateway_identity::MATCH_EXPRESSION.to_owned(),
         }]),
-        rules: Some(rules),
-        ..Default::default()
+        ..fail_closed(gateway_identity::GATEWAY_IDENTITY_WEBHOOK_NAME, pods_client(), pod_rules())
     };
     configuration.webhooks.get_or_insert_with(Vec::new).extend([pods, gateway_identity]);
     configuration
