@@ -7,11 +7,14 @@ use chaperone_recording::{
     ApprovalDecision, AwsCall, Decision, Effect, EventBody, RecordedEvent, Timestamp,
 };
 
+use serde::Serialize;
+
 use crate::text_table::TextTable;
 
-/// One call.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One call (the console's page reads it as JSON, the time shortened as the CLI prints it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CallLine {
+    #[serde(serialize_with = "serialize_short_time")]
     pub time: Option<Timestamp>,
     pub replica: String,
     pub call: String,
@@ -47,9 +50,11 @@ pub fn calls(events: &[RecordedEvent]) -> Vec<CallLine> {
     };
     for recorded in events {
         let event = &recorded.event;
+        let Some(call) = event.body.call() else { continue };
+        let i = line_for(&mut lines, &event.replica, call);
+        let Some(line) = lines.get_mut(i) else { continue };
         match &event.body {
             EventBody::Approval(approval) => {
-                let i = line_for(&mut lines, &event.replica, &approval.call);
                 let who =
                     approval.approvers.iter().map(|a| a.username.as_str()).collect::<Vec<_>>();
                 let waited = waited(approval.waited_ms);
@@ -66,40 +71,25 @@ pub fn calls(events: &[RecordedEvent]) -> Vec<CallLine> {
                     text.push_str(&format!(": {reason}"));
                 }
                 text.push_str(&format!(" [{}]", approval.approval_request));
-                if let Some(line) = lines.get_mut(i) {
-                    line.time.get_or_insert(event.ts);
-                    line.approval = Some(text);
-                }
+                line.time.get_or_insert(event.ts);
+                line.approval = Some(text);
             }
             EventBody::Request(request) => {
-                let i = line_for(&mut lines, &event.replica, &request.call);
-                if let Some(line) = lines.get_mut(i) {
-                    line.time = Some(event.ts);
-                    line.method = request.method.clone();
-                    describe(line, &request.aws, &request.decision);
-                }
+                describe(line, event.ts, &request.method, &request.aws, &request.decision);
             }
             EventBody::Denied(denied) => {
-                let i = line_for(&mut lines, &event.replica, &denied.call);
-                if let Some(line) = lines.get_mut(i) {
-                    line.time = Some(event.ts);
-                    line.method = denied.method.clone();
-                    describe(line, &denied.aws, &denied.decision);
-                    line.status = format!("{} {}", denied.status, denied.error_code);
-                    line.latency_us = denied.timings.total_us;
-                }
+                describe(line, event.ts, &denied.method, &denied.aws, &denied.decision);
+                line.status = format!("{} {}", denied.status, denied.error_code);
+                line.latency_us = denied.timings.total_us;
             }
             EventBody::Response(response) => {
-                let i = line_for(&mut lines, &event.replica, &response.call);
-                if let Some(line) = lines.get_mut(i) {
-                    line.time.get_or_insert(event.ts);
-                    line.status = match (response.status, &response.upstream_error) {
-                        (Some(status), _) => status.to_string(),
-                        (None, Some(_)) => "upstream-error".to_owned(),
-                        (None, None) => "-".to_owned(),
-                    };
-                    line.latency_us = response.timings.total_us;
-                }
+                line.time.get_or_insert(event.ts);
+                line.status = match (response.status, &response.upstream_error) {
+                    (Some(status), _) => status.to_string(),
+                    (None, Some(_)) => "upstream-error".to_owned(),
+                    (None, None) => "-".to_owned(),
+                };
+                line.latency_us = response.timings.total_us;
             }
             EventBody::SessionStart(_) | EventBody::SessionEnd(_) => {}
         }
@@ -107,7 +97,10 @@ pub fn calls(events: &[RecordedEvent]) -> Vec<CallLine> {
     lines
 }
 
-fn describe(line: &mut CallLine, aws: &AwsCall, decision: &Decision) {
+/// The line of a forwarded or denied call: when it was asked, what it was, how it was decided.
+fn describe(line: &mut CallLine, at: Timestamp, method: &str, aws: &AwsCall, decision: &Decision) {
+    line.time = Some(at);
+    line.method = method.to_owned();
     line.operation = aws.operation.clone();
     line.actions = aws.actions.clone();
     line.resources = aws.resources.clone();
@@ -130,6 +123,13 @@ pub fn short_time(at: Timestamp) -> String {
         Some(head) => format!("{head}Z"),
         None => text,
     }
+}
+
+fn serialize_short_time<S: serde::Serializer>(
+    at: &Option<Timestamp>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    at.map(short_time).serialize(serializer)
 }
 
 /// How long a call was held: `0.4s`, `12.0s`.

@@ -65,6 +65,10 @@ pub struct SessionAgent {
     pub service_account: String,
     pub pod_name: String,
     pub pod_uid: String,
+    /// The role session name the gateway's upstream calls carry for this agent (absent from
+    /// servers older than this field).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role_session_name: String,
 }
 
 /// The operator's verification of a session against the keys its AgentConnection publishes.

@@ -52,6 +52,18 @@ pub enum EventBody {
 }
 
 impl EventBody {
+    /// The call id an `approval`, `request`, `response` or `denied` event belongs to; `None` for
+    /// `session.start` and `session.end`.
+    pub fn call(&self) -> Option<&str> {
+        match self {
+            Self::Request(r) => Some(&r.call),
+            Self::Response(r) => Some(&r.call),
+            Self::Denied(d) => Some(&d.call),
+            Self::Approval(a) => Some(&a.call),
+            Self::SessionStart(_) | Self::SessionEnd(_) => None,
+        }
+    }
+
     /// The `type` string.
     pub fn type_name(&self) -> &'static str {
         match self {

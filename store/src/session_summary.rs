@@ -2,9 +2,13 @@
 
 use std::collections::BTreeSet;
 
+use chaperone_crds::{
+    AUDIT_API_VERSION, Session, SessionAgent, SessionStatus, SessionVerification,
+};
 use chaperone_recording::{
     AgentIdentity, EventBody, SessionLocation, StreamStatus, Timestamp, session_id_time,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::Serialize;
 
 use crate::session_reader::ReplicaRecording;
@@ -32,6 +36,44 @@ pub struct SessionSummary {
     pub replicas: Vec<ReplicaSummary>,
     /// What could not be read.
     pub unreadable: Vec<String>,
+}
+
+impl SessionSummary {
+    /// The audit API's Session object of this summary, with `verification` as its status says:
+    /// what the operator serves, and what the console shows on both of its paths.
+    pub fn to_session(&self, verification: SessionVerification) -> Session {
+        let start = self.started.map(|t| t.to_string());
+        let creation_timestamp =
+            start.as_deref().and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok()).map(Time);
+        Session {
+            api_version: AUDIT_API_VERSION.to_owned(),
+            kind: "Session".to_owned(),
+            metadata: ObjectMeta {
+                name: Some(self.session.clone()),
+                namespace: Some(self.namespace.clone()),
+                creation_timestamp,
+                ..ObjectMeta::default()
+            },
+            status: SessionStatus {
+                agent: self.agent.as_ref().map(|a| SessionAgent {
+                    service_account: a.service_account.clone(),
+                    pod_name: a.pod_name.clone(),
+                    pod_uid: a.pod_uid.clone(),
+                    role_session_name: a.role_session_name.clone(),
+                }),
+                connection: self.connection.clone(),
+                start,
+                end: self.ended.map(|t| t.to_string()),
+                calls: self.calls,
+                denied: self.denied,
+                approvals: self.approvals,
+                state: self.status.clone(),
+                replicas: self.replicas.iter().map(|r| r.replica.clone()).collect(),
+                location: self.location.clone(),
+                verification,
+            },
+        }
+    }
 }
 
 /// One replica's stream of a session.

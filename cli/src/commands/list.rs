@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use chaperone_crds::{Session, SessionVerification};
 use chaperone_recording::{EventBody, Timestamp};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -86,30 +87,9 @@ pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
             );
         }
         OutputFormat::Text => {
-            let mut table = TextTable::new(&[
-                "SESSION",
-                "NAMESPACE",
-                "CONNECTION",
-                "AGENT",
-                "POD",
-                "STARTED",
-                "CALLS",
-                "STATUS",
-            ]);
-            for s in &summaries {
-                let agent = s.agent.as_ref();
-                table.push(vec![
-                    s.session.clone(),
-                    s.namespace.clone(),
-                    s.connection.clone(),
-                    agent.map_or("-".to_owned(), |a| a.service_account.clone()),
-                    agent.map_or("-".to_owned(), |a| a.pod_name.clone()),
-                    s.started.map_or("-".to_owned(), short_time),
-                    s.calls.to_string(),
-                    s.status.clone(),
-                ]);
-            }
-            print!("{}", table.render());
+            let sessions: Vec<Session> =
+                summaries.iter().map(|s| s.to_session(SessionVerification::default())).collect();
+            print_table(&sessions, false);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -166,42 +146,46 @@ async fn list_via_api(
                 if args.all_namespaces { "any namespace you may list" } else { namespace.as_str() }
             );
         }
-        OutputFormat::Text => {
-            let mut table = TextTable::new(&[
-                "SESSION",
-                "NAMESPACE",
-                "CONNECTION",
-                "AGENT",
-                "POD",
-                "STARTED",
-                "CALLS",
-                "DENIED",
-                "APPROVALS",
-                "STATUS",
-                "VERIFIED",
-            ]);
-            for s in &sessions {
-                let st = &s.status;
-                let agent = st.agent.as_ref();
-                table.push(vec![
-                    s.metadata.name.clone().unwrap_or_default(),
-                    s.metadata.namespace.clone().unwrap_or_default(),
-                    st.connection.clone(),
-                    agent.map_or("-".to_owned(), |a| a.service_account.clone()),
-                    agent.map_or("-".to_owned(), |a| a.pod_name.clone()),
-                    st.start
-                        .as_deref()
-                        .and_then(|t| Timestamp::parse(t).ok())
-                        .map_or("-".to_owned(), short_time),
-                    st.calls.to_string(),
-                    st.denied.to_string(),
-                    st.approvals.to_string(),
-                    st.state.clone(),
-                    st.verification.state.clone(),
-                ]);
-            }
-            print!("{}", table.render());
-        }
+        OutputFormat::Text => print_table(&sessions, true),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The text table of `sessions`; through the audit API it adds DENIED, APPROVALS and the
+/// operator's VERIFIED.
+fn print_table(sessions: &[Session], api: bool) {
+    let mut header = vec!["SESSION", "NAMESPACE", "CONNECTION", "AGENT", "POD", "STARTED", "CALLS"];
+    if api {
+        header.extend(["DENIED", "APPROVALS"]);
+    }
+    header.push("STATUS");
+    if api {
+        header.push("VERIFIED");
+    }
+    let mut table = TextTable::new(&header);
+    for s in sessions {
+        let st = &s.status;
+        let agent = st.agent.as_ref();
+        let mut row = vec![
+            s.metadata.name.clone().unwrap_or_default(),
+            s.metadata.namespace.clone().unwrap_or_default(),
+            st.connection.clone(),
+            agent.map_or("-".to_owned(), |a| a.service_account.clone()),
+            agent.map_or("-".to_owned(), |a| a.pod_name.clone()),
+            st.start
+                .as_deref()
+                .and_then(|t| Timestamp::parse(t).ok())
+                .map_or("-".to_owned(), short_time),
+            st.calls.to_string(),
+        ];
+        if api {
+            row.extend([st.denied.to_string(), st.approvals.to_string()]);
+        }
+        row.push(st.state.clone());
+        if api {
+            row.push(st.verification.state.clone());
+        }
+        table.push(row);
+    }
+    print!("{}", table.render());
 }

@@ -8,7 +8,7 @@ use chaperone_recording::{ApprovalDecision, Body, BodyEncoding, Effect, EventBod
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::timeline::{CallLine, calls, short_time};
+use crate::timeline::{CallLine, calls};
 
 /// How the page draws a call: the colour of its mark on the timeline.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -24,27 +24,16 @@ pub enum Outcome {
     Refused,
 }
 
-/// One call with everything recorded about it.
+/// One call with everything recorded about it: its timeline line (flattened; `latency_us` falls
+/// back to the response's `upstream_total_us`, forwarding to the upstream's last byte, which is
+/// what gateways record today when `timings.total_us` is absent) and what the page adds.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallView {
-    pub replica: String,
-    pub call: String,
-    pub time: Option<String>,
+    #[serde(flatten)]
+    pub line: CallLine,
     /// Unix milliseconds, for the timeline's x axis.
     pub at_ms: Option<i64>,
-    pub method: String,
-    pub operation: String,
-    pub actions: Vec<String>,
-    pub resources: Vec<String>,
-    pub decision: String,
     pub outcome: Outcome,
-    pub status: String,
-    /// `timings.total_us` when recorded, else the response's `upstream_total_us` (forwarding to
-    /// the upstream's last byte), which is what gateways record today.
-    pub latency_us: Option<u64>,
-    /// The CLI's sentence: "approved by alice after 3.0s: reason [ar-1]".
-    pub approval_text: Option<String>,
-    pub approvers: Vec<String>,
     /// The recorded events of the call, as recorded (`approval`, `request`, `response`, `denied`).
     pub events: Vec<Value>,
     /// The request's and response's bodies, readable.
@@ -70,14 +59,8 @@ pub fn call_views(events: &[RecordedEvent]) -> Vec<CallView> {
     let lines = calls(events);
     let mut by_call: HashMap<(&str, &str), Vec<&RecordedEvent>> = HashMap::new();
     for recorded in events {
-        let call = match &recorded.event.body {
-            EventBody::Approval(a) => &a.call,
-            EventBody::Request(r) => &r.call,
-            EventBody::Response(r) => &r.call,
-            EventBody::Denied(d) => &d.call,
-            EventBody::SessionStart(_) | EventBody::SessionEnd(_) => continue,
-        };
-        by_call.entry((recorded.event.replica.as_str(), call.as_str())).or_default().push(recorded);
+        let Some(call) = recorded.event.body.call() else { continue };
+        by_call.entry((recorded.event.replica.as_str(), call)).or_default().push(recorded);
     }
     lines
         .into_iter()
@@ -91,9 +74,8 @@ pub fn call_views(events: &[RecordedEvent]) -> Vec<CallView> {
         .collect()
 }
 
-fn view(line: CallLine, recorded: &[&RecordedEvent]) -> CallView {
+fn view(mut line: CallLine, recorded: &[&RecordedEvent]) -> CallView {
     let mut outcome = Outcome::Allow;
-    let mut approvers = Vec::new();
     let mut request_body = None;
     let mut response_body = None;
     let mut events = Vec::new();
@@ -101,7 +83,6 @@ fn view(line: CallLine, recorded: &[&RecordedEvent]) -> CallView {
     for r in recorded {
         match &r.event.body {
             EventBody::Approval(a) => {
-                approvers = a.approvers.iter().map(|x| x.username.clone()).collect();
                 outcome = match a.outcome {
                     ApprovalDecision::Approved => Outcome::Approved,
                     ApprovalDecision::Denied | ApprovalDecision::TimedOut => Outcome::Refused,
@@ -126,21 +107,11 @@ fn view(line: CallLine, recorded: &[&RecordedEvent]) -> CallView {
                 .unwrap_or_else(|e| Value::String(format!("unreadable line: {e}"))),
         );
     }
+    line.latency_us = line.latency_us.or(upstream_total_us);
     CallView {
         at_ms: line.time.map(|t| (t.unix_nanos() / 1_000_000) as i64),
-        time: line.time.map(short_time),
-        replica: line.replica,
-        call: line.call,
-        method: line.method,
-        operation: line.operation,
-        actions: line.actions,
-        resources: line.resources,
-        decision: line.decision,
+        line,
         outcome,
-        status: line.status,
-        latency_us: line.latency_us.or(upstream_total_us),
-        approval_text: line.approval,
-        approvers,
         events,
         request_body,
         response_body,
@@ -386,11 +357,20 @@ mod tests {
         assert_eq!(views.len(), 3);
         let (approved, timed_out, denied) = (&views[0], &views[1], &views[2]);
         assert_eq!(approved.outcome, Outcome::Approved);
-        assert_eq!(approved.approvers, vec!["rita"]);
-        assert_eq!(approved.latency_us, Some(9_000), "upstream_total_us when total_us is absent");
+        assert!(approved.line.approval.as_deref().unwrap().starts_with("approved by rita"));
+        assert_eq!(
+            approved.line.latency_us,
+            Some(9_000),
+            "upstream_total_us when total_us is absent"
+        );
         assert_eq!(approved.events.len(), 3, "approval, request, response as recorded");
         assert_eq!(approved.events[1]["headers"][0][1], "{\"redacted\":\"sha256:00\"}");
         assert_eq!(approved.at_ms, Some(1_795_626_001_000));
+        // The page's JSON: the line's fields beside the view's, the time shortened.
+        let page = serde_json::to_value(approved).unwrap();
+        assert_eq!(page["time"], "2026-11-25T17:00:01.000Z");
+        assert_eq!(page["operation"], approved.line.operation);
+        assert!(page["approval"].as_str().unwrap().contains("rita"));
         assert_eq!(timed_out.outcome, Outcome::Refused);
         assert_eq!(denied.outcome, Outcome::Deny);
         let body = denied.request_body.as_ref().unwrap();

@@ -14,29 +14,21 @@ use crate::approvals::{self, ApprovalsError};
 use crate::cluster::Cluster;
 use crate::console::access::Skipped;
 
-/// One held call as the page shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One held call as the page shows it: the ApprovalRequest as the API server gave it (flattened:
+/// `metadata`, `spec`, `status`), and what the page computes from it.
+#[derive(Debug, Clone, Serialize)]
 pub struct PendingApproval {
-    pub namespace: String,
-    pub name: String,
-    pub connection: String,
-    pub rule: String,
-    pub session: String,
-    pub actions: Vec<String>,
-    pub resources: Vec<String>,
-    pub parameters_preview: String,
-    pub agent: String,
-    pub pod: Option<String>,
-    pub created: Option<String>,
-    pub expires_at: String,
+    #[serde(flatten)]
+    pub request: ApprovalRequest,
     /// Seconds until the approval window closes (negative once past).
     pub seconds_left: Option<i64>,
     /// Seconds the call is still held (the rule's holdSeconds from the request's creation);
     /// `None` when the rule cannot be read.
     pub held_seconds_left: Option<i64>,
-    pub approvals: usize,
-    pub required: usize,
+    /// Distinct reviewers who approved so far.
     pub approvers: Vec<String>,
+    /// Distinct approvals the call needs.
+    pub required: usize,
 }
 
 /// The pending requests of `namespaces` (oldest first), and the namespaces the user may not list.
@@ -101,9 +93,11 @@ pub async fn pending(
 }
 
 fn oldest_first(mut found: Vec<PendingApproval>) -> Vec<PendingApproval> {
-    found.sort_by(|a, b| {
-        (&a.created, &a.namespace, &a.name).cmp(&(&b.created, &b.namespace, &b.name))
-    });
+    let order = |a: &PendingApproval| {
+        let m = &a.request.metadata;
+        (m.creation_timestamp.as_ref().map(|t| t.0), m.namespace.clone(), m.name.clone())
+    };
+    found.sort_by_key(order);
     found
 }
 
@@ -131,32 +125,20 @@ pub fn pending_view(
     if phase != ApprovalPhase::Pending {
         return None;
     }
-    let spec = &request.spec;
-    let seconds_left =
-        OffsetDateTime::parse(&spec.expires_at, &Rfc3339).ok().map(|at| (at - now).whole_seconds());
-    let created = request.creation_timestamp().map(|t| t.0.as_second());
-    let held_seconds_left = created
+    let seconds_left = OffsetDateTime::parse(&request.spec.expires_at, &Rfc3339)
+        .ok()
+        .map(|at| (at - now).whole_seconds());
+    let held_seconds_left = request
+        .creation_timestamp()
+        .map(|t| t.0.as_second())
         .zip(hold_seconds)
         .map(|(created, hold)| created + i64::from(hold) - now.unix_timestamp());
-    let approvers: Vec<String> = approvals::approvers(&spec.reviews).map(str::to_owned).collect();
     Some(PendingApproval {
-        namespace: request.namespace().unwrap_or_default(),
-        name: request.name_any(),
-        connection: spec.connection.clone(),
-        rule: spec.rule.clone(),
-        session: spec.session_id.clone(),
-        actions: spec.actions.clone(),
-        resources: spec.resources.clone(),
-        parameters_preview: spec.parameters_preview.clone(),
-        agent: spec.agent.service_account.clone(),
-        pod: spec.agent.pod.clone(),
-        created: request.creation_timestamp().map(|t| t.0.to_string()),
-        expires_at: spec.expires_at.clone(),
+        request: request.clone(),
         seconds_left,
         held_seconds_left,
-        approvals: approvers.len(),
+        approvers: approvals::approvers(&request.spec.reviews).map(str::to_owned).collect(),
         required: approvals::required(request),
-        approvers,
     })
 }
 
@@ -226,12 +208,15 @@ mod tests {
         let view = pending_view(&held, Some(120), now).expect("pending");
         assert_eq!(view.held_seconds_left, Some(60));
         assert_eq!(pending_view(&held, None, now).unwrap().held_seconds_left, None);
-        assert_eq!(view.namespace, "team-a");
         assert_eq!(view.seconds_left, Some(600));
-        assert_eq!((view.approvals, view.required), (1, 2));
+        assert_eq!((view.approvers.len(), view.required), (1, 2));
         assert_eq!(view.approvers, vec!["alice"]);
-        assert_eq!(view.parameters_preview, "{\"Bucket\":\"scratch\"}");
-        assert_eq!(view.pod.as_deref(), Some("agent-0"));
+        // The page reads the request as the API server gave it, with the computed fields beside.
+        let page = serde_json::to_value(&view).unwrap();
+        assert_eq!(page["metadata"]["namespace"], "team-a");
+        assert_eq!(page["spec"]["parametersPreview"], "{\"Bucket\":\"scratch\"}");
+        assert_eq!(page["spec"]["agent"]["pod"], "agent-0");
+        assert_eq!(page["held_seconds_left"], 60);
     }
 
     #[test]

@@ -15,14 +15,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chaperone_crds::Session;
+use chaperone_crds::{Session, SessionVerification};
 use chaperone_recording::{
     ApprovalDecision, EventBody, KeyId, RecordedEvent, SessionLocation, SessionVerifier, Timestamp,
     VerifyOptions, merge_by_time,
 };
 use kube::Client;
 use serde::Serialize;
-use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::audit_client::{AuditApiError, AuditClient};
@@ -50,18 +49,76 @@ pub struct SessionFilter {
     pub calls: Option<String>,
 }
 
-/// A session in the list.
+/// A session as the page lists and shows it: the audit API's Session object on both paths (the
+/// direct path builds it from the recording's summary as the operator does), flattened, and what
+/// only the direct path knows.
 #[derive(Debug, Clone, Serialize)]
 pub struct ListedSession {
     #[serde(flatten)]
-    pub summary: SessionSummary,
-    /// Calls released by a reviewer's approval.
-    pub approved: u64,
+    pub session: Session,
+    /// Calls released by a reviewer's approval: the direct path counts them; the audit API
+    /// counts approval decisions (`status.approvals`) and leaves this out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved: Option<u64>,
+    /// What could not be read (the direct path; the API serves what it could read).
+    pub unreadable: Vec<String>,
+}
+
+impl ListedSession {
+    /// A session the audit API served.
+    pub fn from_api(session: Session) -> Self {
+        Self { session, approved: None, unreadable: Vec::new() }
+    }
+
+    /// A session read from the bucket; its verification is left empty (the page asks for it
+    /// when the session is opened).
+    pub fn from_summary(summary: SessionSummary, approved: u64) -> Self {
+        Self {
+            session: summary.to_session(SessionVerification::default()),
+            approved: Some(approved),
+            unreadable: summary.unreadable,
+        }
+    }
+
+    fn start(&self) -> Option<Timestamp> {
+        self.session.status.start.as_deref().and_then(|s| Timestamp::parse(s).ok())
+    }
+
+    /// Whether the session passes `filter` (its namespace was chosen before the read); `range`
+    /// bounds the start.
+    fn passes(&self, filter: &SessionFilter, range: TimeRange) -> anyhow::Result<bool> {
+        let st = &self.session.status;
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        if given(&filter.connection).is_some_and(|c| c != st.connection)
+            || given(&filter.agent)
+                .is_some_and(|a| st.agent.as_ref().is_none_or(|x| x.service_account != a))
+            || self.start().is_some_and(|t| !range.contains(t))
+        {
+            return Ok(false);
+        }
+        Ok(match filter.calls.as_deref() {
+            Some("denied") => st.denied > 0,
+            Some("approvals") => st.approvals > 0,
+            Some("approved") => match self.approved {
+                Some(approved) => approved > 0,
+                None => anyhow::bail!(
+                    "the audit API counts approval decisions, not approved calls: filter on calls=approvals, or start the console with --bucket or --recording-policy to read S3 directly"
+                ),
+            },
+            _ => true,
+        })
+    }
+}
+
+/// Newest first (then by id, descending).
+fn newest_first(sessions: &mut [ListedSession]) {
+    sessions
+        .sort_by_cached_key(|s| std::cmp::Reverse((s.start(), s.session.metadata.name.clone())));
 }
 
 /// One session read whole: its summary as the page shows it, and its events.
 pub struct SessionRecording {
-    pub summary: Value,
+    pub summary: ListedSession,
     pub events: Vec<RecordedEvent>,
 }
 
@@ -86,87 +143,6 @@ pub enum SessionSource {
     Api(AuditClient),
     /// The recording bucket (`--bucket` or `--recording-policy`).
     Direct(Box<DirectSource>),
-}
-
-/// A session of the audit API as the page lists it (the fields the direct path's summary has,
-/// where the API has them). `approvals` counts decisions, not approved calls.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ApiSessionRow {
-    pub session: String,
-    pub namespace: String,
-    pub connection: String,
-    pub location: String,
-    pub agent: Option<AgentView>,
-    pub started: Option<String>,
-    pub ended: Option<String>,
-    pub calls: u64,
-    pub denied: u64,
-    pub approvals: u64,
-    pub status: String,
-    pub replicas: Vec<String>,
-    /// The API serves what it could read; nothing is reported unreadable.
-    pub unreadable: Vec<String>,
-    /// The operator's verification state: `Verified`, `Failed` or `Unverifiable`.
-    pub verification: String,
-}
-
-/// The agent, in the page's field names.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct AgentView {
-    pub service_account: String,
-    pub pod_name: String,
-    pub pod_uid: String,
-}
-
-impl ApiSessionRow {
-    pub fn from_session(session: &Session) -> Self {
-        let st = &session.status;
-        Self {
-            session: session.metadata.name.clone().unwrap_or_default(),
-            namespace: session.metadata.namespace.clone().unwrap_or_default(),
-            connection: st.connection.clone(),
-            location: st.location.clone(),
-            agent: st.agent.as_ref().map(|a| AgentView {
-                service_account: a.service_account.clone(),
-                pod_name: a.pod_name.clone(),
-                pod_uid: a.pod_uid.clone(),
-            }),
-            started: st.start.clone(),
-            ended: st.end.clone(),
-            calls: st.calls,
-            denied: st.denied,
-            approvals: st.approvals,
-            status: st.state.clone(),
-            replicas: st.replicas.clone(),
-            unreadable: Vec::new(),
-            verification: st.verification.state.clone(),
-        }
-    }
-
-    /// Whether the row passes `filter` (its namespace was chosen before the read); `range`
-    /// bounds the start.
-    fn passes(&self, filter: &SessionFilter, range: TimeRange) -> anyhow::Result<bool> {
-        let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
-        if given(&filter.connection).is_some_and(|c| c != self.connection)
-            || given(&filter.agent)
-                .is_some_and(|a| self.agent.as_ref().is_none_or(|x| x.service_account != a))
-            || self
-                .started
-                .as_deref()
-                .and_then(|s| Timestamp::parse(s).ok())
-                .is_some_and(|t| !range.contains(t))
-        {
-            return Ok(false);
-        }
-        Ok(match filter.calls.as_deref() {
-            Some("denied") => self.denied > 0,
-            Some("approvals") => self.approvals > 0,
-            Some("approved") => anyhow::bail!(
-                "the audit API counts approval decisions, not approved calls: filter on calls=approvals, or start the console with --bucket or --recording-policy to read S3 directly"
-            ),
-            _ => true,
-        })
-    }
 }
 
 /// The page's verdict for the operator's verification of a session.
@@ -218,41 +194,38 @@ impl SessionSource {
         client: &Client,
         namespaces: &[String],
         filter: &SessionFilter,
-    ) -> anyhow::Result<(Vec<Value>, Vec<Skipped>)> {
+    ) -> anyhow::Result<(Vec<ListedSession>, Vec<Skipped>)> {
         let range = time_range(filter)?;
-        match self {
-            Self::Direct(direct) => {
-                let (listed, skipped) = direct.list(client, namespaces, filter, range).await?;
-                Ok((listed.iter().map(serde_json::to_value).collect::<Result<_, _>>()?, skipped))
+        let mut listed = Vec::new();
+        let mut skipped = Vec::new();
+        for namespace in namespaces {
+            if filter.namespace.as_ref().is_some_and(|n| n != namespace) {
+                continue;
             }
-            Self::Api(api) => {
-                let mut rows = Vec::new();
-                let mut skipped = Vec::new();
-                for namespace in namespaces {
-                    if filter.namespace.as_ref().is_some_and(|n| n != namespace) {
-                        continue;
-                    }
-                    match api.list(Some(namespace)).await {
-                        Ok(list) => {
-                            for session in &list.items {
-                                let row = ApiSessionRow::from_session(session);
-                                if row.passes(filter, range)? {
-                                    rows.push(row);
-                                }
-                            }
+            let found = match self {
+                Self::Direct(direct) => {
+                    direct.list_namespace(client, namespace, filter, range).await
+                }
+                Self::Api(api) => match api.list(Some(namespace)).await {
+                    Ok(list) => Ok(list.items.into_iter().map(ListedSession::from_api).collect()),
+                    // Not registered: the same for every namespace, so the page's error.
+                    Err(e @ AuditApiError::NotRegistered) => return Err(for_the_console(e)),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            match found {
+                Ok(found) => {
+                    for session in found {
+                        if session.passes(filter, range)? {
+                            listed.push(session);
                         }
-                        // Not registered: the same for every namespace, so the page's error.
-                        Err(e @ AuditApiError::NotRegistered) => return Err(for_the_console(e)),
-                        Err(e) => skipped
-                            .push(Skipped { namespace: namespace.clone(), reason: e.to_string() }),
                     }
                 }
-                let started =
-                    |r: &ApiSessionRow| r.started.as_deref().and_then(|s| Timestamp::parse(s).ok());
-                rows.sort_by(|a, b| (started(b), &b.session).cmp(&(started(a), &a.session)));
-                Ok((rows.iter().map(serde_json::to_value).collect::<Result<_, _>>()?, skipped))
+                Err(reason) => skipped.push(Skipped { namespace: namespace.clone(), reason }),
             }
         }
+        newest_first(&mut listed);
+        Ok((listed, skipped))
     }
 
     /// Session `id` of `namespace` (in `connection` when given), every replica merged by time.
@@ -267,15 +240,14 @@ impl SessionSource {
             Self::Direct(direct) => direct.show(client, namespace, connection, id).await,
             Self::Api(api) => {
                 let session = api.get(namespace, id).await.map_err(for_the_console)?;
-                let row = ApiSessionRow::from_session(&session);
-                if let Some(connection) = connection.filter(|c| *c != row.connection) {
+                if let Some(connection) = connection.filter(|c| *c != session.status.connection) {
                     anyhow::bail!(
                         "session {id} of namespace {namespace} is of connection {:?}, not {connection:?}",
-                        row.connection
+                        session.status.connection
                     );
                 }
                 let events = api.events(namespace, id).await.map_err(for_the_console)?;
-                Ok(SessionRecording { summary: serde_json::to_value(row)?, events })
+                Ok(SessionRecording { summary: ListedSession::from_api(session), events })
             }
         }
     }
@@ -379,39 +351,20 @@ impl DirectSource {
         }
     }
 
-    /// The sessions of `namespaces` that pass `filter`, newest first; namespaces left out (no
-    /// RBAC, or unreadable) are returned with their reason.
-    async fn list(
+    /// The sessions of `namespace` in the catalog's scope of `filter`, or why the namespace is
+    /// left out (no RBAC, or unreadable).
+    async fn list_namespace(
         &self,
         client: &Client,
-        namespaces: &[String],
+        namespace: &str,
         filter: &SessionFilter,
         range: TimeRange,
-    ) -> anyhow::Result<(Vec<ListedSession>, Vec<Skipped>)> {
-        let mut listed = Vec::new();
-        let mut skipped = Vec::new();
-        for namespace in namespaces {
-            if filter.namespace.as_ref().is_some_and(|n| n != namespace) {
-                continue;
-            }
-            if let Err(reason) = self.check_access(client, namespace).await {
-                skipped.push(Skipped { namespace: namespace.clone(), reason });
-                continue;
-            }
-            match self.list_namespace(namespace, filter, range).await {
-                Ok(found) => listed.extend(found),
-                Err(e) => {
-                    skipped.push(Skipped { namespace: namespace.clone(), reason: format!("{e:#}") })
-                }
-            }
-        }
-        listed.sort_by(|a, b| {
-            (b.summary.started, &b.summary.session).cmp(&(a.summary.started, &a.summary.session))
-        });
-        Ok((listed, skipped))
+    ) -> Result<Vec<ListedSession>, String> {
+        self.check_access(client, namespace).await?;
+        self.read_namespace(namespace, filter, range).await.map_err(|e| format!("{e:#}"))
     }
 
-    async fn list_namespace(
+    async fn read_namespace(
         &self,
         namespace: &str,
         filter: &SessionFilter,
@@ -425,21 +378,7 @@ impl DirectSource {
         for location in find_sessions(bucket, &scope).await? {
             let streams = read_session(bucket, &location, &[]).await?;
             let summary = summarize(&location, bucket.url(&location.key_prefix()), &streams);
-            if let Some(agent) = filter.agent.as_ref().filter(|a| !a.is_empty())
-                && summary.agent.as_ref().is_none_or(|a| &a.service_account != agent)
-            {
-                continue;
-            }
-            let approved = approved_calls(&streams);
-            let keep = match filter.calls.as_deref() {
-                Some("denied") => summary.denied > 0,
-                Some("approved") => approved > 0,
-                Some("approvals") => summary.approvals > 0,
-                _ => true,
-            };
-            if keep {
-                listed.push(ListedSession { summary, approved });
-            }
+            listed.push(ListedSession::from_summary(summary, approved_calls(&streams)));
         }
         Ok(listed)
     }
@@ -457,8 +396,9 @@ impl DirectSource {
         let location = locate_session(bucket, id, Some(namespace), connection).await?;
         let streams = read_session(bucket, &location, &[]).await?;
         let summary = summarize(&location, bucket.url(&location.key_prefix()), &streams);
+        let approved = approved_calls(&streams);
         let events = merge_by_time(streams.into_iter().map(|s| s.events).collect());
-        Ok(SessionRecording { summary: serde_json::to_value(summary)?, events })
+        Ok(SessionRecording { summary: ListedSession::from_summary(summary, approved), events })
     }
 
     /// Verifies session `id` as `sessions verify --direct` does, with the keys the console was
@@ -512,7 +452,7 @@ fn approved_calls(streams: &[ReplicaRecording]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chaperone_crds::{SessionAgent, SessionStatus, SessionVerification};
+    use chaperone_crds::{SessionAgent, SessionStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn session(state: &str, reason: &str) -> Session {
@@ -529,6 +469,7 @@ mod tests {
                     service_account: "pr-bot".into(),
                     pod_name: "pr-bot-0".into(),
                     pod_uid: "u".into(),
+                    role_session_name: String::new(),
                 }),
                 connection: "prod-aws".into(),
                 start: Some("2026-12-06T10:00:00Z".into()),
@@ -567,9 +508,8 @@ mod tests {
     }
 
     #[test]
-    fn api_rows_filter_on_approval_decisions_and_refuse_the_approved_calls_filter() {
-        let row = ApiSessionRow::from_session(&session("Verified", ""));
-        assert_eq!(row.agent.as_ref().map(|a| a.service_account.as_str()), Some("pr-bot"));
+    fn api_sessions_filter_on_approval_decisions_and_refuse_the_approved_calls_filter() {
+        let row = ListedSession::from_api(session("Verified", ""));
         let range = TimeRange::default();
         let with =
             |calls: &str| SessionFilter { calls: Some(calls.into()), ..SessionFilter::default() };
@@ -577,6 +517,14 @@ mod tests {
         assert!(!row.passes(&with("denied"), range).unwrap());
         let refused = row.passes(&with("approved"), range).unwrap_err().to_string();
         assert!(refused.contains("calls=approvals"), "{refused}");
+        // The direct path counts approved calls, and filters on them.
+        let direct = ListedSession { approved: Some(1), ..row.clone() };
+        assert!(direct.passes(&with("approved"), range).unwrap());
+        assert!(
+            !ListedSession { approved: Some(0), ..row.clone() }
+                .passes(&with("approved"), range)
+                .unwrap()
+        );
         let other = SessionFilter { agent: Some("someone".into()), ..SessionFilter::default() };
         assert!(!row.passes(&other, range).unwrap());
         let later = TimeRange {

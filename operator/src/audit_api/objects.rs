@@ -2,46 +2,10 @@
 //! `kubectl get`, and Status objects for refusals.
 
 use chaperone_crds::{
-    AUDIT_API_VERSION, AUDIT_GROUP, AUDIT_VERSION, Session, SessionAgent, SessionEventList,
-    SessionList, SessionStatus, SessionVerification,
+    AUDIT_API_VERSION, AUDIT_GROUP, AUDIT_VERSION, Session, SessionEventList, SessionList,
 };
-use chaperone_recording_store::SessionSummary;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use serde_json::{Value, json};
-
-/// A session object from its summary and the operator's verification.
-pub fn session(summary: &SessionSummary, verification: SessionVerification) -> Session {
-    let start = summary.started.map(|t| t.to_string());
-    let creation_timestamp =
-        start.as_deref().and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok()).map(Time);
-    Session {
-        api_version: AUDIT_API_VERSION.to_owned(),
-        kind: "Session".to_owned(),
-        metadata: ObjectMeta {
-            name: Some(summary.session.clone()),
-            namespace: Some(summary.namespace.clone()),
-            creation_timestamp,
-            ..ObjectMeta::default()
-        },
-        status: SessionStatus {
-            agent: summary.agent.as_ref().map(|a| SessionAgent {
-                service_account: a.service_account.clone(),
-                pod_name: a.pod_name.clone(),
-                pod_uid: a.pod_uid.clone(),
-            }),
-            connection: summary.connection.clone(),
-            start,
-            end: summary.ended.map(|t| t.to_string()),
-            calls: summary.calls,
-            denied: summary.denied,
-            approvals: summary.approvals,
-            state: summary.status.clone(),
-            replicas: summary.replicas.iter().map(|r| r.replica.clone()).collect(),
-            location: summary.location.clone(),
-            verification,
-        },
-    }
-}
 
 /// `kind: SessionList`, sorted by start (then id).
 pub fn session_list(mut items: Vec<Session>) -> SessionList {

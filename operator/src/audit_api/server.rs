@@ -147,9 +147,7 @@ impl AuditState {
                 let sessions = list_sessions(&self.client, &bucket, &namespace, &mut keys).await?;
                 let ids = sessions.iter().map(|s| s.summary.session.clone()).collect();
                 self.log(&bucket, user, &namespace, "list", resource, ids).await?;
-                items.extend(
-                    sessions.iter().map(|s| objects::session(&s.summary, s.verification.clone())),
-                );
+                items.extend(sessions.iter().map(|s| s.summary.to_session(s.verification.clone())));
             }
         }
         let list = objects::session_list(items);
@@ -172,7 +170,7 @@ impl AuditState {
         let mut keys = ConnectionKeys::default();
         let read = read_session(&self.client, &bucket, &location, &mut keys).await?;
         self.log(&bucket, user, namespace, "get", resource, vec![session.to_owned()]).await?;
-        let object = objects::session(&read.summary, read.verification);
+        let object = read.summary.to_session(read.verification);
         if table {
             return Ok(json(StatusCode::OK, &objects::session_table(&[object])));
         }

@@ -124,13 +124,13 @@ function approvalsPage() {
     const list = document.getElementById("approvals");
     const seen = new Set();
     for (const a of data.approvals) {
-      const key = `${a.namespace}/${a.name}`;
+      const key = `${a.metadata.namespace}/${a.metadata.name}`;
       seen.add(key);
       let card = list.querySelector(`[data-approval="${CSS.escape(key)}"]`);
       if (!card) { card = approvalCard(a); list.append(card); }
       card.querySelector(".left").textContent = seconds(a.seconds_left);
       card.querySelector(".held").textContent = held(a);
-      card.querySelector(".count").textContent = `${a.approvals}/${a.required}` + (a.approvers.length ? ` (${a.approvers.join(", ")})` : "");
+      card.querySelector(".count").textContent = `${a.approvers.length}/${a.required}` + (a.approvers.length ? ` (${a.approvers.join(", ")})` : "");
     }
     for (const card of [...list.children]) {
       if (!seen.has(card.dataset.approval) && !card.classList.contains("deciding")) card.remove();
@@ -147,13 +147,17 @@ function approvalsPage() {
 // How long the agent's call still waits: the rule's holdSeconds from the request's creation.
 // After that the call is refused, and an approval given within the window admits its retry.
 function held(a) {
-  if (a.held_seconds_left === null || a.held_seconds_left === undefined) return `unknown (you may not read ApprovalRule ${a.rule})`;
+  if (a.held_seconds_left === null || a.held_seconds_left === undefined) return `unknown (you may not read ApprovalRule ${a.spec.rule})`;
   if (a.held_seconds_left <= 0) return "no longer: the call was refused; an approval admits its retry";
   return `${seconds(a.held_seconds_left)} more`;
 }
 
+// `a` is the ApprovalRequest as the API server gave it (metadata, spec, status), with the
+// console's seconds_left, held_seconds_left, approvers and required beside.
 function approvalCard(a) {
-  const key = `${a.namespace}/${a.name}`;
+  const { namespace, name } = a.metadata;
+  const spec = a.spec;
+  const key = `${namespace}/${name}`;
   const reason = h("input", { name: "reason", placeholder: "Reason (required to deny; shown to the agent)", autocomplete: "off" });
   const result = h("div", { class: "result" });
   const send = async (decision, event) => {
@@ -165,7 +169,7 @@ function approvalCard(a) {
     }
     card.classList.add("deciding");
     try {
-      const answer = await api("/api/approvals/decide", { method: "POST", body: JSON.stringify({ namespace: a.namespace, name: a.name, decision, reason: reason.value }) });
+      const answer = await api("/api/approvals/decide", { method: "POST", body: JSON.stringify({ namespace, name, decision, reason: reason.value }) });
       document.getElementById("decisions").append(h("li", { class: "ok decided", "data-decided": key }, answer.message));
       card.remove();
     } catch (e) {
@@ -175,16 +179,16 @@ function approvalCard(a) {
     }
   };
   const card = h("article", { class: "approval", "data-approval": key },
-    h("h3", {}, a.actions.join(", "), h("span", { class: "muted" }, `  ${a.namespace}/${a.name}`)),
+    h("h3", {}, spec.actions.join(", "), h("span", { class: "muted" }, `  ${namespace}/${name}`)),
     h("dl", {},
-      h("dt", {}, "Resources"), h("dd", {}, a.resources.length ? a.resources.join("\n") : "-"),
-      h("dt", {}, "Parameters"), h("dd", {}, a.parameters_preview ? h("pre", { class: "preview" }, marked(a.parameters_preview)) : h("span", { class: "muted" }, "none recorded")),
-      h("dt", {}, "Asked by"), h("dd", {}, `${a.agent}` + (a.pod ? ` (pod ${a.pod})` : "") + ` through ${a.connection}`),
-      h("dt", {}, "Rule"), h("dd", {}, a.rule),
-      h("dt", {}, "Session"), h("dd", {}, h("a", { href: `#/session/${encodeURIComponent(a.namespace)}/${encodeURIComponent(a.connection)}/${encodeURIComponent(a.session)}` }, a.session)),
+      h("dt", {}, "Resources"), h("dd", {}, (spec.resources || []).length ? spec.resources.join("\n") : "-"),
+      h("dt", {}, "Parameters"), h("dd", {}, spec.parametersPreview ? h("pre", { class: "preview" }, marked(spec.parametersPreview)) : h("span", { class: "muted" }, "none recorded")),
+      h("dt", {}, "Asked by"), h("dd", {}, `${spec.agent.serviceAccount}` + (spec.agent.pod ? ` (pod ${spec.agent.pod})` : "") + ` through ${spec.connection}`),
+      h("dt", {}, "Rule"), h("dd", {}, spec.rule),
+      h("dt", {}, "Session"), h("dd", {}, h("a", { href: `#/session/${encodeURIComponent(namespace)}/${encodeURIComponent(spec.connection)}/${encodeURIComponent(spec.sessionId)}` }, spec.sessionId)),
       h("dt", {}, "Held for"), h("dd", { class: "held" }, held(a)),
       h("dt", {}, "Approval window"), h("dd", { class: "left" }, seconds(a.seconds_left)),
-      h("dt", {}, "Approvals"), h("dd", { class: "count" }, `${a.approvals}/${a.required}`),
+      h("dt", {}, "Approvals"), h("dd", { class: "count" }, `${a.approvers.length}/${a.required}`),
     ),
     h("form", {},
       reason,
@@ -241,14 +245,16 @@ function sessionsPage() {
     const drawn = JSON.stringify(data.sessions);
     if (drawn === sessionsPage.drawn) return;
     sessionsPage.drawn = drawn;
+    // Each session is the audit API's Session object (metadata, status) on both paths.
     const rows = data.sessions.map((s) => {
-      const href = `#/session/${encodeURIComponent(s.namespace)}/${encodeURIComponent(s.connection)}/${encodeURIComponent(s.session)}`;
-      return h("tr", { "data-session": s.session, onclick: () => { location.hash = href; } },
-        h("td", {}, h("a", { href }, s.session)),
-        h("td", {}, s.started || "-"), h("td", {}, s.namespace), h("td", {}, s.connection),
-        h("td", {}, s.agent ? s.agent.service_account : "-"), h("td", {}, (s.agent && s.agent.pod_name) || "-"),
-        h("td", {}, s.calls), h("td", { class: s.denied ? "outcome-deny" : "" }, s.denied), approvalsCell(s),
-        h("td", {}, s.status, s.unreadable.length ? h("span", { class: "outcome-deny", title: s.unreadable.join("\n") }, " (partly unreadable)") : null));
+      const { name, namespace } = s.metadata, st = s.status;
+      const href = `#/session/${encodeURIComponent(namespace)}/${encodeURIComponent(st.connection)}/${encodeURIComponent(name)}`;
+      return h("tr", { "data-session": name, onclick: () => { location.hash = href; } },
+        h("td", {}, h("a", { href }, name)),
+        h("td", {}, st.start || "-"), h("td", {}, namespace), h("td", {}, st.connection),
+        h("td", {}, st.agent ? st.agent.serviceAccount : "-"), h("td", {}, (st.agent && st.agent.podName) || "-"),
+        h("td", {}, st.calls), h("td", { class: st.denied ? "outcome-deny" : "" }, st.denied), approvalsCell(s),
+        h("td", {}, st.state, s.unreadable.length ? h("span", { class: "outcome-deny", title: s.unreadable.join("\n") }, " (partly unreadable)") : null));
     });
     const table = rows.length
       ? h("table", { id: "sessions-table" },
@@ -261,7 +267,7 @@ function sessionsPage() {
 
 // Direct path: calls an approval released; audit API: approval decisions recorded (either way).
 function approvalsCell(s) {
-  const n = s.approved !== undefined ? s.approved : s.approvals;
+  const n = s.approved !== undefined ? s.approved : s.status.approvals;
   const title = s.approved !== undefined ? "calls released by a reviewer's approval" : "approval decisions recorded (approved or refused)";
   return h("td", { class: n ? "outcome-approved" : "", title }, n);
 }
@@ -298,7 +304,7 @@ function sessionPage(namespace, connection, id, call) {
     if (mine !== generation) return;
     clearError();
     const s = data.summary;
-    open = /open|no-manifest/.test(s.status);
+    open = /open|no-manifest/.test(s.status.state);
     document.getElementById("live").title = open ? "The session is still being recorded: new calls appear within seconds" : "The session has ended";
     const calls = JSON.stringify([s, data.calls]);
     if (calls !== sessionPage.calls) {
@@ -328,14 +334,14 @@ function badge(v) {
 }
 
 function meta(s) {
+  const st = s.status, agent = st.agent;
   const rows = [
-    ["Namespace / connection", `${s.namespace}/${s.connection}`],
-    // The audit API does not serve the role session name; the direct path's summary has it.
-    ["Agent", s.agent ? `${s.agent.service_account} (pod ${s.agent.pod_name || "-"}${"role_session_name" in s.agent ? `, role session ${s.agent.role_session_name || "-"}` : ""})` : "-"],
-    ["Started", s.started || "-"],
-    ["Status", s.status],
-    ["Calls", `${s.calls} (${s.denied} denied)`],
-    ["Location", s.location],
+    ["Namespace / connection", `${s.metadata.namespace}/${st.connection}`],
+    ["Agent", agent ? `${agent.serviceAccount} (pod ${agent.podName || "-"}${agent.roleSessionName ? `, role session ${agent.roleSessionName}` : ""})` : "-"],
+    ["Started", st.start || "-"],
+    ["Status", st.state],
+    ["Calls", `${st.calls} (${st.denied} denied)`],
+    ["Location", st.location],
   ];
   document.getElementById("session-meta").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
   for (const u of s.unreadable || []) document.getElementById("session-meta").append(h("dt", {}, "Unreadable"), h("dd", { class: "outcome-deny" }, u));
@@ -363,7 +369,7 @@ function timeline(calls) {
     const g = h("g", { class: `mark outcome-${c.outcome}`, "data-call": `${c.replica}/${c.call}` },
       h("line", { x1: cx, y1: H - B, x2: cx, y2: cy, stroke: colour[c.outcome], "stroke-width": 2 }),
       h("circle", { cx, cy, r: 5, fill: colour[c.outcome] }),
-      h("title", {}, `${c.time} ${c.operation || c.method} ${c.status} ${latency(c.latency_us)} ${c.outcome}` + (c.approval_text ? `\n${c.approval_text}` : "")));
+      h("title", {}, `${c.time} ${c.operation || c.method} ${c.status} ${latency(c.latency_us)} ${c.outcome}` + (c.approval ? `\n${c.approval}` : "")));
     g.addEventListener("click", () => selectCall(c));
     svg.append(g);
   }
@@ -377,7 +383,7 @@ function callsTable(calls, namespace, connection, id) {
       h("td", {}, c.time || "-"), h("td", {}, c.method || "-"), h("td", {}, c.operation || "-"),
       h("td", {}, c.resources[0] || "-", c.resources.length > 1 ? ` (+${c.resources.length - 1})` : ""),
       h("td", { class: `outcome-${c.outcome}` }, c.decision || "-"), h("td", {}, c.status), h("td", {}, latency(c.latency_us)),
-      h("td", { class: c.approval_text ? `approval-cell outcome-${c.outcome}` : "" }, c.approval_text || "-"));
+      h("td", { class: c.approval ? `approval-cell outcome-${c.outcome}` : "" }, c.approval || "-"));
   });
   document.getElementById("calls").replaceChildren(calls.length
     ? h("table", { id: "calls-table" },
@@ -421,7 +427,7 @@ function callDetail(c) {
     h("br"), h("b", {}, "Decision: "), h("span", { class: `outcome-${c.outcome}` }, c.decision || "-")));
   if (approval) {
     parts.push(h("div", { class: `approval-detail ${approval.outcome === "approved" ? "ok" : "notice"}` },
-      h("b", {}, "Approval: "), c.approval_text || approval.outcome,
+      h("b", {}, "Approval: "), c.approval || approval.outcome,
       h("br"), `Reviewers: ${(approval.approvers || []).map((a) => `${a.username} (${(a.groups || []).join(", ")})`).join("; ") || "none"}`,
       h("br"), `Rule ${approval.rule}, ApprovalRequest ${approval.approval_request}, held ${(approval.waited_ms / 1000).toFixed(1)}s`));
   }
