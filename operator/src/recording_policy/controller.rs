@@ -399,52 +399,46 @@ async fn current_rules(bucket: &PolicyBucket) -> Result<Vec<LifecycleRule>, Stri
     match bucket.client.get_bucket_lifecycle_configuration().bucket(&bucket.bucket).send().await {
         Ok(output) => Ok(output.rules().to_vec()),
         Err(error) if error.code() == Some("NoSuchLifecycleConfiguration") => Ok(Vec::new()),
-        Err(error) => Err(format!(
-            "reading the lifecycle configuration of bucket {} (needs s3:GetLifecycleConfiguration): {}",
-            bucket.bucket,
-            sdk_text(&error)
-        )),
+        Err(error) => {
+            Err(lifecycle_failure(bucket, "reading", "s3:GetLifecycleConfiguration", &error))
+        }
     }
+}
+
+/// Why a call on the bucket's lifecycle configuration failed: what was being done, the
+/// permission it needs, and S3's answer.
+fn lifecycle_failure<E: std::error::Error + 'static, R: std::fmt::Debug + 'static>(
+    bucket: &PolicyBucket,
+    doing: &str,
+    permission: &str,
+    error: &SdkError<E, R>,
+) -> String {
+    format!(
+        "{doing} the lifecycle configuration of bucket {} (needs {permission}): {}",
+        bucket.bucket,
+        sdk_text(error)
+    )
 }
 
 /// Writes `rules` as the bucket's whole lifecycle configuration (deletes it when empty).
 async fn write_rules(bucket: &PolicyBucket, rules: Vec<LifecycleRule>) -> Result<(), String> {
+    const PUT: &str = "s3:PutLifecycleConfiguration";
     let client = &bucket.client;
     if rules.is_empty() {
-        return client
-            .delete_bucket_lifecycle()
-            .bucket(&bucket.bucket)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|error| {
-                format!(
-                    "deleting the lifecycle configuration of bucket {} (needs \
-                     s3:PutLifecycleConfiguration): {}",
-                    bucket.bucket,
-                    sdk_text(&error)
-                )
-            });
+        let deleted = client.delete_bucket_lifecycle().bucket(&bucket.bucket).send().await;
+        return deleted.map(|_| ()).map_err(|e| lifecycle_failure(bucket, "deleting", PUT, &e));
     }
     let configuration = BucketLifecycleConfiguration::builder()
         .set_rules(Some(rules))
         .build()
         .map_err(|e| format!("building the lifecycle configuration: {e}"))?;
-    client
+    let written = client
         .put_bucket_lifecycle_configuration()
         .bucket(&bucket.bucket)
         .lifecycle_configuration(configuration)
         .send()
-        .await
-        .map(|_| ())
-        .map_err(|error| {
-            format!(
-                "writing the lifecycle configuration of bucket {} (needs \
-                 s3:PutLifecycleConfiguration): {}",
-                bucket.bucket,
-                sdk_text(&error)
-            )
-        })
+        .await;
+    written.map(|_| ()).map_err(|e| lifecycle_failure(bucket, "writing", PUT, &e))
 }
 
 /// Applies the policy's rule, keeping foreign ones; returns the check and whether it wrote.
