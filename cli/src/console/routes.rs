@@ -19,7 +19,7 @@ use crate::console::access::{Scope, visible_namespaces};
 use crate::console::assets;
 use crate::console::call_detail::call_views;
 use crate::console::inbox::{decide, parse_decision, pending};
-use crate::console::sessions::SessionFilter;
+use crate::console::sessions::{SessionFilter, SessionKey};
 
 /// The largest decision body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -168,33 +168,26 @@ async fn sessions(console: &Console, query: &HashMap<String, String>) -> anyhow:
     )
 }
 
-fn session_key(
-    query: &HashMap<String, String>,
-) -> anyhow::Result<(String, Option<String>, String)> {
+fn session_key(query: &HashMap<String, String>) -> anyhow::Result<SessionKey> {
     let namespace = query.get("namespace").cloned().unwrap_or_default();
     let id = query.get("id").cloned().unwrap_or_default();
     if namespace.is_empty() || id.is_empty() {
         anyhow::bail!("say which session: ?namespace=NAMESPACE&id=SESSION[&connection=NAME]");
     }
-    Ok((namespace, query.get("connection").filter(|c| !c.is_empty()).cloned(), id))
+    let connection = query.get("connection").filter(|c| !c.is_empty()).cloned();
+    Ok(SessionKey { namespace, connection, id })
 }
 
 async fn session(console: &Console, query: &HashMap<String, String>) -> anyhow::Result<Value> {
-    let (namespace, connection, id) = session_key(query)?;
-    let recording = console
-        .sessions
-        .show(console.cluster.client(), &namespace, connection.as_deref(), &id)
-        .await?;
+    let key = session_key(query)?;
+    let recording = console.sessions.show(console.cluster.client(), &key).await?;
     let calls = call_views(&recording.events);
     Ok(json!({"summary": recording.summary, "calls": calls}))
 }
 
 async fn verify(console: &Console, query: &HashMap<String, String>) -> anyhow::Result<Value> {
-    let (namespace, connection, id) = session_key(query)?;
-    let verdict = console
-        .sessions
-        .verify(console.cluster.client(), &namespace, connection.as_deref(), &id)
-        .await?;
+    let key = session_key(query)?;
+    let verdict = console.sessions.verify(console.cluster.client(), &key).await?;
     Ok(serde_json::to_value(verdict)?)
 }
 

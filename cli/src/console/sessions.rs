@@ -49,6 +49,14 @@ pub struct SessionFilter {
     pub calls: Option<String>,
 }
 
+/// Which session a page asks for: `id` of `namespace`, in `connection` when given.
+#[derive(Debug, Clone)]
+pub struct SessionKey {
+    pub namespace: String,
+    pub connection: Option<String>,
+    pub id: String,
+}
+
 /// A session as the page lists and shows it: the audit API's Session object on both paths (the
 /// direct path builds it from the recording's summary as the operator does), flattened, and what
 /// only the direct path knows.
@@ -228,44 +236,36 @@ impl SessionSource {
         Ok((listed, skipped))
     }
 
-    /// Session `id` of `namespace` (in `connection` when given), every replica merged by time.
+    /// The session `key` names, every replica merged by time.
     pub async fn show(
         &self,
         client: &Client,
-        namespace: &str,
-        connection: Option<&str>,
-        id: &str,
+        key: &SessionKey,
     ) -> anyhow::Result<SessionRecording> {
-        match self {
-            Self::Direct(direct) => direct.show(client, namespace, connection, id).await,
-            Self::Api(api) => {
-                let session = api.get(namespace, id).await.map_err(for_the_console)?;
-                if let Some(connection) = connection.filter(|c| *c != session.status.connection) {
-                    anyhow::bail!(
-                        "session {id} of namespace {namespace} is of connection {:?}, not {connection:?}",
-                        session.status.connection
-                    );
-                }
-                let events = api.events(namespace, id).await.map_err(for_the_console)?;
-                Ok(SessionRecording { summary: ListedSession::from_api(session), events })
-            }
+        let api = match self {
+            Self::Direct(direct) => return direct.show(client, key).await,
+            Self::Api(api) => api,
+        };
+        let SessionKey { namespace, connection, id } = key;
+        let session = api.get(namespace, id).await.map_err(for_the_console)?;
+        if let Some(connection) = connection.as_ref().filter(|c| **c != session.status.connection) {
+            anyhow::bail!(
+                "session {id} of namespace {namespace} is of connection {:?}, not {connection:?}",
+                session.status.connection
+            );
         }
+        let events = api.events(namespace, id).await.map_err(for_the_console)?;
+        Ok(SessionRecording { summary: ListedSession::from_api(session), events })
     }
 
     /// The session's verification: the operator's (audit API), or the console's own with the
     /// keys it was given (direct path).
-    pub async fn verify(
-        &self,
-        client: &Client,
-        namespace: &str,
-        connection: Option<&str>,
-        id: &str,
-    ) -> anyhow::Result<Verdict> {
+    pub async fn verify(&self, client: &Client, key: &SessionKey) -> anyhow::Result<Verdict> {
         match self {
-            Self::Direct(direct) => direct.verify(client, namespace, connection, id).await,
-            Self::Api(api) => {
-                Ok(operator_verdict(&api.get(namespace, id).await.map_err(for_the_console)?))
-            }
+            Self::Direct(direct) => direct.verify(client, key).await,
+            Self::Api(api) => Ok(operator_verdict(
+                &api.get(&key.namespace, &key.id).await.map_err(for_the_console)?,
+            )),
         }
     }
 }
@@ -383,17 +383,27 @@ impl DirectSource {
         Ok(listed)
     }
 
-    async fn show(
+    /// The recording source of the key's namespace and where the session is in it, once the
+    /// user may read the namespace.
+    async fn locate(
         &self,
-        client: &Client,
-        namespace: &str,
-        connection: Option<&str>,
-        id: &str,
-    ) -> anyhow::Result<SessionRecording> {
-        self.check_access(client, namespace).await.map_err(anyhow::Error::msg)?;
-        let source = self.source(namespace).await?;
+        key: &SessionKey,
+    ) -> anyhow::Result<(Arc<RecordingSource>, SessionLocation)> {
+        let source = self.source(&key.namespace).await?;
+        let location = locate_session(
+            &source.bucket,
+            &key.id,
+            Some(&key.namespace),
+            key.connection.as_deref(),
+        )
+        .await?;
+        Ok((source, location))
+    }
+
+    async fn show(&self, client: &Client, key: &SessionKey) -> anyhow::Result<SessionRecording> {
+        self.check_access(client, &key.namespace).await.map_err(anyhow::Error::msg)?;
+        let (source, location) = self.locate(key).await?;
         let bucket = &source.bucket;
-        let location = locate_session(bucket, id, Some(namespace), connection).await?;
         let streams = read_session(bucket, &location, &[]).await?;
         let summary = summarize(&location, bucket.url(&location.key_prefix()), &streams);
         let approved = approved_calls(&streams);
@@ -401,43 +411,34 @@ impl DirectSource {
         Ok(SessionRecording { summary: ListedSession::from_summary(summary, approved), events })
     }
 
-    /// Verifies session `id` as `sessions verify --direct` does, with the keys the console was
+    /// Verifies the session as `sessions verify --direct` does, with the keys the console was
     /// given.
-    async fn verify(
-        &self,
-        client: &Client,
-        namespace: &str,
-        connection: Option<&str>,
-        id: &str,
-    ) -> anyhow::Result<Verdict> {
-        self.check_access(client, namespace).await.map_err(anyhow::Error::msg)?;
+    async fn verify(&self, client: &Client, key: &SessionKey) -> anyhow::Result<Verdict> {
+        self.check_access(client, &key.namespace).await.map_err(anyhow::Error::msg)?;
         let trust = TrustSources::from(&self.trust);
+        let verdict = |status, problems, keys| Verdict {
+            status,
+            problems,
+            keys,
+            by: "console",
+            detail: None,
+        };
         if let Err(e) = trust.ensure_any() {
-            return Ok(Verdict {
-                status: "unverified",
-                problems: vec![e.to_string()],
-                keys: vec![],
-                by: "console",
-                detail: None,
-            });
+            return Ok(verdict("unverified", vec![e.to_string()], vec![]));
         }
-        let source = self.source(namespace).await?;
+        let (source, location) = self.locate(key).await?;
         let bucket = &source.bucket;
-        let location: SessionLocation =
-            locate_session(bucket, id, Some(namespace), connection).await?;
         let cluster =
-            ClusterFlags { namespace: Some(namespace.to_owned()), ..self.cluster.clone() };
+            ClusterFlags { namespace: Some(key.namespace.clone()), ..self.cluster.clone() };
         let (keys, key_ids) = trust.load(&source, &cluster, &location).await?;
         let objects = bucket.get_all(&session_keys(bucket, &location).await?).await?;
         let options = VerifyOptions { now: Timestamp::now(), digest_grace: self.trust.grace()? };
         let report = SessionVerifier::new(keys, options).verify(&objects);
-        Ok(Verdict {
-            status: if report.is_valid() { "intact" } else { "broken" },
-            problems: report.problems.iter().map(ToString::to_string).collect(),
-            keys: key_ids.iter().map(KeyId::as_str).map(str::to_owned).collect(),
-            by: "console",
-            detail: None,
-        })
+        Ok(verdict(
+            if report.is_valid() { "intact" } else { "broken" },
+            report.problems.iter().map(ToString::to_string).collect(),
+            key_ids.iter().map(KeyId::as_str).map(str::to_owned).collect(),
+        ))
     }
 }
 
