@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use chaperone_recording::{
-    ApprovalDecision, Body, Effect, Event, EventBody, Hash256, Request, Response,
+    AWS_CHUNKED_HEADERS, ApprovalDecision, Body, Effect, Event, EventBody, HOP_HEADERS, Hash256,
+    Request, Response,
 };
 
 /// One recorded call, in the order the session made it.
@@ -43,28 +44,15 @@ pub struct ReplayRequest {
     pub recorded_body_comparable: Result<(), String>,
 }
 
-/// Headers of the recorded request that are never re-sent: the agent's authentication (the replay
-/// signs anew), the gateway's host, and transport or aws-chunked framing headers.
-const DROPPED_HEADERS: &[&str] = &[
-    "authorization",
-    "x-amz-security-token",
-    "x-amz-date",
-    "x-amz-content-sha256",
-    "host",
-    "content-length",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "cookie",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-    "transfer-encoding",
-    "x-amz-decoded-content-length",
-    "x-amz-trailer",
-];
+/// Whether a recorded request header is re-sent: not the hop's headers the gateway drops too
+/// ([`HOP_HEADERS`]: the agent's authentication, the gateway's host, transport), not aws-chunked
+/// framing, and not the length, proxy credentials or cookies, which the replay's own request
+/// carries or must not carry.
+fn is_re_sent(name: &str) -> bool {
+    !(HOP_HEADERS.contains(&name)
+        || AWS_CHUNKED_HEADERS.contains(&name)
+        || ["content-length", "proxy-authorization", "cookie"].contains(&name))
+}
 
 /// Verbs of IAM actions that only read.
 const READ_ONLY_VERBS: &[&str] = &[
@@ -193,7 +181,7 @@ fn plan_request(
         if name == "x-amz-content-sha256" && value.starts_with("STREAMING-") {
             chunked = true;
         }
-        if DROPPED_HEADERS.contains(&name.as_str()) {
+        if !is_re_sent(&name) {
             continue;
         }
         if is_redaction_marker(value) {

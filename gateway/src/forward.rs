@@ -16,6 +16,7 @@ use aws_sigv4::{
     sign::v4,
 };
 use bytes::Bytes;
+use chaperone_recording::{AWS_CHUNKED_HEADERS, HOP_HEADERS};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
@@ -107,30 +108,10 @@ pub enum ForwardError {
     },
 }
 
-/// Headers never forwarded: hop-by-hop, and the agent's own authentication (the gateway signs anew).
-const DROPPED_HEADERS: &[&str] = &[
-    "authorization",
-    "x-amz-security-token",
-    "x-amz-date",
-    "x-amz-content-sha256",
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-    "transfer-encoding",
-];
-
 /// Whether a header from the agent is forwarded upstream.
 pub fn is_forwardable(name: &HeaderName) -> bool {
-    !DROPPED_HEADERS.contains(&name.as_str())
+    !HOP_HEADERS.contains(&name.as_str())
 }
-
-/// Headers that describe an aws-chunked encoding and go away once the gateway decoded it.
-const CHUNKED_ONLY_HEADERS: &[&str] = &["x-amz-decoded-content-length", "x-amz-trailer"];
 
 /// Unsigned headers forwarded anyway: transport and SDK bookkeeping that AWS accepts unsigned.
 pub(crate) fn forward_unsigned(name: &str) -> bool {
@@ -224,7 +205,7 @@ impl OutboundRequest {
 
 /// After decoding aws-chunked: the body is plain bytes of `length`.
 fn decode_chunked_headers(headers: &mut HeaderMap, length: u64) {
-    for name in CHUNKED_ONLY_HEADERS {
+    for name in AWS_CHUNKED_HEADERS {
         headers.remove(*name);
     }
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {

@@ -98,6 +98,29 @@ pub struct AgentIdentity {
     pub role_session_name: String,
 }
 
+/// Headers of a recorded request that belong to its hop to the gateway, not to the AWS call: the
+/// agent's authentication (the gateway, or a replay, signs anew), the gateway's host, and
+/// hop-by-hop transport headers. The gateway never forwards them; a replay never re-sends them.
+pub const HOP_HEADERS: &[&str] = &[
+    "authorization",
+    "x-amz-security-token",
+    "x-amz-date",
+    "x-amz-content-sha256",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "transfer-encoding",
+];
+
+/// Headers that describe an aws-chunked body: they go once the body is decoded (the gateway
+/// forwards it decoded; a replay sends the recorded bytes plain).
+pub const AWS_CHUNKED_HEADERS: &[&str] = &["x-amz-decoded-content-length", "x-amz-trailer"];
+
 /// A call the gateway is about to forward (recorded before forwarding).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Request {

@@ -29,9 +29,9 @@ pub use access_log::{
 pub use canonical::canonical_json;
 pub use digest::{DIGEST_FORMAT, Digest, DigestChain, SignedDigest};
 pub use event::{
-    AgentIdentity, Approval, ApprovalDecision, Approver, AwsCall, Body, BodyEncoding, Decision,
-    Denied, Effect, EndReason, Event, EventBody, FORMAT_VERSION, Request, Response, SessionEnd,
-    SessionStart, StreamedBody, Timings,
+    AWS_CHUNKED_HEADERS, AgentIdentity, Approval, ApprovalDecision, Approver, AwsCall, Body,
+    BodyEncoding, Decision, Denied, Effect, EndReason, Event, EventBody, FORMAT_VERSION,
+    HOP_HEADERS, Request, Response, SessionEnd, SessionStart, StreamedBody, Timings,
 };
 pub use hash::{Hash256, chain_genesis, line_hash, lower_hex};
 pub use layout::{LayoutError, ObjectKey, ObjectName, SessionLocation, StreamLocation};
