@@ -133,12 +133,16 @@ pub fn pending_view(
         .map(|t| t.0.as_second())
         .zip(hold_seconds)
         .map(|(created, hold)| created + i64::from(hold) - now.unix_timestamp());
+    // The server's field bookkeeping is not the reviewer's business and would be most of what
+    // the page polls for.
+    let mut request = request.clone();
+    request.metadata.managed_fields = None;
     Some(PendingApproval {
-        request: request.clone(),
+        approvers: approvals::approvers(&request.spec.reviews).map(str::to_owned).collect(),
+        required: approvals::required(&request),
+        request,
         seconds_left,
         held_seconds_left,
-        approvers: approvals::approvers(&request.spec.reviews).map(str::to_owned).collect(),
-        required: approvals::required(request),
     })
 }
 
@@ -205,7 +209,9 @@ mod tests {
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 "2026-11-25T16:59:00Z".parse().unwrap(),
             ));
+        held.metadata.managed_fields = Some(vec![Default::default()]);
         let view = pending_view(&held, Some(120), now).expect("pending");
+        assert_eq!(view.request.metadata.managed_fields, None, "not sent to the page");
         assert_eq!(view.held_seconds_left, Some(60));
         assert_eq!(pending_view(&held, None, now).unwrap().held_seconds_left, None);
         assert_eq!(view.seconds_left, Some(600));
