@@ -336,7 +336,8 @@ fn fail_closed(
     }
 }
 
-/// A namespaced rule of the group's `v1` version: `operations` on `resource`.
+/// A namespaced rule: `operations` on `resource` of `group`, at version `v1` for the core group
+/// (`""`) and at the CRDs' version ([`chaperone_crds::VERSION`]) for ours.
 fn rule(group: &str, operations: &[&str], resource: &str) -> RuleWithOperations {
     let version = if group.is_empty() { "v1" } else { chaperone_crds::VERSION };
     RuleWithOperations {
