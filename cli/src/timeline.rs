@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use chaperone_recording::{
     ApprovalDecision, AwsCall, Decision, Effect, EventBody, RecordedEvent, Timestamp,
 };
-
 use serde::Serialize;
 
 use crate::text_table::TextTable;
