@@ -148,7 +148,9 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Byte
         |access_key_id: &str, _token: Option<&str>, _now: time::OffsetDateTime| {
             if access_key_id == state.keys.access_key_id {
                 Ok(SessionSecret {
-                    secret_access_key: state.keys.secret_access_key.clone(),
+                    secret_access_key: chaperone_config::Redacted(
+                        state.keys.secret_access_key.clone(),
+                    ),
                     session: (),
                 })
             } else {

@@ -13,6 +13,7 @@ use chaperone_crds::{
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{ConnectionAdmission, IdentityConfig, IdentitySource};
+use crate::redacted::Redacted;
 
 /// Version of the configuration schema this gateway understands.
 pub const CONFIG_VERSION: u32 = 1;
@@ -98,7 +99,7 @@ fn default_max_session_seconds() -> i64 {
 /// Where a connection's upstream credentials come from: static keys (`accessKeyId`,
 /// `secretAccessKey`, optional `sessionToken`) or `webIdentity`, exactly one; then optionally
 /// `assumeRole`, assumed with them per agent before signing.
-#[derive(Serialize, Deserialize, Clone, Default, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Static access key id.
@@ -106,10 +107,10 @@ pub struct UpstreamConfig {
     pub access_key_id: Option<String>,
     /// Static secret access key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<Redacted<String>>,
     /// Session token of temporary static keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_token: Option<String>,
+    pub session_token: Option<Redacted<String>>,
     /// The gateway's own projected token, exchanged at STS (IRSA-style).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_identity: Option<WebIdentityConfig>,
@@ -211,18 +212,6 @@ impl UpstreamConfig {
     }
 }
 
-impl std::fmt::Debug for UpstreamConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamConfig")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
-            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
-            .field("web_identity", &self.web_identity)
-            .field("assume_role", &self.assume_role)
-            .finish()
-    }
-}
-
 /// The gateway's own web identity: a projected service-account token file exchanged for the
 /// role's temporary credentials with `sts:AssumeRoleWithWebIdentity`, refreshed before expiry.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -265,26 +254,16 @@ fn is_http_url(url: &str) -> bool {
 }
 
 /// Static upstream keys, resolved by the operator.
-#[derive(Serialize, Deserialize, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpstreamCredentials {
     /// Access key id.
     pub access_key_id: String,
     /// Secret access key.
-    pub secret_access_key: String,
+    pub secret_access_key: Redacted<String>,
     /// Session token, for temporary upstream credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for UpstreamCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamCredentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    pub session_token: Option<Redacted<String>>,
 }
 
 /// Why a configuration was refused; each names the field to fix.

@@ -11,11 +11,12 @@
 //! }
 //! ```
 
-use crate::secret::Secret;
 use std::path::Path;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde::{Deserialize, Serialize};
+
+use crate::redacted::Redacted;
 
 /// Session MAC secrets shorter than this are refused.
 pub const MIN_SESSION_SECRET_BYTES: usize = 32;
@@ -61,7 +62,7 @@ pub enum KeysError {
 #[derive(Clone, Debug)]
 pub struct SessionKey {
     id: String,
-    secret: Secret<Vec<u8>>,
+    secret: Redacted<Vec<u8>>,
 }
 
 impl SessionKey {
@@ -81,7 +82,7 @@ impl SessionKey {
                 ),
             });
         }
-        Ok(Self { id, secret: Secret(secret) })
+        Ok(Self { id, secret: Redacted(secret) })
     }
 
     /// The key's id, carried in every session token minted under it.
@@ -129,7 +130,7 @@ impl SessionKeys {
 
 /// The 32-byte Ed25519 seed recordings' manifests and digests are signed with.
 #[derive(Clone, Debug)]
-pub struct RecordingSigningKey(Secret<[u8; 32]>);
+pub struct RecordingSigningKey(Redacted<[u8; 32]>);
 
 impl RecordingSigningKey {
     /// The seed.
@@ -212,7 +213,7 @@ impl GatewayKeys {
             what: "recordingSigningKey".into(),
             reason: format!("it has {} bytes, an Ed25519 seed has 32", bytes.len()),
         })?;
-        Ok(Self { session, recording_signing_key: RecordingSigningKey(Secret(seed)) })
+        Ok(Self { session, recording_signing_key: RecordingSigningKey(Redacted(seed)) })
     }
 }
 

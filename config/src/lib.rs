@@ -7,7 +7,7 @@
 //!   gateway derives from it ([`IdentityConfig`]), and the shared defaults (audience, leeway).
 //! - [`keys`]: the keys file (session MAC keys, recording signing key).
 //! - [`approval`]: what an ApprovalRequest's reviews decide, and when it expires.
-//! - [`secret`]: [`Secret`], a value `Debug` never prints (keys, tokens).
+//! - [`redacted`]: [`Redacted`], a value `Debug` never prints (keys, tokens).
 //! - [`tls`]: the CA and serving certificates the operator issues (webhooks, gateways), the
 //!   Secret layout they are stored in, and the rotating certificate a server presents.
 //!
@@ -17,7 +17,7 @@ pub mod approval;
 pub mod gateway;
 pub mod identity;
 pub mod keys;
-pub mod secret;
+pub mod redacted;
 pub mod tls;
 
 pub use chaperone_crds::{DEFAULT_SESSION_SECONDS, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS};
@@ -31,4 +31,4 @@ pub use identity::{
 pub use keys::{
     GatewayKeys, KeysError, KeysFile, KeysFileEntry, RecordingSigningKey, SessionKey, SessionKeys,
 };
-pub use secret::Secret;
+pub use redacted::Redacted;

@@ -10,7 +10,6 @@
 //! Pure core: generating, reissuing, deciding when to renew ([`IssuedCertificates::renewal`]) and
 //! converting to and from the Secret's data. The operator reads and writes the Secret.
 
-use crate::secret::Secret;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -26,6 +25,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+use crate::redacted::Redacted;
 
 /// Secret data key of the CA certificate (PEM).
 pub const CA_CERT_KEY: &str = "ca.crt";
@@ -96,9 +97,9 @@ pub enum Renewal {
 pub struct IssuedCertificates {
     ca_name: String,
     ca_pem: String,
-    ca_key_pem: Secret<String>,
+    ca_key_pem: Redacted<String>,
     cert_pem: String,
-    key_pem: Secret<String>,
+    key_pem: Redacted<String>,
     ca_not_after: OffsetDateTime,
     cert_not_after: OffsetDateTime,
     names: Vec<String>,
@@ -158,7 +159,7 @@ impl IssuedCertificates {
             ca_pem: ca_cert.pem(),
             ca_key_pem: ca_key.serialize_pem().into(),
             cert_pem: String::new(),
-            key_pem: Secret::default(),
+            key_pem: Redacted::default(),
             ca_not_after,
             cert_not_after: now,
             names: Vec::new(),

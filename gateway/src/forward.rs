@@ -443,8 +443,8 @@ impl UpstreamForwarder {
 
         let identity = Credentials::new(
             &credentials.access_key_id,
-            &credentials.secret_access_key,
-            credentials.session_token.clone(),
+            credentials.secret_access_key.as_str(),
+            credentials.session_token.as_ref().map(|t| t.0.clone()),
             None,
             "chaperone-gateway",
         )
@@ -548,6 +548,7 @@ impl UpstreamForwarder {
 
 #[cfg(test)]
 mod tests {
+    use chaperone_config::Redacted;
     use http_body_util::{BodyExt, Empty};
 
     use super::*;
@@ -555,7 +556,7 @@ mod tests {
     fn credentials() -> UpstreamCredentials {
         UpstreamCredentials {
             access_key_id: "AKIDEXAMPLE".into(),
-            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            secret_access_key: Redacted("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into()),
             session_token: None,
         }
     }
@@ -663,7 +664,7 @@ mod tests {
     #[test]
     fn upstream_session_tokens_are_added_and_signed() {
         let mut creds = credentials();
-        creds.session_token = Some("upstream-token".into());
+        creds.session_token = Some(Redacted("upstream-token".into()));
         let signed = UpstreamForwarder::sign(
             "https://dynamodb.eu-west-1.amazonaws.com",
             request("dynamodb", "/", OutboundPayload::Sha256Hex("00".repeat(32))),

@@ -127,7 +127,7 @@ fn open_session(
     };
     match exchange.minter().open(access_key_id, token, now) {
         Ok(opened) => Ok(SessionSecret {
-            secret_access_key: opened.secret_access_key.expose().to_owned(),
+            secret_access_key: opened.secret_access_key.into_redacted(),
             session: opened.context,
         }),
         Err(SessionError::Expired { expired_at }) => {

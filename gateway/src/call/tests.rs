@@ -180,8 +180,10 @@ recordingPolicies:
             .unwrap();
         let credentials = UpstreamCredentials {
             access_key_id: minted.access_key_id,
-            secret_access_key: minted.secret_access_key.expose().to_owned(),
-            session_token: Some(minted.session_token),
+            secret_access_key: chaperone_config::Redacted(
+                minted.secret_access_key.expose().to_owned(),
+            ),
+            session_token: Some(chaperone_config::Redacted(minted.session_token)),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();

@@ -11,6 +11,7 @@ use base64::{
     Engine,
     engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD},
 };
+use chaperone_config::Redacted;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -73,19 +74,18 @@ impl SessionError {
 }
 
 /// A secret access key; shown only on purpose.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretAccessKey(String);
-
-impl std::fmt::Debug for SecretAccessKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretAccessKey(..)")
-    }
-}
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretAccessKey(Redacted<String>);
 
 impl SecretAccessKey {
     /// The key's 40 characters, for signing or verifying.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// The key, still redacted from `Debug`, without a copy.
+    pub fn into_redacted(self) -> Redacted<String> {
+        self.0
     }
 }
 
@@ -306,7 +306,7 @@ fn derive_access_key_id(key: &SessionKey, session_id: &Uuid) -> String {
 /// 40 characters of base64 over 240 bits of HMAC(key, access key id).
 fn derive_secret_access_key(key: &SessionKey, access_key_id: &str) -> SecretAccessKey {
     let tag = labelled_hmac(key, SECRET_ACCESS_KEY_LABEL, access_key_id.as_bytes());
-    SecretAccessKey(STANDARD_NO_PAD.encode(&tag.as_ref()[..30]))
+    SecretAccessKey(Redacted(STANDARD_NO_PAD.encode(&tag.as_ref()[..30])))
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! The gateway's STS face: AssumeRoleWithWebIdentity exchanges a projected service-account token
 //! for session credentials, answered in STS's own XML so every SDK understands it.
 
-use chaperone_config::Secret;
 use std::{collections::BTreeMap, sync::Arc};
 
 use aws_lc_rs::digest;
+use chaperone_config::Redacted;
 use time::Duration;
 
 use chaperone_config::{
@@ -192,7 +192,7 @@ pub struct AssumeRoleWithWebIdentityRequest {
     /// `RoleSessionName`.
     pub role_session_name: String,
     /// `WebIdentityToken` (a credential: never logged).
-    pub web_identity_token: Secret<String>,
+    pub web_identity_token: Redacted<String>,
     /// `DurationSeconds`, if given.
     pub duration_seconds: Option<i64>,
 }
@@ -267,7 +267,7 @@ impl AssumeRoleWithWebIdentityRequest {
         Ok(Self {
             role_arn: role_arn.to_owned(),
             role_session_name: role_session_name.to_owned(),
-            web_identity_token: Secret(web_identity_token.to_owned()),
+            web_identity_token: Redacted(web_identity_token.to_owned()),
             duration_seconds,
         })
     }

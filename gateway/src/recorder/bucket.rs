@@ -85,8 +85,8 @@ impl RecordingBucket {
         let credentials = match credentials {
             Some(c) => SharedCredentialsProvider::new(Credentials::new(
                 c.access_key_id.clone(),
-                c.secret_access_key.clone(),
-                c.session_token.clone(),
+                c.secret_access_key.0.clone(),
+                c.session_token.as_ref().map(|t| t.0.clone()),
                 None,
                 "chaperone-recording-policy",
             )),

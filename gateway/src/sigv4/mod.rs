@@ -17,7 +17,7 @@
 //! let verifier = SigV4Verifier::new(|access_key_id: &str, _token: Option<&str>, _now| {
 //!     // The gateway derives the secret from its key and checks the session token here.
 //!     Ok::<_, CredentialRejection>(SessionSecret {
-//!         secret_access_key: derive_secret(access_key_id),
+//!         secret_access_key: chaperone_config::Redacted(derive_secret(access_key_id)),
 //!         session: (),
 //!     })
 //! });

@@ -1,6 +1,6 @@
 //! The SigV4 signing key and the HMAC and hash primitives over it.
 
-use chaperone_config::Secret;
+use chaperone_config::Redacted;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -35,7 +35,7 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 /// The key derived from a secret access key for one day, region and service
 /// (`kSigning` in AWS's documentation). It signs the request and every chunk of its body.
 #[derive(Clone, Debug)]
-pub struct SigningKey(Secret<[u8; 32]>);
+pub struct SigningKey(Redacted<[u8; 32]>);
 
 impl SigningKey {
     /// Derives the key: HMAC chain over `date` (YYYYMMDD), `region`, `service`, `aws4_request`.
@@ -46,7 +46,7 @@ impl SigningKey {
         let date_key = hmac_sha256(&seed, date.as_bytes());
         let region_key = hmac_sha256(&date_key, region.as_bytes());
         let service_key = hmac_sha256(&region_key, service.as_bytes());
-        Self(Secret(hmac_sha256(&service_key, b"aws4_request")))
+        Self(Redacted(hmac_sha256(&service_key, b"aws4_request")))
     }
 
     /// The signature of `string_to_sign`.

@@ -447,7 +447,10 @@ mod tests {
             if token != Some("the-token") {
                 return Err(CredentialRejection::InvalidToken { reason: "wrong token".into() });
             }
-            Ok(super::super::SessionSecret { secret_access_key: SECRET.into(), session: () })
+            Ok(super::super::SessionSecret {
+                secret_access_key: chaperone_config::Redacted(SECRET.into()),
+                session: (),
+            })
         };
         SigV2PresignedVerifier::new(
             lookup,

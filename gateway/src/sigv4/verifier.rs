@@ -1,5 +1,6 @@
 //! [`SigV4Verifier`]: checks a request's SigV4 signature against a secret the caller looks up.
 
+use chaperone_config::Redacted;
 use http::HeaderMap;
 use time::{Duration, OffsetDateTime, PrimitiveDateTime, macros::format_description};
 
@@ -17,18 +18,10 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(15);
 pub const MAX_PRESIGNED_EXPIRES_SECONDS: i64 = 604_800;
 
 /// The secret behind an access key id, and whatever the caller knows of its session.
+#[derive(Debug)]
 pub struct SessionSecret<S> {
-    pub secret_access_key: String,
+    pub secret_access_key: Redacted<String>,
     pub session: S,
-}
-
-impl<S: std::fmt::Debug> std::fmt::Debug for SessionSecret<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionSecret")
-            .field("secret_access_key", &"<redacted>")
-            .field("session", &self.session)
-            .finish()
-    }
 }
 
 /// Why a [`SecretLookup`] refuses an access key id.

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use chaperone_config::UpstreamCredentials;
+use chaperone_config::{Redacted, UpstreamCredentials};
 use http::{HeaderMap, HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Full, Limited};
 use sha2::{Digest, Sha256};
@@ -175,8 +175,8 @@ pub fn parse_answer(status: u16, body: &str) -> Result<TemporaryCredentials, Sts
     Ok(TemporaryCredentials {
         keys: UpstreamCredentials {
             access_key_id: field("AccessKeyId")?,
-            secret_access_key: field("SecretAccessKey")?,
-            session_token: Some(field("SessionToken")?),
+            secret_access_key: Redacted(field("SecretAccessKey")?),
+            session_token: Some(Redacted(field("SessionToken")?)),
         },
         expires_at: expires_at.into(),
     })
@@ -301,8 +301,8 @@ mod tests {
     fn an_sts_answer_gives_the_keys_and_their_expiry() {
         let credentials = parse_answer(200, ANSWER).unwrap();
         assert_eq!(credentials.keys.access_key_id, "ASIAEXAMPLE");
-        assert_eq!(credentials.keys.secret_access_key, "s3cr&t/+x");
-        assert_eq!(credentials.keys.session_token.as_deref(), Some("tok=="));
+        assert_eq!(*credentials.keys.secret_access_key, "s3cr&t/+x");
+        assert_eq!(credentials.keys.session_token.as_deref().map(String::as_str), Some("tok=="));
         let expected = time::macros::datetime!(2026-11-29 21:25:24.123 UTC);
         assert_eq!(credentials.expires_at, SystemTime::from(expected));
     }

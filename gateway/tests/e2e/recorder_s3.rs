@@ -77,7 +77,9 @@ fn target(env: &LocalEnv, bucket: &str, endpoint: &str, max_body_bytes: i64) -> 
         },
         credentials: Some(UpstreamCredentials {
             access_key_id: env.moto.gateway_user.access_key_id.clone(),
-            secret_access_key: env.moto.gateway_user.secret_access_key.clone(),
+            secret_access_key: chaperone_config::Redacted(
+                env.moto.gateway_user.secret_access_key.clone(),
+            ),
             session_token: None,
         }),
     }

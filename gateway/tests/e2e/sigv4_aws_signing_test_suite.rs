@@ -170,7 +170,10 @@ fn verify(context: &SuiteContext, request: &WireRequest) -> Result<(), SigV4Erro
                 reason: "not the suite's session token".to_owned(),
             });
         }
-        Ok(SessionSecret { secret_access_key: context.secret.clone(), session: () })
+        Ok(SessionSecret {
+            secret_access_key: chaperone_config::Redacted(context.secret.clone()),
+            session: (),
+        })
     };
     let mut verifier = SigV4Verifier::new(lookup);
     if !context.normalize {

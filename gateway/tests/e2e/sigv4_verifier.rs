@@ -156,7 +156,10 @@ impl SecretLookup for IssuedCredentials {
                 reason: "not the token issued with this key".to_owned(),
             });
         }
-        Ok(SessionSecret { secret_access_key: self.secret.to_owned(), session: Agent("pr-bot") })
+        Ok(SessionSecret {
+            secret_access_key: chaperone_config::Redacted(self.secret.to_owned()),
+            session: Agent("pr-bot"),
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use chaperone_config::{
     AssumeRoleConfig, CONFIG_VERSION, ConfigError, ConnectionConfig, GatewayConfig, IdentitySource,
-    UpstreamConfig, UpstreamCredentials, WebIdentityConfig,
+    Redacted, UpstreamConfig, UpstreamCredentials, WebIdentityConfig,
 };
 use chaperone_crds::{AgentConnection, ApprovalRuleSpec, RecordingPolicy};
 use kube::ResourceExt;
@@ -368,9 +368,9 @@ fn secret_keys(
         }
     };
     let access_key_id = value(&reference.access_key_id_key)?;
-    let secret_access_key = value(&reference.secret_access_key_key)?;
+    let secret_access_key = Redacted(value(&reference.secret_access_key_key)?);
     let session_token = match data.get(SESSION_TOKEN_KEY) {
-        Some(_) => Some(value(SESSION_TOKEN_KEY)?),
+        Some(_) => Some(Redacted(value(SESSION_TOKEN_KEY)?)),
         None => None,
     };
     Ok(UpstreamCredentials { access_key_id, secret_access_key, session_token })
@@ -482,7 +482,7 @@ mod tests {
         let c = compilation.config.connection("prod-aws").unwrap();
         let keys = c.upstream.static_keys().unwrap();
         assert_eq!(keys.access_key_id, "AKIAEXAMPLE");
-        assert_eq!(keys.secret_access_key, "secret", "trailing newline trimmed");
+        assert_eq!(*keys.secret_access_key, "secret", "trailing newline trimmed");
         assert_eq!(c.recording_policy, "default");
         assert_eq!(compilation.config.recording_policies.keys().collect::<Vec<_>>(), ["default"]);
         let outcome = &compilation.outcomes["prod-aws"];

@@ -208,8 +208,8 @@ pub(crate) async fn policy_bucket(
             (
                 Some(Credentials::new(
                     keys.access_key_id,
-                    keys.secret_access_key,
-                    keys.session_token,
+                    keys.secret_access_key.0,
+                    keys.session_token.map(|t| t.0),
                     None,
                     "chaperone-recording-policy",
                 )),

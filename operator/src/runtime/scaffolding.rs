@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chaperone_config::UpstreamCredentials;
+use chaperone_config::{Redacted, UpstreamCredentials};
 use futures::{Stream, StreamExt, TryFuture};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::{
@@ -432,8 +432,8 @@ pub fn secret_text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String
 pub fn aws_keys(data: &BTreeMap<String, Vec<u8>>) -> Option<UpstreamCredentials> {
     Some(UpstreamCredentials {
         access_key_id: secret_text(data, ACCESS_KEY_ID_KEY)?,
-        secret_access_key: secret_text(data, SECRET_ACCESS_KEY_KEY)?,
-        session_token: secret_text(data, SESSION_TOKEN_KEY),
+        secret_access_key: Redacted(secret_text(data, SECRET_ACCESS_KEY_KEY)?),
+        session_token: secret_text(data, SESSION_TOKEN_KEY).map(Redacted),
     })
 }
 
